@@ -1,0 +1,72 @@
+"""Every exception treadle raises of its own, in one leaf module.
+
+This module imports nothing from treadle. Where asyncio has an exception of the same
+meaning, the name and base class match it; timeouts raise the builtin ``TimeoutError``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CancelledError",
+    "IncompleteReadError",
+    "InvalidStateError",
+    "LimitOverrunError",
+    "QueueEmpty",
+    "QueueFull",
+    "QueueShutDown",
+]
+
+
+class CancelledError(BaseException):
+    """The task or future was cancelled.
+
+    A ``BaseException`` (as in asyncio since 3.8) so that ``except Exception`` in user
+    code does not swallow a cancellation by accident.
+    """
+
+
+class InvalidStateError(Exception):
+    """A future was used in a way its state does not allow, such as setting a result twice."""
+
+
+class IncompleteReadError(EOFError):
+    """The stream ended before the expected number of bytes arrived.
+
+    ``partial`` holds the bytes that did arrive; ``expected`` the count asked for
+    (``None`` when reading up to a separator).
+    """
+
+    def __init__(self, partial: bytes, expected: int | None) -> None:
+        wanted = "undefined" if expected is None else repr(expected)
+        super().__init__(f"{len(partial)} bytes read on a total of {wanted} expected bytes")
+        self.partial = partial
+        self.expected = expected
+
+    def __reduce__(self) -> tuple[type[IncompleteReadError], tuple[bytes, int | None]]:
+        return type(self), (self.partial, self.expected)
+
+
+class LimitOverrunError(Exception):
+    """A line or separator search ran past the stream's buffer limit.
+
+    ``consumed`` is how many bytes are buffered and would have to be consumed.
+    """
+
+    def __init__(self, message: str, consumed: int) -> None:
+        super().__init__(message)
+        self.consumed = consumed
+
+    def __reduce__(self) -> tuple[type[LimitOverrunError], tuple[str, int]]:
+        return type(self), (self.args[0], self.consumed)
+
+
+class QueueEmpty(Exception):
+    """``get_nowait()`` found the queue empty."""
+
+
+class QueueFull(Exception):
+    """``put_nowait()`` found the queue full."""
+
+
+class QueueShutDown(Exception):
+    """The queue was shut down: no more puts, and no more gets once it is empty."""

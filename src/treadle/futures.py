@@ -1,0 +1,261 @@
+"""Future: a result that is not known yet, and the callbacks waiting for it.
+
+A coroutine waits for a Future by awaiting it (``await fut``) or, from a generator,
+with ``yield from fut``: both suspend the coroutine by yielding the Future up to the
+Task driving it, which resumes the coroutine when the Future is done (``tasks.py``).
+Imports the core loop layer only.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import enum
+import types
+from collections.abc import Callable, Generator
+from contextvars import Context, copy_context
+from typing import Any, Generic, TypeVar
+
+from treadle.errors import CancelledError, InvalidStateError
+from treadle.loop import EventLoop, chain_concurrent_future, get_running_loop
+
+__all__ = ["Future", "isfuture", "wrap_future"]
+
+_T = TypeVar("_T")
+
+
+class _State(enum.Enum):
+    PENDING = "pending"
+    CANCELLED = "cancelled"
+    FINISHED = "finished"
+
+
+_PENDING = _State.PENDING
+_CANCELLED = _State.CANCELLED
+_FINISHED = _State.FINISHED
+
+# The directory of treadle's own source: frames from here are trimmed from tracebacks.
+_PACKAGE_DIR = __file__.rsplit("/", 1)[0].rsplit("\\", 1)[0]
+
+
+def trim_traceback(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """``tb`` without treadle's own frames, except the innermost (where the error arose).
+
+    The await chain runs through Task steps and Future plumbing; a user reading a
+    traceback wants their own frames in call order, so those are unlinked.
+    """
+    if tb is None:
+        return None
+    frames = []
+    while tb is not None:
+        frames.append(tb)
+        tb = tb.tb_next
+    kept = [
+        entry
+        for i, entry in enumerate(frames)
+        if i == len(frames) - 1 or not entry.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR)
+    ]
+    for entry, following in zip(kept, kept[1:], strict=False):
+        entry.tb_next = following
+    kept[-1].tb_next = None
+    return kept[0]
+
+
+class Future(Generic[_T]):
+    """A result that will be set later, by ``set_result``, ``set_exception`` or ``cancel``.
+
+    Done callbacks are scheduled with ``call_soon``, never called inline. Awaitable with
+    ``await`` and ``yield from``.
+    """
+
+    # The flag asyncio's Task looks for: True while a coroutine is suspended on this
+    # future. Sharing the name means treadle and asyncio tasks can await each other's
+    # futures, which the asyncio adapter relies on.
+    _asyncio_future_blocking = False
+    # Invariant: True while an exception is set that nobody has looked at. A class
+    # default too, so __del__ is safe on an instance whose __init__ failed.
+    _log_traceback = False
+
+    _state: _State
+    _result: Any
+    _exception: BaseException | None
+    _cancel_message: str | None
+    _cancelled_exc: CancelledError | None
+
+    def __init__(self, *, loop: EventLoop | None = None) -> None:
+        self._loop = get_running_loop() if loop is None else loop
+        self._state = _PENDING
+        self._result = None
+        self._exception = None
+        self._callbacks: list[tuple[Callable[[Any], object], Context]] = []
+        self._cancel_message = None
+        self._cancelled_exc = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._describe_state()}>"
+
+    def _describe_state(self) -> str:
+        if self._state is _FINISHED:
+            if self._exception is not None:
+                return f"finished exception={self._exception!r}"
+            return f"finished result={self._result!r}"
+        return self._state.value
+
+    def __del__(self) -> None:
+        if not self._log_traceback:
+            return
+        exc = self._exception
+        context: dict[str, Any] = {
+            "message": f"{type(self).__name__} exception was never retrieved",
+            "exception": exc,
+            "future": self,
+        }
+        self._loop.call_exception_handler(context)
+
+    def get_loop(self) -> EventLoop:
+        """The loop this future belongs to."""
+        return self._loop
+
+    # --- state ----------------------------------------------------------------------
+
+    def done(self) -> bool:
+        """Whether the future has a result, an exception, or was cancelled."""
+        return self._state is not _PENDING
+
+    def cancelled(self) -> bool:
+        """Whether the future was cancelled."""
+        return self._state is _CANCELLED
+
+    def result(self) -> _T:
+        """The result; raises the exception if one was set, CancelledError if cancelled."""
+        if self._state is _FINISHED:
+            self._log_traceback = False
+            if self._exception is not None:
+                raise self._exception.with_traceback(self._exception.__traceback__)
+            return self._result  # type: ignore[no-any-return]
+        if self._state is _CANCELLED:
+            raise self._make_cancelled_error()
+        raise InvalidStateError(f"{self!r}: result is not set yet")
+
+    def exception(self) -> BaseException | None:
+        """The exception set, or None; raises CancelledError if cancelled."""
+        if self._state is _FINISHED:
+            self._log_traceback = False
+            return self._exception
+        if self._state is _CANCELLED:
+            raise self._make_cancelled_error()
+        raise InvalidStateError(f"{self!r}: exception is not set yet")
+
+    def set_result(self, result: _T) -> None:
+        """Mark done with ``result`` and schedule the done callbacks."""
+        if self._state is not _PENDING:
+            raise InvalidStateError(f"{self!r}: cannot set a result, the future is already done")
+        self._result = result
+        self._state = _FINISHED
+        self._schedule_callbacks()
+
+    def set_exception(self, exception: BaseException | type[BaseException]) -> None:
+        """Mark done with ``exception`` (an instance or a class) and schedule the callbacks."""
+        if self._state is not _PENDING:
+            raise InvalidStateError(
+                f"{self!r}: cannot set an exception, the future is already done"
+            )
+        if isinstance(exception, type):
+            exception = exception()
+        if not isinstance(exception, BaseException):
+            raise TypeError(f"set_exception() needs an exception, got {exception!r}")
+        if isinstance(exception, StopIteration):
+            # It would end the awaiting coroutine's frame as if it had returned.
+            new_exc = RuntimeError("StopIteration cannot be set on a future")
+            new_exc.__cause__ = exception
+            exception = new_exc
+        self._exception = exception
+        self._state = _FINISHED
+        self._log_traceback = True
+        self._schedule_callbacks()
+
+    def cancel(self, msg: str | None = None) -> bool:
+        """Cancel, unless already done; True if it is now cancelled."""
+        self._log_traceback = False
+        if self._state is not _PENDING:
+            return False
+        self._state = _CANCELLED
+        self._cancel_message = msg
+        self._schedule_callbacks()
+        return True
+
+    def _make_cancelled_error(self) -> CancelledError:
+        """The CancelledError to raise for this cancelled future (made once, then reused)."""
+        if self._cancelled_exc is not None:
+            exc = self._cancelled_exc
+            self._cancelled_exc = None
+            return exc
+        if self._cancel_message is None:
+            return CancelledError()
+        return CancelledError(self._cancel_message)
+
+    # --- callbacks --------------------------------------------------------------------
+
+    def add_done_callback(
+        self, fn: Callable[[Future[_T]], object], *, context: Context | None = None
+    ) -> None:
+        """Schedule ``fn(self)`` when done (at once, with ``call_soon``, if already done)."""
+        if context is None:
+            context = copy_context()
+        if self._state is not _PENDING:
+            self._loop.call_soon(fn, self, context=context)
+        else:
+            self._callbacks.append((fn, context))
+
+    def remove_done_callback(self, fn: Callable[[Future[_T]], object]) -> int:
+        """Forget every registration of ``fn``; how many there were."""
+        kept = [(f, ctx) for f, ctx in self._callbacks if f != fn]
+        removed = len(self._callbacks) - len(kept)
+        if removed:
+            self._callbacks[:] = kept
+        return removed
+
+    def _schedule_callbacks(self) -> None:
+        callbacks = self._callbacks
+        if not callbacks:
+            return
+        self._callbacks = []
+        call_soon = self._loop.call_soon
+        for fn, context in callbacks:
+            call_soon(fn, self, context=context)
+
+    # --- awaiting -----------------------------------------------------------------------
+
+    def __await__(self) -> Generator[Future[_T], None, _T]:
+        if self._state is _PENDING:
+            self._asyncio_future_blocking = True
+            yield self  # The Task driving us resumes this frame once we are done.
+            if self._state is _PENDING:
+                raise RuntimeError(
+                    "a coroutine was resumed before the future it awaits was done; "
+                    "futures must be awaited by a treadle Task"
+                )
+        return self.result()
+
+    __iter__ = __await__  # ``yield from future`` in generator-based coroutines
+
+
+def isfuture(obj: object) -> bool:
+    """Whether ``obj`` is a future (treadle's, or one that speaks the same protocol)."""
+    return getattr(type(obj), "_asyncio_future_blocking", None) is not None and not isinstance(
+        obj, type
+    )
+
+
+def wrap_future(fut: Any, *, loop: EventLoop | None = None) -> Future[Any]:
+    """A treadle Future that follows a ``concurrent.futures.Future`` (or returns a treadle one)."""
+    if isfuture(fut):
+        return fut  # type: ignore[no-any-return]
+    if not isinstance(fut, concurrent.futures.Future):
+        raise TypeError(f"wrap_future() needs a concurrent.futures.Future, got {fut!r}")
+    loop = get_running_loop() if loop is None else loop
+    new: Future[Any] = Future(loop=loop)
+    chain_concurrent_future(fut, new, loop)
+    return new
+
+
+EventLoop._future_type = Future

@@ -1,0 +1,117 @@
+"""Handles: a callback the loop has promised to call, and the means to take it back.
+
+A ``Handle`` is what ``call_soon`` returns and what sits in the loop's ready queue; a
+``TimerHandle`` is one with a deadline, returned by ``call_later`` and ``call_at``.
+Part of the core loop layer: imports nothing from treadle.
+"""
+
+from __future__ import annotations
+
+import reprlib
+from collections.abc import Callable
+from contextvars import Context
+from typing import Any, Protocol
+
+__all__ = ["Handle", "TimerHandle", "describe_callback"]
+
+
+class _TimerOwner(Protocol):
+    def _timer_handle_cancelled(self, handle: TimerHandle) -> None: ...
+
+
+def describe_callback(callback: Callable[..., Any], args: tuple[Any, ...] | None = None) -> str:
+    """A short human name for a callback and its arguments, for logs and warnings."""
+    while hasattr(callback, "func"):  # functools.partial and friends
+        callback = callback.func
+    name = getattr(callback, "__qualname__", None) or getattr(callback, "__name__", None)
+    if name is None:
+        name = repr(callback)
+    owner = getattr(callback, "__self__", None)
+    if owner is not None and not isinstance(owner, type):
+        name = f"{type(owner).__name__}.{getattr(callback, '__name__', name)}"
+    if args:
+        name += "(" + ", ".join(reprlib.repr(arg) for arg in args) + ")"
+    else:
+        name += "()"
+    return name
+
+
+class Handle:
+    """A callback scheduled on the loop, with its arguments and the context to run it in."""
+
+    __slots__ = ("__weakref__", "_args", "_callback", "_cancelled", "_context", "_loop")
+
+    def __init__(
+        self,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+        loop: object,
+        context: Context,
+    ) -> None:
+        self._callback = callback
+        self._args = args
+        self._loop = loop
+        self._context = context
+        # Invariant: a cancelled handle is never called; the loop skips it when popped.
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        """Take the callback back. Calling it on a handle that already ran does nothing."""
+        if not self._cancelled:
+            self._cancelled = True
+            # Drop the references now rather than when the loop pops the handle.
+            self._callback = _cancelled_callback
+            self._args = ()
+
+    def cancelled(self) -> bool:
+        """Whether ``cancel()`` was called."""
+        return self._cancelled
+
+    def get_context(self) -> Context:
+        """The ``contextvars.Context`` the callback runs in."""
+        return self._context
+
+    def __repr__(self) -> str:
+        state = " cancelled" if self._cancelled else ""
+        return f"<{type(self).__name__}{state} {describe_callback(self._callback, self._args)}>"
+
+
+def _cancelled_callback(*args: object) -> None:
+    """Stands in for a cancelled handle's callback so its real one can be collected."""
+
+
+class TimerHandle(Handle):
+    """A handle with a deadline on the loop's clock."""
+
+    __slots__ = ("_scheduled", "_when")
+
+    def __init__(
+        self,
+        when: float,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+        loop: _TimerOwner,
+        context: Context,
+    ) -> None:
+        super().__init__(callback, args, loop, context)
+        self._when = when
+        # Invariant: True exactly while the handle sits in the loop's timer heap.
+        self._scheduled = False
+
+    def when(self) -> float:
+        """The deadline, in the loop's ``time()`` scale."""
+        return self._when
+
+    def cancel(self) -> None:
+        if not self._cancelled:
+            if self._scheduled:
+                loop: _TimerOwner = self._loop  # type: ignore[assignment]
+                loop._timer_handle_cancelled(self)
+            super().cancel()
+
+    def __repr__(self) -> str:
+        state = " cancelled" if self._cancelled else ""
+        return (
+            f"<{type(self).__name__}{state} when={self._when:.3f} "
+            f"{describe_callback(self._callback, self._args)}>"
+        )

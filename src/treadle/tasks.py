@@ -1,0 +1,326 @@
+"""Task: a Future that drives a coroutine, one step per wake-up. The only place coroutines resume.
+
+A step sends a value into (or throws an exception into) the coroutine, which runs until
+it suspends by yielding a Future it waits for, or a bare ``None`` to let the others
+run. The task then sleeps until that Future is done and takes the next step. A native
+coroutine (``async def``) and a plain generator (``yield from``) are driven alike.
+Imports the core loop layer and ``futures``.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import functools
+import inspect
+import itertools
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from contextvars import Context, copy_context
+from typing import Any, ParamSpec, TypeVar
+
+from treadle.errors import CancelledError, InvalidStateError
+from treadle.futures import _FINISHED, _PENDING, Future, isfuture, trim_traceback
+from treadle.loop import EventLoop, get_running_loop
+
+__all__ = [
+    "Task",
+    "all_tasks",
+    "coroutine",
+    "create_task",
+    "current_task",
+    "ensure_future",
+    "iscoroutine",
+]
+
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+
+_task_ids = itertools.count(1).__next__
+_COROUTINE_TYPES = (types.CoroutineType, types.GeneratorType)
+
+
+def iscoroutine(obj: object) -> bool:
+    """Whether a Task can drive ``obj``: a native coroutine or a generator (or alike)."""
+    return type(obj) in _COROUTINE_TYPES or isinstance(
+        obj, collections.abc.Coroutine | collections.abc.Generator
+    )
+
+
+class Task(Future[_T]):
+    """Drives a coroutine or generator to completion; its result is the coroutine's.
+
+    ``cancel()`` throws CancelledError into the coroutine at its next suspension point.
+    """
+
+    def __init__(
+        self,
+        coro: Coroutine[Any, Any, _T] | Generator[Any, Any, _T],
+        *,
+        loop: EventLoop | None = None,
+        name: str | None = None,
+        context: Context | None = None,
+    ) -> None:
+        if not iscoroutine(coro):
+            raise TypeError(
+                f"a coroutine or generator was expected, got {coro!r}; "
+                "did you pass the function instead of calling it?"
+                if callable(coro)
+                else f"a coroutine or generator was expected, got {coro!r}"
+            )
+        super().__init__(loop=loop)
+        self._coro = coro
+        self._context = copy_context() if context is None else context
+        # The future this task is suspended on, if any.
+        self._fut_waiter: Future[Any] | None = None
+        # Invariant: True when a cancel() must be thrown in at the next step.
+        self._must_cancel = False
+        self._num_cancels_requested = 0
+        self._id = _task_ids()
+        self._name = None if name is None else str(name)
+        loop = self._loop
+        loop.call_soon(self._step, context=self._context)
+        loop._tasks.add(self)
+
+    def __repr__(self) -> str:
+        coro = self._coro
+        code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        where = ""
+        if frame is not None:
+            where = f" running at {frame.f_code.co_filename}:{frame.f_lineno}"
+        what = code.co_qualname if code is not None else repr(coro)
+        return (
+            f"<{type(self).__name__} {self._describe_state()} name={self.get_name()!r} "
+            f"coro=<{what}(){where}>>"
+        )
+
+    # --- names and introspection ----------------------------------------------------
+
+    def get_name(self) -> str:
+        """The task's name (``Task-N`` unless one was given)."""
+        return self._name if self._name is not None else f"Task-{self._id}"
+
+    def set_name(self, value: object) -> None:
+        """Rename the task."""
+        self._name = str(value)
+
+    def get_coro(self) -> Coroutine[Any, Any, _T] | Generator[Any, Any, _T]:
+        """The coroutine or generator this task drives."""
+        return self._coro
+
+    def get_context(self) -> Context:
+        """The ``contextvars.Context`` every step of this task runs in."""
+        return self._context
+
+    def get_stack(self) -> list[types.FrameType]:
+        """The frames of the suspended await chain, outermost first (empty when done)."""
+        frames = []
+        awaitable: Any = self._coro
+        while awaitable is not None:
+            frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
+            if frame is None:
+                break
+            frames.append(frame)
+            awaitable = getattr(awaitable, "cr_await", None) or getattr(
+                awaitable, "gi_yieldfrom", None
+            )
+        return frames
+
+    # --- a task's result comes from its coroutine, not from outside ------------------
+
+    def set_result(self, result: _T) -> None:
+        raise RuntimeError("Task does not support set_result(); the coroutine's return sets it")
+
+    def set_exception(self, exception: BaseException | type[BaseException]) -> None:
+        raise RuntimeError("Task does not support set_exception(); the coroutine's raise sets it")
+
+    # --- cancellation ---------------------------------------------------------------
+
+    def cancel(self, msg: str | None = None) -> bool:
+        """Ask the coroutine to stop: CancelledError is thrown in at its next suspension.
+
+        True if the request was made (the task was not done yet). The coroutine may
+        catch the error; ``cancelling()`` counts the requests not yet withdrawn.
+        """
+        self._log_traceback = False
+        if self._state is not _PENDING:
+            return False
+        self._num_cancels_requested += 1
+        waiter = self._fut_waiter
+        if waiter is not None and waiter.cancel(msg=msg):
+            # The waiter's wake-up throws the CancelledError in. Keep _fut_waiter: the
+            # coroutine may catch it and wait again, and be cancelled again.
+            return True
+        self._must_cancel = True
+        self._cancel_message = msg
+        return True
+
+    def cancelling(self) -> int:
+        """How many cancellation requests are pending (made and not ``uncancel()``-ed)."""
+        return self._num_cancels_requested
+
+    def uncancel(self) -> int:
+        """Withdraw one cancellation request; how many remain."""
+        if self._num_cancels_requested > 0:
+            self._num_cancels_requested -= 1
+            if self._num_cancels_requested == 0:
+                self._must_cancel = False
+        return self._num_cancels_requested
+
+    # --- driving the coroutine --------------------------------------------------------
+
+    def _step(self, exc: BaseException | None = None) -> None:
+        """Resume the coroutine once: send None into it, or throw ``exc`` in."""
+        if self._state is not _PENDING:
+            raise InvalidStateError(f"cannot step {self!r}: it is already done")
+        if self._must_cancel:
+            if not isinstance(exc, CancelledError):
+                exc = self._make_cancelled_error()
+            self._must_cancel = False
+        self._fut_waiter = None
+        loop = self._loop
+        loop._current_task = self
+        try:
+            if exc is None:
+                result = self._coro.send(None)
+            else:
+                result = self._coro.throw(exc)
+        except StopIteration as stop:
+            if self._must_cancel:
+                # cancel() was called during this step and the coroutine returned
+                # before it could be delivered: the task ends cancelled.
+                self._must_cancel = False
+                Future.cancel(self, msg=self._cancel_message)
+            else:
+                Future.set_result(self, stop.value)
+            loop._tasks.discard(self)
+        except CancelledError as cancelled:
+            self._cancelled_exc = cancelled
+            Future.cancel(self, msg=cancelled.args[0] if cancelled.args else None)
+            loop._tasks.discard(self)
+        except (KeyboardInterrupt, SystemExit) as fatal:
+            Future.set_exception(self, fatal)
+            loop._tasks.discard(self)
+            raise
+        except BaseException as error:
+            if not loop._debug:
+                error.__traceback__ = trim_traceback(error.__traceback__)
+            Future.set_exception(self, error)
+            loop._tasks.discard(self)
+        else:
+            if result is None:
+                # A bare ``yield``: let the others run, then carry on.
+                loop.call_soon(self._step, context=self._context)
+            else:
+                self._suspend_on(result)
+        finally:
+            loop._current_task = None
+
+    def _suspend_on(self, yielded: Any) -> None:
+        """The coroutine yielded ``yielded``: wait for it if it is a future, else complain."""
+        blocking = getattr(yielded, "_asyncio_future_blocking", None)
+        if blocking is None:
+            if inspect.isgenerator(yielded) or inspect.iscoroutine(yielded):
+                problem = (
+                    f"{self.get_name()} yielded {yielded!r}; "
+                    "use 'yield from' (or 'await') to run a sub-coroutine, not 'yield'"
+                )
+            else:
+                problem = (
+                    f"{self.get_name()} yielded {yielded!r}, which is not a Future; a coroutine "
+                    "may only wait on a Future ('await fut' or 'yield from fut'), or yield "
+                    "nothing at all to let other tasks run"
+                )
+        elif yielded.get_loop() is not self._loop:
+            problem = f"{self.get_name()} awaited {yielded!r}, which belongs to a different loop"
+        elif not blocking:
+            problem = (
+                f"{self.get_name()} yielded the future {yielded!r} with 'yield'; "
+                "use 'yield from' (or 'await') to wait for it"
+            )
+        elif yielded is self:
+            problem = f"{self.get_name()} cannot await itself"
+        else:
+            yielded._asyncio_future_blocking = False
+            yielded.add_done_callback(self._wakeup, context=self._context)
+            self._fut_waiter = yielded
+            if self._must_cancel and yielded.cancel(msg=self._cancel_message):
+                self._must_cancel = False
+            return
+        self._loop.call_soon(self._step, RuntimeError(problem), context=self._context)
+
+    def _wakeup(self, future: Future[Any]) -> None:
+        """The future this task waited on is done: take the next step with its outcome."""
+        if future._state is _FINISHED and future._exception is None:
+            self._step()
+            return
+        try:
+            future.result()
+        except BaseException as exc:
+            self._step(exc)
+        else:
+            self._step()
+
+
+EventLoop._task_type = Task
+
+
+def coroutine(func: Callable[_P, Generator[Any, Any, _T]]) -> Callable[_P, Coroutine[Any, Any, _T]]:
+    """Mark a generator function as a coroutine, so ``async def`` code can ``await`` it.
+
+    Inside it, ``yield from`` works on futures, generators and native coroutines alike.
+    """
+    if inspect.iscoroutinefunction(func):
+        return func  # type: ignore[return-value]
+    target = func.func if isinstance(func, functools.partial) else func
+    if not inspect.isgeneratorfunction(target):
+        raise TypeError(
+            f"treadle.coroutine expects a generator function (a def with yield), got {func!r}"
+        )
+    return types.coroutine(func)  # type: ignore[return-value]
+
+
+def current_task(loop: EventLoop | None = None) -> Task[Any] | None:
+    """The task running now on ``loop`` (the running loop by default), or None."""
+    return (get_running_loop() if loop is None else loop)._current_task
+
+
+def all_tasks(loop: EventLoop | None = None) -> set[Task[Any]]:
+    """Every task of ``loop`` (the running loop by default) that is not done yet."""
+    loop = get_running_loop() if loop is None else loop
+    return {task for task in loop._tasks if not task.done()}
+
+
+def create_task(
+    coro: Coroutine[Any, Any, _T] | Generator[Any, Any, _T],
+    *,
+    name: str | None = None,
+    context: Context | None = None,
+) -> Task[_T]:
+    """Schedule ``coro`` as a Task on the running loop."""
+    try:
+        loop = get_running_loop()
+    except RuntimeError:
+        if iscoroutine(coro):
+            coro.close()  # don't also warn that it was never awaited
+        raise
+    return loop.create_task(coro, name=name, context=context)
+
+
+async def _await(awaitable: Awaitable[_T]) -> _T:
+    return await awaitable
+
+
+def ensure_future(obj: Awaitable[_T], *, loop: EventLoop | None = None) -> Future[_T]:
+    """``obj`` if it is a future; a Task running it if it is a coroutine or other awaitable."""
+    if isfuture(obj):
+        fut: Future[_T] = obj  # type: ignore[assignment]
+        if loop is not None and fut.get_loop() is not loop:
+            raise ValueError("the future belongs to a different loop than the one given")
+        return fut
+    loop = get_running_loop() if loop is None else loop
+    if iscoroutine(obj):
+        return loop.create_task(obj)  # type: ignore[arg-type]
+    if inspect.isawaitable(obj):
+        return loop.create_task(_await(obj))
+    raise TypeError(f"a future, a coroutine or an awaitable was expected, got {obj!r}")
