@@ -1,0 +1,44 @@
+"""Echo server on treadle streams, written against treadle's asyncio-shaped API.
+
+Usage: python treadle_streams.py PORT
+
+Until treadle's streams land, the import fails and the script reports
+``UNAVAILABLE ImportError: ...`` so the runner skips it.
+"""
+
+from __future__ import annotations
+
+from _serverlib import HOST, parse_args, raise_nofile, ready, unavailable
+
+try:
+    import treadle
+    from treadle import run, start_server  # noqa: F401  (fail early if streams are missing)
+except ImportError as exc:
+    unavailable(exc)
+
+
+async def handle(reader, writer) -> None:  # type: ignore[no-untyped-def]
+    try:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+async def main(port: int) -> None:
+    server = await treadle.start_server(handle, HOST, port)
+    ready()
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    args = parse_args(__doc__)
+    raise_nofile()
+    treadle.run(main(args.port))
