@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import enum
+import itertools
 import types
 from collections.abc import Callable, Generator
 from contextvars import Context, copy_context
@@ -54,7 +55,7 @@ def trim_traceback(tb: types.TracebackType | None) -> types.TracebackType | None
         for i, entry in enumerate(frames)
         if i == len(frames) - 1 or not entry.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR)
     ]
-    for entry, following in zip(kept, kept[1:], strict=False):
+    for entry, following in itertools.pairwise(kept):
         entry.tb_next = following
     kept[-1].tb_next = None
     return kept[0]
@@ -67,17 +68,24 @@ class Future(Generic[_T]):
     ``await`` and ``yield from``.
     """
 
-    # The flag asyncio's Task looks for: True while a coroutine is suspended on this
-    # future. Sharing the name means treadle and asyncio tasks can await each other's
-    # futures, which the asyncio adapter relies on.
-    _asyncio_future_blocking = False
-    # Invariant: True while an exception is set that nobody has looked at. A class
-    # default too, so __del__ is safe on an instance whose __init__ failed.
-    _log_traceback = False
+    __slots__ = (
+        "__weakref__",
+        "_asyncio_future_blocking",
+        "_callbacks",
+        "_cancel_message",
+        "_cancelled_exc",
+        "_exception",
+        "_log_traceback",
+        "_loop",
+        "_result",
+        "_state",
+    )
 
     _state: _State
     _result: Any
     _exception: BaseException | None
+    # Done callbacks and their contexts; None until the first one is added.
+    _callbacks: list[tuple[Callable[[Any], object], Context]] | None
     _cancel_message: str | None
     _cancelled_exc: CancelledError | None
 
@@ -86,9 +94,15 @@ class Future(Generic[_T]):
         self._state = _PENDING
         self._result = None
         self._exception = None
-        self._callbacks: list[tuple[Callable[[Any], object], Context]] = []
+        self._callbacks = None
         self._cancel_message = None
         self._cancelled_exc = None
+        # Invariant: True while an exception is set that nobody has looked at.
+        self._log_traceback = False
+        # The flag asyncio's Task looks for: True while a coroutine is suspended on this
+        # future. Sharing the name lets treadle and asyncio tasks await each other's
+        # futures, which the asyncio adapter relies on.
+        self._asyncio_future_blocking = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._describe_state()}>"
@@ -101,7 +115,8 @@ class Future(Generic[_T]):
         return self._state.value
 
     def __del__(self) -> None:
-        if not self._log_traceback:
+        # getattr: __init__ may have failed (a Task given a non-coroutine) before this was set.
+        if not getattr(self, "_log_traceback", False):
             return
         exc = self._exception
         context: dict[str, Any] = {
@@ -203,25 +218,31 @@ class Future(Generic[_T]):
             context = copy_context()
         if self._state is not _PENDING:
             self._loop.call_soon(fn, self, context=context)
+        elif self._callbacks is None:
+            self._callbacks = [(fn, context)]
         else:
             self._callbacks.append((fn, context))
 
     def remove_done_callback(self, fn: Callable[[Future[_T]], object]) -> int:
         """Forget every registration of ``fn``; how many there were."""
+        if not self._callbacks:
+            return 0
         kept = [(f, ctx) for f, ctx in self._callbacks if f != fn]
         removed = len(self._callbacks) - len(kept)
         if removed:
-            self._callbacks[:] = kept
+            self._callbacks = kept or None
         return removed
 
     def _schedule_callbacks(self) -> None:
         callbacks = self._callbacks
-        if not callbacks:
+        if callbacks is None:
             return
-        self._callbacks = []
-        call_soon = self._loop.call_soon
+        self._callbacks = None
+        # The loop is open (it is running us), and fn and context were checked when added.
+        schedule = self._loop._call_soon_unchecked
+        args = (self,)
         for fn, context in callbacks:
-            call_soon(fn, self, context=context)
+            schedule(fn, args, context)
 
     # --- awaiting -----------------------------------------------------------------------
 
@@ -241,9 +262,7 @@ class Future(Generic[_T]):
 
 def isfuture(obj: object) -> bool:
     """Whether ``obj`` is a future (treadle's, or one that speaks the same protocol)."""
-    return getattr(type(obj), "_asyncio_future_blocking", None) is not None and not isinstance(
-        obj, type
-    )
+    return not isinstance(obj, type) and getattr(obj, "_asyncio_future_blocking", None) is not None
 
 
 def wrap_future(fut: Any, *, loop: EventLoop | None = None) -> Future[Any]:

@@ -24,6 +24,8 @@ they are imported (which ``import treadle`` always does).
 from __future__ import annotations
 
 import concurrent.futures
+import errno
+import functools
 import itertools
 import logging
 import select
@@ -114,7 +116,7 @@ class _SelectorsPoller:
 
 def _make_poller() -> _Poller:
     if hasattr(select, "epoll"):
-        return select.epoll()  # type: ignore[return-value]
+        return select.epoll()
     return _SelectorsPoller()
 
 
@@ -263,6 +265,12 @@ class EventLoop:
         self._ready.append(handle)
         return handle
 
+    def _call_soon_unchecked(
+        self, callback: Callable[..., object], args: tuple[Any, ...], context: Context
+    ) -> None:
+        """``call_soon`` for the futures layer's own callbacks, which need no checking."""
+        self._ready.append(Handle(callback, args, self, context))
+
     def call_soon_threadsafe(
         self, callback: Callable[..., object], *args: Any, context: Context | None = None
     ) -> Handle:
@@ -381,10 +389,11 @@ class EventLoop:
             del self._registered[fd]
             try:
                 poller.unregister(fd)
-            except (FileNotFoundError, OSError):
-                # The descriptor was closed before it was removed; closing it already
-                # took it out of the poller, so there is nothing left to undo.
-                pass
+            except OSError as exc:
+                # EBADF/ENOENT: the descriptor was closed before it was removed, and
+                # closing it already took it out of the poller: nothing is left to undo.
+                if exc.errno not in (errno.EBADF, errno.ENOENT):
+                    raise
             return
         if old_mask == 0:
             try:
@@ -751,12 +760,12 @@ class EventLoop:
             return fut
         remaining = len(agens)
 
-        def closed(task: Task[Any], agen: Any) -> None:
+        def closed(task: Future[Any], agen: Any) -> None:
             nonlocal remaining
             if not task.cancelled() and task.exception() is not None:
                 self.call_exception_handler(
                     {
-                        "message": f"an error occurred closing asynchronous generator {agen!r}",
+                        "message": f"error closing asynchronous generator {agen!r}",
                         "exception": task.exception(),
                         "asyncgen": agen,
                     }
@@ -767,13 +776,13 @@ class EventLoop:
 
         for agen in agens:
             task = self.create_task(agen.aclose())
-            task.add_done_callback(lambda t, agen=agen: closed(t, agen))
+            task.add_done_callback(functools.partial(closed, agen=agen))
         return fut
 
     # --- errors -------------------------------------------------------------------------
 
     def set_exception_handler(self, handler: ExceptionHandler | None) -> None:
-        """Route errors nobody else can handle to ``handler(loop, context)``; None for the default."""
+        """Send errors nobody else can handle to ``handler(loop, context)``; None: default."""
         if handler is not None and not callable(handler):
             raise TypeError(f"exception handler must be a callable or None, got {handler!r}")
         self._exception_handler = handler

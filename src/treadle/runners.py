@@ -120,7 +120,7 @@ def _cancel_leftover_tasks(loop: EventLoop) -> None:
     everything_done: Future[None] = loop.create_future()
     remaining = len(leftover)
 
-    def one_done(_: Task[Any]) -> None:
+    def one_done(_: Future[Any]) -> None:
         nonlocal remaining
         remaining -= 1
         if remaining == 0:
@@ -136,7 +136,7 @@ def _cancel_leftover_tasks(loop: EventLoop) -> None:
         if exc is not None:
             loop.call_exception_handler(
                 {
-                    "message": "unhandled exception in a task left running when treadle.run() ended",
+                    "message": "exception in a task still running when treadle.run() ended",
                     "exception": exc,
                     "task": task,
                 }

@@ -52,6 +52,16 @@ class Task(Future[_T]):
     ``cancel()`` throws CancelledError into the coroutine at its next suspension point.
     """
 
+    __slots__ = (
+        "_context",
+        "_coro",
+        "_fut_waiter",
+        "_id",
+        "_must_cancel",
+        "_name",
+        "_num_cancels_requested",
+    )
+
     def __init__(
         self,
         coro: Coroutine[Any, Any, _T] | Generator[Any, Any, _T],
@@ -67,9 +77,18 @@ class Task(Future[_T]):
                 if callable(coro)
                 else f"a coroutine or generator was expected, got {coro!r}"
             )
-        super().__init__(loop=loop)
+        # Future.__init__, inlined: task creation is on the hot path of every spawn.
+        self._loop = loop = get_running_loop() if loop is None else loop
+        self._state = _PENDING
+        self._result = None
+        self._exception = None
+        self._callbacks = None
+        self._cancel_message = None
+        self._cancelled_exc = None
+        self._log_traceback = False
+        self._asyncio_future_blocking = False
         self._coro = coro
-        self._context = copy_context() if context is None else context
+        self._context = context = copy_context() if context is None else context
         # The future this task is suspended on, if any.
         self._fut_waiter: Future[Any] | None = None
         # Invariant: True when a cancel() must be thrown in at the next step.
@@ -77,8 +96,7 @@ class Task(Future[_T]):
         self._num_cancels_requested = 0
         self._id = _task_ids()
         self._name = None if name is None else str(name)
-        loop = self._loop
-        loop.call_soon(self._step, context=self._context)
+        loop._call_soon_unchecked(self._step, (), context)
         loop._tasks.add(self)
 
     def __repr__(self) -> str:
@@ -210,7 +228,7 @@ class Task(Future[_T]):
         else:
             if result is None:
                 # A bare ``yield``: let the others run, then carry on.
-                loop.call_soon(self._step, context=self._context)
+                loop._call_soon_unchecked(self._step, (), self._context)
             else:
                 self._suspend_on(result)
         finally:
@@ -271,7 +289,7 @@ def coroutine(func: Callable[_P, Generator[Any, Any, _T]]) -> Callable[_P, Corou
     Inside it, ``yield from`` works on futures, generators and native coroutines alike.
     """
     if inspect.iscoroutinefunction(func):
-        return func  # type: ignore[return-value]
+        return func
     target = func.func if isinstance(func, functools.partial) else func
     if not inspect.isgeneratorfunction(target):
         raise TypeError(

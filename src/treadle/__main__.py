@@ -1,0 +1,43 @@
+"""The ``treadle`` command: dispatches to the tour, the crawler and the demo site.
+
+Each subcommand lives in its own package and is imported only when asked for, so
+``treadle --help`` stays fast and a missing optional extra only affects its command.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# subcommand -> (module with a main(argv) -> int, one-line description)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "tour": ("treadle.tour.cli", "retrace the talk: from blocking sockets to coroutines"),
+}
+
+USAGE = "usage: treadle COMMAND [ARGS...]\n\ncommands:\n" + "\n".join(
+    f"  {name:<12} {description}" for name, (_, description) in COMMANDS.items()
+) + "\n\nRun 'treadle COMMAND --help' for a command's options."
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``treadle COMMAND ...``; the exit status."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if args else 2
+    if args[0] == "--version":
+        from treadle import __version__
+
+        print(f"treadle {__version__}")
+        return 0
+    command = COMMANDS.get(args[0])
+    if command is None:
+        print(f"treadle: unknown command {args[0]!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(command[0])
+    result: int = module.main(args[1:])
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
