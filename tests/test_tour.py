@@ -1,0 +1,269 @@
+"""Tests for the tour: the slow server, stages 1-5, the runner and ``treadle tour``.
+
+Every stage runs once against one shared server (module-scoped fixtures) and the
+tests assert on the per-URL records and on the concurrency the server saw.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from treadle.tour import cli, runner, stage5_generators
+from treadle.tour.runner import STAGES, StageRun
+from treadle.tour.server import SlowServer, TourServerError, expected_body
+
+DELAY = 0.3
+N_URLS = 4
+SERIAL = [1, 2]
+CONCURRENT = [3, 4, 5]
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SlowServer]:
+    with SlowServer(delay=DELAY) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def urls(server: SlowServer) -> list[str]:
+    return [server.url(f"/page/{number}") for number in range(N_URLS)]
+
+
+@pytest.fixture(scope="module")
+def runs(server: SlowServer, urls: list[str]) -> dict[int, tuple[StageRun, int]]:
+    """Each stage's run over the same URLs, with the most connections the server saw."""
+    results = {}
+    for stage in STAGES:
+        server.reset_peak()
+        run = runner.run_stage(stage, urls)
+        results[stage.number] = (run, server.peak_connections)
+    return results
+
+
+def refused_port() -> int:
+    """A loopback port nothing listens on: bind it, then let it go."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def run_module(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": SRC}
+    return subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True, env=env, timeout=30
+    )
+
+
+# --- The server ---------------------------------------------------------------------
+
+
+def test_expected_body_is_deterministic_and_differs_per_path() -> None:
+    assert expected_body("/page/1") == expected_body("/page/1")
+    assert expected_body("/page/1") != expected_body("/page/2")
+    assert len(expected_body("/page/1")) > 4096  # more than one recv's worth
+
+
+def test_server_sends_headers_then_body_slowly(server: SlowServer) -> None:
+    began = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"GET /page/7 HTTP/1.0\r\nHost: x\r\n\r\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    elapsed = time.monotonic() - began
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "HTTP/1.0 200 OK"
+    assert f"Content-Length: {len(body)}" in lines
+    assert "Connection: close" in lines
+    assert body == expected_body("/page/7")
+    assert elapsed >= DELAY * 0.9
+    assert len(chunks) > 1
+
+
+def test_server_that_cannot_bind_says_why() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(TourServerError) as caught:
+            SlowServer(port=port).start()
+    message = str(caught.value)
+    assert f"tour server could not bind 127.0.0.1:{port}" in message
+    assert "Address already in use" in message
+
+
+def test_server_close_joins_its_threads() -> None:
+    before = set(threading.enumerate())
+    server = SlowServer(delay=5.0)
+    # A connection mid-response when the server closes: close cuts it short.
+    with server, socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.0 200 OK")
+        began = time.monotonic()
+        server.close()
+        assert time.monotonic() - began < 2.0
+    assert set(threading.enumerate()) - before == set()
+
+
+# --- The stages ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("number", [stage.number for stage in STAGES])
+def test_stage_fetches_the_right_bytes(
+    number: int, runs: dict[int, tuple[StageRun, int]], urls: list[str]
+) -> None:
+    run, _peak = runs[number]
+    assert [record.url for record in run.records] == urls
+    for number_in_path, record in enumerate(run.records):
+        assert record.body == expected_body(f"/page/{number_in_path}")
+        assert record.started <= record.finished
+    assert run.correct == N_URLS
+
+
+@pytest.mark.parametrize("number", SERIAL)
+def test_serial_stages_fetch_one_url_at_a_time(
+    number: int, runs: dict[int, tuple[StageRun, int]]
+) -> None:
+    run, peak = runs[number]
+    assert peak == 1
+    for before, after in zip(run.records, run.records[1:], strict=False):
+        assert after.started >= before.finished
+
+
+@pytest.mark.parametrize("number", CONCURRENT)
+def test_concurrent_stages_overlap_every_fetch(
+    number: int, runs: dict[int, tuple[StageRun, int]]
+) -> None:
+    run, peak = runs[number]
+    serial, _ = runs[1]
+    assert peak == N_URLS
+    # Every fetch started before any finished.
+    assert max(r.started for r in run.records) < min(r.finished for r in run.records)
+    assert run.seconds <= serial.seconds / 2
+
+
+@pytest.mark.parametrize("stage", STAGES[1:], ids=lambda stage: stage.module)
+def test_a_refused_url_leaves_the_selector_empty(stage: runner.Stage, urls: list[str]) -> None:
+    module = importlib.import_module(f"treadle.tour.{stage.module}")
+    refused = f"http://127.0.0.1:{refused_port()}/"
+    with pytest.raises(ConnectionRefusedError) as caught:
+        module.fetch_all([urls[0], refused, urls[1]])
+    assert caught.value.filename == refused
+    del caught
+    gc.collect()  # any socket left unclosed would warn now, and warnings are errors
+    assert len(module.selector.get_map()) == 0
+    assert [record.body for record in module.fetch_all(urls[:1])] == [expected_body("/page/0")]
+
+
+def test_stage5_exception_travels_up_the_yield_from_chain() -> None:
+    url = f"http://127.0.0.1:{refused_port()}/"
+    text = stage5_generators.demonstrate_exception(url)
+    assert text.startswith("Traceback (most recent call last):")
+    last_line = text.rstrip().splitlines()[-1]
+    assert last_line == f"ConnectionRefusedError: [Errno 111] Connection refused: {url!r}"
+    frames = [line.split(", in ")[1] for line in text.splitlines() if ", in " in line]
+    assert frames == ["demo", "fetch", "connect"]
+
+
+def test_stage5_by_hand_shows_the_traceback() -> None:
+    done = run_module("treadle.tour.stage5_generators", "--demo-exception")
+    assert done.returncode == 0
+    assert ", in connect" in done.stdout
+    assert "ConnectionRefusedError" in done.stdout
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda stage: stage.module)
+def test_stage_by_hand_reports_a_refused_url_in_one_line(stage: runner.Stage) -> None:
+    url = f"http://127.0.0.1:{refused_port()}/"
+    done = run_module(f"treadle.tour.{stage.module}", url)
+    assert done.returncode == 1
+    assert done.stderr == f"error: {url} refused the connection (ConnectionRefusedError)\n"
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda stage: stage.module)
+def test_stage_by_hand_prints_a_summary(
+    stage: runner.Stage, urls: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = importlib.import_module(f"treadle.tour.{stage.module}")
+    assert module.main(urls[:2]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{urls[0]}  {len(expected_body('/page/0'))} bytes")
+    assert out[-1].startswith("fetched 2 URL(s) in ")
+
+
+# --- treadle tour -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--stage", "9"], "--stage must be one of 1, 2, 3, 4, 5, got 9"),
+        (["--urls", "0"], "--urls must be a positive integer, got 0"),
+        (["--urls", "-3"], "--urls must be a positive integer, got -3"),
+        (["--urls", "many"], "--urls must be a positive integer, got many"),
+        (["--delay", "-1"], "--delay must be a number of seconds, 0 or more, got -1"),
+        (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    ],
+)
+def test_cli_bad_input_is_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"treadle tour: error: {message}\n"
+    assert captured.out == ""
+
+
+def test_cli_bad_input_from_the_shell_is_one_line() -> None:
+    done = run_module("treadle.tour.cli", "--urls", "-3")
+    assert done.returncode == 2
+    assert done.stderr == "treadle tour: error: --urls must be a positive integer, got -3\n"
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_cli_runs_every_stage_and_draws_timelines(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--urls", "2", "--delay", "0.05"]) == 0
+    out = capsys.readouterr().out
+    for stage in STAGES:
+        assert f"stage {stage.number}: {stage.idea} (" in out  # a timeline heading
+    table = out[out.index("stage  idea") :].split("\n\n")[0].splitlines()
+    assert len(table) == 1 + len(STAGES)
+    assert all(" 2/2 " in row for row in table[1:])
+    assert table[1].rstrip().endswith("1.0x")
+    assert "/page/1 |#" in out
+
+
+def test_cli_single_stage_has_no_speedup(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--stage", "3", "--urls", "3", "--delay", "0.05"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("    3  "))
+    assert row.split()[-1] == "-"
+    assert "3/3" in row
+
+
+def test_timeline_shows_overlap() -> None:
+    stage = STAGES[0]
+
+    class Record:
+        def __init__(self, url: str, started: float, finished: float) -> None:
+            self.url, self.body, self.started, self.finished = url, b"", started, finished
+
+    serial = StageRun(stage, ["a", "b"], [Record("/a", 0, 1), Record("/b", 1, 2)], 0, 2)
+    text = runner.format_timelines([serial], width=10)
+    assert "/a |#####     |" in text
+    assert "/b |     #####|" in text
