@@ -378,6 +378,14 @@ class EventLoop:
         self._update_interest(fd)
         return True
 
+    def has_reader(self, fd: int | Any) -> bool:
+        """Whether a reader callback is registered for ``fd``."""
+        return _fileno(fd) in self._readers
+
+    def has_writer(self, fd: int | Any) -> bool:
+        """Whether a writer callback is registered for ``fd``."""
+        return _fileno(fd) in self._writers
+
     def _update_interest(self, fd: int) -> None:
         """Tell the poller what we now want to know about ``fd``."""
         mask = (_POLLIN if fd in self._readers else 0) | (_POLLOUT if fd in self._writers else 0)
