@@ -2,7 +2,7 @@
 
 Meant to be started by ``run.py`` in a fresh, CPU-pinned process::
 
-    python benchmarks/core/child.py switches asyncio [--quick] [--n N]
+    python benchmarks/core/child.py switches asyncio [--quick] [--n N] [--no-gc]
     python benchmarks/core/child.py --probe treadle
 
 The last line on stdout is a JSON object: ``{"ok": true, "value": ...}`` on
@@ -12,6 +12,7 @@ success, ``{"ok": false, "error": "..."}`` otherwise (exit status 1).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import sys
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe", metavar="FRAMEWORK", choices=workloads.FRAMEWORKS)
     parser.add_argument("--quick", action="store_true", help="a tenth of the iterations")
     parser.add_argument("--n", type=int, help="override the iteration count")
+    parser.add_argument("--no-gc", action="store_true", help="disable the cyclic GC first")
     args = parser.parse_args(argv)
 
     try:
@@ -47,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
             n = args.n or workloads.SIZES[args.bench] // (
                 workloads.QUICK_DIVISOR if args.quick else 1
             )
+            if args.no_gc:
+                gc.disable()
             value, elapsed = workloads.run_one(args.bench, args.framework, n)
             record = {
                 "ok": True,
@@ -56,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                 "value": value,
                 "elapsed": elapsed,
                 "python": platform.python_version(),
+                "optimize": sys.flags.optimize,
+                "gc": gc.isenabled(),
             }
     except Exception as exc:
         traceback.print_exc()

@@ -3,7 +3,7 @@
 asyncio, uvloop, treadle and the bare-Python floor share one asyncio-shaped
 implementation driven through a small adapter (``Shape``), so every one of them
 runs byte-for-byte the same workload code; trio and curio get their idiomatic
-equivalents (nursery / TaskGroup, ``spawn``/``join``). Each workload returns
+equivalents (``trio.open_nursery``, ``curio.TaskGroup``). Each workload returns
 ``(value, elapsed_seconds)``; timing always starts and stops inside the
 running loop, so interpreter start-up, imports and loop construction are
 excluded.
@@ -276,9 +276,9 @@ def curio_bench(bench: str, n: int) -> tuple[float, float]:
 
     async def spawn() -> tuple[float, float]:
         t0 = perf_counter()
-        tasks = [await curio.spawn(_noop) for _ in range(n)]
-        for task in tasks:
-            await task.join()
+        async with curio.TaskGroup() as group:
+            for _ in range(n):
+                await group.spawn(_noop)
         elapsed = perf_counter() - t0
         return n / elapsed, elapsed
 
