@@ -22,7 +22,22 @@ from treadle.futures import Future, isfuture, wrap_future
 from treadle.handles import Handle, TimerHandle
 from treadle.loop import EventLoop, get_running_loop
 from treadle.runners import run
+from treadle.servers import Server, start_server, start_unix_server
 from treadle.sleeping import sleep
+from treadle.sockets import (
+    getaddrinfo,
+    getnameinfo,
+    sock_accept,
+    sock_connect,
+    sock_recv,
+    sock_recv_into,
+    sock_recvfrom,
+    sock_sendall,
+    sock_sendto,
+    wait_readable,
+    wait_writable,
+)
+from treadle.streams import StreamReader, StreamWriter, open_connection, open_unix_connection
 from treadle.tasks import (
     Task,
     all_tasks,
@@ -48,6 +63,9 @@ __all__ = [
     "QueueEmpty",
     "QueueFull",
     "QueueShutDown",
+    "Server",
+    "StreamReader",
+    "StreamWriter",
     "Task",
     "TimerHandle",
     "all_tasks",
@@ -55,6 +73,8 @@ __all__ = [
     "create_task",
     "current_task",
     "ensure_future",
+    "getaddrinfo",
+    "getnameinfo",
     "get_running_loop",
     "iscoroutine",
     "isfuture",
