@@ -8,12 +8,19 @@ from __future__ import annotations
 
 __all__ = [
     "CancelledError",
+    "ConnectError",
+    "HTTPError",
     "IncompleteReadError",
     "InvalidStateError",
+    "InvalidURL",
     "LimitOverrunError",
+    "ProtocolError",
     "QueueEmpty",
     "QueueFull",
     "QueueShutDown",
+    "ReadTimeout",
+    "ResponseTooLarge",
+    "TooManyRedirects",
 ]
 
 
@@ -70,3 +77,38 @@ class QueueFull(Exception):
 
 class QueueShutDown(Exception):
     """The queue was shut down: no more puts, and no more gets once it is empty."""
+
+
+class HTTPError(Exception):
+    """Base of every error the HTTP client raises."""
+
+
+class InvalidURL(HTTPError, ValueError):
+    """The URL can't be requested: not http or https, no host, or malformed."""
+
+
+class ConnectError(HTTPError):
+    """Could not connect (or finish the TLS handshake) within the connect timeout."""
+
+
+class ReadTimeout(HTTPError, TimeoutError):
+    """The server sent nothing for a whole read timeout, or the request overran its total."""
+
+
+class ProtocolError(HTTPError):
+    """The server's response broke HTTP/1.1 (or the connection closed mid-response)."""
+
+
+class ResponseTooLarge(HTTPError):
+    """The response body is larger than the client's ``max_body_size``."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+    def __reduce__(self) -> tuple[type[ResponseTooLarge], tuple[str, int]]:
+        return type(self), (self.args[0], self.limit)
+
+
+class TooManyRedirects(HTTPError):
+    """Following redirects went past the client's ``max_redirects``."""

@@ -183,10 +183,10 @@ class Server:
             writer.close()
 
     def _client_done(self, task: Future[None]) -> None:
-        self._clients.discard(task)  # type: ignore[arg-type]
-        if not self._clients and self._all_clients_done is not None:
-            if not self._all_clients_done.done():
-                self._all_clients_done.set_result(None)
+        self._clients.discard(task)
+        done = self._all_clients_done
+        if not self._clients and done is not None and not done.done():
+            done.set_result(None)
 
     def close(self) -> None:
         """Stop listening and close the listening sockets; connections carry on."""
@@ -382,7 +382,9 @@ async def start_unix_server(
             sock.listen(backlog)
         except OSError as exc:
             sock.close()
-            raise OSError(exc.errno, f"could not bind to Unix socket {path!r}: {exc.strerror}") from None
+            raise OSError(
+                exc.errno, f"could not bind to Unix socket {path!r}: {exc.strerror}"
+            ) from None
         except BaseException:
             sock.close()
             raise

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, TypeAlias
-
+from collections.abc import Callable
+from typing import Any, TypeAlias, cast
 
 from treadle.futures import Future
 from treadle.loop import get_running_loop
@@ -36,9 +36,8 @@ __all__ = [
 # What a socket can send from (collections.abc.Buffer arrives only in Python 3.12).
 Buffer: TypeAlias = bytes | bytearray | memoryview
 
-AddrInfo = tuple[
-    socket.AddressFamily, socket.SocketKind, int, str, tuple[str, int] | tuple[str, int, int, int]
-]
+# (family, type, proto, canonname, sockaddr), as socket.getaddrinfo returns them.
+AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, Any]
 
 
 def _check_nonblocking(sock: socket.socket) -> None:
@@ -180,14 +179,14 @@ async def getaddrinfo(
     """``socket.getaddrinfo`` off the loop; a numeric host is resolved at once."""
     try:
         # A numeric address needs no lookup, so it need not cost a thread.
-        return socket.getaddrinfo(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
+        infos = socket.getaddrinfo(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
+        return cast(list[AddrInfo], infos)
     except socket.gaierror:
         pass
     loop = get_running_loop()
+    lookup = cast(Callable[..., list[AddrInfo]], socket.getaddrinfo)
     try:
-        return await loop.run_in_executor(
-            None, socket.getaddrinfo, host, port, family, type, proto, flags
-        )
+        return await loop.run_in_executor(None, lookup, host, port, family, type, proto, flags)
     except socket.gaierror as exc:
         raise socket.gaierror(exc.errno, f"cannot resolve {host!r}: {exc.strerror}") from exc
 
@@ -206,4 +205,3 @@ def format_address(address: Any) -> str:
         host = f"[{address[0]}]" if ":" in str(address[0]) else str(address[0])
         return f"{host}:{address[1]}"
     return str(address)
-

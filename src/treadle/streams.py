@@ -1,4 +1,4 @@
-"""Buffered streams over a connected socket: ``StreamReader``, ``StreamWriter``, ``open_connection``.
+"""Buffered streams over a socket: ``StreamReader``, ``StreamWriter``, ``open_connection``.
 
 Every byte is delivered in order or a clear error is raised. The hot path is short:
 
@@ -359,7 +359,7 @@ class StreamReader:
             return data
 
     async def _read_all(self) -> bytes:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             data = await self.read(max(self._limit, 65536))
             if not data:
@@ -467,7 +467,9 @@ class StreamWriter:
     def write(self, data: Buffer) -> None:
         """Send ``data`` (buffered if the socket can't take it all now). Follow with drain()."""
         if not isinstance(data, bytes | bytearray | memoryview):
-            raise TypeError(f"write() needs bytes, bytearray or memoryview, got {type(data).__name__}")
+            raise TypeError(
+                f"write() needs bytes, bytearray or memoryview, got {type(data).__name__}"
+            )
         self._conn.write(data)
 
     def writelines(self, data: Iterable[Buffer]) -> None:
@@ -666,7 +668,9 @@ async def open_unix_connection(
         try:
             await sock_connect(sock, path)
         except OSError as exc:
-            raise OSError(exc.errno, f"could not connect to Unix socket {path!r}: {exc.strerror}") from None
+            raise OSError(
+                exc.errno, f"could not connect to Unix socket {path!r}: {exc.strerror}"
+            ) from None
         return await connect_stream(sock, limit=limit, ssl=ssl, server_hostname=server_hostname)
     except BaseException:
         sock.close()
