@@ -1,0 +1,915 @@
+"""Tests for the wait queue and the synchronisation primitives built on it.
+
+Where treadle mirrors asyncio, the same test body runs on both: tests that take the
+``fws`` fixture run once on treadle and once on asyncio (the oracle), and compare the
+interleaving they record in a list. Tests of what asyncio 3.11 does not do (or does
+differently) run on treadle only, as ``async def`` tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import threading
+import tracemalloc
+import types
+from collections.abc import Coroutine, Generator
+from typing import Any
+
+import pytest
+
+import treadle
+from treadle.errors import CancelledError
+from treadle.locks import BoundedSemaphore, Condition, Event, Lock, Semaphore
+from treadle.testing import VirtualClock, run_test, wait_all_tasks_blocked
+from treadle.waitqueue import WaitQueue
+
+# A deadlock fails fast: no test here needs more than a fraction of a second.
+pytestmark = pytest.mark.timeout(10)
+
+# --- running one body on treadle and on asyncio -------------------------------------
+
+
+async def _settle_asyncio() -> None:
+    """asyncio's ``wait_all_tasks_blocked``: yield until nothing else is ready."""
+    loop = asyncio.get_running_loop()
+    for _ in range(10_000):
+        await asyncio.sleep(0)
+        if not loop._ready:  # type: ignore[attr-defined]
+            return
+    raise RuntimeError("other tasks kept running for 10,000 steps")
+
+
+def _run_asyncio(main: Coroutine[Any, Any, Any]) -> Any:
+    errors: list[dict[str, Any]] = []
+
+    async def guarded() -> Any:
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: errors.append(ctx))
+        async with asyncio.timeout(10):
+            result = await main
+        leaked = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in leaked:
+            task.cancel()
+        assert not leaked, f"the test left tasks running: {leaked}"
+        return result
+
+    result = asyncio.run(guarded())
+    assert not errors, f"the loop reported errors: {errors}"
+    return result
+
+
+async def _watched(main: Coroutine[Any, Any, Any]) -> Any:
+    # On virtual time a deadlock makes the clock jump to this deadline at once, so the
+    # test fails quickly instead of hanging until the pytest timeout.
+    task = treadle.current_task()
+    assert task is not None
+    expired: list[bool] = []
+
+    def expire() -> None:
+        expired.append(True)
+        task.cancel()
+
+    timer = treadle.get_running_loop().call_later(3600, expire)
+    try:
+        return await main
+    except CancelledError:
+        if expired:
+            raise AssertionError("deadlock: every task stayed blocked") from None
+        raise
+    finally:
+        timer.cancel()
+
+
+def _run_treadle(main: Coroutine[Any, Any, Any]) -> Any:
+    return run_test(_watched, main, clock=VirtualClock())
+
+
+@pytest.fixture
+def fws(fw: Any) -> types.SimpleNamespace:
+    """The framework under test, with its synchronisation primitives (until the lead
+    re-exports treadle's from ``treadle``)."""
+    if fw is asyncio:
+        return types.SimpleNamespace(
+            name="asyncio",
+            run=_run_asyncio,
+            settle=_settle_asyncio,
+            create_task=asyncio.create_task,
+            sleep=asyncio.sleep,
+            CancelledError=asyncio.CancelledError,
+            Lock=asyncio.Lock,
+            Event=asyncio.Event,
+            Condition=asyncio.Condition,
+            Semaphore=asyncio.Semaphore,
+            BoundedSemaphore=asyncio.BoundedSemaphore,
+        )
+    return types.SimpleNamespace(
+        name="treadle",
+        run=_run_treadle,
+        settle=wait_all_tasks_blocked,
+        create_task=treadle.create_task,
+        sleep=treadle.sleep,
+        CancelledError=CancelledError,
+        Lock=Lock,
+        Event=Event,
+        Condition=Condition,
+        Semaphore=Semaphore,
+        BoundedSemaphore=BoundedSemaphore,
+    )
+
+
+async def _finish(fws: Any, tasks: Any) -> None:
+    """Await every task, taking a cancellation as a normal way to end."""
+    for task in tasks:
+        with contextlib.suppress(fws.CancelledError):
+            await task
+
+
+# --- WaitQueue ------------------------------------------------------------------------
+
+
+async def _park(queue: WaitQueue) -> bool:
+    return await queue.park()
+
+
+async def test_waitqueue_wakes_in_fifo_order_and_counts() -> None:
+    queue = WaitQueue()
+    log: list[tuple[str, bool]] = []
+
+    async def parker(name: str) -> None:
+        log.append((name, await queue.park()))
+
+    tasks = [treadle.create_task(parker(name)) for name in "abcd"]
+    await wait_all_tasks_blocked()
+    assert len(queue) == 4 and queue and queue.woken == 0
+    assert queue.unpark(2) == 2
+    assert len(queue) == 4 and queue.woken == 2  # woken, not yet resumed
+    await wait_all_tasks_blocked()
+    assert log == [("a", True), ("b", True)]
+    assert len(queue) == 2 and queue.woken == 0
+    assert queue.unpark_all() == 2
+    await wait_all_tasks_blocked()
+    assert log[2:] == [("c", False), ("d", False)]
+    assert len(queue) == 0 and not queue
+    assert queue.unpark() == 0 and queue.unpark_all() == 0
+    await _finish(treadle, tasks)
+
+
+async def test_waitqueue_cancelled_waiter_leaves_and_is_skipped() -> None:
+    queue = WaitQueue()
+    log: list[str] = []
+
+    async def parker(name: str) -> None:
+        await queue.park()
+        log.append(name)
+
+    tasks = {name: treadle.create_task(parker(name)) for name in "abc"}
+    await wait_all_tasks_blocked()
+    tasks["a"].cancel()
+    assert len(queue) == 2  # a cancelled future is not a waiter, even before its task runs
+    assert queue.unpark() == 1  # skips a, wakes b
+    await wait_all_tasks_blocked()
+    assert log == ["b"] and tasks["a"].cancelled()
+    tasks["c"].cancel()
+    assert not queue  # c, the last waiter, is cancelled: nobody waits any more
+    await wait_all_tasks_blocked()
+    assert len(queue) == 0 and not queue._parked
+    assert queue.unpark() == 0
+
+
+async def test_waitqueue_woken_then_cancelled_passes_the_wake_up_on() -> None:
+    queue = WaitQueue()
+    log: list[str] = []
+
+    async def parker(name: str) -> None:
+        await queue.park()
+        log.append(name)
+
+    tasks = [treadle.create_task(parker(name)) for name in "abc"]
+    await wait_all_tasks_blocked()
+    queue.unpark()
+    tasks[0].cancel()  # woken, but cancelled before it runs
+    await wait_all_tasks_blocked()
+    assert log == ["b"]
+    assert tasks[0].cancelled() and not tasks[2].done()
+    assert queue.woken == 0 and len(queue) == 1
+    queue.unpark()
+    await _finish(treadle, tasks)
+    assert log == ["b", "c"]
+
+
+async def test_waitqueue_broadcast_wake_up_is_not_passed_on() -> None:
+    queue = WaitQueue()
+    log: list[str] = []
+
+    async def parker(name: str) -> None:
+        await queue.park()
+        log.append(name)
+
+    first = treadle.create_task(parker("a"))
+    await wait_all_tasks_blocked()
+    queue.unpark_all()
+    first.cancel()
+    late = treadle.create_task(parker("late"))  # parks after the broadcast
+    await wait_all_tasks_blocked()
+    assert first.cancelled() and not late.done() and log == []
+    queue.unpark()
+    await late
+    assert log == ["late"] and queue.woken == 0
+
+
+async def test_waitqueue_unpark_for_wakes_only_the_surplus() -> None:
+    queue = WaitQueue()
+    tasks = [treadle.create_task(_park(queue)) for _ in range(4)]
+    await wait_all_tasks_blocked()
+    assert queue.unpark() == 1
+    assert queue.unpark_for(1) == 0  # one unit, already promised to the woken task
+    assert queue.unpark_for(3) == 2
+    assert queue.woken == 3
+    queue.unpark_all()
+    await _finish(treadle, tasks)
+
+
+async def test_waitqueue_park_works_from_a_generator_coroutine() -> None:
+    queue = WaitQueue()
+
+    @treadle.coroutine
+    def old_style() -> Generator[Any, Any, str]:
+        woken_alone = yield from queue.park()
+        return f"woken alone: {woken_alone}"
+
+    task = treadle.create_task(old_style())
+    await wait_all_tasks_blocked()
+    queue.unpark()
+    assert await task == "woken alone: True"
+
+
+async def test_waitqueue_refuses_tasks_of_two_loops() -> None:
+    queue = WaitQueue()
+    here = treadle.create_task(_park(queue))
+    await wait_all_tasks_blocked()
+    problems: list[BaseException] = []
+
+    async def elsewhere() -> None:
+        try:
+            await queue.park()
+        except RuntimeError as exc:
+            problems.append(exc)
+
+    thread = threading.Thread(target=treadle.run, args=(elsewhere(),))
+    thread.start()
+    thread.join()
+    assert len(problems) == 1 and "another event loop" in str(problems[0])
+    queue.unpark()
+    await here
+
+
+def test_parking_on_an_event_costs_a_future_not_a_coroutine_frame() -> None:
+    # Many tasks park at once (a crawler's idle workers), so each must stay cheap: one
+    # future and a deque slot on top of what waiting on a shared future costs.
+    n = 2000
+
+    async def cost_per_task(wait: Any, tasks: list[Any]) -> float:
+        parked = 0
+
+        async def waiter() -> None:
+            nonlocal parked
+            parked += 1
+            await wait()
+
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        tasks += [treadle.create_task(waiter()) for _ in range(n)]
+        while parked < n:
+            await treadle.sleep(0)
+        return (tracemalloc.get_traced_memory()[0] - before) / n
+
+    async def main() -> tuple[float, float]:
+        shared = treadle.get_running_loop().create_future()
+
+        async def wait_shared() -> None:
+            await shared
+
+        tasks: list[Any] = []
+        bare = await cost_per_task(wait_shared, tasks)
+        event = Event()
+        on_event = await cost_per_task(event.wait, tasks)
+        shared.set_result(None)
+        event.set()
+        for task in tasks:
+            await task
+        return bare, on_event
+
+    tracemalloc.start()
+    try:
+        bare, on_event = treadle.run(main())
+    finally:
+        tracemalloc.stop()
+    # About 130 bytes today; another coroutine frame per waiter would add about 200.
+    assert on_event - bare < 250, (bare, on_event)
+
+
+# --- Lock -----------------------------------------------------------------------------
+
+
+def test_lock_basics(fws: Any) -> None:
+    async def main() -> None:
+        lock = fws.Lock()
+        assert not lock.locked() and "unlocked" in repr(lock)
+        assert await lock.acquire() is True
+        assert lock.locked() and "[locked" in repr(lock)
+        lock.release()
+        assert not lock.locked()
+        with pytest.raises(RuntimeError):
+            lock.release()
+        async with lock:
+            assert lock.locked()
+        assert not lock.locked()
+        with pytest.raises(ZeroDivisionError):
+            async with lock:
+                1 / 0  # noqa: B018
+        assert not lock.locked()
+
+    fws.run(main())
+
+
+async def test_lock_release_error_says_what_is_wrong() -> None:
+    with pytest.raises(RuntimeError, match="not acquired"):
+        Lock().release()
+
+
+def test_lock_is_fifo(fws: Any) -> None:
+    async def main() -> list[str]:
+        lock = fws.Lock()
+        log: list[str] = []
+
+        async def worker(name: str) -> None:
+            async with lock:
+                log.append(name)
+                await fws.sleep(0)
+
+        await lock.acquire()
+        tasks = [fws.create_task(worker(name)) for name in "abcde"]
+        await fws.settle()
+        lock.release()
+        await _finish(fws, tasks)
+        return log
+
+    assert fws.run(main()) == list("abcde")
+
+
+def test_lock_newcomer_does_not_barge_past_a_woken_waiter(fws: Any) -> None:
+    async def main() -> list[str]:
+        lock = fws.Lock()
+        log: list[str] = []
+
+        async def waiter() -> None:
+            async with lock:
+                log.append("waiter")
+
+        await lock.acquire()
+        task = fws.create_task(waiter())
+        await fws.settle()
+        lock.release()  # wakes the waiter, which has not run yet...
+        assert not lock.locked()
+        await lock.acquire()  # ...so this queues behind it
+        log.append("main")
+        lock.release()
+        await task
+        return log
+
+    assert fws.run(main()) == ["waiter", "main"]
+
+
+def _recording_lock_waiter(fws: Any, lock: Any, log: list[str]) -> Any:
+    async def waiter(name: str) -> None:
+        try:
+            async with lock:
+                log.append(name)
+        except fws.CancelledError:
+            log.append(f"{name} cancelled")
+            raise
+
+    return waiter
+
+
+def test_lock_cancelled_after_wake_up_passes_the_lock_on(fws: Any) -> None:
+    async def main() -> list[str]:
+        lock = fws.Lock()
+        log: list[str] = []
+        waiter = _recording_lock_waiter(fws, lock, log)
+        await lock.acquire()
+        tasks = [fws.create_task(waiter(name)) for name in "abc"]
+        await fws.settle()
+        lock.release()  # wakes a...
+        tasks[0].cancel()  # ...which is cancelled before it runs: b must get the lock
+        await _finish(fws, tasks)
+        assert not lock.locked()
+        return log
+
+    assert fws.run(main()) == ["a cancelled", "b", "c"]
+
+
+def test_lock_cancelled_waiter_leaves_the_queue(fws: Any) -> None:
+    async def main() -> list[str]:
+        lock = fws.Lock()
+        log: list[str] = []
+        waiter = _recording_lock_waiter(fws, lock, log)
+        await lock.acquire()
+        tasks = [fws.create_task(waiter(name)) for name in "abc"]
+        await fws.settle()
+        tasks[1].cancel()
+        await fws.settle()
+        lock.release()
+        await _finish(fws, tasks)
+        assert not lock.locked()
+        return log
+
+    assert fws.run(main()) == ["b cancelled", "a", "c"]
+
+
+def test_lock_whose_only_waiter_is_cancelled_is_free_at_once(fws: Any) -> None:
+    async def main() -> list[str]:
+        lock = fws.Lock()
+        log: list[str] = []
+        waiter = _recording_lock_waiter(fws, lock, log)
+        await lock.acquire()
+        task = fws.create_task(waiter("a"))
+        await fws.settle()
+        task.cancel()
+        lock.release()
+        await lock.acquire()  # a will not take it: no need to wait for a to run
+        log.append("main")
+        lock.release()
+        await _finish(fws, [task])
+        return log
+
+    assert fws.run(main()) == ["main", "a cancelled"]
+
+
+# --- Event ----------------------------------------------------------------------------
+
+
+def _recording_event_waiter(fws: Any, event: Any, log: list[str]) -> Any:
+    async def waiter(name: str) -> None:
+        log.append(f"{name} waits")
+        try:
+            assert await event.wait() is True
+        except fws.CancelledError:
+            log.append(f"{name} cancelled")
+            raise
+        log.append(f"{name} woke")
+
+    return waiter
+
+
+def test_event_wakes_every_waiter_in_order(fws: Any) -> None:
+    async def main() -> list[str]:
+        event = fws.Event()
+        log: list[str] = []
+        waiter = _recording_event_waiter(fws, event, log)
+        assert not event.is_set() and "unset" in repr(event)
+        tasks = [fws.create_task(waiter(name)) for name in "abc"]
+        await fws.settle()
+        event.set()
+        assert event.is_set() and "[set" in repr(event)
+        await _finish(fws, tasks)
+        assert await event.wait() is True  # already set: no waiting
+        event.set()  # twice is fine
+        event.clear()
+        assert not event.is_set()
+        return log
+
+    assert fws.run(main()) == ["a waits", "b waits", "c waits", "a woke", "b woke", "c woke"]
+
+
+def test_event_waiters_woken_before_clear_still_return(fws: Any) -> None:
+    async def main() -> list[str]:
+        event = fws.Event()
+        log: list[str] = []
+        waiter = _recording_event_waiter(fws, event, log)
+        tasks = [fws.create_task(waiter(name)) for name in "ab"]
+        await fws.settle()
+        event.set()
+        event.clear()
+        await _finish(fws, tasks)
+        return log
+
+    assert fws.run(main()) == ["a waits", "b waits", "a woke", "b woke"]
+
+
+def test_event_cancelled_waiter_does_not_wake_a_later_one(fws: Any) -> None:
+    async def main() -> list[str]:
+        event = fws.Event()
+        log: list[str] = []
+        waiter = _recording_event_waiter(fws, event, log)
+        tasks = [fws.create_task(waiter(name)) for name in "ab"]
+        await fws.settle()
+        event.set()
+        event.clear()
+        tasks[0].cancel()  # woken by set(), cancelled before it runs
+        tasks.append(fws.create_task(waiter("c")))  # waits for the *next* set()
+        await fws.settle()
+        assert not tasks[2].done()
+        log.append("set again")
+        event.set()
+        await _finish(fws, tasks)
+        return log
+
+    assert fws.run(main()) == [
+        "a waits",
+        "b waits",
+        "a cancelled",
+        "b woke",
+        "c waits",
+        "set again",
+        "c woke",
+    ]
+
+
+def test_event_cancelled_waiter_leaves_the_others_waiting(fws: Any) -> None:
+    async def main() -> list[str]:
+        event = fws.Event()
+        log: list[str] = []
+        waiter = _recording_event_waiter(fws, event, log)
+        tasks = [fws.create_task(waiter(name)) for name in "abc"]
+        await fws.settle()
+        tasks[1].cancel()
+        await fws.settle()
+        event.set()
+        await _finish(fws, tasks)
+        return log
+
+    assert fws.run(main()) == [
+        "a waits",
+        "b waits",
+        "c waits",
+        "b cancelled",
+        "a woke",
+        "c woke",
+    ]
+
+
+# --- Condition ------------------------------------------------------------------------
+
+
+def test_condition_needs_its_lock_held(fws: Any) -> None:
+    async def main() -> None:
+        cond = fws.Condition()
+        with pytest.raises(RuntimeError):
+            await cond.wait()
+        with pytest.raises(RuntimeError):
+            cond.notify()
+        with pytest.raises(RuntimeError):
+            cond.notify_all()
+        assert not cond.locked()
+
+    fws.run(main())
+
+
+async def test_condition_misuse_errors_say_what_is_wrong() -> None:
+    cond = Condition()
+    with pytest.raises(RuntimeError, match=r"wait\(\) needs the condition's lock held"):
+        await cond.wait()
+    with pytest.raises(RuntimeError, match=r"notify\(\) needs the condition's lock held"):
+        cond.notify()
+    with pytest.raises(RuntimeError, match=r"notify_all\(\) needs"):
+        cond.notify_all()
+    with pytest.raises(TypeError, match="needs a treadle Lock"):
+        Condition(asyncio.Lock())  # type: ignore[arg-type]
+
+
+def _recording_condition_waiter(fws: Any, cond: Any, log: list[str]) -> Any:
+    async def waiter(name: str) -> None:
+        async with cond:
+            log.append(f"{name} waits")
+            try:
+                assert await cond.wait() is True
+            except fws.CancelledError:
+                log.append(f"{name} cancelled, lock held: {cond.locked()}")
+                raise
+            assert cond.locked()
+            log.append(f"{name} woke")
+
+    return waiter
+
+
+def test_condition_notify_wakes_waiters_in_order(fws: Any) -> None:
+    async def main() -> list[str]:
+        cond = fws.Condition()
+        log: list[str] = []
+        waiter = _recording_condition_waiter(fws, cond, log)
+        tasks = [fws.create_task(waiter(name)) for name in "abcd"]
+        await fws.settle()
+        async with cond:
+            cond.notify()
+        await fws.settle()
+        async with cond:
+            cond.notify(2)
+        await fws.settle()
+        log.append("notify_all")
+        async with cond:
+            cond.notify_all()
+        await _finish(fws, tasks)
+        return log
+
+    assert fws.run(main()) == [
+        "a waits",
+        "b waits",
+        "c waits",
+        "d waits",
+        "a woke",
+        "b woke",
+        "c woke",
+        "notify_all",
+        "d woke",
+    ]
+
+
+def test_condition_woken_waiter_waits_for_the_lock(fws: Any) -> None:
+    async def main() -> list[str]:
+        cond = fws.Condition()
+        log: list[str] = []
+        waiter = _recording_condition_waiter(fws, cond, log)
+        task = fws.create_task(waiter("a"))
+        await fws.settle()
+        async with cond:
+            cond.notify()
+            await fws.settle()  # a is woken but cannot return from wait() yet
+            log.append("main releases")
+        await task
+        return log
+
+    assert fws.run(main()) == ["a waits", "main releases", "a woke"]
+
+
+def test_condition_wait_for_rechecks_the_predicate(fws: Any) -> None:
+    async def main() -> list[Any]:
+        cond = fws.Condition()
+        log: list[Any] = []
+        count = 0
+
+        async def waiter() -> None:
+            async with cond:
+                log.append(await cond.wait_for(lambda: count >= 3 and f"count={count}"))
+
+        task = fws.create_task(waiter())
+        for _ in range(3):
+            await fws.settle()
+            async with cond:
+                count += 1
+                log.append(count)
+                cond.notify_all()
+        await task
+        async with cond:  # already true: returns at once
+            assert await cond.wait_for(lambda: "yes") == "yes"
+        return log
+
+    assert fws.run(main()) == [1, 2, 3, "count=3"]
+
+
+def test_condition_cancelled_wait_reacquires_the_lock_first(fws: Any) -> None:
+    async def main() -> list[str]:
+        cond = fws.Condition()
+        log: list[str] = []
+        waiter = _recording_condition_waiter(fws, cond, log)
+        task = fws.create_task(waiter("a"))
+        await fws.settle()
+        await cond.acquire()
+        task.cancel()
+        await fws.settle()  # a is cancelled, but must get the lock back before it leaves
+        log.append("main releases")
+        cond.release()
+        await _finish(fws, [task])
+        assert not cond.locked()
+        return log
+
+    assert fws.run(main()) == ["a waits", "main releases", "a cancelled, lock held: True"]
+
+
+def test_condition_shares_the_lock_it_is_given(fws: Any) -> None:
+    async def main() -> None:
+        lock = fws.Lock()
+        cond = fws.Condition(lock)
+        async with lock:
+            assert cond.locked()
+            cond.notify()  # the lock is held, through either name
+        async with cond:
+            assert lock.locked()
+        assert not lock.locked()
+
+    fws.run(main())
+
+
+async def test_condition_notified_then_cancelled_passes_the_notification_on() -> None:
+    # asyncio 3.11 loses this notification (fixed in 3.13); treadle must not.
+    cond = Condition()
+    log: list[str] = []
+    waiter = _recording_condition_waiter(treadle, cond, log)
+    tasks = [treadle.create_task(waiter(name)) for name in "abc"]
+    await wait_all_tasks_blocked()
+    async with cond:
+        cond.notify()
+        tasks[0].cancel()  # notified, then cancelled before it runs: b must wake
+    await wait_all_tasks_blocked()
+    assert log[3:] == ["a cancelled, lock held: True", "b woke"]
+    assert not tasks[2].done()
+    async with cond:
+        cond.notify()
+    await _finish(treadle, tasks)
+    assert log[-1] == "c woke"
+
+
+async def test_condition_cancelled_while_reacquiring_passes_the_notification_on() -> None:
+    cond = Condition()
+    log: list[str] = []
+    waiter = _recording_condition_waiter(treadle, cond, log)
+    tasks = [treadle.create_task(waiter(name)) for name in "ab"]
+    await wait_all_tasks_blocked()
+    async with cond:
+        cond.notify()
+        await wait_all_tasks_blocked()  # a was notified and now waits for the lock
+        tasks[0].cancel()
+        await wait_all_tasks_blocked()
+    await _finish(treadle, tasks)
+    assert log == ["a waits", "b waits", "a cancelled, lock held: True", "b woke"]
+
+
+# --- Semaphore and BoundedSemaphore --------------------------------------------------
+
+
+def test_semaphore_value_rules(fws: Any) -> None:
+    async def main() -> None:
+        with pytest.raises(ValueError):
+            fws.Semaphore(-1)
+        with pytest.raises(ValueError):
+            fws.BoundedSemaphore(-1)
+        assert fws.Semaphore(0).locked()
+        one = fws.Semaphore()
+        assert not one.locked()
+        async with one:
+            assert one.locked()
+        sem = fws.Semaphore(2)
+        assert await sem.acquire() is True
+        assert not sem.locked() and "value:1" in repr(sem)
+        await sem.acquire()
+        assert sem.locked()
+        sem.release()
+        sem.release()
+        sem.release()  # a plain Semaphore may grow past its start
+        for _ in range(3):
+            await sem.acquire()
+        assert sem.locked()
+
+    fws.run(main())
+
+
+def test_bounded_semaphore_refuses_to_grow(fws: Any) -> None:
+    async def main() -> None:
+        sem = fws.BoundedSemaphore(2)
+        with pytest.raises(ValueError):
+            sem.release()
+        await sem.acquire()
+        await sem.acquire()
+        sem.release()
+        sem.release()
+        with pytest.raises(ValueError):
+            sem.release()
+        assert not sem.locked()
+
+    fws.run(main())
+
+
+async def test_semaphore_errors_say_what_is_wrong() -> None:
+    with pytest.raises(ValueError, match="must be >= 0, got -1"):
+        Semaphore(-1)
+    with pytest.raises(TypeError, match="must be an int"):
+        Semaphore(1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="must be an int"):
+        BoundedSemaphore(True)
+    with pytest.raises(ValueError, match="released too many times"):
+        BoundedSemaphore(1).release()
+
+
+def _recording_semaphore_worker(fws: Any, sem: Any, log: list[str]) -> Any:
+    async def worker(name: str) -> None:
+        try:
+            await sem.acquire()
+        except fws.CancelledError:
+            log.append(f"{name} cancelled")
+            raise
+        log.append(name)
+
+    return worker
+
+
+def test_semaphore_is_fifo(fws: Any) -> None:
+    async def main() -> list[str]:
+        sem = fws.Semaphore(2)
+        log: list[str] = []
+        worker = _recording_semaphore_worker(fws, sem, log)
+        tasks = [fws.create_task(worker(name)) for name in "abcde"]
+        await fws.settle()
+        for _ in range(3):
+            log.append("release")
+            sem.release()
+            await fws.settle()
+        await _finish(fws, tasks)
+        return log
+
+    assert fws.run(main()) == ["a", "b", "release", "c", "release", "d", "release", "e"]
+
+
+def test_semaphore_newcomer_does_not_barge(fws: Any) -> None:
+    async def main() -> list[str]:
+        sem = fws.Semaphore(1)
+        log: list[str] = []
+
+        async def worker() -> None:
+            async with sem:
+                log.append("a")
+
+        await sem.acquire()
+        task = fws.create_task(worker())
+        await fws.settle()
+        sem.release()  # the permit is a's
+        assert sem.locked()
+        await sem.acquire()
+        log.append("main")
+        await task
+        return log
+
+    assert fws.run(main()) == ["a", "main"]
+
+
+def test_semaphore_cancelled_after_wake_up_passes_the_permit_on(fws: Any) -> None:
+    async def main() -> list[str]:
+        sem = fws.Semaphore(0)
+        log: list[str] = []
+        worker = _recording_semaphore_worker(fws, sem, log)
+        tasks = [fws.create_task(worker(name)) for name in "abc"]
+        await fws.settle()
+        sem.release()
+        tasks[0].cancel()  # a was woken for the permit; b must get it
+        await fws.settle()
+        assert not tasks[2].done() and sem.locked()
+        sem.release()
+        await _finish(fws, tasks)
+        return log
+
+    assert fws.run(main()) == ["a cancelled", "b", "c"]
+
+
+def test_semaphore_cancelled_waiter_leaves_the_queue(fws: Any) -> None:
+    async def main() -> list[str]:
+        sem = fws.Semaphore(0)
+        log: list[str] = []
+        worker = _recording_semaphore_worker(fws, sem, log)
+        tasks = [fws.create_task(worker(name)) for name in "abc"]
+        await fws.settle()
+        tasks[0].cancel()
+        await fws.settle()
+        sem.release()
+        sem.release()
+        await _finish(fws, tasks)
+        return log
+
+    assert fws.run(main()) == ["a cancelled", "b", "c"]
+
+
+def test_semaphore_spare_permits_reach_tasks_queued_behind_a_woken_one(fws: Any) -> None:
+    async def main() -> list[str]:
+        sem = fws.Semaphore(0)
+        log: list[str] = []
+        worker = _recording_semaphore_worker(fws, sem, log)
+        task = fws.create_task(worker("a"))
+        await fws.settle()
+        sem.release()  # for a, which has not run yet
+        sem.release()  # nobody else waits: a spare permit
+        await sem.acquire()  # queues behind a; a must hand the spare permit on
+        log.append("main")
+        await task
+        assert sem.locked()
+        return log
+
+    assert fws.run(main()) == ["a", "main"]
+
+
+def test_semaphore_wakes_no_more_tasks_than_permits(fws: Any) -> None:
+    async def main() -> list[str]:
+        sem = fws.Semaphore(0)
+        log: list[str] = []
+        worker = _recording_semaphore_worker(fws, sem, log)
+        tasks = [fws.create_task(worker(name)) for name in "abc"]
+        await fws.settle()
+        sem.release()
+        sem.release()
+        await fws.settle()
+        assert not tasks[2].done() and sem.locked()
+        log.append("release")
+        sem.release()
+        await _finish(fws, tasks)
+        assert sem.locked()
+        return log
+
+    assert fws.run(main()) == ["a", "b", "release", "c"]
