@@ -1,0 +1,518 @@
+"""Tests for ``TaskGroup``.
+
+The tests that take ``ns`` run twice: on treadle and on asyncio (the oracle); they use
+no time at all, only futures completed in a chosen order. The ``async def`` tests are
+treadle-only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import gc
+import inspect
+import types
+from typing import Any
+
+import pytest
+
+import treadle
+from treadle import combinators, taskgroups, threads, timeouts
+from treadle.errors import CancelledError
+from treadle.taskgroups import TaskGroup
+from treadle.testing import VirtualClock, run_test, wait_all_tasks_blocked
+
+# --- the oracle fixture -------------------------------------------------------------------
+
+
+def _run_asyncio(coro: Any) -> Any:
+    """``asyncio.run`` that also fails on anything sent to the loop's exception handler."""
+    stray: list[dict[str, Any]] = []
+
+    async def guarded() -> Any:
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: stray.append(ctx))
+        return await coro
+
+    result = asyncio.run(guarded())
+    assert not stray, stray
+    return result
+
+
+def _treadle_namespace() -> Any:
+    ns = types.SimpleNamespace(name="treadle", CancelledError=CancelledError)
+    for name in ("create_task", "current_task", "get_running_loop", "sleep"):
+        setattr(ns, name, getattr(treadle, name))
+    for module in (combinators, timeouts, taskgroups, threads):
+        for name in module.__all__:
+            setattr(ns, name, getattr(module, name))
+    ns.run = lambda coro: run_test(lambda: coro)
+    return ns
+
+
+def _asyncio_namespace() -> Any:
+    ns = types.SimpleNamespace(name="asyncio", CancelledError=asyncio.CancelledError)
+    for name in ("create_task", "current_task", "get_running_loop", "sleep", "TaskGroup"):
+        setattr(ns, name, getattr(asyncio, name))
+    ns.timeout = asyncio.timeout
+    ns.run = _run_asyncio
+    return ns
+
+
+@pytest.fixture(params=["treadle", "asyncio"])
+def ns(request: pytest.FixtureRequest) -> Any:
+    """treadle's names, or asyncio's: the same test body must pass on both."""
+    return _treadle_namespace() if request.param == "treadle" else _asyncio_namespace()
+
+
+async def _wait_on(fut: Any, log: list[str], name: str) -> Any:
+    """A child that waits for ``fut``, logging how it ends."""
+    try:
+        value = await fut
+    except BaseException as exc:
+        log.append(f"{name} {type(exc).__name__}")
+        raise
+    log.append(f"{name} done")
+    return value
+
+
+async def _fail_soon(ns: Any, log: list[str], exc: BaseException, steps: int = 1) -> None:
+    for _ in range(steps):
+        await ns.sleep(0)
+    log.append(f"raise {exc!r}")
+    raise exc
+
+
+def _group_summary(group: BaseExceptionGroup[Any]) -> tuple[str, list[str]]:
+    return type(group).__name__, sorted(repr(e) for e in group.exceptions)
+
+
+# --- conformance with asyncio -------------------------------------------------------------
+
+
+def test_block_waits_for_every_task(ns: Any) -> None:
+    log: list[str] = []
+
+    async def main() -> list[Any]:
+        loop = ns.get_running_loop()
+        a, b = loop.create_future(), loop.create_future()
+        async with ns.TaskGroup() as tg:
+            ta = tg.create_task(_wait_on(a, log, "a"))
+            tb = tg.create_task(_wait_on(b, log, "b"), name="bee")
+            loop.call_soon(b.set_result, 2)
+            loop.call_soon(a.set_result, 1)
+            log.append("body done")
+        log.append("block done")
+        assert tb.get_name() == "bee"
+        return [ta.result(), tb.result()]
+
+    assert ns.run(main()) == [1, 2]
+    assert log == ["body done", "b done", "a done", "block done"]
+
+
+def test_failure_cancels_siblings_and_body(ns: Any) -> None:
+    log: list[str] = []
+
+    async def main() -> None:
+        loop = ns.get_running_loop()
+        never = loop.create_future()
+        try:
+            async with ns.TaskGroup() as tg:
+                tg.create_task(_wait_on(never, log, "sibling"))
+                tg.create_task(_fail_soon(ns, log, ValueError("boom")))
+                try:
+                    await loop.create_future()
+                except ns.CancelledError:
+                    log.append("body CancelledError")
+                    raise
+        except ExceptionGroup as group:
+            log.append(repr(_group_summary(group)))
+        log.append(f"cancelling={ns.current_task().cancelling()}")
+
+    ns.run(main())
+    assert log == [
+        "raise ValueError('boom')",
+        "sibling CancelledError",
+        "body CancelledError",
+        "('ExceptionGroup', [\"ValueError('boom')\"])",
+        "cancelling=0",
+    ]
+
+
+def test_all_failures_are_collected(ns: Any) -> None:
+    log: list[str] = []
+
+    async def main() -> None:
+        try:
+            async with ns.TaskGroup() as tg:
+                tg.create_task(_fail_soon(ns, log, ValueError(1)))
+                tg.create_task(_fail_soon(ns, log, KeyError(2)))
+        except ExceptionGroup as group:
+            log.append(repr(_group_summary(group)))
+
+    ns.run(main())
+    assert log[-1] == repr(("ExceptionGroup", ["KeyError(2)", "ValueError(1)"]))
+
+
+def test_failure_while_the_block_waits_at_its_end(ns: Any) -> None:
+    log: list[str] = []
+
+    async def main() -> None:
+        loop = ns.get_running_loop()
+        never = loop.create_future()
+        try:
+            async with ns.TaskGroup() as tg:
+                tg.create_task(_wait_on(never, log, "sibling"))
+                tg.create_task(_fail_soon(ns, log, ValueError("late"), steps=3))
+                log.append("body done")
+        except ExceptionGroup as group:
+            log.append(repr(_group_summary(group)))
+
+    ns.run(main())
+    assert log == [
+        "body done",
+        "raise ValueError('late')",
+        "sibling CancelledError",
+        "('ExceptionGroup', [\"ValueError('late')\"])",
+    ]
+
+
+def test_body_error_cancels_the_tasks_and_joins_the_group(ns: Any) -> None:
+    log: list[str] = []
+
+    async def main() -> None:
+        never = ns.get_running_loop().create_future()
+        try:
+            async with ns.TaskGroup() as tg:
+                tg.create_task(_wait_on(never, log, "child"))
+                await ns.sleep(0)
+                raise LookupError("body")
+        except ExceptionGroup as group:
+            log.append(repr(_group_summary(group)))
+
+    ns.run(main())
+    assert log == ["child CancelledError", repr(("ExceptionGroup", ["LookupError('body')"]))]
+
+
+def test_outside_cancel_propagates_after_the_tasks_finish(ns: Any) -> None:
+    log: list[str] = []
+
+    async def stubborn(ns: Any) -> None:
+        try:
+            await ns.get_running_loop().create_future()
+        except ns.CancelledError:
+            await ns.sleep(0)
+            log.append("child cleaned up")
+            raise
+
+    async def parent(started: Any) -> None:
+        try:
+            async with ns.TaskGroup() as tg:
+                tg.create_task(stubborn(ns))
+                started.set_result(None)
+                await ns.get_running_loop().create_future()
+        except ns.CancelledError:
+            log.append("parent CancelledError")
+            raise
+
+    async def main() -> None:
+        started = ns.get_running_loop().create_future()
+        task = ns.create_task(parent(started))
+        await started
+        task.cancel()
+        with pytest.raises(ns.CancelledError):
+            await task
+        log.append(f"cancelled={task.cancelled()}")
+
+    ns.run(main())
+    assert log == ["child cleaned up", "parent CancelledError", "cancelled=True"]
+
+
+def test_outside_cancel_while_the_block_waits_at_its_end(ns: Any) -> None:
+    log: list[str] = []
+
+    async def parent(started: Any) -> None:
+        never = ns.get_running_loop().create_future()
+        try:
+            async with ns.TaskGroup() as tg:
+                tg.create_task(_wait_on(never, log, "child"))
+                started.set_result(None)
+        except ns.CancelledError:
+            log.append("parent CancelledError")
+            raise
+
+    async def main() -> None:
+        started = ns.get_running_loop().create_future()
+        task = ns.create_task(parent(started))
+        await started
+        await ns.sleep(0)
+        task.cancel()
+        with pytest.raises(ns.CancelledError):
+            await task
+
+    ns.run(main())
+    assert log == ["child CancelledError", "parent CancelledError"]
+
+
+def test_create_task_before_entering_is_an_error(ns: Any) -> None:
+    async def main() -> None:
+        coro = ns.sleep(0)
+        with pytest.raises(RuntimeError):
+            ns.TaskGroup().create_task(coro)
+        coro.close()  # asyncio 3.11 leaves it open
+
+    ns.run(main())
+
+
+def test_create_task_after_the_group_finished_is_an_error(ns: Any) -> None:
+    async def main() -> None:
+        async with ns.TaskGroup() as tg:
+            pass
+        coro = ns.sleep(0)
+        with pytest.raises(RuntimeError):
+            tg.create_task(coro)
+        coro.close()
+
+    ns.run(main())
+
+
+def test_create_task_while_shutting_down_is_an_error(ns: Any) -> None:
+    log: list[str] = []
+
+    async def main() -> None:
+        try:
+            async with ns.TaskGroup() as tg:
+                tg.create_task(_fail_soon(ns, log, ValueError("x")))
+                try:
+                    await ns.get_running_loop().create_future()
+                except ns.CancelledError:
+                    coro = ns.sleep(0)
+                    try:
+                        tg.create_task(coro)
+                    except RuntimeError:
+                        log.append("refused")
+                    coro.close()
+                    raise
+        except ExceptionGroup:
+            log.append("group")
+
+    ns.run(main())
+    assert log == ["raise ValueError('x')", "refused", "group"]
+
+
+def test_tasks_may_start_tasks_while_the_block_waits(ns: Any) -> None:
+    log: list[str] = []
+
+    async def main() -> None:
+        async with ns.TaskGroup() as tg:
+
+            async def spawner() -> None:
+                await ns.sleep(0)
+                tg.create_task(_wait_on(ns.sleep(0, "late"), log, "late child"))
+                log.append("spawned")
+
+            tg.create_task(spawner())
+            log.append("body done")
+        log.append("block done")
+
+    ns.run(main())
+    assert log == ["body done", "spawned", "late child done", "block done"]
+
+
+def test_entering_twice_is_an_error(ns: Any) -> None:
+    async def main() -> None:
+        tg = ns.TaskGroup()
+        async with tg:
+            with pytest.raises(RuntimeError):
+                async with tg:
+                    pass
+
+    ns.run(main())
+
+
+def test_keyboard_interrupt_in_body_comes_out_as_itself(ns: Any) -> None:
+    log: list[str] = []
+
+    async def main() -> None:
+        never = ns.get_running_loop().create_future()
+        try:
+            async with ns.TaskGroup() as tg:
+                tg.create_task(_wait_on(never, log, "child"))
+                await ns.sleep(0)
+                raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            log.append("KeyboardInterrupt")
+
+    ns.run(main())
+    assert log == ["child CancelledError", "KeyboardInterrupt"]
+
+
+class _Fatal(BaseException):
+    pass
+
+
+def test_base_exception_in_a_task_makes_a_base_exception_group(ns: Any) -> None:
+    log: list[str] = []
+
+    async def main() -> None:
+        try:
+            async with ns.TaskGroup() as tg:
+                tg.create_task(_fail_soon(ns, log, _Fatal("f")))
+                tg.create_task(_fail_soon(ns, log, ValueError("v")))
+        except BaseExceptionGroup as group:
+            log.append(repr(_group_summary(group)))
+
+    ns.run(main())
+    assert log[-1] == repr(("BaseExceptionGroup", ["ValueError('v')", "_Fatal('f')"]))
+
+
+def test_nested_groups(ns: Any) -> None:
+    log: list[str] = []
+
+    async def main() -> None:
+        never = ns.get_running_loop().create_future()
+        try:
+            async with ns.TaskGroup() as outer:
+                outer.create_task(_wait_on(never, log, "outer child"))
+                async with ns.TaskGroup() as inner:
+                    inner.create_task(_fail_soon(ns, log, ValueError("deep")))
+        except ExceptionGroup as group:
+            log.append(repr(_group_summary(group)))
+            log.append(repr(_group_summary(group.exceptions[0])))
+
+    ns.run(main())
+    assert log == [
+        "raise ValueError('deep')",
+        "outer child CancelledError",
+        repr(
+            (
+                "ExceptionGroup",
+                ["ExceptionGroup('unhandled errors in a TaskGroup', [ValueError('deep')])"],
+            )
+        ),
+        repr(("ExceptionGroup", ["ValueError('deep')"])),
+    ]
+
+
+def test_timeout_around_a_group_is_a_timeout_error(ns: Any) -> None:
+    log: list[str] = []
+
+    async def main() -> None:
+        never = ns.get_running_loop().create_future()
+        try:
+            async with ns.timeout(0.002), ns.TaskGroup() as tg:
+                tg.create_task(_wait_on(never, log, "child"))
+        except TimeoutError:
+            log.append("TimeoutError")
+        log.append(f"cancelling={ns.current_task().cancelling()}")
+
+    ns.run(main())
+    assert log == ["child CancelledError", "TimeoutError", "cancelling=0"]
+
+
+# --- treadle only -------------------------------------------------------------------------
+
+
+async def test_outside_cancel_is_kept_when_tasks_failed() -> None:
+    # asyncio 3.13 behaviour: the ExceptionGroup comes out, and the enclosing task is
+    # still cancelled, so its next await raises CancelledError.
+    log: list[str] = []
+    loop = treadle.get_running_loop()
+
+    async def fails_on_cancel() -> None:
+        try:
+            await loop.create_future()
+        except CancelledError:
+            raise ValueError("cleanup failed") from None
+
+    async def parent() -> None:
+        try:
+            async with TaskGroup() as tg:
+                tg.create_task(fails_on_cancel())
+                await loop.create_future()
+        except* ValueError:
+            log.append("caught the group")
+        try:
+            await treadle.sleep(0)
+        except CancelledError:
+            log.append("still cancelled")
+            raise
+
+    task = treadle.create_task(parent())
+    await wait_all_tasks_blocked()
+    task.cancel()
+    with pytest.raises(CancelledError):
+        await task
+    assert log == ["caught the group", "still cancelled"]
+
+
+async def test_failure_while_waiting_at_the_end_leaves_no_cancellation() -> None:
+    # asyncio 3.11 leaves cancelling() at 1 here (fixed in 3.12): the group's own
+    # cancellation of the parent must be withdrawn even when it came after the body.
+    async def fail() -> None:
+        await treadle.sleep(0)
+        raise ValueError("late")
+
+    with pytest.raises(ExceptionGroup):
+        async with TaskGroup() as tg:
+            tg.create_task(fail())
+    task = treadle.current_task()
+    assert task is not None and task.cancelling() == 0
+    await treadle.sleep(0)  # no cancellation is left pending either
+
+
+async def test_create_task_refusal_closes_the_coroutine() -> None:
+    async with TaskGroup() as tg:
+        pass
+    ran: list[str] = []
+
+    async def child() -> None:
+        ran.append("child")
+
+    coro = child()
+    with pytest.raises(RuntimeError, match="is finished"):
+        tg.create_task(coro)
+    assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED  # no 'never awaited'
+    with pytest.raises(RuntimeError, match="not been entered"):
+        TaskGroup().create_task(child())
+    gc.collect()
+    assert ran == []
+
+
+async def test_create_task_passes_the_context() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "in ctx")
+
+    async def read() -> str:
+        return var.get()
+
+    async with TaskGroup() as tg:
+        task = tg.create_task(read(), context=ctx)
+    assert task.result() == "in ctx"
+
+
+async def test_group_with_a_timeout_on_virtual_time(virtual_clock: VirtualClock) -> None:
+    loop = treadle.get_running_loop()
+    finished: list[float] = []
+
+    async def sleeper(delay: float) -> None:
+        await treadle.sleep(delay)
+        finished.append(loop.time())
+
+    async with TaskGroup() as tg:
+        for delay in (3, 1, 2):
+            tg.create_task(sleeper(delay))
+    assert finished == [1, 2, 3]
+    with pytest.raises(TimeoutError):
+        async with timeouts.timeout(1.5), TaskGroup() as tg:
+            tg.create_task(sleeper(5))
+    assert loop.time() == 4.5
+
+
+async def test_repr() -> None:
+    tg = TaskGroup()
+    assert repr(tg) == "<TaskGroup created tasks=0>"
+    async with tg:
+        tg.create_task(treadle.sleep(0))
+        assert repr(tg) == "<TaskGroup running tasks=1>"
+    assert repr(tg) == "<TaskGroup finished tasks=0>"

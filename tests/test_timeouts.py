@@ -1,0 +1,426 @@
+"""Tests for ``timeout``, ``timeout_at`` and ``Timeout``.
+
+The tests that take ``ns`` run twice: on treadle and on asyncio (the oracle), with tiny
+real delays. The ``async def`` tests are treadle-only and run on virtual time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import types
+from typing import Any
+
+import pytest
+
+import treadle
+from treadle import combinators, taskgroups, threads, timeouts
+from treadle.errors import CancelledError
+from treadle.testing import VirtualClock, run_test
+from treadle.timeouts import Timeout, timeout, timeout_at
+
+# --- the oracle fixture -------------------------------------------------------------------
+
+
+def _run_asyncio(coro: Any) -> Any:
+    """``asyncio.run`` that also fails on anything sent to the loop's exception handler."""
+    stray: list[dict[str, Any]] = []
+
+    async def guarded() -> Any:
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: stray.append(ctx))
+        return await coro
+
+    result = asyncio.run(guarded())
+    assert not stray, stray
+    return result
+
+
+def _treadle_namespace() -> Any:
+    ns = types.SimpleNamespace(name="treadle", CancelledError=CancelledError)
+    for name in ("create_task", "current_task", "get_running_loop", "sleep"):
+        setattr(ns, name, getattr(treadle, name))
+    for module in (combinators, timeouts, taskgroups, threads):
+        for name in module.__all__:
+            setattr(ns, name, getattr(module, name))
+    ns.run = lambda coro: run_test(lambda: coro)
+    return ns
+
+
+def _asyncio_namespace() -> Any:
+    ns = types.SimpleNamespace(name="asyncio", CancelledError=asyncio.CancelledError)
+    for name in ("create_task", "current_task", "get_running_loop", "sleep", "timeout"):
+        setattr(ns, name, getattr(asyncio, name))
+    ns.timeout_at = asyncio.timeout_at
+    ns.run = _run_asyncio
+    return ns
+
+
+@pytest.fixture(params=["treadle", "asyncio"])
+def ns(request: pytest.FixtureRequest) -> Any:
+    """treadle's names, or asyncio's: the same test body must pass on both."""
+    return _treadle_namespace() if request.param == "treadle" else _asyncio_namespace()
+
+
+# --- conformance with asyncio -------------------------------------------------------------
+
+
+def test_expiry_cancels_the_block_and_raises_builtin_timeout_error(ns: Any) -> None:
+    log: list[str] = []
+
+    async def main() -> None:
+        cm = ns.timeout(0.005)
+        try:
+            async with cm:
+                try:
+                    await ns.sleep(10)
+                except ns.CancelledError:
+                    log.append("body cancelled")
+                    raise
+        except TimeoutError as exc:
+            assert type(exc) is TimeoutError
+            assert isinstance(exc.__cause__, ns.CancelledError)
+            log.append("TimeoutError")
+        log.append(f"expired={cm.expired()} cancelling={ns.current_task().cancelling()}")
+
+    ns.run(main())
+    assert log == ["body cancelled", "TimeoutError", "expired=True cancelling=0"]
+
+
+def test_block_that_finishes_in_time_is_not_touched(ns: Any) -> None:
+    async def main() -> str:
+        async with ns.timeout(10) as cm:
+            await ns.sleep(0)
+        assert not cm.expired()
+        await ns.sleep(0)  # the disarmed timer must not cancel us later
+        return f"cancelling={ns.current_task().cancelling()}"
+
+    assert ns.run(main()) == "cancelling=0"
+
+
+def test_none_means_no_deadline(ns: Any) -> None:
+    async def main() -> tuple[Any, bool]:
+        async with ns.timeout(None) as cm:
+            await ns.sleep(0.002)
+        return cm.when(), cm.expired()
+
+    assert ns.run(main()) == (None, False)
+
+
+def test_zero_delay_expires_at_the_first_suspension(ns: Any) -> None:
+    log: list[str] = []
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            async with ns.timeout(0):
+                log.append("body runs")
+                await ns.sleep(10)
+        log.append("after")
+
+    ns.run(main())
+    assert log == ["body runs", "after"]
+
+
+def test_outside_cancel_propagates_as_cancelled_error(ns: Any) -> None:
+    log: list[str] = []
+
+    async def worker(started: Any) -> None:
+        try:
+            async with ns.timeout(10):
+                started.set_result(None)
+                await ns.sleep(10)
+        except TimeoutError:
+            log.append("TimeoutError: wrong")
+        except ns.CancelledError:
+            log.append("CancelledError")
+            raise
+
+    async def main() -> None:
+        started = ns.get_running_loop().create_future()
+        task = ns.create_task(worker(started))
+        await started
+        task.cancel()
+        with pytest.raises(ns.CancelledError):
+            await task
+        log.append(f"task cancelled={task.cancelled()}")
+
+    ns.run(main())
+    assert log == ["CancelledError", "task cancelled=True"]
+
+
+def test_outside_cancel_and_expiry_together_cancel_wins(ns: Any) -> None:
+    log: list[str] = []
+
+    async def worker(started: Any, holder: list[Any]) -> None:
+        try:
+            async with ns.timeout(10) as cm:
+                holder.append(cm)
+                started.set_result(None)
+                await ns.sleep(10)
+        except TimeoutError:
+            log.append("TimeoutError: wrong")
+        except ns.CancelledError:
+            log.append(f"CancelledError expired={holder[0].expired()}")
+            raise
+
+    async def main() -> None:
+        loop = ns.get_running_loop()
+        started = loop.create_future()
+        holder: list[Any] = []
+        task = ns.create_task(worker(started, holder))
+        await started
+        holder[0].reschedule(loop.time())  # due now: fires on the next iteration
+        task.cancel()
+        with pytest.raises(ns.CancelledError):
+            await task
+
+    ns.run(main())
+    assert log == ["CancelledError expired=True"]
+
+
+def test_nested_outer_expires_first(ns: Any) -> None:
+    log: list[str] = []
+
+    async def main() -> None:
+        try:
+            async with ns.timeout(0.005) as outer:
+                try:
+                    async with ns.timeout(10) as inner:
+                        await ns.sleep(10)
+                except TimeoutError:
+                    log.append("inner TimeoutError: wrong")
+                except ns.CancelledError:
+                    log.append("inner block sees CancelledError")
+                    raise
+        except TimeoutError:
+            log.append("outer TimeoutError")
+        log.append(f"outer={outer.expired()} inner={inner.expired()}")
+
+    ns.run(main())
+    assert log == [
+        "inner block sees CancelledError",
+        "outer TimeoutError",
+        "outer=True inner=False",
+    ]
+
+
+def test_nested_inner_expires_first(ns: Any) -> None:
+    log: list[str] = []
+
+    async def main() -> None:
+        async with ns.timeout(10) as outer:
+            try:
+                async with ns.timeout(0.002) as inner:
+                    await ns.sleep(10)
+            except TimeoutError:
+                log.append("inner TimeoutError")
+            await ns.sleep(0)
+            log.append("outer block carries on")
+        log.append(f"outer={outer.expired()} inner={inner.expired()}")
+
+    ns.run(main())
+    assert log == ["inner TimeoutError", "outer block carries on", "outer=False inner=True"]
+
+
+def test_nested_with_the_same_deadline_the_outer_reports_it(ns: Any) -> None:
+    log: list[str] = []
+
+    async def main() -> None:
+        when = ns.get_running_loop().time() + 0.005
+        try:
+            async with ns.timeout_at(when) as outer:
+                try:
+                    async with ns.timeout_at(when) as inner:
+                        await ns.sleep(10)
+                except ns.CancelledError:
+                    log.append("inner passes the cancellation on")
+                    raise
+        except TimeoutError:
+            log.append("outer TimeoutError")
+        log.append(f"outer={outer.expired()} inner={inner.expired()}")
+        log.append(f"cancelling={ns.current_task().cancelling()}")
+
+    ns.run(main())
+    assert log == [
+        "inner passes the cancellation on",
+        "outer TimeoutError",
+        "outer=True inner=True",
+        "cancelling=0",
+    ]
+
+
+def test_reschedule_moves_the_deadline(ns: Any) -> None:
+    log: list[str] = []
+
+    async def main() -> None:
+        loop = ns.get_running_loop()
+        async with ns.timeout(0.001) as cm:
+            cm.reschedule(loop.time() + 10)
+            await ns.sleep(0.005)  # past the first deadline
+            log.append("later deadline kept")
+            cm.reschedule(None)
+            assert cm.when() is None
+            await ns.sleep(0.002)
+            log.append("no deadline")
+        try:
+            async with ns.timeout(10) as cm:
+                when = loop.time() + 0.001
+                cm.reschedule(when)
+                assert cm.when() == when
+                await ns.sleep(10)
+        except TimeoutError:
+            log.append("earlier deadline fired")
+
+    ns.run(main())
+    assert log == ["later deadline kept", "no deadline", "earlier deadline fired"]
+
+
+def test_reschedule_after_exit_is_an_error(ns: Any) -> None:
+    async def main() -> None:
+        async with ns.timeout(10) as cm:
+            pass
+        with pytest.raises(RuntimeError):
+            cm.reschedule(None)
+
+    ns.run(main())
+
+
+def test_block_that_swallows_the_cancellation_ends_normally(ns: Any) -> None:
+    log: list[str] = []
+
+    async def main() -> None:
+        async with ns.timeout(0.002) as cm:
+            try:
+                await ns.sleep(10)
+            except ns.CancelledError:
+                log.append("swallowed")
+        log.append(f"expired={cm.expired()} cancelling={ns.current_task().cancelling()}")
+
+    ns.run(main())
+    assert log == ["swallowed", "expired=True cancelling=0"]
+
+
+def test_other_exception_after_expiry_propagates_unchanged(ns: Any) -> None:
+    async def main() -> int:
+        with pytest.raises(KeyError):
+            async with ns.timeout(0.002):
+                try:
+                    await ns.sleep(10)
+                except ns.CancelledError:
+                    raise KeyError("cleanup failed") from None
+        return int(ns.current_task().cancelling())
+
+    assert ns.run(main()) == 0
+
+
+def test_exception_in_time_propagates(ns: Any) -> None:
+    async def main() -> None:
+        with pytest.raises(ZeroDivisionError):
+            async with ns.timeout(10):
+                await ns.sleep(0)
+                1 / 0  # noqa: B018
+
+    ns.run(main())
+
+
+# --- treadle only: virtual time, bad input, and 3.12 behaviour ----------------------------
+
+
+async def test_fires_exactly_at_the_deadline(virtual_clock: VirtualClock) -> None:
+    loop = treadle.get_running_loop()
+    start = loop.time()
+    with pytest.raises(TimeoutError):
+        async with timeout(5) as cm:
+            assert cm.when() == start + 5
+            await treadle.sleep(100)
+    assert loop.time() == start + 5
+
+
+async def test_timeout_at_uses_loop_time(virtual_clock: VirtualClock) -> None:
+    loop = treadle.get_running_loop()
+    with pytest.raises(TimeoutError):
+        async with timeout_at(loop.time() + 3):
+            await treadle.sleep(100)
+    assert loop.time() == 3
+    # A deadline in the past expires at the first suspension.
+    with pytest.raises(TimeoutError):
+        async with timeout_at(loop.time() - 1):
+            await treadle.sleep(100)
+    assert loop.time() == 3
+
+
+@pytest.mark.parametrize("bad", [-1, -0.001, math.nan])
+async def test_bad_delay_is_a_value_error(bad: float) -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        timeout(bad)
+
+
+async def test_non_number_delay_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="'5'"):
+        timeout("5")  # type: ignore[arg-type]
+
+
+async def test_nan_deadline_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="NaN"):
+        timeout_at(math.nan)
+    async with timeout(None) as cm:
+        with pytest.raises(ValueError, match="NaN"):
+            cm.reschedule(math.nan)
+
+
+async def test_reschedule_before_entering_and_entering_twice_are_errors() -> None:
+    cm = timeout(1)
+    with pytest.raises(RuntimeError, match="not been entered"):
+        cm.reschedule(None)
+    async with cm:
+        pass
+    with pytest.raises(RuntimeError, match="only once"):
+        async with cm:
+            pass
+
+
+async def test_must_be_used_inside_a_task() -> None:
+    loop = treadle.get_running_loop()
+    outcome: treadle.Future[str] = loop.create_future()
+
+    def from_a_callback() -> None:
+        entering = Timeout(None).__aenter__()
+        try:
+            entering.send(None)
+        except RuntimeError as exc:
+            outcome.set_result(str(exc))
+        finally:
+            entering.close()
+
+    loop.call_soon(from_a_callback)
+    assert "inside a task" in await outcome
+
+
+async def test_earlier_uncancelled_request_does_not_stop_conversion(
+    virtual_clock: VirtualClock,
+) -> None:
+    # asyncio 3.12 behaviour: the timeout compares with cancelling() at entry, so a
+    # task still carrying an old, swallowed cancellation gets its TimeoutError.
+    task = treadle.current_task()
+    assert task is not None
+    task.cancel()
+    with contextlib.suppress(CancelledError):  # swallowed without uncancel()
+        await treadle.sleep(0)
+    assert task.cancelling() == 1
+    with pytest.raises(TimeoutError):
+        async with timeout(1):
+            await treadle.sleep(10)
+    assert task.cancelling() == 1
+    task.uncancel()
+
+
+async def test_repr_shows_state_and_deadline(virtual_clock: VirtualClock) -> None:
+    cm = timeout(2)
+    assert repr(cm) == "<Timeout [created] when=2.0>"
+    async with cm:
+        assert repr(cm) == "<Timeout [active] when=2.0>"
+    assert repr(cm) == "<Timeout [finished] when=2.0>"
+    with pytest.raises(TimeoutError):
+        async with timeout(1) as cm:
+            await treadle.sleep(5)
+    assert repr(cm) == "<Timeout [expired] when=1.0>"
