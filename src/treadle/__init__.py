@@ -9,6 +9,16 @@ re-exports the public API and is the only one that imports from every layer.
 from __future__ import annotations
 
 from treadle.clock import Clock, MonotonicClock
+from treadle.combinators import (
+    ALL_COMPLETED,
+    FIRST_COMPLETED,
+    FIRST_EXCEPTION,
+    as_completed,
+    gather,
+    shield,
+    wait,
+    wait_for,
+)
 from treadle.errors import (
     CancelledError,
     IncompleteReadError,
@@ -20,7 +30,9 @@ from treadle.errors import (
 )
 from treadle.futures import Future, isfuture, wrap_future
 from treadle.handles import Handle, TimerHandle
+from treadle.locks import BoundedSemaphore, Condition, Event, Lock, Semaphore
 from treadle.loop import EventLoop, get_running_loop
+from treadle.queues import LifoQueue, PriorityQueue, Queue
 from treadle.runners import run
 from treadle.servers import Server, start_server, start_unix_server
 from treadle.sleeping import sleep
@@ -38,6 +50,7 @@ from treadle.sockets import (
     wait_writable,
 )
 from treadle.streams import StreamReader, StreamWriter, open_connection, open_unix_connection
+from treadle.taskgroups import TaskGroup
 from treadle.tasks import (
     Task,
     all_tasks,
@@ -47,38 +60,61 @@ from treadle.tasks import (
     ensure_future,
     iscoroutine,
 )
+from treadle.threads import to_thread
+from treadle.timeouts import Timeout, timeout, timeout_at
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ALL_COMPLETED",
+    "FIRST_COMPLETED",
+    "FIRST_EXCEPTION",
+    "BoundedSemaphore",
     "CancelledError",
     "Clock",
+    "Condition",
+    "Event",
     "EventLoop",
     "Future",
     "Handle",
     "IncompleteReadError",
     "InvalidStateError",
+    "LifoQueue",
     "LimitOverrunError",
+    "Lock",
     "MonotonicClock",
+    "PriorityQueue",
+    "Queue",
     "QueueEmpty",
     "QueueFull",
     "QueueShutDown",
+    "Semaphore",
     "Server",
     "StreamReader",
     "StreamWriter",
     "Task",
+    "TaskGroup",
+    "Timeout",
     "TimerHandle",
     "all_tasks",
+    "as_completed",
     "coroutine",
     "create_task",
     "current_task",
     "ensure_future",
+    "gather",
+    "get_running_loop",
     "getaddrinfo",
     "getnameinfo",
-    "get_running_loop",
     "iscoroutine",
     "isfuture",
     "run",
+    "shield",
     "sleep",
+    "timeout",
+    "timeout_at",
+    "to_thread",
+    "wait",
+    "wait_for",
     "wrap_future",
 ]

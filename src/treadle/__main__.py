@@ -9,13 +9,15 @@ from __future__ import annotations
 import importlib
 import sys
 
-# subcommand -> (module with a main(argv) -> int, one-line description)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "tour": ("treadle.tour.cli", "retrace the talk: from blocking sockets to coroutines"),
+# subcommand -> (module, its function taking argv and returning the exit status, description)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "crawl": ("treadle.crawl.cli", "main", "crawl web sites concurrently (try: treadle crawl --demo)"),
+    "demo-site": ("treadle.crawl.cli", "demo_site_main", "serve the generated demo site"),
+    "tour": ("treadle.tour.cli", "main", "retrace the talk: from blocking sockets to coroutines"),
 }
 
 USAGE = "usage: treadle COMMAND [ARGS...]\n\ncommands:\n" + "\n".join(
-    f"  {name:<12} {description}" for name, (_, description) in COMMANDS.items()
+    f"  {name:<12} {description}" for name, (_, _, description) in COMMANDS.items()
 ) + "\n\nRun 'treadle COMMAND --help' for a command's options."
 
 
@@ -34,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     if command is None:
         print(f"treadle: unknown command {args[0]!r}\n\n{USAGE}", file=sys.stderr)
         return 2
-    module = importlib.import_module(command[0])
-    result: int = module.main(args[1:])
+    module_name, function_name, _ = command
+    module = importlib.import_module(module_name)
+    result: int = getattr(module, function_name)(args[1:])
     return result
 
 

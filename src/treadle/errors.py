@@ -19,6 +19,7 @@ __all__ = [
     "QueueFull",
     "QueueShutDown",
     "ReadTimeout",
+    "RemoteDisconnected",
     "ResponseTooLarge",
     "TooManyRedirects",
 ]
@@ -97,6 +98,13 @@ class ReadTimeout(HTTPError, TimeoutError):
 
 class ProtocolError(HTTPError):
     """The server's response broke HTTP/1.1 (or the connection closed mid-response)."""
+
+
+class RemoteDisconnected(ProtocolError, ConnectionError):
+    """The server closed the connection before the response was complete.
+
+    A ``ConnectionError`` too, so code that retries connection failures retries this.
+    """
 
 
 class ResponseTooLarge(HTTPError):

@@ -12,6 +12,7 @@ from treadle.errors import (
     InvalidURL,
     ProtocolError,
     ReadTimeout,
+    RemoteDisconnected,
     ResponseTooLarge,
     TooManyRedirects,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "InvalidURL",
     "ProtocolError",
     "ReadTimeout",
+    "RemoteDisconnected",
     "Response",
     "ResponseTooLarge",
     "TooManyRedirects",

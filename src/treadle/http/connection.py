@@ -14,7 +14,7 @@ from typing import Any
 
 import httptools
 
-from treadle.errors import ProtocolError, ReadTimeout, ResponseTooLarge
+from treadle.errors import ProtocolError, ReadTimeout, RemoteDisconnected, ResponseTooLarge
 from treadle.streams import StreamReader, StreamWriter
 from treadle.timeouts import timeout
 
@@ -170,7 +170,7 @@ class HTTPConnection:
             if not data:
                 if self.responses and not parser.headers and not parser.reason:
                     raise _StaleConnection()
-                raise ProtocolError("the server closed the connection before sending a response")
+                raise RemoteDisconnected("the server closed the connection before responding")
             parser.feed(data)
         return parser
 
@@ -331,7 +331,7 @@ class Response:
                     self._finish(keep_alive=False)
                     return
                 self.aclose_now()
-                raise ProtocolError(
+                raise RemoteDisconnected(
                     f"the server closed the connection mid-body after {self._raw_size} bytes"
                     + (
                         f" of {self.headers.get('content-length')}"
