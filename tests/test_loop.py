@@ -914,24 +914,13 @@ def test_debug_mode_rejects_a_coroutine_function_as_callback(fw: Any, new_loop: 
         loop.call_later(1, coroutine_function)
 
 
-# --- core bugs found (xfail until fixed) ------------------------------------------------------
-
-
-def _xfail_on_treadle(fw: Any, request: pytest.FixtureRequest, reason: str) -> None:
-    if fw is treadle:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=f"core bug: {reason}"))
+# --- regressions: bugs found by these tests, now fixed -------------------------------------
 
 
 @pytest.mark.parametrize("fatal", [SystemExit, KeyboardInterrupt])
 def test_the_loop_runs_normally_after_a_task_raised_system_exit(
-    fw: Any, new_loop: Any, request: pytest.FixtureRequest, fatal: type[BaseException]
+    fw: Any, new_loop: Any, fatal: type[BaseException]
 ) -> None:
-    _xfail_on_treadle(
-        fw,
-        request,
-        "run_until_complete leaves its stale _stop_when_done callback queued when a task "
-        "raises SystemExit/KeyboardInterrupt, so the next run stops after one iteration",
-    )
     loop = new_loop()
 
     async def fails() -> None:
@@ -951,14 +940,8 @@ def test_the_loop_runs_normally_after_a_task_raised_system_exit(
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("delay", [1e7, math.inf], ids=["115-days", "inf"])
 def test_a_timer_far_in_the_future_does_not_break_the_selector(
-    fw: Any, new_loop: Any, request: pytest.FixtureRequest, delay: float
+    fw: Any, new_loop: Any, delay: float
 ) -> None:
-    _xfail_on_treadle(
-        fw,
-        request,
-        "the selector timeout is not clamped: a timer more than ~24.8 days away "
-        "(2**31 ms) makes epoll.poll raise OverflowError",
-    )
     loop = new_loop()
     far = loop.call_later(delay, print)
     blocked = threading.Event()
@@ -978,15 +961,7 @@ def test_a_timer_far_in_the_future_does_not_break_the_selector(
     far.cancel()
 
 
-def test_debug_mode_rejects_setting_a_future_from_another_thread(
-    fw: Any, new_loop: Any, request: pytest.FixtureRequest
-) -> None:
-    _xfail_on_treadle(
-        fw,
-        request,
-        "Future._schedule_callbacks uses _call_soon_unchecked, so debug mode no longer "
-        "catches fut.set_result() from a thread other than the loop's",
-    )
+def test_debug_mode_rejects_setting_a_future_from_another_thread(fw: Any, new_loop: Any) -> None:
     loop = new_loop()
     loop.set_debug(True)
     fut = loop.create_future()
@@ -1009,15 +984,7 @@ def test_debug_mode_rejects_setting_a_future_from_another_thread(
     assert len(errors) == 1
 
 
-def test_a_task_cannot_be_made_on_a_closed_loop(
-    fw: Any, new_loop: Any, request: pytest.FixtureRequest
-) -> None:
-    _xfail_on_treadle(
-        fw,
-        request,
-        "Task.__init__ schedules its first step with _call_soon_unchecked, so Task(coro, "
-        "loop=closed_loop) makes a task that can never run instead of raising",
-    )
+def test_a_task_cannot_be_made_on_a_closed_loop(fw: Any, new_loop: Any) -> None:
     loop = new_loop()
     loop.close()
 
@@ -1032,15 +999,7 @@ def test_a_task_cannot_be_made_on_a_closed_loop(
         c.close()
 
 
-def test_completing_a_future_of_a_closed_loop_raises(
-    fw: Any, new_loop: Any, request: pytest.FixtureRequest
-) -> None:
-    _xfail_on_treadle(
-        fw,
-        request,
-        "Future._schedule_callbacks appends to a closed loop's ready queue, so the done "
-        "callbacks are silently lost instead of RuntimeError('Event loop is closed')",
-    )
+def test_completing_a_future_of_a_closed_loop_raises(fw: Any, new_loop: Any) -> None:
     loop = new_loop()
     fut = loop.create_future()
     fut.add_done_callback(lambda f: None)

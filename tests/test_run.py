@@ -278,24 +278,10 @@ def test_run_keeps_a_custom_sigint_handler(fw: Any) -> None:
         signal.signal(signal.SIGINT, previous)
 
 
-# --- core bugs found (xfail until fixed) ------------------------------------------------------
+# --- regressions: bugs found by these tests, now fixed -------------------------------------
 
 
-def _xfail_on_treadle(fw: Any, request: pytest.FixtureRequest, reason: str) -> None:
-    if fw is treadle:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=f"core bug: {reason}"))
-
-
-def test_system_exit_from_main_propagates_past_leftover_tasks(
-    fw: Any, request: pytest.FixtureRequest
-) -> None:
-    _xfail_on_treadle(
-        fw,
-        request,
-        "the stale _stop_when_done callback stops _cancel_leftover_tasks' "
-        "run_until_complete, so run() raises RuntimeError('the loop stopped before the "
-        "future completed') instead of the SystemExit",
-    )
+def test_system_exit_from_main_propagates_past_leftover_tasks(fw: Any) -> None:
     log: list[str] = []
 
     async def leftover() -> None:
@@ -316,14 +302,8 @@ def test_system_exit_from_main_propagates_past_leftover_tasks(
 
 
 def test_system_exit_from_main_is_not_reported_as_never_retrieved(
-    fw: Any, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+    fw: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _xfail_on_treadle(
-        fw,
-        request,
-        "run() re-raises main's SystemExit/KeyboardInterrupt without marking the task's "
-        "exception retrieved, so collecting the task logs 'Task exception was never retrieved'",
-    )
 
     async def main() -> None:
         raise SystemExit(4)

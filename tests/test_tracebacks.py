@@ -198,21 +198,10 @@ def test_an_awaited_task_error_caught_in_user_code_has_the_full_chain() -> None:
     assert names == ["main", "child_task_body", "level2", "level3"]
 
 
-# --- core bugs found (xfail until fixed) ------------------------------------------------------
+# --- regressions: bugs found by these tests, now fixed -------------------------------------
 
 
-def _xfail_on_treadle(fw: Any, request: pytest.FixtureRequest, reason: str) -> None:
-    if fw is treadle:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=f"core bug: {reason}"))
-
-
-def test_run_keeps_the_explicit_cause(fw: Any, request: pytest.FixtureRequest) -> None:
-    _xfail_on_treadle(
-        fw,
-        request,
-        "run() re-raises with 'from None', which sets __cause__ to None and "
-        "__suppress_context__ to True on the user's exception",
-    )
+def test_run_keeps_the_explicit_cause(fw: Any) -> None:
     cause = KeyError("the cause")
 
     async def main() -> None:
@@ -223,13 +212,7 @@ def test_run_keeps_the_explicit_cause(fw: Any, request: pytest.FixtureRequest) -
     assert info.value.__cause__ is cause
 
 
-def test_run_keeps_the_implicit_context(fw: Any, request: pytest.FixtureRequest) -> None:
-    _xfail_on_treadle(
-        fw,
-        request,
-        "run() re-raises with 'from None', which sets __suppress_context__ to True, so the "
-        "'During handling of the above exception' part of the traceback disappears",
-    )
+def test_run_keeps_the_implicit_context(fw: Any) -> None:
 
     async def main() -> None:
         try:
@@ -246,15 +229,7 @@ def test_run_keeps_the_implicit_context(fw: Any, request: pytest.FixtureRequest)
     )
 
 
-def test_retrieving_an_exception_twice_does_not_grow_its_traceback(
-    fw: Any, new_loop: Any, request: pytest.FixtureRequest
-) -> None:
-    _xfail_on_treadle(
-        fw,
-        request,
-        "Future.result() raises exc.with_traceback(exc.__traceback__), so every retrieval "
-        "prepends to the traceback: the second awaiter's traceback shows the first one's frames",
-    )
+def test_retrieving_an_exception_twice_does_not_grow_its_traceback(fw: Any, new_loop: Any) -> None:
     loop = new_loop()
     fut = loop.create_future()
     fut.set_exception(DeepError("once"))
@@ -279,12 +254,6 @@ def test_retrieving_an_exception_twice_does_not_grow_its_traceback(
 def test_a_task_awaited_twice_shows_only_the_second_awaiters_chain(
     request: pytest.FixtureRequest,
 ) -> None:
-    request.applymarker(
-        pytest.mark.xfail(
-            strict=True,
-            reason="core bug: Future.result() grows the stored traceback on every retrieval",
-        )
-    )
 
     async def first_awaiter(task: treadle.Task[None]) -> None:
         with pytest.raises(DeepError):

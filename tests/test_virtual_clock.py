@@ -236,12 +236,6 @@ async def test_wait_all_tasks_blocked_on_virtual_time(virtual_clock: VirtualCloc
     assert treadle.get_running_loop().time() == 0.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: _run_once calls clock.idle(deadline) whenever nothing is ready, even "
-    "when it polled with timeout 0 because the loop is stopping, so stop(); run_forever() "
-    "jumps virtual time to the next timer and fires it",
-)
 def test_a_stopping_loop_does_not_jump_ahead() -> None:
     loop = treadle.EventLoop(clock=VirtualClock())
     try:

@@ -75,6 +75,7 @@ class Future(Generic[_T]):
         "_cancel_message",
         "_cancelled_exc",
         "_exception",
+        "_exception_tb",
         "_log_traceback",
         "_loop",
         "_result",
@@ -145,7 +146,9 @@ class Future(Generic[_T]):
         if self._state is _FINISHED:
             self._log_traceback = False
             if self._exception is not None:
-                raise self._exception.with_traceback(self._exception.__traceback__)
+                # The traceback as it was when set: re-raising must not pile up the frames
+                # of every earlier retrieval.
+                raise self._exception.with_traceback(self._exception_tb)
             return self._result  # type: ignore[no-any-return]
         if self._state is _CANCELLED:
             raise self._make_cancelled_error()
@@ -184,6 +187,7 @@ class Future(Generic[_T]):
             new_exc.__cause__ = exception
             exception = new_exc
         self._exception = exception
+        self._exception_tb = exception.__traceback__
         self._state = _FINISHED
         self._log_traceback = True
         self._schedule_callbacks()
@@ -239,7 +243,7 @@ class Future(Generic[_T]):
             return
         self._callbacks = None
         # The loop is open (it is running us), and fn and context were checked when added.
-        schedule = self._loop._call_soon_unchecked
+        schedule = self._loop._schedule
         args = (self,)
         for fn, context in callbacks:
             schedule(fn, args, context)

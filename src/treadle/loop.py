@@ -63,6 +63,10 @@ _POLLIN, _POLLOUT = select.POLLIN, select.POLLOUT
 _READ_EVENTS = _POLLIN | select.POLLERR | select.POLLHUP
 _WRITE_EVENTS = _POLLOUT | select.POLLERR | select.POLLHUP
 
+# The longest the selector blocks at once: epoll cannot wait past ~24.8 days, and
+# waking once a day to recompute costs nothing.
+_MAX_SELECT_TIMEOUT = 24 * 3600.0
+
 # Purge cancelled timers once they are over half the heap and more than this many.
 _MIN_CANCELLED_TIMERS_TO_PURGE = 100
 
@@ -265,10 +269,14 @@ class EventLoop:
         self._ready.append(handle)
         return handle
 
-    def _call_soon_unchecked(
+    def _schedule(
         self, callback: Callable[..., object], args: tuple[Any, ...], context: Context
     ) -> None:
-        """``call_soon`` for the futures layer's own callbacks, which need no checking."""
+        """``call_soon`` for the futures layer's own callbacks, which are known callables."""
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if self._debug:
+            self._check_thread("call_soon")
         self._ready.append(Handle(callback, args, self, context))
 
     def call_soon_threadsafe(
@@ -510,6 +518,10 @@ class EventLoop:
         return fut.result()
 
     def _stop_when_done(self, fut: Future[Any]) -> None:
+        if not fut.cancelled() and isinstance(fut.exception(), SystemExit | KeyboardInterrupt):
+            # That exception already left run_forever (it is raised through the loop),
+            # so there is nothing to stop; stopping now would stop the *next* run.
+            return
         self.stop()
 
     def stop(self) -> None:
@@ -566,7 +578,7 @@ class EventLoop:
         elif deadline is None:
             timeout = -1.0
         else:
-            timeout = self._clock.sleep_time(deadline)
+            timeout = min(self._clock.sleep_time(deadline), _MAX_SELECT_TIMEOUT)
 
         # 3. Poll. With work ready and no descriptor but the wake-up pipe registered,
         # there is nothing to poll for: call_soon_threadsafe appends to _ready itself.
@@ -584,7 +596,7 @@ class EventLoop:
                         handle = writers.get(fd)
                         if handle is not None:
                             ready.append(handle)
-        if deadline is not None and not ready:
+        if deadline is not None and not ready and not self._stopping:
             self._clock.idle(deadline)
 
         # 4. Move the timers that are due to the ready queue, in deadline order.

@@ -61,8 +61,10 @@ def run(
                     raise KeyboardInterrupt() from None
                 raise
             except BaseException as exc:
+                if task.done() and not task.cancelled():
+                    task.exception()  # raised here: don't also report it as never retrieved
                 if not loop.get_debug():
-                    raise exc.with_traceback(trim_traceback(exc.__traceback__)) from None
+                    raise exc.with_traceback(trim_traceback(exc.__traceback__))  # noqa: B904
                 raise
     finally:
         try:

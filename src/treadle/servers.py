@@ -72,6 +72,8 @@ class Server:
         # One task per open connection.
         self._clients: set[Task[None]] = set()
         self._all_clients_done: Future[None] | None = None
+        # Done when close() is called.
+        self._closed_fut: Future[None] = loop.create_future()
         self._serve_forever_fut: Future[None] | None = None
         # True after an out-of-descriptors error was logged, until an accept succeeds.
         self._resource_error_logged = False
@@ -193,6 +195,7 @@ class Server:
         if self._closed:
             return
         self._closed = True
+        self._closed_fut.set_result(None)
         self._serving = False
         for sock in self._sockets:
             self._loop.remove_reader(sock)
@@ -208,6 +211,7 @@ class Server:
 
     async def wait_closed(self) -> None:
         """Wait until the server is closed and every connection has ended."""
+        await self._closed_fut
         if not self._clients:
             return
         if self._all_clients_done is None or self._all_clients_done.done():
@@ -276,6 +280,7 @@ async def start_server(
         if host is not None or port is not None:
             raise ValueError("give either host and port, or sock=, not both")
         sock.setblocking(False)
+        sock.listen(backlog)  # harmless if it listens already; needed if it was only bound
         sockets = [sock]
     else:
         sockets = await _bind_tcp(host, port, family, flags, backlog, reuse_address, reuse_port)

@@ -37,6 +37,8 @@ __all__ = [
 DEFAULT_LIMIT = 64 * 1024
 _HIGH_WATER = 64 * 1024
 _LOW_WATER = 16 * 1024
+# The most one recv() asks for.
+_MAX_RECV = 256 * 1024
 
 
 def _wake(fut: Future[None] | None) -> None:
@@ -344,9 +346,10 @@ class StreamReader:
             self._check_error()
             if c.eof:
                 return b""
-            # Fast path: the socket may have bytes right now.
+            # Fast path: the socket may have bytes right now. (Bounded: recv() allocates
+            # the whole size it is asked for up front.)
             try:
-                data = c.recv(n)
+                data = c.recv(min(n, _MAX_RECV))
             except (BlockingIOError, InterruptedError, ssl_module.SSLWantReadError):
                 await c.wait_readable()
                 continue
@@ -399,7 +402,7 @@ class StreamReader:
             found = buffer.find(separator, offset)
             if found >= 0:
                 end = found + seplen
-                if end > self._limit:
+                if found > self._limit:
                     raise LimitOverrunError(
                         f"separator found {found} bytes in, past the stream limit of "
                         f"{self._limit} bytes",

@@ -96,10 +96,12 @@ class Task(Future[_T]):
         self._num_cancels_requested = 0
         self._id = _task_ids()
         self._name = None if name is None else str(name)
-        loop._call_soon_unchecked(self._step, (), context)
+        loop._schedule(self._step, (), context)
         loop._tasks.add(self)
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_coro"):
+            return f"<{type(self).__name__} (its __init__ failed)>"
         coro = self._coro
         code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
@@ -228,7 +230,7 @@ class Task(Future[_T]):
         else:
             if result is None:
                 # A bare ``yield``: let the others run, then carry on.
-                loop._call_soon_unchecked(self._step, (), self._context)
+                loop._schedule(self._step, (), self._context)
             else:
                 self._suspend_on(result)
         finally:

@@ -116,6 +116,8 @@ class TLSConnection(_Connection):
         if self._unwrap_quietly():
             self.peer_closed = True
         self.flush_outgoing()
+        if self.closed.done():
+            return  # sending close_notify failed (the peer is gone) and closed the socket
         if not self.peer_closed:
             self.loop.add_reader(self.fd, self._on_shutdown_readable)
             self._shutdown_timer = self.loop.call_later(self.shutdown_timeout, self.abort)
