@@ -70,19 +70,6 @@ def reset(sock: socket.socket) -> None:
     sock.close()
 
 
-def oracle_passes_treadle_fails(reason: str) -> pytest.MarkDecorator:
-    """Run on both frameworks; on treadle expect a failure (a known I/O bug)."""
-    return pytest.mark.parametrize(
-        "fw",
-        [
-            pytest.param(
-                treadle, id="treadle", marks=pytest.mark.xfail(strict=True, reason=reason)
-            ),
-            pytest.param(asyncio, id="asyncio"),
-        ],
-    )
-
-
 @pytest.fixture(scope="module")
 def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """A server context with a certificate for localhost, and a client context trusting it."""
@@ -190,14 +177,6 @@ def test_a_drain_waiting_on_a_stalled_peer_raises_when_it_resets(fw: Any) -> Non
     run(fw, main)
 
 
-@oracle_passes_treadle_fails(
-    "I/O bug: TLSConnection.close() after the peer reset the connection: sending "
-    "close_notify fails, write_failed() -> finish_close() closes the socket, then close() "
-    "goes on to add_reader() on the closed fd, so writer.close() raises OSError(EBADF) "
-    "and loop._readers keeps a stale entry (the dead connection's _on_shutdown_readable) "
-    "for that fd number, which the next socket given the number inherits; a server "
-    "handler's task fails with the OSError"
-)
 def test_closing_a_tls_stream_after_the_peer_reset_it(
     fw: Any, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]
 ) -> None:

@@ -74,19 +74,6 @@ async def round_trip(fw: Any, address: tuple[str, int], line: bytes = b"ping\n")
         await writer.wait_closed()
 
 
-def oracle_passes_treadle_fails(reason: str) -> pytest.MarkDecorator:
-    """Run on both frameworks; on treadle expect a failure (a known I/O bug)."""
-    return pytest.mark.parametrize(
-        "fw",
-        [
-            pytest.param(
-                treadle, id="treadle", marks=pytest.mark.xfail(strict=True, reason=reason)
-            ),
-            pytest.param(asyncio, id="asyncio"),
-        ],
-    )
-
-
 def refuses(address: tuple[str, int]) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(address) == errno.ECONNREFUSED
@@ -282,12 +269,6 @@ def test_start_server_with_a_listening_socket(fw: Any) -> None:
     run(fw, main)
 
 
-@oracle_passes_treadle_fails(
-    "I/O bug: start_server(sock=s) with a bound socket that is not listening yet never "
-    "calls s.listen(), so every client is refused (and accept() raising EINVAL is "
-    "re-raised from the readiness callback on every loop iteration); asyncio calls "
-    "listen(backlog) on it"
-)
 def test_start_server_with_a_bound_socket_listens(fw: Any) -> None:
     async def main() -> None:
         sock = socket.socket()
@@ -298,11 +279,6 @@ def test_start_server_with_a_bound_socket_listens(fw: Any) -> None:
     run(fw, main)
 
 
-@oracle_passes_treadle_fails(
-    "I/O bug: Server.wait_closed() called before close() returns at once when no client "
-    "is connected (and, with clients, as soon as they end), though the server is still "
-    "open; asyncio (and treadle's docstring) wait until the server is closed"
-)
 def test_wait_closed_before_close_waits_for_the_close(fw: Any) -> None:
     async def main() -> None:
         server = await fw.start_server(echo_lines, "127.0.0.1", 0)

@@ -71,19 +71,6 @@ def abort(writer: Any) -> None:
     (writer.transport if hasattr(writer, "transport") else writer).abort()
 
 
-def oracle_passes_treadle_fails(reason: str) -> pytest.MarkDecorator:
-    """Run on both frameworks; on treadle expect a failure (a known I/O bug)."""
-    return pytest.mark.parametrize(
-        "fw",
-        [
-            pytest.param(
-                treadle, id="treadle", marks=pytest.mark.xfail(strict=True, reason=reason)
-            ),
-            pytest.param(asyncio, id="asyncio"),
-        ],
-    )
-
-
 @dataclass
 class Pair:
     """Both ends of one connection: the client's streams and the server handler's."""
@@ -252,12 +239,6 @@ def test_readuntil_past_the_limit_keeps_the_bytes_buffered(fw: Any) -> None:
     run(fw, main)
 
 
-@oracle_passes_treadle_fails(
-    "I/O bug: readuntil()/readline() reject a chunk whose separator starts exactly at "
-    "`limit` (e.g. limit=16 and 16 bytes + b'\\n'): treadle checks found + len(sep) > "
-    "limit, asyncio found > limit, so every line asyncio accepts up to limit + len(sep) "
-    "bytes long raises LimitOverrunError on treadle"
-)
 def test_a_chunk_of_exactly_limit_bytes_before_the_separator_is_accepted(fw: Any) -> None:
     async def main() -> None:
         async with connected(fw, limit=16) as p:
@@ -268,11 +249,6 @@ def test_a_chunk_of_exactly_limit_bytes_before_the_separator_is_accepted(fw: Any
     run(fw, main)
 
 
-@oracle_passes_treadle_fails(
-    "I/O bug: read(n) passes the caller's n straight to sock.recv(n), which allocates n "
-    "bytes up front: read(2**40) raises MemoryError and read(sys.maxsize) OverflowError "
-    "even though only 5 bytes are waiting; asyncio returns them"
-)
 def test_read_with_a_huge_n_returns_what_is_there(fw: Any) -> None:
     async def main() -> None:
         async with connected(fw) as p:

@@ -11,7 +11,7 @@ import sys
 
 # subcommand -> (module, its function taking argv and returning the exit status, description)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "crawl": ("treadle.crawl.cli", "main", "crawl web sites concurrently (try: treadle crawl --demo)"),
+    "crawl": ("treadle.crawl.cli", "main", "crawl web sites (try: treadle crawl --demo)"),
     "demo-site": ("treadle.crawl.cli", "demo_site_main", "serve the generated demo site"),
     "tour": ("treadle.tour.cli", "main", "retrace the talk: from blocking sockets to coroutines"),
 }

@@ -142,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     json_file: IO[str] | None = None
     if args.json is not None:
         try:
-            json_file = sys.stdout if args.json == "-" else open(args.json, "w", encoding="utf-8")
+            json_file = (
+                sys.stdout
+                if args.json == "-"
+                else open(args.json, "w", encoding="utf-8")  # noqa: SIM115 (closed in finally)
+            )
         except OSError as exc:
             parser.error(f"cannot write --json file {args.json!r}: {exc.strerror}")
     try:

@@ -14,12 +14,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from treadle.combinators import gather
 from treadle.crawl.links import decode_html, extract_links
 from treadle.crawl.records import Record
 from treadle.crawl.report import ProgressSnapshot
 from treadle.crawl.robots import RobotsPolicy, robots_url
 from treadle.crawl.urls import Scope, is_http_url, normalize_url, origin
-from treadle.combinators import gather
 from treadle.errors import (
     CancelledError,
     ConnectError,
