@@ -71,9 +71,11 @@ class Future(Generic[_T]):
     __slots__ = (
         "__weakref__",
         "_asyncio_future_blocking",
+        "_callback0",
         "_callbacks",
         "_cancel_message",
         "_cancelled_exc",
+        "_context0",
         "_exception",
         "_exception_tb",
         "_log_traceback",
@@ -85,7 +87,10 @@ class Future(Generic[_T]):
     _state: _State
     _result: Any
     _exception: BaseException | None
-    # Done callbacks and their contexts; None until the first one is added.
+    # The first done callback and its context live in slots of their own (most futures
+    # only ever have one: the task waiting on them); any more go in a list.
+    _callback0: Callable[[Any], object] | None
+    _context0: Context | None
     _callbacks: list[tuple[Callable[[Any], object], Context]] | None
     _cancel_message: str | None
     _cancelled_exc: CancelledError | None
@@ -95,6 +100,8 @@ class Future(Generic[_T]):
         self._state = _PENDING
         self._result = None
         self._exception = None
+        self._callback0 = None
+        self._context0 = None
         self._callbacks = None
         self._cancel_message = None
         self._cancelled_exc = None
@@ -222,27 +229,36 @@ class Future(Generic[_T]):
             context = copy_context()
         if self._state is not _PENDING:
             self._loop.call_soon(fn, self, context=context)
-        elif self._callbacks is None:
-            self._callbacks = [(fn, context)]
-        else:
+        elif self._callbacks is not None:
             self._callbacks.append((fn, context))
+        elif self._callback0 is None:
+            self._callback0 = fn
+            self._context0 = context
+        else:
+            self._callbacks = [(fn, context)]
 
     def remove_done_callback(self, fn: Callable[[Future[_T]], object]) -> int:
         """Forget every registration of ``fn``; how many there were."""
-        if not self._callbacks:
-            return 0
-        kept = [(f, ctx) for f, ctx in self._callbacks if f != fn]
-        removed = len(self._callbacks) - len(kept)
-        if removed:
+        removed = 0
+        if self._callback0 is not None and self._callback0 == fn:
+            self._callback0 = self._context0 = None
+            removed = 1
+        if self._callbacks:
+            kept = [(f, ctx) for f, ctx in self._callbacks if f != fn]
+            removed += len(self._callbacks) - len(kept)
             self._callbacks = kept or None
         return removed
 
     def _schedule_callbacks(self) -> None:
+        first = self._callback0
+        if first is not None:
+            context = self._context0
+            self._callback0 = self._context0 = None
+            self._loop._schedule(first, (self,), context)  # type: ignore[arg-type]
         callbacks = self._callbacks
         if callbacks is None:
             return
         self._callbacks = None
-        # The loop is open (it is running us), and fn and context were checked when added.
         schedule = self._loop._schedule
         args = (self,)
         for fn, context in callbacks:

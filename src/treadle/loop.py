@@ -279,6 +279,14 @@ class EventLoop:
             self._check_thread("call_soon")
         self._ready.append(Handle(callback, args, self, context))
 
+    def _schedule_handle(self, handle: Handle) -> None:
+        """Queue a handle the futures layer made (and may queue again once it has run)."""
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if self._debug:
+            self._check_thread("call_soon")
+        self._ready.append(handle)
+
     def call_soon_threadsafe(
         self, callback: Callable[..., object], *args: Any, context: Context | None = None
     ) -> Handle:

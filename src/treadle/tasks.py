@@ -20,6 +20,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from treadle.errors import CancelledError, InvalidStateError
 from treadle.futures import _FINISHED, _PENDING, Future, isfuture, trim_traceback
+from treadle.handles import Handle
 from treadle.loop import EventLoop, get_running_loop
 
 __all__ = [
@@ -60,6 +61,7 @@ class Task(Future[_T]):
         "_must_cancel",
         "_name",
         "_num_cancels_requested",
+        "_yield_handle",
     )
 
     def __init__(
@@ -82,6 +84,8 @@ class Task(Future[_T]):
         self._state = _PENDING
         self._result = None
         self._exception = None
+        self._callback0 = None
+        self._context0 = None
         self._callbacks = None
         self._cancel_message = None
         self._cancelled_exc = None
@@ -94,6 +98,9 @@ class Task(Future[_T]):
         # Invariant: True when a cancel() must be thrown in at the next step.
         self._must_cancel = False
         self._num_cancels_requested = 0
+        # The handle that reschedules this task after a bare ``yield``: made on the first
+        # one and reused, so a task that yields in a loop allocates nothing per switch.
+        self._yield_handle: Handle | None = None
         self._id = _task_ids()
         self._name = None if name is None else str(name)
         loop._schedule(self._step, (), context)
@@ -230,7 +237,10 @@ class Task(Future[_T]):
         else:
             if result is None:
                 # A bare ``yield``: let the others run, then carry on.
-                loop._schedule(self._step, (), self._context)
+                handle = self._yield_handle
+                if handle is None:
+                    handle = self._yield_handle = Handle(self._step, (), loop, self._context)
+                loop._schedule_handle(handle)
             else:
                 self._suspend_on(result)
         finally:

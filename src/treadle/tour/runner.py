@@ -33,8 +33,7 @@ STAGES: list[Stage] = [
     Stage(3, "stage3_concurrent_callbacks", "callbacks for every URL at once"),
     Stage(4, "stage4_future", "a Future stands for a pending result"),
     Stage(5, "stage5_generators", "a Task drives generators (yield from)"),
-    # Stage 6, async/await on treadle itself, registers here when it exists:
-    # Stage(6, "stage6_treadle", "async/await on treadle's own loop"),
+    Stage(6, "stage6_treadle", "async/await on treadle's own loop"),
 ]
 
 
