@@ -695,7 +695,8 @@ class EventLoop:
         context: Context | None = None,
     ) -> Task[_T]:
         """Wrap a coroutine or generator in a ``Task`` and schedule its first step."""
-        self._check_closed()
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
         if self._debug:
             self._check_thread("create_task")
         if self._task_factory is None:
