@@ -1,14 +1,17 @@
 """The crawler: the classic design of a frontier queue, worker tasks, a seen-set, a join.
 
-So far this package holds the crawler's pure parts, which do no I/O and import only
-the standard library (and each other): URL rules (``urls``), link extraction and
-charset detection (``links``), robots.txt policy (``robots``), the per-URL record
-(``records``), the report (``report``) and the demo site's content
-(``demosite_content``). The fetching crawler is built on treadle's HTTP client.
+The crawler itself (``crawler``) fetches with treadle's HTTP client; its command line
+is ``cli``, and ``demosite`` serves the generated demo site. The pure parts do no I/O
+and import only the standard library (and each other): URL rules (``urls``), link
+extraction and charset detection (``links``), robots.txt policy (``robots``), the
+per-URL record (``records``), the report (``report``) and the demo site's content
+(``demosite_content``).
 """
 
 from __future__ import annotations
 
+from treadle.crawl.crawler import Crawler
+from treadle.crawl.demosite import DemoSiteServer
 from treadle.crawl.demosite_content import DemoResponse, DemoSite
 from treadle.crawl.links import (
     charset_from_content_type,
@@ -22,8 +25,10 @@ from treadle.crawl.robots import RobotsPolicy, robots_url
 from treadle.crawl.urls import Scope, is_http_url, normalize_url, origin
 
 __all__ = [
+    "Crawler",
     "DemoResponse",
     "DemoSite",
+    "DemoSiteServer",
     "ProgressSnapshot",
     "Record",
     "RobotsPolicy",
