@@ -55,6 +55,29 @@ class _Connection:
     # Whether the sending side can be closed alone (not over TLS).
     supports_eof = True
 
+    # Slots: an idle connection should cost as little memory as it can.
+    __slots__ = (
+        "closed",
+        "closing",
+        "drain_waiters",
+        "eof",
+        "eof_requested",
+        "extra",
+        "fd",
+        "high_water",
+        "limit",
+        "loop",
+        "low_water",
+        "rbuf",
+        "read_error",
+        "read_waiter",
+        "reading",
+        "sock",
+        "wbuf",
+        "write_error",
+        "writing",
+    )
+
     def __init__(self, sock: socket.socket, loop: EventLoop, limit: int) -> None:
         self.sock = sock
         self.fd = sock.fileno()
@@ -287,6 +310,8 @@ class StreamReader:
     Only one task may read at a time.
     """
 
+    __slots__ = ("_conn", "_limit")
+
     def __init__(self, connection: _Connection) -> None:
         self._conn = connection
         self._limit = connection.limit
@@ -449,6 +474,8 @@ class StreamWriter:
 
     Use it as an async context manager to close it (and wait for the close) at the end.
     """
+
+    __slots__ = ("_conn", "_reader")
 
     def __init__(self, connection: _Connection, reader: StreamReader | None = None) -> None:
         self._conn = connection

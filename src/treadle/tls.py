@@ -30,6 +30,15 @@ class TLSConnection(_Connection):
 
     supports_eof = False
 
+    __slots__ = (
+        "_shutdown_timer",
+        "incoming",
+        "outgoing",
+        "peer_closed",
+        "shutdown_timeout",
+        "sslobj",
+    )
+
     def __init__(
         self,
         sock: socket.socket,
