@@ -1,4 +1,4 @@
-"""Tests for the tour: the slow server, stages 1-5, the runner and ``treadle tour``.
+"""Tests for the tour: the slow server, stages 1-6, the runner and ``treadle tour``.
 
 Every stage runs once against one shared server (module-scoped fixtures) and the
 tests assert on the per-URL records and on the concurrency the server saw.
@@ -6,6 +6,7 @@ tests assert on the per-URL records and on the concurrency the server saw.
 
 from __future__ import annotations
 
+import ast
 import gc
 import importlib
 import os
@@ -19,14 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from treadle.tour import cli, runner, stage5_generators
+import treadle
+from treadle.tour import cli, runner, stage5_generators, stage6_treadle
 from treadle.tour.runner import STAGES, StageRun
 from treadle.tour.server import SlowServer, TourServerError, expected_body
 
 DELAY = 0.3
 N_URLS = 4
 SERIAL = [1, 2]
-CONCURRENT = [3, 4, 5]
+CONCURRENT = [3, 4, 5, 6]
+SELECTOR_STAGES = STAGES[1:5]  # stages 2-5 keep a bare module-level selector
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
@@ -156,7 +159,7 @@ def test_concurrent_stages_overlap_every_fetch(
     assert run.seconds <= serial.seconds / 2
 
 
-@pytest.mark.parametrize("stage", STAGES[1:], ids=lambda stage: stage.module)
+@pytest.mark.parametrize("stage", SELECTOR_STAGES, ids=lambda stage: stage.module)
 def test_a_refused_url_leaves_the_selector_empty(stage: runner.Stage, urls: list[str]) -> None:
     module = importlib.import_module(f"treadle.tour.{stage.module}")
     refused = f"http://127.0.0.1:{refused_port()}/"
@@ -167,6 +170,46 @@ def test_a_refused_url_leaves_the_selector_empty(stage: runner.Stage, urls: list
     gc.collect()  # any socket left unclosed would warn now, and warnings are errors
     assert len(module.selector.get_map()) == 0
     assert [record.body for record in module.fetch_all(urls[:1])] == [expected_body("/page/0")]
+
+
+def test_stage6_a_refused_url_cancels_the_other_fetches_and_closes_them(
+    urls: list[str],
+) -> None:
+    refused = f"http://127.0.0.1:{refused_port()}/"
+    with pytest.raises(ConnectionRefusedError) as caught:
+        stage6_treadle.fetch_all([urls[0], refused, urls[1]])
+    assert caught.value.filename == refused
+    del caught
+    # treadle.run cancelled the two good fetches, and their ``async with writer``
+    # closed the connections; one left open would warn now, and warnings are errors.
+    gc.collect()
+    records = stage6_treadle.fetch_all(urls[:1])
+    assert [record.body for record in records] == [expected_body("/page/0")]
+
+
+def test_stage6_uses_only_treadles_public_api() -> None:
+    source = Path(stage6_treadle.__file__).read_text()
+    tree = ast.parse(source)
+    imported = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert not any(name.startswith("treadle.") for name in imported)
+    assert not any(
+        isinstance(node, ast.ImportFrom) and (node.module or "").startswith("treadle")
+        for node in ast.walk(tree)
+    )
+    used = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "treadle"
+    }
+    assert used == {"run", "open_connection", "gather"}
+    assert used <= set(treadle.__all__)
 
 
 def test_stage5_exception_travels_up_the_yield_from_chain() -> None:
@@ -212,7 +255,7 @@ def test_stage_by_hand_prints_a_summary(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--stage", "9"], "--stage must be one of 1, 2, 3, 4, 5, got 9"),
+        (["--stage", "9"], "--stage must be one of 1, 2, 3, 4, 5, 6, got 9"),
         (["--urls", "0"], "--urls must be a positive integer, got 0"),
         (["--urls", "-3"], "--urls must be a positive integer, got -3"),
         (["--urls", "many"], "--urls must be a positive integer, got many"),
@@ -245,6 +288,7 @@ def test_cli_runs_every_stage_and_draws_timelines(capsys: pytest.CaptureFixture[
     assert len(table) == 1 + len(STAGES)
     assert all(" 2/2 " in row for row in table[1:])
     assert table[1].rstrip().endswith("1.0x")
+    assert table[-1].split()[:2] == ["6", "async/await"]
     assert "/page/1 |#" in out
 
 
