@@ -25,6 +25,7 @@ from treadle.errors import IncompleteReadError, LimitOverrunError
 from treadle.futures import Future
 from treadle.loop import EventLoop, get_running_loop
 from treadle.sockets import Buffer, format_address, getaddrinfo, sock_connect
+from treadle.tasks import Task, park
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -88,7 +89,9 @@ class _Connection:
         self.eof = False
         # A receive error, raised once the buffered bytes have been read.
         self.read_error: BaseException | None = None
-        self.read_waiter: Future[None] | None = None
+        # The task waiting in wait_readable (parked), or a Future when the waiter is
+        # not a treadle Task.
+        self.read_waiter: Task[Any] | Future[None] | None = None
         # Invariant: True exactly while _on_readable is registered with the loop.
         self.reading = False
         # Bytes written by the user that the socket has not taken yet.
@@ -115,6 +118,10 @@ class _Connection:
         """Bytes from the peer now; ``b''`` at EOF; BlockingIOError if none are ready."""
         return self.sock.recv(nbytes)
 
+    def holds_unread(self) -> bool:
+        """Whether received bytes wait below the buffer, where the selector can't see them."""
+        return False
+
     def _on_readable(self) -> None:
         """The selector says the socket is readable: move what arrived into the buffer."""
         try:
@@ -131,12 +138,12 @@ class _Connection:
         else:
             self.eof = True
             self.stop_reading()
-        _wake(self.read_waiter)
+        self.wake_reader()
 
     def read_failed(self, exc: BaseException) -> None:
         self.read_error = exc
         self.stop_reading()
-        _wake(self.read_waiter)
+        self.wake_reader()
 
     def stop_reading(self) -> None:
         if self.reading:
@@ -153,11 +160,29 @@ class _Connection:
         if not self.reading and not self.closing:
             self.reading = True
             self.loop.add_reader(self.fd, self._on_readable)
+        task = self.loop._current_task
+        if type(task) is Task:
+            self.read_waiter = task
+            try:
+                await park()
+            finally:
+                self.read_waiter = None
+            return
         self.read_waiter = waiter = self.loop.create_future()
         try:
             await waiter
         finally:
             self.read_waiter = None
+
+    def wake_reader(self) -> None:
+        """Wake the task waiting to read, if any."""
+        waiter = self.read_waiter
+        if waiter is None:
+            return
+        if type(waiter) is Task:
+            waiter._unpark()
+        elif not waiter.done():
+            waiter.set_result(None)
 
     # --- sending ------------------------------------------------------------------------
 
@@ -274,7 +299,7 @@ class _Connection:
         self.stop_reading()
         if not self.eof:
             self.eof = True
-            _wake(self.read_waiter)
+            self.wake_reader()
         if not self.wbuf:
             self.finish_close()
 
@@ -292,7 +317,7 @@ class _Connection:
         self.eof = True
         self.sock.close()
         self.closed.set_result(None)
-        _wake(self.read_waiter)
+        self.wake_reader()
         self._wake_drainers()
 
 
@@ -371,6 +396,12 @@ class StreamReader:
             self._check_error()
             if c.eof:
                 return b""
+            if c.reading and not c.holds_unread():
+                # The readiness callback is registered and picks data up the moment it
+                # arrives, so an empty buffer means nothing has: trying recv() here
+                # would only fail (a system call and an exception per message).
+                await c.wait_readable()
+                continue
             # Fast path: the socket may have bytes right now. (Bounded: recv() allocates
             # the whole size it is asked for up front.)
             try:

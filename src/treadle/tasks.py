@@ -25,6 +25,7 @@ from treadle.loop import EventLoop, get_running_loop
 
 __all__ = [
     "Task",
+    "park",
     "all_tasks",
     "coroutine",
     "create_task",
@@ -37,6 +38,27 @@ _T = TypeVar("_T")
 _P = ParamSpec("_P")
 
 _task_ids = itertools.count(1).__next__
+
+
+class _Parked:
+    """What ``park()`` yields: "wake me by ``Task._unpark()``, there is no Future"."""
+
+    def __repr__(self) -> str:
+        return "<parked>"
+
+
+_PARKED = _Parked()
+
+
+@types.coroutine
+def park() -> Generator[_Parked, None, None]:
+    """Suspend the running task until something calls its ``_unpark()``.
+
+    The I/O layer's way to wait for readiness without a Future: the readiness callback
+    resumes the task directly, so a message costs no Future, no done callback and no
+    extra trip through the ready queue. Cancellation still lands here, as usual.
+    """
+    yield _PARKED
 _COROUTINE_TYPES = (types.CoroutineType, types.GeneratorType)
 
 
@@ -61,6 +83,7 @@ class Task(Future[_T]):
         "_must_cancel",
         "_name",
         "_num_cancels_requested",
+        "_parked",
         "_yield_handle",
     )
 
@@ -98,6 +121,8 @@ class Task(Future[_T]):
         # Invariant: True when a cancel() must be thrown in at the next step.
         self._must_cancel = False
         self._num_cancels_requested = 0
+        # Invariant: True exactly while the coroutine is suspended in park().
+        self._parked = False
         # The handle that reschedules this task after a bare ``yield``: made on the first
         # one and reused, so a task that yields in a loop allocates nothing per switch.
         self._yield_handle: Handle | None = None
@@ -173,6 +198,13 @@ class Task(Future[_T]):
         if self._state is not _PENDING:
             return False
         self._num_cancels_requested += 1
+        if self._parked:
+            # Parked without a Future: nothing would ever wake it, so step it now.
+            self._parked = False
+            self._must_cancel = True
+            self._cancel_message = msg
+            self._loop._schedule(self._step, (), self._context)
+            return True
         waiter = self._fut_waiter
         if waiter is not None and waiter.cancel(msg=msg):
             # The waiter's wake-up throws the CancelledError in. Keep _fut_waiter: the
@@ -241,6 +273,8 @@ class Task(Future[_T]):
                 if handle is None:
                     handle = self._yield_handle = Handle(self._step, (), loop, self._context)
                 loop._schedule_handle(handle)
+            elif result is _PARKED:
+                self._parked = True
             else:
                 self._suspend_on(result)
         finally:
@@ -278,6 +312,20 @@ class Task(Future[_T]):
                 self._must_cancel = False
             return
         self._loop.call_soon(self._step, RuntimeError(problem), context=self._context)
+
+    def _unpark(self) -> None:
+        """Resume the task if it is parked: at once from a loop callback, else soon.
+
+        From a plain callback (the loop's, not a task's step) the next step runs right
+        here; from inside another task's step it is scheduled, since steps never nest.
+        """
+        if not self._parked:
+            return
+        self._parked = False
+        if self._loop._current_task is None:
+            self._context.run(self._step)
+        else:
+            self._loop._schedule(self._step, (), self._context)
 
     def _wakeup(self, future: Future[Any]) -> None:
         """The future this task waited on is done: take the next step with its outcome."""

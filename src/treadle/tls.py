@@ -67,6 +67,11 @@ class TLSConnection(_Connection):
             sslcontext=self.sslobj.context,
         )
 
+    def holds_unread(self) -> bool:
+        # Decrypted bytes in the TLS engine, or ciphertext not yet decrypted: both are
+        # off the socket, so no readiness event will announce them.
+        return self.sslobj.pending() > 0 or self.incoming.pending > 0
+
     def flush_outgoing(self) -> None:
         """Queue whatever ciphertext the TLS engine produced on the socket."""
         if self.outgoing.pending:
@@ -113,9 +118,7 @@ class TLSConnection(_Connection):
         self.closing = True
         self.stop_reading()
         self.eof = True
-        read_waiter = self.read_waiter
-        if read_waiter is not None and not read_waiter.done():
-            read_waiter.set_result(None)
+        self.wake_reader()
         if self.write_error is not None or self.peer_closed:
             self._unwrap_quietly()
             self.flush_outgoing()
