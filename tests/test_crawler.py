@@ -202,11 +202,6 @@ async def test_latin1_page() -> None:
     assert records[site.url("/menu")].encoding == "utf-8"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the client sends a non-ASCII URL path as raw Latin-1 bytes (or fails with "
-    "UnicodeEncodeError) instead of percent-encoding it as UTF-8",
-)
 async def test_non_ascii_hrefs_are_fetched_percent_encoded() -> None:
     body = '<a href="/caf\u00e9">x</a><a href="/\u65e5\u672c">y</a>'.encode()
     routes = {
@@ -550,11 +545,6 @@ class RecordSinkError(Exception):
     pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an exception raised by on_record kills the worker task silently; with "
-    "max_tasks=1 (or once every worker has died) crawl() waits on the frontier forever",
-)
 async def test_an_on_record_error_is_not_lost() -> None:
     def sink(record: Record) -> None:
         raise RecordSinkError("disk full")
@@ -567,11 +557,6 @@ async def test_an_on_record_error_is_not_lost() -> None:
                 await crawler.crawl()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a redirect whose Location can't be parsed escapes _fetch as ValueError; the "
-    "catch-all in _visit replaces the record, losing status 302 and counting tries == 0",
-)
 async def test_redirect_to_an_unparseable_location() -> None:
     routes = {"/": page("/bad", "/ok"), "/bad": redirect("http://[::1/oops"), "/ok": page()}
     async with Site(routes) as site:

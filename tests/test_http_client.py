@@ -645,11 +645,6 @@ async def test_https_verification_failure_is_a_connect_error(server_tls: ssl.SSL
 # --- known bugs --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a non-ASCII URL path goes on the wire as raw Latin-1 bytes (or raises "
-    "UnicodeEncodeError) instead of being percent-encoded as UTF-8",
-)
 @pytest.mark.parametrize(
     ("path", "wire"), [("/caf\u00e9", "/caf%C3%A9"), ("/\u65e5\u672c", "/%E6%97%A5%E6%9C%AC")]
 )
@@ -660,11 +655,6 @@ async def test_non_ascii_path_is_percent_encoded(path: str, wire: str) -> None:
     assert r.content == b"found"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Content-Encoding: deflate sniffs zlib-vs-raw on the first body piece only; "
-    "a 1-byte first piece of a raw deflate stream passes the check, then fails",
-)
 async def test_raw_deflate_with_a_one_byte_first_chunk() -> None:
     head = response(
         200, b"", headers=[("Transfer-Encoding", "chunked"), ("Content-Encoding", "deflate")]

@@ -25,13 +25,13 @@ from treadle.loop import EventLoop, get_running_loop
 
 __all__ = [
     "Task",
-    "park",
     "all_tasks",
     "coroutine",
     "create_task",
     "current_task",
     "ensure_future",
     "iscoroutine",
+    "park",
 ]
 
 _T = TypeVar("_T")

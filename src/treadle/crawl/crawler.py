@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from treadle.combinators import gather
+from treadle.combinators import FIRST_COMPLETED, gather, wait
 from treadle.crawl.links import decode_html, extract_links
 from treadle.crawl.records import Record
 from treadle.crawl.report import ProgressSnapshot
@@ -122,6 +122,8 @@ class Crawler:
         self._robots: dict[str, Future[RobotsPolicy]] = {}
         self._frontier: Queue[tuple[str, int]] | None = None
         self._client: Client | None = None
+        # Set when the crawl can't go on (on_record raised): crawl() raises it.
+        self._failed: Future[None] | None = None
 
     # --- progress ---------------------------------------------------------------------
 
@@ -159,16 +161,20 @@ class Crawler:
             user_agent=self.user_agent,
         ) as client:
             self._client = client
+            self._failed = get_running_loop().create_future()
             workers = [
                 create_task(self._work(), name=f"crawl-worker-{i}") for i in range(self.max_tasks)
             ]
+            joined = create_task(self._frontier.join())
             try:
-                await self._frontier.join()
+                await wait([joined, self._failed], return_when=FIRST_COMPLETED)
             finally:
-                for worker in workers:
-                    worker.cancel()
-                await gather(*workers, return_exceptions=True)
+                for task in [*workers, joined]:
+                    task.cancel()
+                await gather(*workers, joined, return_exceptions=True)
                 self._client = None
+            if self._failed.done():
+                self._failed.result()  # raises what stopped the crawl
         return self.records
 
     def _add(self, url: str, max_redirect: int) -> bool:
@@ -209,7 +215,13 @@ class Crawler:
             self.errors += 1
         self.records.append(record)
         if self.on_record is not None:
-            self.on_record(record)
+            try:
+                self.on_record(record)
+            except Exception as exc:
+                # Losing records silently (a full disk under --json, say) is worse than
+                # stopping: the crawl ends and crawl() raises this.
+                if self._failed is not None and not self._failed.done():
+                    self._failed.set_exception(exc)
 
     # --- fetching -------------------------------------------------------------------------
 
@@ -266,7 +278,11 @@ class Crawler:
             if response.status in _REDIRECTS:
                 location = response.headers.get("location")
                 if location:
-                    record.next_url = normalize_url(location, base=url)
+                    try:
+                        record.next_url = normalize_url(location, base=url)
+                    except ValueError as exc:
+                        record.exception = f"InvalidURL: bad redirect Location {location!r}: {exc}"
+                        return
                     if max_redirect > 0 and self.scope.allows(record.next_url):
                         record.num_urls = 1
                         record.num_new_urls = int(self._add(record.next_url, max_redirect - 1))

@@ -56,7 +56,11 @@ class Summary:
 def summarize(records: Sequence[Record], wall_time: float) -> Summary:
     """Count ``records`` of a crawl that took ``wall_time`` seconds."""
     classes = Counter(record.status_class for record in records)
-    statuses = Counter(record.status for record in records if record.status is not None)
+    statuses = Counter(
+        record.status
+        for record in records
+        if record.status is not None and record.exception is None
+    )
     return Summary(
         pages=len(records),
         by_class={name: classes[name] for name in STATUS_CLASSES},

@@ -64,9 +64,16 @@ class _Target:
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
-        if any(ch in target for ch in " \r\n"):
-            target = urllib.parse.quote(target, safe="/?&=%:@!$'()*+,;~-._")
+        if not target.isascii() or any(ch in target for ch in " \r\n\t"):
+            # What goes on the wire is ASCII: anything else is UTF-8, percent-encoded;
+            # escapes already there are kept as they are.
+            target = urllib.parse.quote(target, safe="/?&=%:@!$'()*+,;~-._[]")
         self.target = target
+        if not self.host.isascii():
+            try:
+                self.host = self.host.encode("idna").decode("ascii")
+            except UnicodeError as exc:
+                raise InvalidURL(f"the host of {url!r} is not a valid domain name: {exc}") from None
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.host_header = (
             host if port is None or port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"

@@ -72,27 +72,32 @@ class _Decoder:
 
     def __init__(self, encoding: str) -> None:
         self.encoding = encoding
-        # 16 + MAX_WBITS: a gzip header; deflate is tried as zlib first, raw if that fails.
-        wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
-        self._obj = zlib.decompressobj(wbits)
-        self._first = True
+        # gzip: 16 + MAX_WBITS expects a gzip header. "deflate" is sent both zlib-wrapped
+        # (as the RFC says) and raw (as some servers do): the first two bytes tell.
+        self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
+        self._head = b""
 
     def decode(self, data: bytes, limit: int) -> bytes:
         try:
-            if self._first and self.encoding == "deflate":
-                self._first = False
-                try:
-                    return self._obj.decompress(data, limit)
-                except zlib.error:
-                    self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
+            if self._obj is None:
+                self._head += data
+                if len(self._head) < 2:
+                    return b""
+                data, self._head = self._head, b""
+                zlib_wrapped = data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+                self._obj = zlib.decompressobj(zlib.MAX_WBITS if zlib_wrapped else -zlib.MAX_WBITS)
             return self._obj.decompress(data, limit)
         except zlib.error as exc:
             raise ProtocolError(f"the {self.encoding} body could not be decoded: {exc}") from None
 
     def has_unconsumed(self) -> bool:
-        return bool(self._obj.unconsumed_tail)
+        return self._obj is not None and bool(self._obj.unconsumed_tail)
 
     def flush(self) -> bytes:
+        if self._obj is None:
+            if self._head:
+                raise ProtocolError(f"the {self.encoding} body is truncated")
+            return b""
         try:
             return self._obj.flush()
         except zlib.error as exc:
