@@ -233,7 +233,7 @@ class EventLoop:
         self._self_reader, self._self_writer = socket.socketpair()
         self._self_reader.setblocking(False)
         self._self_writer.setblocking(False)
-        self._add_reader(self._self_reader.fileno(), self._drain_self_pipe)
+        self._watch(self._readers, self._self_reader.fileno(), self._drain_self_pipe, ())
 
     def __repr__(self) -> str:
         return (
@@ -347,47 +347,44 @@ class EventLoop:
         self._check_closed()
         if self._debug:
             self._check_thread("add_reader")
-        self._add_reader(_fileno(fd), callback, *args)
-
-    def _add_reader(self, fd: int, callback: Callable[..., object], *args: Any) -> None:
-        old = self._readers.get(fd)
-        self._readers[fd] = Handle(callback, args, self, copy_context())
-        if old is None:
-            self._update_interest(fd)
-        else:
-            old.cancel()
+        self._watch(self._readers, _fileno(fd), callback, args)
 
     def remove_reader(self, fd: int | Any) -> bool:
         """Stop watching ``fd`` for reading; True if a reader was registered."""
-        if self._closed:
-            return False
-        fd = _fileno(fd)
-        handle = self._readers.pop(fd, None)
-        if handle is None:
-            return False
-        handle.cancel()
-        self._update_interest(fd)
-        return True
+        return self._unwatch(self._readers, fd)
 
     def add_writer(self, fd: int | Any, callback: Callable[..., object], *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is writable, replacing any earlier writer."""
         self._check_closed()
         if self._debug:
             self._check_thread("add_writer")
-        fd = _fileno(fd)
-        old = self._writers.get(fd)
-        self._writers[fd] = Handle(callback, args, self, copy_context())
+        self._watch(self._writers, _fileno(fd), callback, args)
+
+    def remove_writer(self, fd: int | Any) -> bool:
+        """Stop watching ``fd`` for writing; True if a writer was registered."""
+        return self._unwatch(self._writers, fd)
+
+    def _watch(
+        self,
+        table: dict[int, Handle],
+        fd: int,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+    ) -> None:
+        """Register ``callback`` in ``table`` (readers or writers) for ``fd``."""
+        old = table.get(fd)
+        table[fd] = Handle(callback, args, self, copy_context())
         if old is None:
             self._update_interest(fd)
         else:
             old.cancel()
 
-    def remove_writer(self, fd: int | Any) -> bool:
-        """Stop watching ``fd`` for writing; True if a writer was registered."""
+    def _unwatch(self, table: dict[int, Handle], fd: int | Any) -> bool:
+        """Drop ``fd``'s callback from ``table``; whether there was one."""
         if self._closed:
             return False
         fd = _fileno(fd)
-        handle = self._writers.pop(fd, None)
+        handle = table.pop(fd, None)
         if handle is None:
             return False
         handle.cancel()

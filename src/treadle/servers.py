@@ -275,7 +275,6 @@ async def start_server(
     _check_backlog(backlog)
     if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
         raise TypeError("a server's ssl= must be an ssl.SSLContext with a certificate loaded")
-    loop = get_running_loop()
     if sock is not None:
         if host is not None or port is not None:
             raise ValueError("give either host and port, or sock=, not both")
@@ -285,7 +284,7 @@ async def start_server(
     else:
         sockets = await _bind_tcp(host, port, family, flags, backlog, reuse_address, reuse_port)
     server = Server(
-        loop,
+        get_running_loop(),
         sockets,
         client_connected_cb,
         limit=limit,
@@ -371,7 +370,6 @@ async def start_unix_server(
     if not callable(client_connected_cb):
         raise TypeError(f"client_connected_cb must be callable, got {client_connected_cb!r}")
     _check_backlog(backlog)
-    loop = get_running_loop()
     if sock is None:
         if path is None:
             raise ValueError("start_unix_server() needs a path (or sock=)")
@@ -396,9 +394,11 @@ async def start_unix_server(
     elif path is not None:
         raise ValueError("give either path or sock=, not both")
     sock.setblocking(False)
+    sock.listen(backlog)  # harmless if it listens already; needed if it was only bound
+    sockets = [sock]
     server = Server(
-        loop,
-        [sock],
+        get_running_loop(),
+        sockets,
         client_connected_cb,
         limit=limit,
         backlog=backlog,
