@@ -55,6 +55,8 @@ class _Connection:
 
     # Whether the sending side can be closed alone (not over TLS).
     supports_eof = True
+    # Whether received bytes can wait below the buffer (in a TLS engine): see holds_unread.
+    may_hold_unread = False
 
     # Slots: an idle connection should cost as little memory as it can.
     __slots__ = (
@@ -186,10 +188,6 @@ class _Connection:
 
     # --- sending ------------------------------------------------------------------------
 
-    def _send_now(self, data: Buffer) -> int:
-        """Hand bytes to the socket; how many it took. BlockingIOError if none."""
-        return self.sock.send(data)
-
     def check_writable(self) -> None:
         """Raise if bytes written now could not be delivered."""
         if self.write_error is not None:
@@ -200,7 +198,8 @@ class _Connection:
             raise RuntimeError("write() called after write_eof()")
 
     def write(self, data: Buffer) -> None:
-        self.check_writable()
+        if self.write_error is not None or self.closing or self.eof_requested:
+            self.check_writable()
         self.queue(data)
 
     def queue(self, data: Buffer) -> None:
@@ -211,7 +210,7 @@ class _Connection:
             self.wbuf += data
             return
         try:
-            sent = self._send_now(data)
+            sent = self.sock.send(data)
         except (BlockingIOError, InterruptedError, ssl_module.SSLWantWriteError):
             sent = 0
         except OSError as exc:
@@ -234,7 +233,7 @@ class _Connection:
     def _on_writable(self) -> None:
         """The socket can take more: send from the buffer, wake drainers below low water."""
         try:
-            sent = self._send_now(self.wbuf)
+            sent = self.sock.send(self.wbuf)
         except (BlockingIOError, InterruptedError, ssl_module.SSLWantWriteError):
             return
         except OSError as exc:
@@ -393,10 +392,11 @@ class StreamReader:
                     data = bytes(buffer[:n])
                     del buffer[:n]
                 return data
-            self._check_error()
+            if c.read_error is not None:
+                raise _fresh(c.read_error)
             if c.eof:
                 return b""
-            if c.reading and not c.holds_unread():
+            if c.reading and not (c.may_hold_unread and c.holds_unread()):
                 # The readiness callback is registered and picks data up the moment it
                 # arrives, so an empty buffer means nothing has: trying recv() here
                 # would only fail (a system call and an exception per message).
@@ -558,7 +558,10 @@ class StreamWriter:
         Raises the connection's error if the peer can't be written to. Safe to call
         from several tasks at once.
         """
-        await self._conn.drain()
+        c = self._conn
+        if c.write_error is None and len(c.wbuf) <= c.high_water:
+            return  # the common case, without a second coroutine
+        await c.drain()
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         """Set the high- and low-water marks of the write buffer, in bytes."""

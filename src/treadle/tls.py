@@ -29,6 +29,7 @@ class TLSConnection(_Connection):
     """A stream connection that speaks TLS."""
 
     supports_eof = False
+    may_hold_unread = True
 
     __slots__ = (
         "_shutdown_timer",
