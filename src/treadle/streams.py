@@ -356,6 +356,10 @@ class StreamReader:
     async def _fill(self) -> None:
         """Receive more into the buffer once (or note EOF or an error)."""
         c = self._conn
+        if c.reading and not (c.may_hold_unread and c.holds_unread()):
+            # As in read(): the readiness callback will bring what arrives.
+            await c.wait_readable()
+            return
         try:
             data = c.recv(max(self._limit, 65536))
         except (BlockingIOError, InterruptedError, ssl_module.SSLWantReadError):
