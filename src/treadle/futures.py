@@ -74,10 +74,8 @@ class Future(Generic[_T]):
         "_callback0",
         "_callbacks",
         "_cancel_message",
-        "_cancelled_exc",
         "_context0",
         "_exception",
-        "_exception_tb",
         "_log_traceback",
         "_loop",
         "_result",
@@ -85,7 +83,11 @@ class Future(Generic[_T]):
     )
 
     _state: _State
+    # The result; once an exception is set instead, the traceback it had then (a slot
+    # of its own would cost every parked task eight bytes).
     _result: Any
+    # The exception set; while cancelled, the CancelledError to raise first, if a task's
+    # coroutine raised one (it keeps that error's message and traceback).
     _exception: BaseException | None
     # The first done callback and its context live in slots of their own (most futures
     # only ever have one: the task waiting on them); any more go in a list.
@@ -93,7 +95,6 @@ class Future(Generic[_T]):
     _context0: Context | None
     _callbacks: list[tuple[Callable[[Any], object], Context]] | None
     _cancel_message: str | None
-    _cancelled_exc: CancelledError | None
 
     def __init__(self, *, loop: EventLoop | None = None) -> None:
         self._loop = get_running_loop() if loop is None else loop
@@ -104,7 +105,6 @@ class Future(Generic[_T]):
         self._context0 = None
         self._callbacks = None
         self._cancel_message = None
-        self._cancelled_exc = None
         # Invariant: True while an exception is set that nobody has looked at.
         self._log_traceback = False
         # The flag asyncio's Task looks for: True while a coroutine is suspended on this
@@ -155,7 +155,7 @@ class Future(Generic[_T]):
             if self._exception is not None:
                 # The traceback as it was when set: re-raising must not pile up the frames
                 # of every earlier retrieval.
-                raise self._exception.with_traceback(self._exception_tb)
+                raise self._exception.with_traceback(self._result)
             return self._result  # type: ignore[no-any-return]
         if self._state is _CANCELLED:
             raise self._make_cancelled_error()
@@ -194,7 +194,7 @@ class Future(Generic[_T]):
             new_exc.__cause__ = exception
             exception = new_exc
         self._exception = exception
-        self._exception_tb = exception.__traceback__
+        self._result = exception.__traceback__
         self._state = _FINISHED
         self._log_traceback = True
         self._schedule_callbacks()
@@ -211,9 +211,9 @@ class Future(Generic[_T]):
 
     def _make_cancelled_error(self) -> CancelledError:
         """The CancelledError to raise for this cancelled future (made once, then reused)."""
-        if self._cancelled_exc is not None:
-            exc = self._cancelled_exc
-            self._cancelled_exc = None
+        if isinstance(self._exception, CancelledError):
+            exc = self._exception
+            self._exception = None
             return exc
         if self._cancel_message is None:
             return CancelledError()

@@ -93,7 +93,12 @@ class TimerHandle(Handle):
         loop: _TimerOwner,
         context: Context,
     ) -> None:
-        super().__init__(callback, args, loop, context)
+        # Handle.__init__, inlined: a timer is made for every sleep and timeout.
+        self._callback = callback
+        self._args = args
+        self._loop = loop
+        self._context = context
+        self._cancelled = False
         self._when = when
         # Invariant: True exactly while the handle sits in the loop's timer heap.
         self._scheduled = False

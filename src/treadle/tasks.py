@@ -79,11 +79,9 @@ class Task(Future[_T]):
         "_context",
         "_coro",
         "_fut_waiter",
-        "_id",
         "_must_cancel",
         "_name",
         "_num_cancels_requested",
-        "_parked",
         "_yield_handle",
     )
 
@@ -111,23 +109,21 @@ class Task(Future[_T]):
         self._context0 = None
         self._callbacks = None
         self._cancel_message = None
-        self._cancelled_exc = None
         self._log_traceback = False
         self._asyncio_future_blocking = False
         self._coro = coro
         self._context = context = copy_context() if context is None else context
-        # The future this task is suspended on, if any.
-        self._fut_waiter: Future[Any] | None = None
+        # The future this task is suspended on; _PARKED while it waits in park().
+        self._fut_waiter: Future[Any] | _Parked | None = None
         # Invariant: True when a cancel() must be thrown in at the next step.
         self._must_cancel = False
         self._num_cancels_requested = 0
-        # Invariant: True exactly while the coroutine is suspended in park().
-        self._parked = False
         # The handle that reschedules this task after a bare ``yield``: made on the first
         # one and reused, so a task that yields in a loop allocates nothing per switch.
         self._yield_handle: Handle | None = None
-        self._id = _task_ids()
-        self._name = None if name is None else str(name)
+        # The name given, or until one is, the number for "Task-N" (a string per task
+        # would cost memory most tasks never use).
+        self._name: str | int = _task_ids() if name is None else str(name)
         loop._schedule(self._step, (), context)
         loop._tasks.add(self)
 
@@ -150,7 +146,8 @@ class Task(Future[_T]):
 
     def get_name(self) -> str:
         """The task's name (``Task-N`` unless one was given)."""
-        return self._name if self._name is not None else f"Task-{self._id}"
+        name = self._name
+        return name if isinstance(name, str) else f"Task-{name}"
 
     def set_name(self, value: object) -> None:
         """Rename the task."""
@@ -198,15 +195,15 @@ class Task(Future[_T]):
         if self._state is not _PENDING:
             return False
         self._num_cancels_requested += 1
-        if self._parked:
+        waiter = self._fut_waiter
+        if waiter is _PARKED:
             # Parked without a Future: nothing would ever wake it, so step it now.
-            self._parked = False
+            self._fut_waiter = None
             self._must_cancel = True
             self._cancel_message = msg
             self._loop._schedule(self._step, (), self._context)
             return True
-        waiter = self._fut_waiter
-        if waiter is not None and waiter.cancel(msg=msg):
+        if waiter is not None and waiter.cancel(msg=msg):  # type: ignore[union-attr]
             # The waiter's wake-up throws the CancelledError in. Keep _fut_waiter: the
             # coroutine may catch it and wait again, and be cancelled again.
             return True
@@ -254,7 +251,7 @@ class Task(Future[_T]):
                 Future.set_result(self, stop.value)
             loop._tasks.discard(self)
         except CancelledError as cancelled:
-            self._cancelled_exc = cancelled
+            self._exception = cancelled  # raised first by result(); see Future._exception
             Future.cancel(self, msg=cancelled.args[0] if cancelled.args else None)
             loop._tasks.discard(self)
         except (KeyboardInterrupt, SystemExit) as fatal:
@@ -274,7 +271,7 @@ class Task(Future[_T]):
                     handle = self._yield_handle = Handle(self._step, (), loop, self._context)
                 loop._schedule_handle(handle)
             elif result is _PARKED:
-                self._parked = True
+                self._fut_waiter = _PARKED
             else:
                 self._suspend_on(result)
         finally:
@@ -319,9 +316,9 @@ class Task(Future[_T]):
         From a plain callback (the loop's, not a task's step) the next step runs right
         here; from inside another task's step it is scheduled, since steps never nest.
         """
-        if not self._parked:
+        if self._fut_waiter is not _PARKED:
             return
-        self._parked = False
+        self._fut_waiter = None
         if self._loop._current_task is None:
             self._context.run(self._step)
         else:
