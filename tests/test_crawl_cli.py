@@ -69,7 +69,8 @@ def test_demo_crawl_reports_and_writes_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "crawl.jsonl"
-    assert main(["crawl", "--demo", "--pages", "40", "--json", str(out), "--quiet"]) == 0
+    args = ["crawl", "--demo", "--pages", "40", "--latency", "0", "--json", str(out), "--quiet"]
+    assert main(args) == 0
     captured = capsys.readouterr()
     records = read_records(out)
     urls = [record.url for record in records]
@@ -136,7 +137,7 @@ async def test_crawl_of_a_demo_site_server(tmp_path: Path) -> None:
 
 
 def test_json_to_stdout_moves_the_report_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["crawl", "--demo", "--pages", "5", "--json", "-", "-q"]) == 0
+    assert main(["crawl", "--demo", "--pages", "5", "--latency", "0", "--json", "-", "-q"]) == 0
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
     assert lines and all(json.loads(line)["url"].startswith("http://127.0.0.1:") for line in lines)

@@ -25,6 +25,9 @@ from treadle.crawl.urls import is_http_url
 __all__ = ["demo_site_main", "main"]
 
 DEMO_PAGES = 600
+# The demo site answers after 0 to 0.5 s (0.25 s on average), so the crawl takes a few
+# seconds and shows what 100 concurrent tasks do with real-world waits.
+DEMO_LATENCY = 0.25
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -82,6 +85,11 @@ def _crawl_parser() -> _OneLineParser:
     )
     parser.add_argument(
         "--pages", type=_positive_int, default=DEMO_PAGES, help="pages in the demo site"
+    )
+    parser.add_argument(
+        "--latency", type=_non_negative_float, default=DEMO_LATENCY, metavar="SECONDS",
+        help="mean delay the demo site adds to each response, as a network would "
+        f"(default {DEMO_LATENCY})",
     )
     parser.add_argument("--max-tasks", type=_positive_int, default=100, help="worker tasks")
     parser.add_argument(
@@ -174,7 +182,7 @@ def _run_crawl(args: argparse.Namespace, json_file: IO[str] | None) -> int:
         site_server: DemoSiteServer | None = None
         roots = args.roots
         if args.demo:
-            site_server = DemoSiteServer(DemoSite(pages=args.pages))
+            site_server = DemoSiteServer(DemoSite(pages=args.pages), latency=args.latency)
             await site_server.start()
             roots = [site_server.origin + "/"]
             print(
@@ -267,13 +275,20 @@ def demo_site_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=_non_negative_int, default=8080, help="port (0: any free)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--latency", type=_non_negative_float, default=0.0, metavar="SECONDS",
+        help="mean delay added to each response, as a network would (default 0)",
+    )
     args = parser.parse_args(argv)
     if args.port > 65535:
         parser.error(f"--port must be at most 65535, got {args.port}")
 
     async def serve() -> None:
         server = DemoSiteServer(
-            DemoSite(pages=args.pages, delay_scale=args.delay), host=args.host, port=args.port
+            DemoSite(pages=args.pages, delay_scale=args.delay),
+            host=args.host,
+            port=args.port,
+            latency=args.latency,
         )
         try:
             await server.start()

@@ -9,6 +9,7 @@ Crawler layer: imports treadle's servers and streams.
 from __future__ import annotations
 
 import email.utils
+import random
 from dataclasses import dataclass, field
 from typing import Self
 
@@ -75,8 +76,16 @@ class _RequestParser:
 class DemoSiteServer:
     """Serves a ``DemoSite``. ``async with DemoSiteServer(site) as server:`` on a free port."""
 
-    def __init__(self, site: DemoSite, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, site: DemoSite, *, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0
+    ) -> None:
+        if not latency >= 0:
+            raise ValueError(f"latency must be zero or more seconds, got {latency!r}")
         self.site = site
+        # Mean seconds added to every response, spread evenly over 0 to twice the mean
+        # (seeded, so a crawl of the same site sees the same delays), like a real network.
+        self.latency = latency
+        self._random = random.Random(site.seed)
         self.host = host
         self.port = port
         self.stats = ServerStats()
@@ -150,8 +159,11 @@ class DemoSiteServer:
             stats.paths.append(target)
             origin = f"http://{request.host}" if request.host else self.origin
             response = self.site.response_for(target, origin=origin)
-            if response.delay_hint > 0:
-                await sleep(response.delay_hint)
+            delay = response.delay_hint
+            if self.latency:
+                delay += self._random.uniform(0.0, 2 * self.latency)
+            if delay > 0:
+                await sleep(delay)
             head = [f"HTTP/1.1 {response.status} {response.reason}"]
             head.extend(f"{name}: {value}" for name, value in response.headers)
             head.append(f"Content-Length: {len(response.body)}")
