@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from _serverlib import BACKLOG, HOST, parse_args, raise_nofile, ready, unavailable
+from _serverlib import BACKLOG, HOST, parse_args, prepare, ready, unavailable
 
 
 class Echo(asyncio.Protocol):
@@ -31,7 +31,7 @@ async def main(port: int) -> None:
 
 if __name__ == "__main__":
     args = parse_args(__doc__, uvloop_flag=True)
-    raise_nofile()
+    prepare()
     if args.uvloop:
         try:
             import uvloop

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import socket
 
-from _serverlib import BACKLOG, HOST, parse_args, raise_nofile, ready, unavailable
+from _serverlib import BACKLOG, HOST, parse_args, prepare, ready, unavailable
 
 try:
     import curio
@@ -38,5 +38,5 @@ async def main(port: int) -> None:
 
 if __name__ == "__main__":
     args = parse_args(__doc__)
-    raise_nofile()
+    prepare()
     curio.run(main, args.port)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import select
 import socket
 
-from _serverlib import BACKLOG, HOST, parse_args, raise_nofile, ready
+from _serverlib import BACKLOG, HOST, parse_args, prepare, ready
 
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
@@ -40,7 +40,7 @@ def serve(port: int) -> None:
 
     ready()
     while True:
-        for fd, events in poll():
+        for fd, _events in poll():
             if fd == lfd:
                 while True:
                     try:
@@ -97,5 +97,5 @@ def serve(port: int) -> None:
 
 if __name__ == "__main__":
     args = parse_args(__doc__)
-    raise_nofile()
+    prepare()
     serve(args.port)

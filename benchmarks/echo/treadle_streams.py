@@ -8,7 +8,7 @@ Until treadle's streams land, the import fails and the script reports
 
 from __future__ import annotations
 
-from _serverlib import HOST, parse_args, raise_nofile, ready, unavailable
+from _serverlib import HOST, parse_args, prepare, ready, unavailable
 
 try:
     import treadle
@@ -40,5 +40,5 @@ async def main(port: int) -> None:
 
 if __name__ == "__main__":
     args = parse_args(__doc__)
-    raise_nofile()
+    prepare()
     treadle.run(main(args.port))

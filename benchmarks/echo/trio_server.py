@@ -5,7 +5,7 @@ Usage: python trio_server.py PORT
 
 from __future__ import annotations
 
-from _serverlib import BACKLOG, HOST, parse_args, raise_nofile, ready, unavailable
+from _serverlib import BACKLOG, HOST, parse_args, prepare, ready, unavailable
 
 try:
     import trio
@@ -34,5 +34,5 @@ async def main(port: int) -> None:
 
 if __name__ == "__main__":
     args = parse_args(__doc__)
-    raise_nofile()
+    prepare()
     trio.run(main, args.port)
