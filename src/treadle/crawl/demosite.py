@@ -38,24 +38,23 @@ class ServerStats:
 
 
 class _Request:
-    """httptools callbacks for one request: its target, Host header and completion."""
+    """What the server needs of one request: its target, Host header and keep-alive."""
 
-    __slots__ = ("complete", "host", "keep_alive", "target", "version")
+    __slots__ = ("host", "keep_alive", "target")
 
     def __init__(self) -> None:
         self.target = b""
         self.host = ""
-        self.complete = False
         self.keep_alive = True
-        self.version = "1.1"
 
 
 class _RequestParser:
+    """httptools callbacks: collects each request of a connection as it completes."""
+
     def __init__(self) -> None:
         self.parser = httptools.HttpRequestParser(self)
         self.current = _Request()
         self.ready: list[_Request] = []
-        self._header_name = b""
 
     def on_url(self, url: bytes) -> None:
         self.current.target += url
@@ -66,7 +65,6 @@ class _RequestParser:
 
     def on_headers_complete(self) -> None:
         self.current.keep_alive = bool(self.parser.should_keep_alive())
-        self.current.version = self.parser.get_http_version()
 
     def on_message_complete(self) -> None:
         self.ready.append(self.current)
