@@ -15,70 +15,17 @@ from collections.abc import Coroutine
 from typing import Any
 
 import pytest
+from oracle_runners import run_asyncio, run_treadle, settle_asyncio
 
 import treadle
 from treadle.errors import CancelledError, QueueEmpty, QueueFull, QueueShutDown
 from treadle.queues import LifoQueue, PriorityQueue, Queue
-from treadle.testing import VirtualClock, run_test, wait_all_tasks_blocked
+from treadle.testing import wait_all_tasks_blocked
 
 # A deadlock fails fast: no test here needs more than a fraction of a second.
 pytestmark = pytest.mark.timeout(10)
 
 # --- running one body on treadle and on asyncio -------------------------------------
-
-
-async def _settle_asyncio() -> None:
-    """asyncio's ``wait_all_tasks_blocked``: yield until nothing else is ready."""
-    loop = asyncio.get_running_loop()
-    for _ in range(10_000):
-        await asyncio.sleep(0)
-        if not loop._ready:  # type: ignore[attr-defined]
-            return
-    raise RuntimeError("other tasks kept running for 10,000 steps")
-
-
-def _run_asyncio(main: Coroutine[Any, Any, Any]) -> Any:
-    errors: list[dict[str, Any]] = []
-
-    async def guarded() -> Any:
-        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: errors.append(ctx))
-        async with asyncio.timeout(10):
-            result = await main
-        leaked = asyncio.all_tasks() - {asyncio.current_task()}
-        for task in leaked:
-            task.cancel()
-        assert not leaked, f"the test left tasks running: {leaked}"
-        return result
-
-    result = asyncio.run(guarded())
-    assert not errors, f"the loop reported errors: {errors}"
-    return result
-
-
-async def _watched(main: Coroutine[Any, Any, Any]) -> Any:
-    # On virtual time a deadlock makes the clock jump to this deadline at once, so the
-    # test fails quickly instead of hanging until the pytest timeout.
-    task = treadle.current_task()
-    assert task is not None
-    expired: list[bool] = []
-
-    def expire() -> None:
-        expired.append(True)
-        task.cancel()
-
-    timer = treadle.get_running_loop().call_later(3600, expire)
-    try:
-        return await main
-    except CancelledError:
-        if expired:
-            raise AssertionError("deadlock: every task stayed blocked") from None
-        raise
-    finally:
-        timer.cancel()
-
-
-def _run_treadle(main: Coroutine[Any, Any, Any]) -> Any:
-    return run_test(_watched, main, clock=VirtualClock())
 
 
 @pytest.fixture
@@ -87,8 +34,8 @@ def fwq(fw: Any) -> types.SimpleNamespace:
     if fw is asyncio:
         return types.SimpleNamespace(
             name="asyncio",
-            run=_run_asyncio,
-            settle=_settle_asyncio,
+            run=run_asyncio,
+            settle=settle_asyncio,
             create_task=asyncio.create_task,
             CancelledError=asyncio.CancelledError,
             Queue=asyncio.Queue,
@@ -99,7 +46,7 @@ def fwq(fw: Any) -> types.SimpleNamespace:
         )
     return types.SimpleNamespace(
         name="treadle",
-        run=_run_treadle,
+        run=run_treadle,
         settle=wait_all_tasks_blocked,
         create_task=treadle.create_task,
         CancelledError=CancelledError,
