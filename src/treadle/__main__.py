@@ -9,6 +9,9 @@ from __future__ import annotations
 import importlib
 import sys
 
+# The optional extra each command's third-party imports come from.
+EXTRAS = {"crawl": "crawl", "demo-site": "crawl"}
+
 # subcommand -> (module, its function taking argv and returning the exit status, description)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "crawl": ("treadle.crawl.cli", "main", "crawl web sites (try: treadle crawl --demo)"),
@@ -37,7 +40,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"treadle: unknown command {args[0]!r}\n\n{USAGE}", file=sys.stderr)
         return 2
     module_name, function_name, _ = command
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        extra = EXTRAS.get(args[0])
+        if extra is None or (exc.name or "").startswith("treadle"):
+            raise
+        print(
+            f"treadle {args[0]}: needs the {exc.name!r} package, which comes with the "
+            f"{extra!r} extra: pip install 'treadle[{extra}]'",
+            file=sys.stderr,
+        )
+        return 1
     result: int = getattr(module, function_name)(args[1:])
     return result
 
