@@ -1,4 +1,4 @@
-"""Small helpers shared by the benchmark servers: argument parsing and fd limits.
+"""Helpers shared by the benchmark servers: arguments, fd limit, allocator warm-up.
 
 Every server script takes a port, listens on 127.0.0.1 and prints ``READY`` on
 stdout once it is listening; the runners wait for that line. A script whose

@@ -5,6 +5,8 @@ Usage: python trio_server.py PORT
 
 from __future__ import annotations
 
+import functools
+
 from _serverlib import BACKLOG, HOST, parse_args, prepare, ready, unavailable
 
 try:
@@ -27,8 +29,9 @@ async def handle(stream: trio.SocketStream) -> None:
 async def main(port: int) -> None:
     async with trio.open_nursery() as nursery:
         # nursery.start returns once the listeners are bound and listening.
-        await nursery.start(lambda task_status: trio.serve_tcp(
-            handle, port, host=HOST, backlog=BACKLOG, task_status=task_status))
+        await nursery.start(
+            functools.partial(trio.serve_tcp, handle, port, host=HOST, backlog=BACKLOG)
+        )
         ready()
 
 
