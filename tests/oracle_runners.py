@@ -1,6 +1,6 @@
 """Run one async test body on asyncio (the oracle) or on treadle, with the same guards.
 
-Shared by the tests of the synchronisation primitives and queues: both runners fail a
+Shared by the coordination tests. For locks and queues, both runners fail a
 test that leaves tasks running or makes the loop report errors, and on treadle a
 deadlock shows up at once (virtual time jumps to a watchdog) instead of as a hang.
 """
@@ -8,10 +8,12 @@ deadlock shows up at once (virtual time jumps to a watchdog) instead of as a han
 from __future__ import annotations
 
 import asyncio
+import types
 from collections.abc import Coroutine
 from typing import Any
 
 import treadle
+from treadle import combinators, taskgroups, threads, timeouts
 from treadle.errors import CancelledError
 from treadle.testing import VirtualClock, run_test
 
@@ -68,3 +70,29 @@ async def _watched(main: Coroutine[Any, Any, Any]) -> Any:
 
 def run_treadle(main: Coroutine[Any, Any, Any]) -> Any:
     return run_test(_watched, main, clock=VirtualClock())
+
+
+def run_asyncio_checking_errors(coro: Any) -> Any:
+    """``asyncio.run`` that also fails on anything sent to the loop's exception handler."""
+    stray: list[dict[str, Any]] = []
+
+    async def guarded() -> Any:
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: stray.append(ctx))
+        return await coro
+
+    result = asyncio.run(guarded())
+    assert not stray, stray
+    return result
+
+
+def treadle_coordination() -> Any:
+    """treadle's coordination names (and run()), for the combinator, timeout and
+    task group tests."""
+    ns = types.SimpleNamespace(name="treadle", CancelledError=CancelledError)
+    for name in ("create_task", "current_task", "get_running_loop", "sleep"):
+        setattr(ns, name, getattr(treadle, name))
+    for module in (combinators, timeouts, taskgroups, threads):
+        for name in module.__all__:
+            setattr(ns, name, getattr(module, name))
+    ns.run = lambda coro: run_test(lambda: coro)
+    return ns

@@ -15,38 +15,15 @@ import types
 from typing import Any
 
 import pytest
+from oracle_runners import run_asyncio_checking_errors, treadle_coordination
 
 import treadle
-from treadle import combinators, taskgroups, threads, timeouts
+from treadle import timeouts
 from treadle.errors import CancelledError
 from treadle.taskgroups import TaskGroup
-from treadle.testing import VirtualClock, run_test, wait_all_tasks_blocked
+from treadle.testing import VirtualClock, wait_all_tasks_blocked
 
 # --- the oracle fixture -------------------------------------------------------------------
-
-
-def _run_asyncio(coro: Any) -> Any:
-    """``asyncio.run`` that also fails on anything sent to the loop's exception handler."""
-    stray: list[dict[str, Any]] = []
-
-    async def guarded() -> Any:
-        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: stray.append(ctx))
-        return await coro
-
-    result = asyncio.run(guarded())
-    assert not stray, stray
-    return result
-
-
-def _treadle_namespace() -> Any:
-    ns = types.SimpleNamespace(name="treadle", CancelledError=CancelledError)
-    for name in ("create_task", "current_task", "get_running_loop", "sleep"):
-        setattr(ns, name, getattr(treadle, name))
-    for module in (combinators, timeouts, taskgroups, threads):
-        for name in module.__all__:
-            setattr(ns, name, getattr(module, name))
-    ns.run = lambda coro: run_test(lambda: coro)
-    return ns
 
 
 def _asyncio_namespace() -> Any:
@@ -54,14 +31,14 @@ def _asyncio_namespace() -> Any:
     for name in ("create_task", "current_task", "get_running_loop", "sleep", "TaskGroup"):
         setattr(ns, name, getattr(asyncio, name))
     ns.timeout = asyncio.timeout
-    ns.run = _run_asyncio
+    ns.run = run_asyncio_checking_errors
     return ns
 
 
 @pytest.fixture(params=["treadle", "asyncio"])
 def ns(request: pytest.FixtureRequest) -> Any:
     """treadle's names, or asyncio's: the same test body must pass on both."""
-    return _treadle_namespace() if request.param == "treadle" else _asyncio_namespace()
+    return treadle_coordination() if request.param == "treadle" else _asyncio_namespace()
 
 
 async def _wait_on(fut: Any, log: list[str], name: str) -> Any:

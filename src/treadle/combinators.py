@@ -85,11 +85,6 @@ def _awaitable(aw: _AwaitableOrGenerator[_T]) -> Awaitable[_T]:
     return aw  # type: ignore[return-value]  # (a generator marked by @coroutine awaits)
 
 
-def _ensure_future(aw: _AwaitableOrGenerator[_T], loop: EventLoop | None = None) -> Future[_T]:
-    # tasks.ensure_future drives generators too; its annotation says only Awaitable.
-    return ensure_future(aw, loop=loop)  # type: ignore[arg-type]
-
-
 def _release(waiter: Future[Any], *_: object) -> None:
     if not waiter.done():
         waiter.set_result(None)
@@ -162,7 +157,7 @@ def gather(*aws: _AwaitableOrGenerator[Any], return_exceptions: bool = False) ->
     for aw in aws:
         fut = futures_by_id.get(id(aw))
         if fut is None:
-            fut = futures_by_id[id(aw)] = _ensure_future(aw, loop)
+            fut = futures_by_id[id(aw)] = ensure_future(aw, loop=loop)
         children.append(fut)
     outer = _GatheringFuture(children, loop=loop)
     unfinished = len(futures_by_id)
@@ -298,7 +293,7 @@ async def wait_for(aw: _AwaitableOrGenerator[_T], timeout: float | None) -> _T:
         return await _awaitable(aw)
     if timeout == 0:
         # No time at all: cancel at once (the result of what is already done is kept).
-        fut = _ensure_future(aw)
+        fut = ensure_future(aw)
         if fut.done():
             return fut.result()
         await _cancel_and_wait(fut)
@@ -361,7 +356,7 @@ class _AsCompleted(Generic[_T]):
             raise
         self._loop = loop
         # Not done yet; emptied at once when the timeout passes.
-        self._todo: set[Future[_T]] = {_ensure_future(f, loop) for f in given}
+        self._todo: set[Future[_T]] = {ensure_future(f, loop=loop) for f in given}
         # Done and not handed out yet, in completion order; None marks a timeout.
         self._done: deque[Future[_T] | None] = deque()
         # Consumers waiting for _done to fill.
@@ -454,7 +449,7 @@ def shield(aw: _AwaitableOrGenerator[_T]) -> Future[_T]:
     """
     _check_awaitables([aw], "shield()")
     owned = not isfuture(aw)  # shield() made the task, so nobody else can look at it
-    inner = _ensure_future(aw)
+    inner = ensure_future(aw)
     if inner.done():
         return inner
     loop = inner.get_loop()

@@ -243,6 +243,33 @@ class Server:
         await self.wait_closed()
 
 
+def _new_server(
+    sockets: list[socket.socket],
+    handler: ClientHandler,
+    *,
+    limit: int,
+    backlog: int,
+    ssl: ssl_module.SSLContext | None,
+    ssl_handshake_timeout: float | None,
+    ssl_shutdown_timeout: float | None,
+    start_serving: bool,
+) -> Server:
+    """A Server on the running loop over listening ``sockets``, accepting if asked."""
+    server = Server(
+        get_running_loop(),
+        sockets,
+        handler,
+        limit=limit,
+        backlog=backlog,
+        ssl=ssl,
+        ssl_handshake_timeout=ssl_handshake_timeout,
+        ssl_shutdown_timeout=ssl_shutdown_timeout,
+    )
+    if start_serving:
+        server._start()
+    return server
+
+
 def _check_backlog(backlog: int) -> None:
     if not isinstance(backlog, int) or isinstance(backlog, bool) or backlog < 1:
         raise ValueError(f"backlog must be a positive integer, got {backlog!r}")
@@ -283,8 +310,7 @@ async def start_server(
         sockets = [sock]
     else:
         sockets = await _bind_tcp(host, port, family, flags, backlog, reuse_address, reuse_port)
-    server = Server(
-        get_running_loop(),
+    return _new_server(
         sockets,
         client_connected_cb,
         limit=limit,
@@ -292,10 +318,8 @@ async def start_server(
         ssl=ssl,
         ssl_handshake_timeout=ssl_handshake_timeout,
         ssl_shutdown_timeout=ssl_shutdown_timeout,
+        start_serving=start_serving,
     )
-    if start_serving:
-        server._start()
-    return server
 
 
 async def _bind_tcp(
@@ -396,8 +420,7 @@ async def start_unix_server(
     sock.setblocking(False)
     sock.listen(backlog)  # harmless if it listens already; needed if it was only bound
     sockets = [sock]
-    server = Server(
-        get_running_loop(),
+    return _new_server(
         sockets,
         client_connected_cb,
         limit=limit,
@@ -405,7 +428,5 @@ async def start_unix_server(
         ssl=ssl,
         ssl_handshake_timeout=ssl_handshake_timeout,
         ssl_shutdown_timeout=ssl_shutdown_timeout,
+        start_serving=start_serving,
     )
-    if start_serving:
-        server._start()
-    return server

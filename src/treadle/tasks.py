@@ -386,8 +386,11 @@ async def _await(awaitable: Awaitable[_T]) -> _T:
     return await awaitable
 
 
-def ensure_future(obj: Awaitable[_T], *, loop: EventLoop | None = None) -> Future[_T]:
-    """``obj`` if it is a future; a Task running it if it is a coroutine or other awaitable."""
+def ensure_future(
+    obj: Awaitable[_T] | Generator[Any, Any, _T], *, loop: EventLoop | None = None
+) -> Future[_T]:
+    """``obj`` if it is a future; a Task running it if it is a coroutine, a generator or
+    another awaitable."""
     if isfuture(obj):
         fut: Future[_T] = obj  # type: ignore[assignment]
         if loop is not None and fut.get_loop() is not loop:

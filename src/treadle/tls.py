@@ -97,8 +97,8 @@ class TLSConnection(_Connection):
                 return b""
             finally:
                 # Reading can produce records to send (session tickets, key updates).
-                if self.outgoing.pending and not self.closed.done():
-                    self.queue(self.outgoing.read())
+                if not self.closed.done():
+                    self.flush_outgoing()
             return data
 
     def write(self, data: Buffer) -> None:

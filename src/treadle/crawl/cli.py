@@ -56,20 +56,26 @@ _non_negative_int = _int_at_least(0)
 _positive_int = _int_at_least(1)
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
+def _seconds(*, zero_ok: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds, above zero (or zero too)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a number of seconds, got {text!r}"
+            ) from None
+        if not (value >= 0 if zero_ok else value > 0) or value == float("inf"):
+            least = "zero or more" if zero_ok else "a positive number of"
+            raise argparse.ArgumentTypeError(f"must be {least} seconds, got {text}")
+        return value
+
+    return parse
 
 
-def _non_negative_float(text: str) -> float:
-    if text.strip() in ("0", "0.0"):
-        return 0.0
-    return _positive_float(text)
+_positive_float = _seconds(zero_ok=False)
+_non_negative_float = _seconds(zero_ok=True)
 
 
 def _crawl_parser() -> _OneLineParser:

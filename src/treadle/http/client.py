@@ -288,11 +288,13 @@ class Client:
             raise
         released = False
 
-        def release(connection: HTTPConnection) -> None:
+        def release(connection: HTTPConnection | None) -> None:
+            """Give the permits back (once), and the connection to the pool if any."""
             nonlocal released
             if not released:
                 released = True
-                self._pool.put_idle(connection)
+                if connection is not None:
+                    self._pool.put_idle(connection)
                 self._pool.total.release()
                 host_limit.release()
 
@@ -329,10 +331,7 @@ class Client:
                 )
             raise AssertionError("unreachable: the second attempt always returns or raises")
         except BaseException:
-            if not released:
-                released = True
-                self._pool.total.release()
-                host_limit.release()
+            release(None)
             raise
 
     async def _connect(self, target: _Target) -> HTTPConnection:
