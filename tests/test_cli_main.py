@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -41,3 +42,23 @@ def test_a_missing_extra_names_the_package_and_the_install_command() -> None:
     assert "Traceback" not in done.stderr
     assert "pip install 'treadle[crawl]'" in done.stderr
     assert "httptools" in done.stderr
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly() -> None:
+    # `treadle ... | head`: the reader is gone before the report is written (its end of
+    # the pipe is closed at once), so every write fails; no traceback may follow.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "treadle", "crawl", "--demo", "--pages", "30",
+             "--latency", "0", "-q"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 141

@@ -7,6 +7,7 @@ Each subcommand lives in its own package and is imported only when asked for, so
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # The optional extra each command's third-party imports come from.
@@ -52,7 +53,14 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    result: int = getattr(module, function_name)(args[1:])
+    try:
+        result: int = getattr(module, function_name)(args[1:])
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (``treadle crawl ... | head``): stop quietly, as other
+        # command-line tools do. Point stdout at devnull so the exit flush can't fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE
     return result
 
 
