@@ -11,8 +11,19 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import treadle
+
+# The fuzzers' budgets: a short run in the normal suite, a long one on demand with
+# ``pytest --hypothesis-profile=long`` (hypothesis's own option).
+settings.register_profile(
+    "short", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "long", max_examples=5_000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("short")
 
 
 @pytest.fixture(params=["treadle", "asyncio"])
