@@ -3,12 +3,13 @@
 Real sockets on 127.0.0.1. White-box checks (a reader or writer registered with the
 loop, or not) say so: the contract is "try the system call first, register readiness
 only when it would block, and leave nothing registered when cancelled".
-treadle's socket functions are module-level (asyncio's are loop methods), so these
-run on treadle only.
+The module-level functions run on treadle only; the same operations as loop methods,
+with asyncio's names, run on treadle and on asyncio (the oracle) with ``fw``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import socket
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from oracle_runners import settle_asyncio
 
 import treadle
 from treadle import (
@@ -34,7 +36,7 @@ from treadle import (
     wait_readable,
     wait_writable,
 )
-from treadle.testing import wait_all_tasks_blocked
+from treadle.testing import run_test, wait_all_tasks_blocked
 
 # --- helpers ----------------------------------------------------------------------------
 
@@ -380,3 +382,158 @@ async def test_an_unknown_host_gives_an_error_naming_it() -> None:
         await getaddrinfo("nonexistent.invalid", 80)
     assert "nonexistent.invalid" in str(info.value)
     assert info.value.errno is not None
+
+
+async def settle(fw: Any) -> None:
+    if fw is treadle:
+        await wait_all_tasks_blocked()
+    else:
+        await settle_asyncio()
+
+
+# --- the same operations as loop methods, with asyncio's names: run on both ---------------
+
+
+def run_on(fw: Any, main: Callable[[], Any]) -> Any:
+    """Run ``main()`` on ``fw``: the test plugin's guarded runner on treadle, asyncio.run."""
+    return run_test(main) if fw is treadle else asyncio.run(main())
+
+
+def test_loop_tcp_methods_connect_accept_send_and_receive(fw: Any) -> None:
+    async def main() -> None:
+        loop = fw.get_running_loop()
+        with socket.create_server(("127.0.0.1", 0)) as listener, socket.socket() as client:
+            listener.setblocking(False)
+            client.setblocking(False)
+            port = listener.getsockname()[1]
+            accepting = fw.create_task(loop.sock_accept(listener))
+            await loop.sock_connect(client, ("localhost", port))  # a host name, resolved
+            conn, address = await accepting
+            with conn:
+                assert conn.gettimeout() == 0
+                assert address == client.getsockname()
+                payload = random.Random(3).randbytes(1024 * 1024 + 3)
+                sending = fw.create_task(loop.sock_sendall(client, payload))
+                received = bytearray()
+                buf = bytearray(70_000)
+                while len(received) < len(payload):
+                    if len(received) % 2:
+                        n = await loop.sock_recv_into(conn, buf)
+                        received += buf[:n]
+                    else:
+                        received += await loop.sock_recv(conn, 65536)
+                assert await sending is None
+                assert bytes(received) == payload
+                client.shutdown(socket.SHUT_WR)
+                assert await loop.sock_recv(conn, 10) == b""
+
+    run_on(fw, main)
+
+
+def test_loop_udp_methods(fw: Any) -> None:
+    async def main() -> None:
+        loop = fw.get_running_loop()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, socket.socket(
+            socket.AF_INET, socket.SOCK_DGRAM
+        ) as b:
+            for s in (a, b):
+                s.bind(("127.0.0.1", 0))
+                s.setblocking(False)
+            receiving = fw.create_task(loop.sock_recvfrom(b, 100))
+            await settle(fw)
+            assert await loop.sock_sendto(a, b"one", b.getsockname()) == 3
+            assert await receiving == (b"one", a.getsockname())
+            buf = bytearray(10)
+            receiving_into = fw.create_task(loop.sock_recvfrom_into(b, buf, 4))
+            await settle(fw)
+            await loop.sock_sendto(a, b"two!", b.getsockname())
+            assert await receiving_into == (4, a.getsockname())
+            assert buf[:4] == b"two!"
+
+    run_on(fw, main)
+
+
+def test_loop_getaddrinfo_and_getnameinfo(fw: Any) -> None:
+    async def main() -> None:
+        loop = fw.get_running_loop()
+        infos = await loop.getaddrinfo("127.0.0.1", 80, type=socket.SOCK_STREAM)
+        assert [info[4] for info in infos] == [("127.0.0.1", 80)]
+        named = await loop.getaddrinfo(
+            "localhost", "80", family=socket.AF_INET, type=socket.SOCK_STREAM
+        )
+        assert ("127.0.0.1", 80) in [info[4] for info in named]
+        flags = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
+        assert await loop.getnameinfo(("127.0.0.1", 8080), flags) == ("127.0.0.1", "8080")
+        with pytest.raises(socket.gaierror):
+            await loop.getaddrinfo("nonexistent.invalid", 80)
+
+    run_on(fw, main)
+
+
+def test_loop_sock_connect_to_a_refused_port(fw: Any) -> None:
+    async def main() -> None:
+        loop = fw.get_running_loop()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            address = probe.getsockname()  # bound, not listening: refused
+            with socket.socket() as client:
+                client.setblocking(False)
+                with pytest.raises(ConnectionRefusedError):
+                    await loop.sock_connect(client, address)
+
+    run_on(fw, main)
+
+
+LOOP_CALLS: dict[str, Callable[[Any, socket.socket], Any]] = {
+    "sock_recv": lambda loop, s: loop.sock_recv(s, 10),
+    "sock_recv_into": lambda loop, s: loop.sock_recv_into(s, bytearray(10)),
+    "sock_recvfrom": lambda loop, s: loop.sock_recvfrom(s, 10),
+    "sock_recvfrom_into": lambda loop, s: loop.sock_recvfrom_into(s, bytearray(10)),
+    "sock_sendall": lambda loop, s: loop.sock_sendall(s, b"x"),
+    "sock_sendto": lambda loop, s: loop.sock_sendto(s, b"x", ("127.0.0.1", 9)),
+    "sock_connect": lambda loop, s: loop.sock_connect(s, ("127.0.0.1", 9)),
+    "sock_accept": lambda loop, s: loop.sock_accept(s),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOOP_CALLS))
+def test_loop_methods_refuse_a_blocking_socket(fw: Any, name: str) -> None:
+    # asyncio checks only in debug mode (treadle always does): compare in debug mode.
+    async def main() -> None:
+        fw.get_running_loop().set_debug(True)
+        with socket.socket() as sock, pytest.raises(ValueError, match="non-blocking"):
+            await LOOP_CALLS[name](fw.get_running_loop(), sock)
+
+    run_on(fw, main)
+
+
+def test_a_cancelled_loop_sock_recv_removes_its_reader_and_loses_no_byte(fw: Any) -> None:
+    async def main() -> None:
+        loop = fw.get_running_loop()
+        a, b = socket.socketpair()
+        with a, b:
+            b.setblocking(False)
+            receiving = fw.create_task(loop.sock_recv(b, 100))
+            await settle(fw)
+            a.sendall(b"racing")  # arrives together with the cancellation
+            receiving.cancel()
+            with pytest.raises(fw.CancelledError):
+                await receiving
+            assert loop.remove_reader(b) is False  # nothing left registered
+            assert await loop.sock_recv(b, 100) == b"racing"
+
+    run_on(fw, main)
+
+
+def test_the_module_functions_add_no_frame() -> None:
+    # They return the loop method's coroutine itself.
+    async def main() -> None:
+        a, b = socket.socketpair()
+        with a, b:
+            b.setblocking(False)
+            a.sendall(b"x")
+            coro = sock_recv(b, 10)
+            assert coro.cr_code is treadle.EventLoop.sock_recv.__code__
+            assert await coro == b"x"
+
+    run_test(main)

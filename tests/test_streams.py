@@ -13,6 +13,7 @@ import contextlib
 import os
 import random
 import socket
+import struct
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
@@ -621,3 +622,34 @@ async def test_exceptions_carry_what_they_describe() -> None:
     assert isinstance(error, EOFError)
     overrun = LimitOverrunError("too long", 7)
     assert overrun.consumed == 7
+
+
+# --- a peer that accepts and resets at once ------------------------------------------------
+
+
+def reset_at_once(writer: Any) -> None:
+    """Close the server side with SO_LINGER 0, so the kernel sends a reset (RST)."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    abort(writer)
+
+
+def test_a_reset_right_after_accept_belongs_to_the_first_read_not_the_connect(fw: Any) -> None:
+    async def main() -> None:
+        async def resetter(reader: Any, writer: Any) -> None:
+            reset_at_once(writer)
+
+        server = await fw.start_server(resetter, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        # The connect succeeded: open_connection must not report "could not connect".
+        reader, writer = await fw.open_connection("127.0.0.1", port)
+        await settle(fw)
+        with pytest.raises(ConnectionResetError):
+            await reader.read(10)
+        writer.close()
+        with contextlib.suppress(ConnectionResetError):
+            await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    run(fw, main)

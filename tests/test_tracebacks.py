@@ -7,13 +7,24 @@ frame, outermost first, and at most three of treadle's own frames.
 
 from __future__ import annotations
 
+import ast
+import asyncio
+import contextlib
+import functools
 import os
+import socket
+import ssl
 import traceback
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+import trustme
+from oracle_runners import settle_asyncio
 
 import treadle
+from treadle import CancelledError
+from treadle.testing import wait_all_tasks_blocked
 
 TREADLE_DIR = os.path.dirname(os.path.abspath(treadle.__file__))
 THIS_FILE = os.path.abspath(__file__)
@@ -266,3 +277,312 @@ def test_a_task_awaited_twice_shows_only_the_second_awaiters_chain(
 
     exc = run_and_catch(main_awaits_a_failed_task_twice())
     check(exc, ["main_awaits_a_failed_task_twice", "grandchild_task_body"])
+
+
+# --- no stray context: a wait never happens inside an ``except`` block ----------------------
+
+SRC_DIR = os.path.dirname(os.path.abspath(treadle.__file__))
+
+
+def awaits_inside_except_blocks(source: str) -> list[int]:
+    """The lines of ``source`` where an except block suspends (await, async for/with, yield)."""
+    suspending = (ast.Await, ast.AsyncFor, ast.AsyncWith, ast.Yield, ast.YieldFrom)
+    lines = []
+    for handler in ast.walk(ast.parse(source)):
+        if isinstance(handler, ast.ExceptHandler):
+            for statement in handler.body:
+                lines += [n.lineno for n in ast.walk(statement) if isinstance(n, suspending)]
+    return lines
+
+
+def test_the_scanner_finds_an_await_inside_an_except_block() -> None:
+    source = "async def f():\n    try:\n        pass\n    except OSError:\n        await g()\n"
+    assert awaits_inside_except_blocks(source) == [5]
+    assert awaits_inside_except_blocks(source.replace("await g()", "g()")) == []
+
+
+def test_no_code_of_treadle_suspends_inside_an_except_block() -> None:
+    # Anything raised while suspended there (a timeout, a cancellation) would carry the
+    # handled exception as its __context__; mypyc cannot compile it either.
+    found = []
+    for directory, _, files in os.walk(SRC_DIR):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(directory, name)
+                with open(path, encoding="utf-8") as f:
+                    lines = awaits_inside_except_blocks(f.read())
+                found += [f"{os.path.relpath(path, SRC_DIR)}:{line}" for line in lines]
+    assert found == []
+
+
+async def settle(fw: Any) -> None:
+    if fw is treadle:
+        await wait_all_tasks_blocked()
+    else:
+        await settle_asyncio()
+
+
+def chain_of(exc: BaseException) -> list[BaseException]:
+    """``exc`` and every exception chained to it, each once."""
+    found: list[BaseException] = []
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+    return found
+
+
+async def cancelled_error_during(fw: Any, read: Callable[[], Awaitable[Any]]) -> BaseException:
+    """The CancelledError a read sees when its task is cancelled while it waits."""
+    seen: list[BaseException] = []
+
+    async def reading() -> None:
+        try:
+            await read()
+        except fw.CancelledError as exc:
+            seen.append(exc)
+            raise
+
+    task = fw.create_task(reading())
+    await settle(fw)
+    task.cancel()
+    with pytest.raises(fw.CancelledError):
+        await task
+    return seen[0]
+
+
+async def timeout_error_during(fw: Any, read: Callable[[], Awaitable[Any]]) -> BaseException:
+    with pytest.raises(TimeoutError) as info:
+        async with fw.timeout(0):
+            await read()
+    return info.value
+
+
+def check_no_stray_context(cancelled: BaseException, timed_out: BaseException) -> None:
+    assert cancelled.__context__ is None, repr(cancelled.__context__)
+    assert isinstance(timed_out.__cause__, CancelledError | asyncio.CancelledError)
+    assert timed_out.__cause__.__context__ is None, repr(timed_out.__cause__.__context__)
+    for exc in chain_of(timed_out):
+        assert not isinstance(exc, BlockingIOError | ssl.SSLError), chain_of(timed_out)
+
+
+def test_loop_sock_recv_timeout_and_cancellation_have_no_context(fw: Any) -> None:
+    async def main() -> None:
+        a, b = socket.socketpair()
+        with a, b:
+            b.setblocking(False)
+            loop = fw.get_running_loop()
+            read = functools.partial(loop.sock_recv, b, 10)
+            check_no_stray_context(
+                await cancelled_error_during(fw, read), await timeout_error_during(fw, read)
+            )
+
+    fw.run(main())
+
+
+@pytest.mark.parametrize("method", ["read", "readexactly", "readuntil"])
+def test_stream_read_timeout_and_cancellation_have_no_context(fw: Any, method: str) -> None:
+    args = {"read": (10,), "readexactly": (10,), "readuntil": (b"\n",)}[method]
+
+    async def main() -> None:
+        a, b = socket.socketpair()
+        with b:
+            reader, writer = await fw.open_connection(sock=a)
+            read = functools.partial(getattr(reader, method), *args)
+            # Each on a fresh connection: the first read of one tries recv() first.
+            cancelled = await cancelled_error_during(fw, read)
+            writer.close()
+            await writer.wait_closed()
+        a, b = socket.socketpair()
+        with b:
+            reader, writer = await fw.open_connection(sock=a)
+            read = functools.partial(getattr(reader, method), *args)
+            check_no_stray_context(cancelled, await timeout_error_during(fw, read))
+            writer.close()
+            await writer.wait_closed()
+
+    fw.run(main())
+
+
+@pytest.fixture(scope="module")
+def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return server, client
+
+
+def test_tls_read_timeout_and_cancellation_have_no_context(
+    fw: Any, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    server_context, client_context = tls_contexts
+
+    async def silent(reader: Any, writer: Any) -> None:
+        await reader.read()  # until the client closes
+        writer.close()
+
+    async def connect(port: int) -> Any:
+        return await fw.open_connection(
+            "127.0.0.1", port, ssl=client_context, server_hostname="localhost"
+        )
+
+    async def main() -> None:
+        server = await fw.start_server(silent, "127.0.0.1", 0, ssl=server_context)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await connect(port)
+        cancelled = await cancelled_error_during(fw, functools.partial(reader.read, 10))
+        writer.close()
+        await writer.wait_closed()
+        reader, writer = await connect(port)
+        timed_out = await timeout_error_during(fw, functools.partial(reader.read, 10))
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        check_no_stray_context(cancelled, timed_out)
+
+    fw.run(main())
+
+
+def test_an_error_raised_after_handling_an_awaited_failure_has_no_context(fw: Any) -> None:
+    # Found with the above: a task stepped its coroutine from inside an except block,
+    # so an exception raised later in the same step took the handled one as context.
+    async def main() -> BaseException | None:
+        loop = fw.get_running_loop()
+        fut = loop.create_future()
+        loop.call_soon(fut.set_exception, KeyError("handled"))
+        with contextlib.suppress(KeyError):
+            await fut
+        try:
+            raise ValueError("unrelated")
+        except ValueError as exc:
+            return exc.__context__
+
+    assert fw.run(main()) is None
+
+
+# --- as short as asyncio's: the same program, its frames counted on both ------------------
+
+FRAMEWORK_DIRS = {
+    "treadle": TREADLE_DIR,
+    "asyncio": os.path.dirname(os.path.abspath(asyncio.__file__)),
+}
+
+
+def outcome(exc: BaseException, framework: str) -> tuple[int, list[list[str]]]:
+    """How many of the framework's frames the whole chain shows, and each exception's
+    user frames (outermost first)."""
+    framework_dir = FRAMEWORK_DIRS[framework] + os.sep
+    count = 0
+    users = []
+    for link in chain_of(exc):
+        frames = frames_of(link)
+        count += sum(os.path.abspath(f.filename).startswith(framework_dir) for f in frames)
+        users.append([f.name for f in frames if os.path.abspath(f.filename) == THIS_FILE])
+    return count, users
+
+
+async def read_forever(reader: Any) -> bytes:
+    data: bytes = await reader.read(10)
+    return data
+
+
+async def inner_failure(fw: Any) -> None:
+    await fw.sleep(0)
+    raise DeepError("inner")
+
+
+async def raise_from_across_tasks(fw: Any) -> None:
+    await fw.sleep(0)
+    try:
+        await fw.create_task(inner_failure(fw))
+    except DeepError as exc:
+        raise ValueError("outer") from exc
+
+
+async def raise_while_handling_across_tasks(fw: Any) -> None:
+    await fw.sleep(0)
+    try:
+        await fw.create_task(inner_failure(fw))
+    except DeepError:
+        raise ValueError("outer")  # noqa: B904 (the implicit chaining is the point)
+
+
+async def frames_program(fw: Any, case: str) -> None:
+    a, b = socket.socketpair()
+    with b:
+        reader, writer = await fw.open_connection(sock=a)
+        try:
+            if case == "timeout":
+                async with fw.timeout(0):
+                    await read_forever(reader)
+            elif case == "cancel":
+                task = fw.create_task(read_forever(reader))
+                await settle(fw)
+                task.cancel()
+                await task
+            elif case == "raise from":
+                await fw.create_task(raise_from_across_tasks(fw))
+            else:
+                await fw.create_task(raise_while_handling_across_tasks(fw))
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+
+def run_frames_program(fw: Any, case: str) -> BaseException:
+    with pytest.raises(BaseException) as info:
+        fw.run(frames_program(fw, case))
+    return info.value
+
+
+@pytest.mark.parametrize("case", ["timeout", "cancel", "raise from", "raise while handling"])
+def test_tracebacks_are_as_short_as_asyncios(case: str) -> None:
+    ours, our_users = outcome(run_frames_program(treadle, case), "treadle")
+    theirs, their_users = outcome(run_frames_program(asyncio, case), "asyncio")
+    assert our_users == their_users  # trimming loses none of the user's frames
+    assert ours <= theirs, (ours, theirs)
+
+
+@pytest.mark.parametrize("case", ["timeout", "cancel", "raise from", "raise while handling"])
+def test_the_treadle_frames_left_show_meaningful_lines(case: str) -> None:
+    exc = run_frames_program(treadle, case)
+    for link in chain_of(exc):
+        for frame in frames_of(link):
+            if os.path.abspath(frame.filename).startswith(TREADLE_DIR + os.sep):
+                assert frame.line, frame
+                assert "noqa" not in frame.line, frame
+
+
+def test_debug_mode_keeps_treadles_frames_in_chained_exceptions() -> None:
+    with pytest.raises(ValueError) as info:
+        treadle.run(raise_from_across_tasks(treadle), debug=True)
+    cause = info.value.__cause__
+    assert cause is not None
+    names = [f"{os.path.basename(f.filename)}:{f.name}" for f in frames_of(cause)]
+    assert "tasks.py:_step" in names, names
+
+
+async def loops_back_on_itself() -> None:
+    try:
+        await treadle.create_task(inner_failure(treadle))
+    except DeepError as exc:
+        first = exc
+    second = ValueError("its context loops back")
+    second.__context__ = first
+    first.__context__ = second
+    raise second
+
+
+def test_a_chain_that_loops_back_is_trimmed_once_and_keeps_the_user_frames() -> None:
+    with pytest.raises(ValueError) as info:
+        treadle.run(loops_back_on_itself())
+    first = info.value.__context__
+    assert first is not None and first.__context__ is info.value
+    assert user_frames(first) == ["loops_back_on_itself", "inner_failure"]
+    assert treadle_frames(first) == []

@@ -61,6 +61,27 @@ def trim_traceback(tb: types.TracebackType | None) -> types.TracebackType | None
     return kept[0]
 
 
+def trim_tracebacks(exc: BaseException) -> None:
+    """Trim the traceback of ``exc`` and of every exception chained to it.
+
+    Follows ``__cause__``, ``__context__`` and the members of an exception group, each
+    exception once (a chain may loop back on itself).
+    """
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = trim_traceback(current.__traceback__)
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                pending.append(linked)
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+
+
 class Future(Generic[_T]):
     """A result that will be set later, by ``set_result``, ``set_exception`` or ``cancel``.
 

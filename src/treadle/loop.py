@@ -14,6 +14,10 @@ Design principles:
 6. Cheap on the hot path: no per-event allocation for readiness, tuples in the timer
    heap so C compares them, and no system call per iteration when no file descriptor
    but the wake-up pipe is registered and there is work ready.
+7. asyncio's socket vocabulary lives here, once: ``sock_recv``, ``sock_connect``,
+   ``getaddrinfo`` and the rest are coroutines that await a Future made by
+   ``create_future`` and completed by an ``add_reader``/``add_writer`` callback. They
+   await futures; they never resume a coroutine themselves.
 
 Imports from treadle only the core layer (``errors``, ``clock``, ``handles``). The loop
 hands futures and tasks around without naming their classes: ``treadle.futures`` and
@@ -28,6 +32,7 @@ import errno
 import functools
 import itertools
 import logging
+import os
 import select
 import selectors
 import socket
@@ -39,7 +44,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from contextvars import Context, copy_context
 from heapq import heapify, heappop, heappush
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeAlias, TypeVar, cast
 
 from treadle.clock import Clock, MonotonicClock
 from treadle.handles import Handle, TimerHandle, describe_callback
@@ -48,7 +53,14 @@ if TYPE_CHECKING:
     from treadle.futures import Future
     from treadle.tasks import Task
 
-__all__ = ["EventLoop", "chain_concurrent_future", "get_running_loop"]
+__all__ = [
+    "AddrInfo",
+    "Buffer",
+    "EventLoop",
+    "chain_concurrent_future",
+    "format_address",
+    "get_running_loop",
+]
 
 logger = logging.getLogger("treadle")
 
@@ -187,6 +199,50 @@ def chain_concurrent_future(
 
     source.add_done_callback(on_source_done)
     dest.add_done_callback(on_dest_done)
+
+
+# --- socket helpers, for the loop's sock_* methods ------------------------------------
+
+# What a socket can send from (collections.abc.Buffer arrives only in Python 3.12).
+Buffer: TypeAlias = bytes | bytearray | memoryview
+
+# (family, type, proto, canonname, sockaddr), as socket.getaddrinfo returns them.
+AddrInfo: TypeAlias = tuple[socket.AddressFamily, socket.SocketKind, int, str, Any]
+
+
+def _check_nonblocking(sock: socket.socket) -> None:
+    """Refuse what the sock_* methods cannot drive: a non-socket, or a blocking socket."""
+    if not isinstance(sock, socket.socket):
+        raise TypeError(f"expected a socket.socket, got {sock!r}")
+    if sock.gettimeout() != 0:
+        # asyncio checks this only in debug mode; a blocking socket would freeze the loop.
+        raise ValueError(
+            f"the socket must be non-blocking: call sock.setblocking(False) first ({sock!r})"
+        )
+
+
+def _set_done(fut: Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _take_connect_outcome(sock: socket.socket, fut: Future[int]) -> None:
+    """The connecting socket is writable: read its outcome (an errno, 0 for success) now.
+
+    Now, in the readiness callback, and not a loop iteration later when the task
+    resumes: a peer that accepts and resets at once must not turn a connection that
+    succeeded into a failed connect (asyncio reads SO_ERROR at the same moment).
+    """
+    if not fut.done():
+        fut.set_result(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+
+
+def format_address(address: Any) -> str:
+    """``host:port`` (``[host]:port`` for IPv6) for a socket address, for messages."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = f"[{address[0]}]" if ":" in str(address[0]) else str(address[0])
+        return f"{host}:{address[1]}"
+    return str(address)
 
 
 class EventLoop:
@@ -764,6 +820,175 @@ class EventLoop:
 
         threading.Thread(target=shut_down, name="treadle-executor-shutdown").start()
         return fut
+
+    # --- sockets: asyncio's sock_* methods and DNS -------------------------------------
+    #
+    # Each tries the system call first and waits for readiness only when it would
+    # block. The wait never happens inside the ``except`` block (an error raised
+    # while waiting, a timeout say, would carry a stray BlockingIOError as context).
+    # Cancellation-safe: the data is taken by the system call in the coroutine, never
+    # in a readiness callback, so a cancelled wait leaves nothing registered and loses
+    # no byte.
+
+    async def _wait_readable(self, fd: int | Any) -> None:
+        """Wait until ``fd`` (a file descriptor or an object with ``fileno()``) is readable."""
+        if self.has_reader(fd):
+            raise RuntimeError(f"another task is already waiting to read from {fd!r}")
+        fut: Future[None] = self.create_future()
+        self.add_reader(fd, _set_done, fut)
+        try:
+            await fut
+        finally:
+            self.remove_reader(fd)
+
+    async def _wait_writable(self, fd: int | Any) -> None:
+        """Wait until ``fd`` (a file descriptor or an object with ``fileno()``) is writable."""
+        if self.has_writer(fd):
+            raise RuntimeError(f"another task is already waiting to write to {fd!r}")
+        fut: Future[None] = self.create_future()
+        self.add_writer(fd, _set_done, fut)
+        try:
+            await fut
+        finally:
+            self.remove_writer(fd)
+
+    async def sock_recv(self, sock: socket.socket, nbytes: int) -> bytes:
+        """Receive up to ``nbytes`` bytes from non-blocking ``sock``; ``b''`` when the peer
+        has closed."""
+        _check_nonblocking(sock)
+        while True:
+            try:
+                return sock.recv(nbytes)
+            except (BlockingIOError, InterruptedError):
+                pass
+            await self._wait_readable(sock)
+
+    async def sock_recv_into(self, sock: socket.socket, buf: Buffer) -> int:
+        """Receive into ``buf`` (up to its size); how many bytes arrived (0: the peer closed)."""
+        _check_nonblocking(sock)
+        while True:
+            try:
+                return sock.recv_into(buf)
+            except (BlockingIOError, InterruptedError):
+                pass
+            await self._wait_readable(sock)
+
+    async def sock_recvfrom(self, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
+        """Receive a datagram of up to ``bufsize`` bytes; ``(data, address)``."""
+        _check_nonblocking(sock)
+        while True:
+            try:
+                return sock.recvfrom(bufsize)
+            except (BlockingIOError, InterruptedError):
+                pass
+            await self._wait_readable(sock)
+
+    async def sock_recvfrom_into(
+        self, sock: socket.socket, buf: Buffer, nbytes: int = 0
+    ) -> tuple[int, Any]:
+        """Receive a datagram into ``buf`` (up to ``nbytes``, or its size); ``(size, address)``."""
+        _check_nonblocking(sock)
+        while True:
+            try:
+                return sock.recvfrom_into(buf, nbytes)
+            except (BlockingIOError, InterruptedError):
+                pass
+            await self._wait_readable(sock)
+
+    async def sock_sendall(self, sock: socket.socket, data: Buffer) -> None:
+        """Send all of ``data``, waiting for room as often as needed.
+
+        If cancelled part-way, some of the data may have been sent; the rest was not.
+        """
+        _check_nonblocking(sock)
+        view = memoryview(data).cast("B")
+        sent = 0
+        while sent < len(view):
+            try:
+                sent += sock.send(view[sent:])
+                continue
+            except (BlockingIOError, InterruptedError):
+                pass
+            await self._wait_writable(sock)
+
+    async def sock_sendto(self, sock: socket.socket, data: Buffer, address: Any) -> int:
+        """Send a datagram to ``address``; how many bytes were sent."""
+        _check_nonblocking(sock)
+        while True:
+            try:
+                return sock.sendto(data, address)
+            except (BlockingIOError, InterruptedError):
+                pass
+            await self._wait_writable(sock)
+
+    async def sock_connect(self, sock: socket.socket, address: Any) -> None:
+        """Connect ``sock`` to ``address``, resolving a host name first (for IP sockets)."""
+        _check_nonblocking(sock)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            infos = await self.getaddrinfo(
+                address[0], address[1], family=sock.family, type=sock.type, proto=sock.proto
+            )
+            address = infos[0][4]
+        try:
+            sock.connect(address)
+            return
+        except (BlockingIOError, InterruptedError):
+            pass
+        if self.has_writer(sock):
+            raise RuntimeError(f"another task is already waiting to write to {sock!r}")
+        outcome: Future[int] = self.create_future()
+        self.add_writer(sock, _take_connect_outcome, sock, outcome)
+        try:
+            error = await outcome
+        finally:
+            self.remove_writer(sock)
+        if error:
+            # OSError(errno, ...) builds the matching subclass (ConnectionRefusedError, ...).
+            raise OSError(error, os.strerror(error), format_address(address))
+
+    async def sock_accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
+        """Accept a connection; ``(conn, address)`` with ``conn`` already non-blocking."""
+        _check_nonblocking(sock)
+        while True:
+            try:
+                conn, address = sock.accept()
+                conn.setblocking(False)
+                return conn, address
+            except (BlockingIOError, InterruptedError):
+                pass
+            await self._wait_readable(sock)
+
+    async def getaddrinfo(
+        self,
+        host: bytes | str | None,
+        port: bytes | str | int | None,
+        *,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> list[AddrInfo]:
+        """``socket.getaddrinfo`` off the loop (a numeric host is resolved at once).
+
+        A failed lookup raises ``socket.gaierror`` naming the host.
+        """
+        try:
+            # A numeric address needs no lookup, so it need not cost a thread.
+            infos = socket.getaddrinfo(
+                host, port, family, type, proto, flags | socket.AI_NUMERICHOST
+            )
+            return cast(list[AddrInfo], infos)
+        except socket.gaierror:
+            pass
+        lookup = cast(Callable[..., list[AddrInfo]], socket.getaddrinfo)
+        try:
+            return await self.run_in_executor(None, lookup, host, port, family, type, proto, flags)
+        except socket.gaierror as exc:
+            raise socket.gaierror(exc.errno, f"cannot resolve {host!r}: {exc.strerror}") from exc
+
+    async def getnameinfo(self, sockaddr: tuple[Any, ...], flags: int = 0) -> tuple[str, str]:
+        """``socket.getnameinfo`` off the loop."""
+        return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
 
     # --- asynchronous generators --------------------------------------------------------
 

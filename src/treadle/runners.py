@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from treadle.clock import Clock
 from treadle.errors import CancelledError
-from treadle.futures import Future, trim_traceback
+from treadle.futures import Future
 from treadle.loop import EventLoop, _get_running_loop
 from treadle.tasks import Task, all_tasks, iscoroutine
 
@@ -60,11 +60,11 @@ def run(
                 if interrupt.count and task.uncancel() == 0:
                     raise KeyboardInterrupt() from None
                 raise
-            except BaseException as exc:
+            except BaseException:
                 if task.done() and not task.cancelled():
                     task.exception()  # raised here: don't also report it as never retrieved
-                if not loop.get_debug():
-                    raise exc.with_traceback(trim_traceback(exc.__traceback__))  # noqa: B904
+                # Re-raised as it is: the task trimmed its traceback already (unless in
+                # debug mode), and raising it anew would show this line, not the call.
                 raise
     finally:
         try:

@@ -226,13 +226,16 @@ class Server:
         self._serve_forever_fut = self._loop.create_future()
         try:
             await self._serve_forever_fut
-        except CancelledError:
-            self.close()
-            self.close_clients()
-            await self.wait_closed()
-            raise
+        except CancelledError as exc:
+            cancelled = exc
         finally:
             self._serve_forever_fut = None
+        # Closed outside the except block: an error while waiting must not carry the
+        # CancelledError as its context. (Only a cancellation ends the wait.)
+        self.close()
+        self.close_clients()
+        await self.wait_closed()
+        raise cancelled
 
     async def __aenter__(self) -> Self:
         return self

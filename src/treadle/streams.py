@@ -360,15 +360,19 @@ class StreamReader:
             # As in read(): the readiness callback will bring what arrives.
             await c.wait_readable()
             return
+        data: bytes | None
         try:
             data = c.recv(max(self._limit, 65536))
         except (BlockingIOError, InterruptedError, ssl_module.SSLWantReadError):
-            await c.wait_readable()
-            return
+            data = None
         except OSError as exc:
             c.read_failed(exc)
             return
-        if data:
+        if data is None:
+            # Waiting outside the except block: a timeout or a cancellation during the
+            # wait must not carry the BlockingIOError as its context.
+            await c.wait_readable()
+        elif data:
             c.rbuf += data
         else:
             c.eof = True
@@ -408,18 +412,22 @@ class StreamReader:
                 continue
             # Fast path: the socket may have bytes right now. (Bounded: recv() allocates
             # the whole size it is asked for up front.)
+            received: bytes | None
             try:
-                data = c.recv(min(n, _MAX_RECV))
+                received = c.recv(min(n, _MAX_RECV))
             except (BlockingIOError, InterruptedError, ssl_module.SSLWantReadError):
-                await c.wait_readable()
-                continue
+                received = None
             except OSError as exc:
                 c.read_failed(exc)
                 raise
-            if not data:
+            if received is None:
+                # Outside the except block, as in _fill().
+                await c.wait_readable()
+                continue
+            if not received:
                 c.eof = True
                 c.stop_reading()
-            return data
+            return received
 
     async def _read_all(self) -> bytes:
         chunks: list[bytes] = []

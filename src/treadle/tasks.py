@@ -19,7 +19,7 @@ from contextvars import Context, copy_context
 from typing import Any, ParamSpec, TypeVar
 
 from treadle.errors import CancelledError, InvalidStateError
-from treadle.futures import _FINISHED, _PENDING, Future, isfuture, trim_traceback
+from treadle.futures import _CANCELLED, _FINISHED, _PENDING, Future, isfuture, trim_tracebacks
 from treadle.handles import Handle
 from treadle.loop import EventLoop, get_running_loop
 
@@ -251,6 +251,8 @@ class Task(Future[_T]):
                 Future.set_result(self, stop.value)
             loop._tasks.discard(self)
         except CancelledError as cancelled:
+            if not loop._debug:
+                trim_tracebacks(cancelled)
             self._exception = cancelled  # raised first by result(); see Future._exception
             Future.cancel(self, msg=cancelled.args[0] if cancelled.args else None)
             loop._tasks.discard(self)
@@ -260,7 +262,7 @@ class Task(Future[_T]):
             raise
         except BaseException as error:
             if not loop._debug:
-                error.__traceback__ = trim_traceback(error.__traceback__)
+                trim_tracebacks(error)
             Future.set_exception(self, error)
             loop._tasks.discard(self)
         else:
@@ -325,19 +327,37 @@ class Task(Future[_T]):
             self._loop._schedule(self._step, (), self._context)
 
     def _wakeup(self, future: Future[Any]) -> None:
-        """The future this task waited on is done: take the next step with its outcome."""
-        if future._state is _FINISHED and future._exception is None:
-            self._step()
-            return
-        try:
-            future.result()
-        except BaseException as exc:
-            self._step(exc)
+        """The future this task waited on is done: take the next step with its outcome.
+
+        A treadle future's exception is taken, not raised: raising it here would add
+        this frame and ``result()``'s to its traceback, and stepping the coroutine
+        inside an ``except`` block would give whatever it raises next a stray
+        ``__context__``.
+        """
+        state = future._state
+        if state is _FINISHED:
+            error = future._exception
+            if error is None:
+                self._step()
+                return
+            future._log_traceback = False
+            self._step(error.with_traceback(future._result))
+        elif state is _CANCELLED:
+            self._step(future._make_cancelled_error())
         else:
-            self._step()
+            self._step(_outcome_of_foreign(future))
 
 
 EventLoop._task_type = Task
+
+
+def _outcome_of_foreign(future: Any) -> BaseException | None:
+    """The exception of a done future of another kind (asyncio's, say), or None."""
+    try:
+        future.result()
+    except BaseException as exc:
+        return exc
+    return None
 
 
 def coroutine(func: Callable[_P, Generator[Any, Any, _T]]) -> Callable[_P, Coroutine[Any, Any, _T]]:

@@ -82,14 +82,9 @@ class TLSConnection(_Connection):
         """Decrypted bytes; ``b''`` at close_notify or EOF; BlockingIOError if none ready."""
         while True:
             try:
-                data = self.sslobj.read(nbytes)
+                return self.sslobj.read(nbytes)
             except ssl_module.SSLWantReadError:
-                ciphertext = self.sock.recv(max(nbytes, 65536))  # BlockingIOError: wait
-                if ciphertext:
-                    self.incoming.write(ciphertext)
-                else:
-                    self.incoming.write_eof()
-                continue
+                pass
             except (ssl_module.SSLZeroReturnError, ssl_module.SSLEOFError):
                 # The peer closed: with close_notify (zero return) or without it (a
                 # "ragged EOF", which the standard library also treats as EOF).
@@ -99,7 +94,14 @@ class TLSConnection(_Connection):
                 # Reading can produce records to send (session tickets, key updates).
                 if not self.closed.done():
                     self.flush_outgoing()
-            return data
+            # The engine wants ciphertext. Received outside the except block, so that a
+            # socket error (or the BlockingIOError that means "wait") carries no
+            # SSLWantReadError as its context.
+            ciphertext = self.sock.recv(max(nbytes, 65536))
+            if ciphertext:
+                self.incoming.write(ciphertext)
+            else:
+                self.incoming.write_eof()
 
     def write(self, data: Buffer) -> None:
         self.check_writable()
@@ -244,21 +246,25 @@ async def _handshake(connection: TLSConnection) -> None:
     while True:
         try:
             sslobj.do_handshake()
-        except ssl_module.SSLWantReadError:
-            connection.flush_outgoing()
-            try:
-                data = sock.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                await wait_readable(sock)
-                continue
-            if not data:
-                raise ConnectionResetError(
-                    f"{connection.extra.get('peername')} closed the connection during the "
-                    "TLS handshake"
-                ) from None
-            connection.incoming.write(data)
-        else:
             break
+        except ssl_module.SSLWantReadError:
+            pass
+        # Nothing below runs inside the except block: an error raised here (or a
+        # cancellation while waiting) must not carry an SSLWantReadError as context.
+        connection.flush_outgoing()
+        try:
+            data = sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            data = None
+        if data is None:
+            await wait_readable(sock)
+            continue
+        if not data:
+            raise ConnectionResetError(
+                f"{connection.extra.get('peername')} closed the connection during the "
+                "TLS handshake"
+            )
+        connection.incoming.write(data)
     connection.flush_outgoing()
     if connection.write_error is not None:
         raise connection.write_error

@@ -249,7 +249,6 @@ class Crawler:
                 record.exception = f"{type(exc).__name__}: {exc}"
                 if record.tries >= self.max_tries:
                     break
-                await sleep(self.retry_backoff * 2 ** (record.tries - 1))
             except ResponseTooLarge as exc:
                 record.exception = f"ResponseTooLarge: {exc}"
                 record.size = exc.limit
@@ -257,6 +256,8 @@ class Crawler:
             except HTTPError as exc:
                 record.exception = f"{type(exc).__name__}: {exc}"
                 break
+            # A retryable failure: back off outside the except block.
+            await sleep(self.retry_backoff * 2 ** (record.tries - 1))
         record.elapsed = time.monotonic() - started
         return record
 
@@ -321,11 +322,14 @@ class Crawler:
             try:
                 response = await self._client.get(url, follow_redirects=True)
             except _RETRYABLE:
+                response = None
+            except HTTPError:
+                break
+            if response is None:
+                # Back off outside the except block.
                 if attempt + 1 < self.max_tries:
                     await sleep(self.retry_backoff * 2**attempt)
                 continue
-            except HTTPError:
-                break
             return RobotsPolicy.from_response(response.status, response.content, self.user_agent)
         # No robots.txt could be had: the convention is to crawl as if there were none.
         return RobotsPolicy.allow_all(self.user_agent)
