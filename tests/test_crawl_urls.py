@@ -194,7 +194,7 @@ def test_scope_needs_http_roots() -> None:
 
 def test_scope_repr() -> None:
     assert repr(Scope("http://e.com/", exclude="x")) == (
-        "Scope(['http://e.com/'], strict=True, exclude='x')"
+        "Scope(['http://e.com/'], strict=True, include=None, exclude='x')"
     )
 
 

@@ -142,17 +142,19 @@ class Scope:
     share its last two labels with a root's host (``docs.example.com`` and
     ``example.com``; note this is coarse for hosts like ``example.co.uk``). A root
     whose host is an IP address (v4 or v6) matches that address exactly, in either
-    mode. Ports are not compared, as in the classic crawler. ``exclude``, a regular
-    expression, drops every URL it matches (``re.search``) anywhere in the URL.
+    mode. Ports are not compared, as in the classic crawler. ``include`` and
+    ``exclude``, regular expressions searched anywhere in the URL (``re.search``),
+    keep only the URLs ``include`` matches and drop those ``exclude`` matches.
     """
 
-    __slots__ = ("_exclude", "_hosts", "_ips", "_suffixes", "roots", "strict")
+    __slots__ = ("_exclude", "_hosts", "_include", "_ips", "_suffixes", "roots", "strict")
 
     def __init__(
         self,
         roots: str | Iterable[str],
         *,
         strict: bool = True,
+        include: str | re.Pattern[str] | None = None,
         exclude: str | re.Pattern[str] | None = None,
     ) -> None:
         if isinstance(roots, str):
@@ -179,7 +181,8 @@ class Scope:
                 self._hosts.update(_www_variants(host))
             else:
                 self._suffixes.add(_last_two_labels(host))
-        self._exclude = _compile_exclude(exclude)
+        self._include = _compile_pattern(include, "include")
+        self._exclude = _compile_pattern(exclude, "exclude")
 
     def allows(self, url: str) -> bool:
         """True if the crawl may visit ``url`` (an absolute URL)."""
@@ -187,6 +190,8 @@ class Scope:
         if host is None:
             return False
         if self._exclude is not None and self._exclude.search(url):
+            return False
+        if self._include is not None and not self._include.search(url):
             return False
         if host in self._hosts:
             return True
@@ -196,8 +201,12 @@ class Scope:
         return bool(self._suffixes) and _last_two_labels(host) in self._suffixes
 
     def __repr__(self) -> str:
+        include = self._include.pattern if self._include is not None else None
         exclude = self._exclude.pattern if self._exclude is not None else None
-        return f"Scope({list(self.roots)!r}, strict={self.strict!r}, exclude={exclude!r})"
+        return (
+            f"Scope({list(self.roots)!r}, strict={self.strict!r},"
+            f" include={include!r}, exclude={exclude!r})"
+        )
 
 
 def _host_of(url: str) -> str | None:
@@ -212,10 +221,12 @@ def _host_of(url: str) -> str | None:
     return host
 
 
-def _compile_exclude(exclude: str | re.Pattern[str] | None) -> re.Pattern[str] | None:
-    if exclude is None or isinstance(exclude, re.Pattern):
-        return exclude
+def _compile_pattern(
+    pattern: str | re.Pattern[str] | None, name: str
+) -> re.Pattern[str] | None:
+    if pattern is None or isinstance(pattern, re.Pattern):
+        return pattern
     try:
-        return re.compile(exclude)
+        return re.compile(pattern)
     except re.error as exc:
-        raise ValueError(f"invalid exclude pattern {exclude!r}: {exc}") from exc
+        raise ValueError(f"invalid {name} pattern {pattern!r}: {exc}") from None
