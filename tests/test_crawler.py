@@ -215,6 +215,14 @@ async def test_non_ascii_hrefs_are_fetched_percent_encoded() -> None:
     assert sorted(fetched(site)) == sorted(routes)
 
 
+async def test_urls_differing_only_in_escapes_are_fetched_once() -> None:
+    routes = {"/": page("/%7Euser", "/~user", "/%7euser", "/a%2fb", "/a%2Fb"), "/~user": page()}
+    async with Site(routes) as site:
+        _, records = await crawl(site.url())
+    assert set(records) == {site.url(), site.url("/~user"), site.url("/a%2Fb")}
+    assert fetched(site) == {"/": 1, "/~user": 1, "/a%2Fb": 1}
+
+
 # --- redirects --------------------------------------------------------------------------
 
 

@@ -9,9 +9,16 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, urljoin, urlsplit, urlunsplit
 
-__all__ = ["Scope", "is_http_url", "normalize_url", "origin", "remove_dot_segments"]
+__all__ = [
+    "Scope",
+    "is_http_url",
+    "normalize_escapes",
+    "normalize_url",
+    "origin",
+    "remove_dot_segments",
+]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HTTP_SCHEMES = frozenset(_DEFAULT_PORTS)
@@ -47,6 +54,28 @@ def remove_dot_segments(path: str) -> str:
     return resolved
 
 
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+# Characters kept as they are in a path or query: unreserved, reserved and "%".
+_SAFE = "/?&=%:@!$'()*+,;~-._[]#"
+
+
+def normalize_escapes(text: str) -> str:
+    """``text`` (a path or query) percent-encoded the one way (RFC 3986, section 6.2.2).
+
+    Escapes of unreserved characters are decoded (``%7E`` becomes ``~``), other escapes
+    get upper-case hex (``%2f`` becomes ``%2F``, still distinct from ``/``), and what
+    may not appear in a URL (non-ASCII as UTF-8, spaces, quotes) is escaped.
+    """
+
+    def escape(match: re.Match[str]) -> str:
+        char = chr(int(match[1], 16))
+        return char if char in _UNRESERVED else "%" + match[1].upper()
+
+    text = quote(text, safe=_SAFE)
+    return _ESCAPE.sub(escape, text) if "%" in text else text
+
+
 def _split_netloc(netloc: str) -> tuple[str, str, str]:
     """Split ``user@host:port`` into (userinfo with its ``@``, host, port)."""
     userinfo, at, hostport = netloc.rpartition("@")
@@ -77,8 +106,9 @@ def normalize_url(url: str, base: str | None = None) -> str:
     (``urllib.parse.urljoin``). Then dot segments are resolved, the fragment is
     dropped, scheme and host are lower-cased, the default port (``:80`` for http,
     ``:443`` for https) is removed, and an empty path becomes ``/`` (for URLs with a
-    host). The query and every percent-escape are
-    kept exactly as written, because servers may treat ``%2F`` and ``/`` differently.
+    host). Path and query are percent-encoded as the wire sees them
+    (``normalize_escapes``): ``%7E`` and ``~`` are one URL, but ``%2F`` and ``/`` stay
+    apart, because servers may treat them differently.
 
     Raises ``ValueError`` for a URL ``urllib.parse`` cannot split (for example an
     unclosed IPv6 bracket).
@@ -95,7 +125,9 @@ def normalize_url(url: str, base: str | None = None) -> str:
         path = remove_dot_segments(path) or "/"
     elif scheme in _HTTP_SCHEMES or path.startswith("/"):
         path = remove_dot_segments(path)
-    return urlunsplit(SplitResult(scheme, netloc, path, parts.query, ""))
+    path = normalize_escapes(path)
+    query = normalize_escapes(parts.query)
+    return urlunsplit(SplitResult(scheme, netloc, path, query, ""))
 
 
 def is_http_url(url: str) -> bool:
