@@ -24,9 +24,9 @@ from treadle.crawl.urls import is_http_url
 __all__ = ["demo_site_main", "main"]
 
 DEMO_PAGES = 600
-# The demo site answers after 0 to 0.5 s (0.25 s on average), so the crawl takes a few
-# seconds and shows what 100 concurrent tasks do with real-world waits.
-DEMO_LATENCY = 0.25
+# The demo site answers after 0 to 60 ms (30 ms on average): with the default per-host
+# cap of 4 the crawl takes a few seconds and still shows real-world waits.
+DEMO_LATENCY = 0.03
 RETRY_BACKOFF = 1.0
 DEMO_RETRY_BACKOFF = 0.1
 
