@@ -89,7 +89,7 @@ def test_demo_crawl_reports_and_writes_json(
         for name in ("2xx", "3xx", "4xx", "5xx", "error")
     }
     assert counts["4xx"] >= 1 and counts["5xx"] == 1
-    assert "skipped by robots.txt" in report
+    assert "by robots.txt: 1 URLs" in report
 
 
 async def test_completed_crawl_with_failed_pages_exits_zero(tmp_path: Path) -> None:
@@ -258,3 +258,60 @@ def test_demo_site_serves_until_ctrl_c() -> None:
     assert "Traceback" not in stderr
     assert stdout == "", "nothing after the serving line"
 
+
+
+# --- exit codes, machine report, a full disk --------------------------------------------------
+
+
+def test_help_shows_defaults_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["crawl", "--help"])
+    assert caught.value.code == 0
+    text = capsys.readouterr().out
+    assert all(len(line) <= 80 for line in text.splitlines())
+    for needle in ("--max-per-host N", "(default: 4)", "(default: 30.0)", "exit status:",
+                   "  3 ", "  4 ", "  5 ", "Retry-After"):
+        assert needle in text, needle
+
+
+async def test_root_that_fails_exits_3() -> None:
+    async with Site({"/": static(404, "gone")}) as site:
+        done = await treadle.to_thread(run_cli, "crawl", site.url(), "-q")
+    assert done.returncode == 3, done.stderr
+    assert "Roots not fetched" in done.stdout and site.url() in done.stdout
+
+
+async def test_stopped_by_a_limit_exits_4() -> None:
+    async with Site({"/": page("/a", "/b", "/c"), "/a": page(), "/b": page()}) as site:
+        done = await treadle.to_thread(run_cli, "crawl", site.url(), "--max-pages", "2", "-q")
+    assert done.returncode == 4, done.stderr
+    assert "Stopped by --max-pages" in done.stdout
+
+
+async def test_broken_links_exit_5_with_fail_on_broken_and_json_report() -> None:
+    async with Site({"/": page("/ok", "/missing"), "/ok": page()}) as site:
+        plain = await treadle.to_thread(run_cli, "crawl", site.url(), "-q")
+        strict = await treadle.to_thread(
+            run_cli, "crawl", site.url(), "-q", "--fail-on-broken", "--report", "json"
+        )
+    assert plain.returncode == 0, plain.stderr
+    assert "Broken links (1)" in plain.stdout and f"linked from {site.url()}" in plain.stdout
+    assert strict.returncode == 5, strict.stderr
+    report = json.loads(strict.stdout)
+    assert report["broken"] == [
+        {"url": site.url("/missing"), "status": 404, "exception": None, "error_kind": None,
+         "referrer": site.url(), "depth": 1}
+    ]
+    assert report["by_class"]["4xx"] == 1 and report["failed_roots"] == []
+
+
+def test_full_disk_under_json_gives_one_line_and_the_report() -> None:
+    done = run_cli("crawl", "--demo", "--pages", "10", "--latency", "0", "--json", "/dev/full")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert errors == [
+        "treadle crawl: error: cannot write --json file '/dev/full': No space left on device"
+    ]
+    assert done.stdout.startswith("Crawl report\n")
+    assert re.search(r"^  pages\s+1$", done.stdout, re.MULTILINE)

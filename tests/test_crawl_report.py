@@ -23,6 +23,9 @@ FIELD_ORDER = [
     "started",
     "elapsed",
     "tries",
+    "referrer",
+    "depth",
+    "error_kind",
 ]
 
 
@@ -217,15 +220,14 @@ class TestProgress:
             "1,234",
             "queued",
             "56",
-            "in",
-            "flight",
+            "busy",
             "100",
-            "123.4",
-            "pages/s",
+            "123.4/s",
             "errors",
             "3",
-            "10.0",
-            "s",
+            "retries",
+            "0",
+            "10.0s",
         ]
         assert str(line) == text
 
@@ -237,4 +239,16 @@ class TestProgress:
     def test_no_division_by_zero_at_start(self) -> None:
         snapshot = ProgressSnapshot(done=0, queued=1, in_flight=0, errors=0, elapsed=0.0)
         assert snapshot.pages_per_second == 0.0
-        assert "0.0 pages/s" in snapshot.format()
+        assert "0.0/s" in snapshot.format()
+
+    def test_waits_and_robots_fetches_fit_80_columns(self) -> None:
+        waits = {f"http://host-{i}.example.org:8080": 12.5 for i in range(10)}
+        snapshot = ProgressSnapshot(
+            done=99999999, queued=9999999, in_flight=9999, errors=99999, elapsed=999999.0,
+            retries=99999, host_waits=waits, robots={"https://slow.example": "try 2/4"},
+        )
+        lines = snapshot.format().splitlines()
+        assert len(lines) == 3
+        assert all(len(line) <= 79 for line in lines), lines
+        assert lines[1].startswith("waiting: host-0.example.org:8080 12.5s")
+        assert lines[2] == "robots.txt: slow.example try 2/4"

@@ -27,7 +27,10 @@ NORMALIZE_CASES = [
     ("http://example.com/a/./b/../c", None, "http://example.com/a/c"),
     ("http://example.com/../../a", None, "http://example.com/a"),
     ("http://example.com/a/b/..", None, "http://example.com/a/"),
-    ("http://example.com/%7Euser/a%2Fb?q=%20", None, "http://example.com/%7Euser/a%2Fb?q=%20"),
+    # Unreserved escapes decoded, others upper-cased; %2F stays apart from "/".
+    ("http://example.com/%7Euser/a%2fb?q=%20", None, "http://example.com/~user/a%2Fb?q=%20"),
+    ("http://example.com/%41%62?x=%7e", None, "http://example.com/Ab?x=~"),
+    ("http://example.com/caf\u00e9?q=a b", None, "http://example.com/caf%C3%A9?q=a%20b"),
     ("http://[::1]:80/x", None, "http://[::1]/x"),
     ("http://[::1]:8080/x", None, "http://[::1]:8080/x"),
     ("http://user:pw@Example.com:80/", None, "http://user:pw@example.com/"),
@@ -194,7 +197,7 @@ def test_scope_needs_http_roots() -> None:
 
 def test_scope_repr() -> None:
     assert repr(Scope("http://e.com/", exclude="x")) == (
-        "Scope(['http://e.com/'], strict=True, exclude='x')"
+        "Scope(['http://e.com/'], strict=True, include=None, exclude='x')"
     )
 
 

@@ -215,6 +215,14 @@ async def test_non_ascii_hrefs_are_fetched_percent_encoded() -> None:
     assert sorted(fetched(site)) == sorted(routes)
 
 
+async def test_urls_differing_only_in_escapes_are_fetched_once() -> None:
+    routes = {"/": page("/%7Euser", "/~user", "/%7euser", "/a%2fb", "/a%2Fb"), "/~user": page()}
+    async with Site(routes) as site:
+        _, records = await crawl(site.url())
+    assert set(records) == {site.url(), site.url("/~user"), site.url("/a%2Fb")}
+    assert fetched(site) == {"/": 1, "/~user": 1, "/a%2Fb": 1}
+
+
 # --- redirects --------------------------------------------------------------------------
 
 
@@ -291,14 +299,25 @@ async def test_no_response_is_retried_up_to_max_tries() -> None:
     assert crawler.errors == 1
 
 
-async def test_dead_server_respects_max_tries() -> None:
+async def test_refused_connection_is_not_retried() -> None:
     port = refused_port()
-    _, records = await crawl(f"http://127.0.0.1:{port}/", max_tries=3)
+    crawler, records = await crawl(f"http://127.0.0.1:{port}/", max_tries=3, robots=False)
     [record] = records.values()
     assert record.url == f"http://127.0.0.1:{port}/"
-    assert record.tries == 3 and record.status is None and record.status_class == "error"
+    assert record.tries == 1 and record.status is None and record.status_class == "error"
     assert record.exception is not None and record.exception.startswith("ConnectError: ")
+    assert record.error_kind == "refused"
     assert f"127.0.0.1:{port}" in record.exception
+    assert crawler.retries == 0
+
+
+async def test_host_refusing_robots_txt_gets_error_records_without_more_requests() -> None:
+    port = refused_port()
+    crawler, records = await crawl(f"http://127.0.0.1:{port}/", max_tries=3)
+    [record] = records.values()
+    assert (record.tries, record.error_kind) == (0, "refused")
+    assert "unreachable" in crawler.robots_notes[f"http://127.0.0.1:{port}"]
+    assert crawler.report().failed_roots == [record.url]
 
 
 async def test_unreachable_root_does_not_stop_the_other_roots() -> None:
@@ -306,7 +325,7 @@ async def test_unreachable_root_does_not_stop_the_other_roots() -> None:
     async with Site({"/": page("/a"), "/a": page()}) as site:
         _, records = await crawl([dead, site.url()], max_tries=2)
     assert set(records) == {dead, site.url(), site.url("/a")}
-    assert records[dead].exception is not None and records[dead].tries == 2
+    assert records[dead].exception is not None and records[dead].error_kind == "refused"
     assert records[site.url("/a")].status == 200
 
 
@@ -341,7 +360,8 @@ async def test_huge_page_is_capped_by_max_size() -> None:
         _, records = await crawl(site.url(), max_size=10_000, max_tries=3)
     big = records[site.url("/huge")]
     assert big.exception is not None and big.exception.startswith("ResponseTooLarge: ")
-    assert (big.status, big.size, big.tries, big.num_urls) == (200, 10_000, 1, 0)
+    assert (big.status, big.size, big.tries, big.num_urls) == (200, 0, 1, 0), "not read"
+    assert "Content-Length" in big.exception
     assert big.status_class == "error"
     assert records[site.url("/small")].status == 200
     assert "/never" not in site.stats.paths
@@ -393,16 +413,19 @@ async def test_robots_false_fetches_everything_and_never_asks() -> None:
     assert crawler.disallowed == []
 
 
-@pytest.mark.parametrize(("status", "allowed"), [(404, True), (500, False), (403, False)])
-async def test_robots_fetch_status(status: int, allowed: bool) -> None:
+@pytest.mark.parametrize(
+    ("status", "allowed", "robots_requests"), [(404, True, 1), (500, False, 3), (403, False, 1)]
+)
+async def test_robots_fetch_status(status: int, allowed: bool, robots_requests: int) -> None:
     routes = {**robots("", status), "/": page("/a"), "/a": page()}
     async with Site(routes) as site:
-        crawler, records = await crawl(site.url())
+        crawler, records = await crawl(site.url(), max_tries=3)
     if allowed:
         assert set(records) == {site.url(), site.url("/a")}
     else:
         assert records == {} and crawler.disallowed == [site.url()]
-        assert site.stats.paths == [ROBOTS]
+        assert site.stats.paths == [ROBOTS] * robots_requests, "5xx is retried, 403 is not"
+        assert crawler.report().failed_roots == [site.url()]
 
 
 async def test_robots_rules_for_the_crawlers_user_agent() -> None:
@@ -474,14 +497,16 @@ async def test_demo_site_end_to_end() -> None:
     assert len(crawler.records) == len(expected), "exactly one record per URL"
     assert got == crawler.records and all(a is b for a, b in zip(got, crawler.records, strict=True))
     assert all(record.exception is None for record in crawler.records)
-    assert all(record.tries == 1 for record in crawler.records)
+    retried = {record.url for record in crawler.records if record.tries > 1}
+    assert retried == {server.origin + "/error/500"}, "a 500 is retried, nothing else is"
     paths = Counter(server.stats.paths)
-    assert paths.most_common(1)[0][1] == 1, "no path was requested twice"
+    del paths["/error/500"]
+    assert paths.most_common(1)[0][1] == 1, "no other path was requested twice"
     assert paths[ROBOTS] == 1
     assert crawler.disallowed and all("/private/" in url for url in crawler.disallowed)
     assert sum(record.num_new_urls for record in crawler.records) + 1 == len(crawler.seen)
     assert len(crawler.seen) == len(crawler.records) + len(crawler.disallowed)
-    assert 1 < server.stats.peak_requests <= 20
+    assert 1 < server.stats.peak_requests <= 4, "the default per-host cap"
     statuses = Counter(record.status for record in crawler.records)
     assert {200, 301, 302, 307, 308, 404, 500} <= set(statuses)
 
@@ -531,6 +556,12 @@ async def test_progress_while_crawling() -> None:
         ("http://example.org/", {"timeout": -1}, "timeout"),
         ("http://example.org/", {"retry_backoff": -1}, "retry_backoff"),
         ("http://example.org/", {"exclude": "(unclosed"}, "exclude"),
+        ("http://example.org/", {"include": "[a-"}, "include"),
+        ("http://example.org/", {"max_depth": -1}, "max_depth"),
+        ("http://example.org/", {"max_pages": 0}, "max_pages"),
+        ("http://example.org/", {"max_time": -1}, "max_time"),
+        ("http://example.org/", {"delay": -1}, "delay"),
+        ("http://example.org/", {"user_agent": "a\r\nb"}, "user_agent"),
     ],
 )
 def test_bad_arguments(roots: str | list[str], options: dict[str, object], message: str) -> None:

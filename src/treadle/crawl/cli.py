@@ -15,19 +15,20 @@ from collections.abc import Callable
 from typing import IO, NoReturn
 
 import treadle
-from treadle.crawl.crawler import Crawler
+from treadle.crawl.crawler import DEFAULT_MAX_PER_HOST, DEFAULT_USER_AGENT, Crawler
 from treadle.crawl.demosite import DemoSiteServer
 from treadle.crawl.demosite_content import DemoSite
 from treadle.crawl.records import Record
-from treadle.crawl.report import format_report
 from treadle.crawl.urls import is_http_url
 
 __all__ = ["demo_site_main", "main"]
 
 DEMO_PAGES = 600
-# The demo site answers after 0 to 0.5 s (0.25 s on average), so the crawl takes a few
-# seconds and shows what 100 concurrent tasks do with real-world waits.
-DEMO_LATENCY = 0.25
+# The demo site answers after 0 to 60 ms (30 ms on average): with the default per-host
+# cap of 4 the crawl takes a few seconds and still shows real-world waits.
+DEMO_LATENCY = 0.03
+RETRY_BACKOFF = 1.0
+DEMO_RETRY_BACKOFF = 0.1
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -78,41 +79,108 @@ _positive_float = _seconds(zero_ok=False)
 _non_negative_float = _seconds(zero_ok=True)
 
 
+EXIT_OK = 0
+EXIT_OUTPUT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_ROOT_FAILED = 3
+EXIT_STOPPED_BY_LIMIT = 4
+EXIT_BROKEN_LINKS = 5
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES = f"""exit status:
+  {EXIT_OK}    the crawl completed and every root was fetched (2xx or 3xx)
+  {EXIT_OUTPUT_FAILED}    the --json file could not be written (the report covers what finished)
+  {EXIT_USAGE}    bad arguments
+  {EXIT_ROOT_FAILED}    a root could not be fetched (no response, 4xx, 5xx, or robots.txt)
+  {EXIT_STOPPED_BY_LIMIT}    --max-pages or --max-time stopped the crawl
+  {EXIT_BROKEN_LINKS}    with --fail-on-broken: a fetched URL was broken (4xx, 5xx or error)
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
+When several apply, the smallest non-zero status is given."""
+
+POLITENESS = f"""politeness: at most --max-per-host requests at once to one host
+(default {DEFAULT_MAX_PER_HOST}: fewer than the 6 connections a browser opens for
+one reader, half Scrapy's 8), their starts at least --delay seconds apart, plus
+up to half again at random (or robots.txt's Crawl-delay if longer). Timeouts,
+resets and 408, 429, 500, 502, 503, 504 are retried with exponential backoff
+and jitter; Retry-After is obeyed and holds back the whole host. DNS failures,
+refused connections and certificate errors are not retried."""
+
+
+class _JsonWriteError(Exception):
+    """Writing a record to the --json file failed; ``error`` says why."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default value, and the description and epilog as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        if action.default in (None, True, False, argparse.SUPPRESS) or action.option_strings == []:
+            return help_text
+        return help_text + " (default: %(default)s)"
+
+
 def _crawl_parser() -> _OneLineParser:
     parser = _OneLineParser(
         prog="treadle crawl",
-        description="Crawl web sites concurrently and report on every URL.",
+        description="Crawl web sites concurrently and report on every URL.\n\n" + POLITENESS,
+        epilog=EXIT_CODES,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("roots", nargs="*", metavar="ROOT", help="http or https URLs to start at")
-    parser.add_argument(
+    demo = parser.add_argument_group("demo")
+    demo.add_argument(
         "--demo",
         action="store_true",
         help="serve a generated demo site on a free local port and crawl it",
     )
-    parser.add_argument(
+    demo.add_argument(
         "--pages", type=_positive_int, default=DEMO_PAGES, help="pages in the demo site"
     )
-    parser.add_argument(
+    demo.add_argument(
         "--latency", type=_non_negative_float, default=DEMO_LATENCY, metavar="SECONDS",
-        help="mean delay the demo site adds to each response, as a network would "
-        f"(default {DEMO_LATENCY})",
+        help="mean delay the demo site adds to each response, as a network would",
     )
-    parser.add_argument("--max-tasks", type=_positive_int, default=100, help="worker tasks")
-    parser.add_argument(
-        "--max-redirect", type=_non_negative_int, default=10, help="redirects to follow per URL"
+    polite = parser.add_argument_group("politeness")
+    polite.add_argument(
+        "--max-per-host", type=_positive_int, default=DEFAULT_MAX_PER_HOST, metavar="N",
+        help="requests at once to one host",
     )
-    parser.add_argument("--max-tries", type=_positive_int, default=4, help="attempts per URL")
-    parser.add_argument(
-        "--max-per-host", type=_positive_int, default=None, help="connections per host"
+    polite.add_argument(
+        "--delay", type=_non_negative_float, default=0.0, metavar="SECONDS",
+        help="least time between the starts of two requests to one host",
     )
-    parser.add_argument("--exclude", metavar="REGEX", help="skip URLs matching this regex")
-    scope = parser.add_mutually_exclusive_group()
+    polite.add_argument(
+        "--user-agent", default=DEFAULT_USER_AGENT, metavar="TEXT",
+        help="the User-Agent header, also the name robots.txt rules are matched against",
+    )
+    polite.add_argument("--no-robots", action="store_true", help="ignore robots.txt")
+    limits = parser.add_argument_group("scope and limits")
+    limits.add_argument(
+        "--max-depth", type=_non_negative_int, default=None, metavar="N",
+        help="follow links at most N deep (a root's links are depth 1); none if unset",
+    )
+    limits.add_argument(
+        "--max-pages", type=_positive_int, default=None, metavar="N",
+        help="stop after fetching N URLs; no limit if unset",
+    )
+    limits.add_argument(
+        "--max-time", type=_positive_float, default=None, metavar="SECONDS",
+        help="stop after this long; no limit if unset",
+    )
+    limits.add_argument("--include", metavar="REGEX", help="follow only URLs matching this regex")
+    limits.add_argument("--exclude", metavar="REGEX", help="skip URLs matching this regex")
+    scope = limits.add_mutually_exclusive_group()
     scope.add_argument(
         "--strict",
         dest="strict",
         action="store_true",
         default=True,
-        help="stay on the roots' hosts and their www. variants (default)",
+        help="stay on the roots' hosts and their www. variants (the default)",
     )
     scope.add_argument(
         "--lenient",
@@ -120,19 +188,45 @@ def _crawl_parser() -> _OneLineParser:
         action="store_false",
         help="allow hosts sharing the roots' last two labels",
     )
-    parser.add_argument("--timeout", type=_positive_float, default=30.0, help="seconds per request")
-    parser.add_argument(
-        "--max-size",
-        type=_non_negative_int,
-        default=10 * 1024 * 1024,
-        metavar="BYTES",
-        help="largest body to read",
+    fetching = parser.add_argument_group("fetching")
+    fetching.add_argument(
+        "--max-tasks", type=_positive_int, default=100, metavar="N",
+        help="worker tasks (URLs fetched at once, over all hosts)",
     )
-    parser.add_argument("--no-robots", action="store_true", help="ignore robots.txt")
-    parser.add_argument(
+    fetching.add_argument(
+        "--max-redirect", type=_non_negative_int, default=10, metavar="N",
+        help="redirects to follow per URL",
+    )
+    fetching.add_argument(
+        "--max-tries", type=_positive_int, default=4, metavar="N",
+        help="requests per URL at most (1: never retry)",
+    )
+    fetching.add_argument(
+        "--retry-backoff", type=_non_negative_float, default=None, metavar="SECONDS",
+        help=f"first wait before a retry, doubled each time (default: {RETRY_BACKOFF};"
+        f" {DEMO_RETRY_BACKOFF} with --demo, whose server is local)",
+    )
+    fetching.add_argument(
+        "--timeout", type=_positive_float, default=30.0, metavar="SECONDS",
+        help="time for one whole fetch: connect, head and body",
+    )
+    fetching.add_argument(
+        "--max-size", type=_non_negative_int, default=10 * 1024 * 1024, metavar="BYTES",
+        help="largest body to read (a bigger Content-Length is refused unread)",
+    )
+    output = parser.add_argument_group("output")
+    output.add_argument(
         "--json", metavar="FILE", help="write one JSON line per finished URL to FILE ('-': stdout)"
     )
-    verbosity = parser.add_mutually_exclusive_group()
+    output.add_argument(
+        "--report", choices=("text", "json"), default="text",
+        help="the end-of-crawl report as text for people or one JSON object for programs",
+    )
+    output.add_argument(
+        "--fail-on-broken", action="store_true",
+        help=f"exit {EXIT_BROKEN_LINKS} if any fetched URL was broken (link checking)",
+    )
+    verbosity = output.add_mutually_exclusive_group()
     verbosity.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     verbosity.add_argument(
         "-v", "--verbose", action="store_true", help="print each finished URL on stderr"
@@ -151,11 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     for root in args.roots:
         if not is_http_url(root):
             parser.error(f"a ROOT must be an http or https URL, got {root!r}")
-    if args.exclude is not None:
-        try:
-            re.compile(args.exclude)
-        except re.error as exc:
-            parser.error(f"--exclude {args.exclude!r} is not a valid regular expression: {exc}")
+    for option in ("include", "exclude"):
+        pattern = getattr(args, option)
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                parser.error(f"--{option} {pattern!r} is not a valid regular expression: {exc}")
+    if not args.user_agent.strip() or any(ch in args.user_agent for ch in "\r\n"):
+        parser.error(f"--user-agent must be one non-empty line, got {args.user_agent!r}")
     json_file: IO[str] | None = None
     if args.json is not None:
         try:
@@ -166,11 +264,26 @@ def main(argv: list[str] | None = None) -> int:
             )
         except OSError as exc:
             parser.error(f"cannot write --json file {args.json!r}: {exc.strerror}")
+    args.json_failed = False
+    status = EXIT_INTERRUPTED
     try:
-        return _run_crawl(args, json_file)
+        status = _run_crawl(args, json_file)
     finally:
         if json_file is not None and json_file is not sys.stdout:
-            json_file.close()
+            try:
+                json_file.close()
+            except OSError as exc:
+                # After a failed write the buffer still holds that record: the error
+                # was reported once already. Otherwise it is news.
+                if not args.json_failed:
+                    _report_json_error(args.json, exc)
+                    status = EXIT_OUTPUT_FAILED
+    return status
+
+
+def _report_json_error(path: str, error: OSError) -> None:
+    reason = error.strerror or str(error)
+    print(f"treadle crawl: error: cannot write --json file {path!r}: {reason}", file=sys.stderr)
 
 
 def _run_crawl(args: argparse.Namespace, json_file: IO[str] | None) -> int:
@@ -179,8 +292,11 @@ def _run_crawl(args: argparse.Namespace, json_file: IO[str] | None) -> int:
 
     def on_record(record: Record) -> None:
         if json_file is not None:
-            json_file.write(record.to_json() + "\n")
-            json_file.flush()
+            try:
+                json_file.write(record.to_json() + "\n")
+                json_file.flush()
+            except OSError as exc:
+                raise _JsonWriteError(exc) from None
         progress.record(record)
 
     async def crawl() -> None:
@@ -198,15 +314,26 @@ def _run_crawl(args: argparse.Namespace, json_file: IO[str] | None) -> int:
         try:
             crawler = Crawler(
                 roots,
+                include=args.include,
                 exclude=args.exclude,
                 strict=args.strict,
                 max_redirect=args.max_redirect,
                 max_tries=args.max_tries,
                 max_tasks=args.max_tasks,
                 max_per_host=args.max_per_host,
+                delay=args.delay,
+                max_depth=args.max_depth,
+                max_pages=args.max_pages,
+                max_time=args.max_time,
                 timeout=args.timeout,
                 max_size=args.max_size,
                 robots=not args.no_robots,
+                user_agent=args.user_agent,
+                retry_backoff=(
+                    args.retry_backoff
+                    if args.retry_backoff is not None
+                    else DEMO_RETRY_BACKOFF if args.demo else RETRY_BACKOFF
+                ),
                 on_record=on_record,
             )
             ticker = treadle.create_task(progress.run(crawler))
@@ -220,21 +347,40 @@ def _run_crawl(args: argparse.Namespace, json_file: IO[str] | None) -> int:
                 await site_server.close()
 
     interrupted = False
+    output_error: OSError | None = None
     try:
         treadle.run(crawl())
     except KeyboardInterrupt:
         interrupted = True
+    except _JsonWriteError as exc:
+        # Writing --json failed (a full disk, say): the crawl stopped; say so once.
+        output_error = exc.error
     finally:
         progress.stop()
+    if output_error is not None:
+        args.json_failed = True
+        _report_json_error(args.json, output_error)
     if crawler is None:
-        return 130 if interrupted else 1
+        return EXIT_INTERRUPTED if interrupted else EXIT_OUTPUT_FAILED
     report_out = sys.stderr if json_file is sys.stdout else sys.stdout
     if interrupted:
         print("Interrupted: the report covers the URLs that finished.", file=report_out)
-    report_out.write(format_report(crawler.records, crawler.wall_time))
-    if crawler.disallowed:
-        print(f"  skipped by robots.txt: {len(crawler.disallowed):,} URLs", file=report_out)
-    return 130 if interrupted else 0
+    crawl_report = crawler.report()
+    if args.report == "json":
+        report_out.write(crawl_report.to_json() + "\n")
+    else:
+        report_out.write(crawl_report.format())
+    if interrupted:
+        return EXIT_INTERRUPTED
+    if output_error is not None:
+        return EXIT_OUTPUT_FAILED
+    if crawl_report.failed_roots:
+        return EXIT_ROOT_FAILED
+    if crawl_report.stop_reason is not None:
+        return EXIT_STOPPED_BY_LIMIT
+    if args.fail_on_broken and crawl_report.broken:
+        return EXIT_BROKEN_LINKS
+    return EXIT_OK
 
 
 class _Progress:

@@ -1,84 +1,129 @@
 """The crawler: a frontier queue, ``max_tasks`` worker tasks, a seen-set, and a join.
 
-Each worker takes a URL from the frontier, fetches it with treadle's HTTP client
-(retrying connection failures and timeouts with a short backoff), writes exactly one
-``Record`` for it, and puts the in-scope links it has not seen onto the frontier. The
-crawl ends when the frontier is empty and every worker is idle. Politeness: robots.txt
-is fetched once per origin and obeyed, with its Crawl-delay; ``max_per_host`` bounds
-the connections to one host. Crawler layer: imports the HTTP client and below.
+Each worker takes a URL from the frontier, fetches it with treadle's HTTP client,
+writes exactly one ``Record`` for it, and puts the in-scope links it has not seen onto
+the frontier. The crawl ends when the frontier is empty and every worker is idle, or
+when a limit (``max_pages``, ``max_time``) stops it; then ``left`` holds what was not
+fetched. Politeness: robots.txt is fetched once per origin and obeyed; each origin has
+a ``HostGate`` bounding its concurrent requests and spacing their starts; failures a
+retry can fix are retried with backoff, and a host that asks for a pause gets one.
+Crawler layer: imports the HTTP client and below.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import treadle
 from treadle.combinators import FIRST_COMPLETED, gather, wait
 from treadle.crawl.links import decode_html, extract_links
+from treadle.crawl.politeness import HostGate
 from treadle.crawl.records import Record
-from treadle.crawl.report import ProgressSnapshot
+from treadle.crawl.report import CrawlReport, ProgressSnapshot
+from treadle.crawl.retries import (
+    RETRYABLE_STATUSES,
+    backoff_delay,
+    error_kind,
+    is_retryable_error,
+    parse_retry_after,
+)
 from treadle.crawl.robots import RobotsPolicy, robots_url
 from treadle.crawl.urls import Scope, is_http_url, normalize_url, origin
-from treadle.errors import (
-    CancelledError,
-    ConnectError,
-    HTTPError,
-    ReadTimeout,
-    ResponseTooLarge,
-)
+from treadle.errors import CancelledError, ConnectError, HTTPError, ReadTimeout, ResponseTooLarge
 from treadle.futures import Future
-from treadle.http import Client
-from treadle.locks import Lock, Semaphore
+from treadle.http import Client, Response
 from treadle.loop import get_running_loop
 from treadle.queues import Queue
 from treadle.sleeping import check_delay, sleep
 from treadle.tasks import create_task
+from treadle.timeouts import timeout
 
-__all__ = ["DEFAULT_USER_AGENT", "Crawler"]
+__all__ = [
+    "DEFAULT_MAX_PER_HOST",
+    "DEFAULT_USER_AGENT",
+    "LIMIT_MAX_DEPTH",
+    "LIMIT_MAX_PAGES",
+    "LIMIT_MAX_TIME",
+    "Crawler",
+]
 
-DEFAULT_USER_AGENT = "treadle-crawler/0.1 (+https://github.com/treadle)"
+DEFAULT_USER_AGENT = (
+    f"treadle-crawler/{treadle.__version__} (+https://github.com/treadle/treadle)"
+)
+# Four requests at once per host: below the six connections a browser opens for one
+# person (a crawler should weigh on a site less than a reader does), half Scrapy's 8,
+# and already four times wget's one, which is plenty when pages come in 100 ms.
+DEFAULT_MAX_PER_HOST = 4
+LIMIT_MAX_DEPTH = "max-depth"
+LIMIT_MAX_PAGES = "max-pages"
+LIMIT_MAX_TIME = "max-time"
+
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
-# Failures worth another try: the next attempt may well succeed.
-_RETRYABLE = (ConnectError, ReadTimeout, ConnectionError, TimeoutError)
+# A body not worth parsing is drained (so the connection can be reused) when it is at
+# most this big, and the connection closed without reading it when it is bigger.
+_DRAIN_LIMIT = 64 * 1024
+# RFC 9309, section 2.5: crawlers must parse at least 500 KiB of robots.txt.
+_ROBOTS_MAX_SIZE = 500 * 1024
+# Connecting takes one round trip; a host that has not answered in 10 s is not there.
+_MAX_CONNECT_TIMEOUT = 10.0
 
 
 @dataclass(slots=True)
-class _Host:
-    """Per-host politeness state: the connection limit and the Crawl-delay pacing."""
+class _Job:
+    """A URL on the frontier, with how it was found."""
 
-    limit: Semaphore
-    pacing: Lock
-    next_request: float = 0.0
+    url: str
+    depth: int
+    referrer: str | None
+    redirects_left: int
+
+
+class _FetchFailed(Exception):
+    """One try failed without a response worth recording (wraps the failure)."""
 
 
 class Crawler:
     """Crawls from ``roots`` and keeps one ``Record`` per finished URL in ``records``.
 
-    ``strict`` scope allows the roots' hosts and their ``www.`` variants; lenient
-    scope hosts sharing the last two labels. ``exclude`` is a regex of URLs to skip.
-    ``max_tries`` bounds the attempts per URL, ``max_redirect`` the redirects followed
-    from one URL, ``max_size`` the bytes read of one body. ``on_record`` is called with
-    each record as it is made (the CLI writes JSON Lines from it).
+    Scope: ``strict`` allows the roots' hosts and their ``www.`` variants, lenient
+    hosts sharing the last two labels; ``include`` and ``exclude`` are regexes a URL
+    must match and must not match. Politeness: at most ``max_per_host`` requests at
+    once to one origin, their starts ``delay`` seconds apart on average (or robots.txt's
+    Crawl-delay if larger). Limits: ``max_depth`` links from a root, ``max_pages``
+    fetches, ``max_time`` seconds. ``max_tries`` bounds the requests per URL,
+    ``max_redirect`` the redirects followed from one URL, ``max_size`` the bytes of one
+    body; ``timeout`` bounds one whole fetch (connect, head and body). Retries wait
+    ``retry_backoff * 2**n`` seconds with jitter, or what ``Retry-After`` asks, up to
+    ``max_retry_wait``. ``on_record`` is called with each record as it is made.
     """
 
     def __init__(
         self,
         roots: str | Iterable[str],
         *,
+        include: str | None = None,
         exclude: str | None = None,
         strict: bool = True,
         max_redirect: int = 10,
         max_tries: int = 4,
         max_tasks: int = 100,
-        max_per_host: int | None = None,
+        max_per_host: int = DEFAULT_MAX_PER_HOST,
+        delay: float = 0.0,
+        max_depth: int | None = None,
+        max_pages: int | None = None,
+        max_time: float | None = None,
         timeout: float | None = 30.0,
         max_size: int = 10 * 1024 * 1024,
         robots: bool = True,
         user_agent: str = DEFAULT_USER_AGENT,
-        retry_backoff: float = 0.1,
+        retry_backoff: float = 1.0,
+        max_retry_wait: float = 120.0,
         on_record: Callable[[Record], object] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         roots = [roots] if isinstance(roots, str) else list(roots)
         if not roots:
@@ -90,124 +135,218 @@ class Crawler:
             ("max_redirect", max_redirect, 0),
             ("max_tries", max_tries, 1),
             ("max_tasks", max_tasks, 1),
+            ("max_per_host", max_per_host, 1),
             ("max_size", max_size, 0),
+            ("max_depth", max_depth, 0),
+            ("max_pages", max_pages, 1),
         ):
+            if value is None and name in ("max_depth", "max_pages"):
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 raise ValueError(f"{name} must be an integer of at least {least}, got {value!r}")
-        if max_per_host is not None and (not isinstance(max_per_host, int) or max_per_host < 1):
-            raise ValueError(f"max_per_host must be a positive integer, got {max_per_host!r}")
-        check_delay(timeout, "timeout")
-        check_delay(retry_backoff, "retry_backoff")
+        for name, seconds in (
+            ("timeout", timeout),
+            ("delay", delay),
+            ("max_time", max_time),
+            ("retry_backoff", retry_backoff),
+            ("max_retry_wait", max_retry_wait),
+        ):
+            check_delay(seconds, name)
+        if not user_agent or any(ch in user_agent for ch in "\r\n"):
+            raise ValueError(f"user_agent must be one non-empty line, got {user_agent!r}")
         self.roots = [normalize_url(root) for root in roots]
-        self.scope = Scope(self.roots, strict=strict, exclude=exclude)
+        self.scope = Scope(self.roots, strict=strict, include=include, exclude=exclude)
         self.max_redirect = max_redirect
         self.max_tries = max_tries
         self.max_tasks = max_tasks
-        self.max_per_host = max_tasks if max_per_host is None else max_per_host
+        self.max_per_host = max_per_host
+        self.delay = delay
+        self.max_depth = max_depth
+        self.max_pages = max_pages
+        self.max_time = max_time
         self.timeout = timeout
         self.max_size = max_size
         self.obey_robots = robots
         self.user_agent = user_agent
         self.retry_backoff = retry_backoff
+        self.max_retry_wait = max_retry_wait
         self.on_record = on_record
+        self._rng = rng or random.Random()
         self.records: list[Record] = []
         # Every URL ever put on the frontier (so each is fetched at most once).
         self.seen: set[str] = set()
-        # URLs left out because robots.txt disallows them.
         self.disallowed: list[str] = []
-        self.in_flight = 0
+        """URLs left out because robots.txt disallows them (or could not be read)."""
+        self.robots_notes: dict[str, str] = {}
+        """Per origin, how its robots.txt was decided when not simply read (for the report)."""
+        self.too_deep: dict[str, None] = {}
+        """In-scope links not followed because they lie deeper than ``max_depth`` (ordered)."""
+        self.stop_reason: str | None = None
+        """``LIMIT_MAX_PAGES`` or ``LIMIT_MAX_TIME`` if a limit ended the crawl, else None."""
+        self.left: list[str] = []
+        """URLs still in the frontier (or in flight) when a limit stopped the crawl."""
         self.errors = 0
-        self._started = 0.0
-        self._hosts: dict[str, _Host] = {}
+        self.retries = 0
+        """Requests sent again after a failure or a retryable status."""
+        self._loop_started: float | None = None
+        self._monotonic_started = 0.0
+        self._ended: float | None = None
+        self._claimed = 0
+        self._in_flight: dict[str, _Job] = {}
+        self._hosts: dict[str, HostGate] = {}
+        # Origins whose connections fail (found fetching robots.txt): origin -> error.
+        self._unreachable: dict[str, BaseException] = {}
         self._robots: dict[str, Future[RobotsPolicy]] = {}
-        self._frontier: Queue[tuple[str, int]] | None = None
+        # robots.txt fetches under way: origin -> what the display shows.
+        self._robots_fetching: dict[str, str] = {}
+        self._frontier: Queue[_Job] | None = None
         self._client: Client | None = None
         # Set when the crawl can't go on (on_record raised): crawl() raises it.
         self._failed: Future[None] | None = None
 
     # --- progress ---------------------------------------------------------------------
 
+    @property
+    def in_flight(self) -> int:
+        """URLs being fetched now."""
+        return len(self._in_flight)
+
     def progress(self) -> ProgressSnapshot:
         """How the crawl stands right now."""
         queued = self._frontier.qsize() if self._frontier is not None else 0
+        waits = {key: gate.wait_left for key, gate in self._hosts.items() if gate.waiting}
         return ProgressSnapshot(
             done=len(self.records),
             queued=queued,
             in_flight=self.in_flight,
             errors=self.errors,
-            elapsed=time.monotonic() - self._started if self._started else 0.0,
+            elapsed=self.wall_time,
+            retries=self.retries,
+            host_waits={key: wait for key, wait in waits.items() if wait > 0},
+            robots=dict(self._robots_fetching),
         )
 
     @property
     def wall_time(self) -> float:
-        """Seconds since the crawl started."""
-        return time.monotonic() - self._started if self._started else 0.0
+        """Seconds since the crawl started (until it ended, once it has)."""
+        if self._loop_started is None:
+            return 0.0
+        if self._ended is not None:
+            return self._ended - self._loop_started
+        try:
+            return get_running_loop().time() - self._loop_started
+        except RuntimeError:  # the loop was torn down mid-crawl (Ctrl-C)
+            return time.monotonic() - self._monotonic_started
+
+    def report(self) -> CrawlReport:
+        """What the end-of-crawl report says about this crawl (so far)."""
+        return CrawlReport(
+            records=list(self.records),
+            wall_time=self.wall_time,
+            roots=list(self.roots),
+            stop_reason=self.stop_reason,
+            left=list(self.left),
+            skipped={"robots.txt": list(self.disallowed), LIMIT_MAX_DEPTH: list(self.too_deep)},
+            robots_notes=dict(self.robots_notes),
+            retries=self.retries,
+        )
 
     # --- the crawl ------------------------------------------------------------------------
 
     async def crawl(self) -> list[Record]:
-        """Crawl until every reachable in-scope URL has a record; the records."""
-        self._started = time.monotonic()
+        """Crawl until every reachable in-scope URL has a record, or a limit stops it."""
+        loop = get_running_loop()
+        self._loop_started = loop.time()
+        self._monotonic_started = time.monotonic()
         self._frontier = Queue()
         for root in self.roots:
-            self._add(root, self.max_redirect)
+            self._add(root, depth=0, referrer=None, redirects_left=self.max_redirect)
+        connect_timeout = self.timeout
+        if connect_timeout is None or connect_timeout > _MAX_CONNECT_TIMEOUT:
+            connect_timeout = _MAX_CONNECT_TIMEOUT
         async with Client(
             max_connections=self.max_tasks,
             max_per_host=self.max_per_host,
-            connect_timeout=self.timeout,
+            connect_timeout=connect_timeout,
             read_timeout=self.timeout,
             timeout=self.timeout,
             max_body_size=self.max_size,
             user_agent=self.user_agent,
         ) as client:
             self._client = client
-            self._failed = get_running_loop().create_future()
+            self._failed = loop.create_future()
             workers = [
                 create_task(self._work(), name=f"crawl-worker-{i}") for i in range(self.max_tasks)
             ]
             joined = create_task(self._frontier.join())
             try:
-                await wait([joined, self._failed], return_when=FIRST_COMPLETED)
+                done, _ = await wait(
+                    [joined, self._failed], timeout=self.max_time, return_when=FIRST_COMPLETED
+                )
+                if not done:
+                    self._stop(LIMIT_MAX_TIME)
             finally:
                 for task in [*workers, joined]:
                     task.cancel()
                 await gather(*workers, joined, return_exceptions=True)
                 self._client = None
+                self._ended = loop.time()
+            # Whatever did not finish is left: fetches cut short, then the frontier.
+            self.left.extend(self._in_flight)
+            self._in_flight.clear()
+            while not self._frontier.empty():
+                self.left.append(self._frontier.get_nowait().url)
             if self._failed.done():
                 self._failed.result()  # raises what stopped the crawl
         return self.records
 
-    def _add(self, url: str, max_redirect: int) -> bool:
-        """Put ``url`` on the frontier unless it was seen; whether it is new."""
+    def _stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    def _add(self, url: str, *, depth: int, referrer: str | None, redirects_left: int) -> bool:
+        """Put ``url`` on the frontier unless it was seen or is too deep; whether it is new."""
         if url in self.seen:
             return False
+        if self.max_depth is not None and depth > self.max_depth:
+            self.too_deep[url] = None
+            return False
+        self.too_deep.pop(url, None)
         self.seen.add(url)
         assert self._frontier is not None
-        self._frontier.put_nowait((url, max_redirect))
+        self._frontier.put_nowait(_Job(url, depth, referrer, redirects_left))
         return True
 
     async def _work(self) -> None:
         assert self._frontier is not None
         while True:
-            url, max_redirect = await self._frontier.get()
+            job = await self._frontier.get()
             try:
-                await self._visit(url, max_redirect)
+                if self.stop_reason is not None:
+                    self.left.append(job.url)
+                else:
+                    await self._visit(job)
             finally:
                 self._frontier.task_done()
 
-    async def _visit(self, url: str, max_redirect: int) -> None:
-        if self.obey_robots and not (await self._robots_for(url)).allowed(url):
-            self.disallowed.append(url)
+    async def _visit(self, job: _Job) -> None:
+        if self.obey_robots and not (await self._robots_for(job.url)).allowed(job.url):
+            self.disallowed.append(job.url)
             return
-        self.in_flight += 1
+        if self.max_pages is not None and self._claimed >= self.max_pages:
+            self._stop(LIMIT_MAX_PAGES)
+            self.left.append(job.url)
+            return
+        self._claimed += 1
+        self._in_flight[job.url] = job
         try:
-            record = await self._fetch(url, max_redirect)
+            record = await self._fetch(job)
         except CancelledError:
-            raise
+            raise  # the URL stays in _in_flight: crawl() lists it as left
         except Exception as exc:  # a bug of ours must not stop the crawl or lose the URL
-            record = Record(url=url, exception=f"{type(exc).__name__}: {exc}")
-        finally:
-            self.in_flight -= 1
+            record = Record(url=job.url, exception=f"{type(exc).__name__}: {exc}")
+            record.error_kind = "bug"
+        del self._in_flight[job.url]
         self._finish(record)
 
     def _finish(self, record: Record) -> None:
@@ -225,81 +364,163 @@ class Crawler:
 
     # --- fetching -------------------------------------------------------------------------
 
-    def _host(self, url: str) -> _Host:
+    def _host(self, url: str) -> HostGate:
         key = origin(url)
-        host = self._hosts.get(key)
-        if host is None:
-            host = self._hosts[key] = _Host(Semaphore(self.max_per_host), Lock())
-        return host
+        gate = self._hosts.get(key)
+        if gate is None:
+            gate = self._hosts[key] = HostGate(self.max_per_host, self.delay, rng=self._rng)
+        return gate
 
-    async def _fetch(self, url: str, max_redirect: int) -> Record:
-        started = time.monotonic()
-        record = Record(url=url, started=started - self._started)
-        host = self._host(url)
-        delay = (await self._robots_for(url)).crawl_delay if self.obey_robots else None
+    def _retry_wait(self, tries: int) -> float:
+        return backoff_delay(tries, self.retry_backoff, self.max_retry_wait, self._rng)
+
+    async def _fetch(self, job: _Job) -> Record:
+        loop = get_running_loop()
+        started = loop.time()
+        assert self._loop_started is not None
+        record = Record(
+            url=job.url,
+            referrer=job.referrer,
+            depth=job.depth,
+            started=started - self._loop_started,
+        )
+        key = origin(job.url)
+        gate = self._host(job.url)
+        unreachable = self._unreachable.get(key)
+        if unreachable is not None:
+            # robots.txt of this origin already failed to connect, after its retries.
+            record.exception = f"{type(unreachable).__name__}: {unreachable}"
+            record.error_kind = error_kind(unreachable)
+            return record
         while True:
-            record.tries += 1
-            try:
-                async with host.limit:
-                    if delay:
-                        await self._pace(host, delay)
-                    await self._fetch_once(url, max_redirect, record)
+            record.status = None
+            record.exception = record.error_kind = None
+            wait_host = 0.0
+            wait_url = 0.0
+            async with gate.slot():
+                # The one place a request to the server is counted. (The HTTP client's
+                # transparent retry of a stale keep-alive connection must be added here.)
+                record.tries += 1
+                try:
+                    retry_after = await self._fetch_once(job, record)
+                except _FetchFailed as failed:
+                    exc = failed.__cause__
+                    assert exc is not None
+                    record.exception = f"{type(exc).__name__}: {exc}"
+                    record.error_kind = error_kind(exc)
+                    if not is_retryable_error(exc):
+                        break
+                    wait_url = self._retry_wait(record.tries)
+                else:
+                    if record.status not in RETRYABLE_STATUSES:
+                        break
+                    if retry_after is not None and retry_after > self.max_retry_wait:
+                        # Asked to come back later than we will wait: give up on the
+                        # URL, and leave the host alone for as long as we would wait.
+                        gate.back_off(self.max_retry_wait)
+                        break
+                    if retry_after is not None or record.status in (429, 503):
+                        # The server is overloaded or said when to return: the whole
+                        # host waits, not only this URL.
+                        wait_host = (
+                            retry_after
+                            if retry_after is not None
+                            else self._retry_wait(record.tries)
+                        )
+                    else:
+                        wait_url = self._retry_wait(record.tries)
+            if record.tries >= self.max_tries:
                 break
-            except _RETRYABLE as exc:
-                record.exception = f"{type(exc).__name__}: {exc}"
-                if record.tries >= self.max_tries:
-                    break
-            except ResponseTooLarge as exc:
-                record.exception = f"ResponseTooLarge: {exc}"
-                record.size = exc.limit
-                break
-            except HTTPError as exc:
-                record.exception = f"{type(exc).__name__}: {exc}"
-                break
-            # A retryable failure: back off outside the except block.
-            await sleep(self.retry_backoff * 2 ** (record.tries - 1))
-        record.elapsed = time.monotonic() - started
+            self.retries += 1
+            if wait_host:
+                gate.back_off(wait_host)
+            if wait_url:
+                await sleep(wait_url)
+        record.elapsed = loop.time() - started
         return record
 
-    async def _pace(self, host: _Host, delay: float) -> None:
-        """Wait until ``delay`` seconds have passed since this host's last request."""
-        async with host.pacing:
-            loop = get_running_loop()
-            wait = host.next_request - loop.time()
-            if wait > 0:
-                await sleep(wait)
-            host.next_request = loop.time() + delay
-
-    async def _fetch_once(self, url: str, max_redirect: int, record: Record) -> None:
+    async def _fetch_once(self, job: _Job, record: Record) -> float | None:
+        """One request for ``job``, its outcome written to ``record``; the Retry-After
+        seconds the response asked for, if any. A failure raises ``_FetchFailed``."""
         assert self._client is not None
-        async with self._client.stream("GET", url) as response:
-            record.status = response.status
-            record.exception = None
-            record.content_type = response.content_type
-            if response.status in _REDIRECTS:
-                location = response.headers.get("location")
-                if location:
-                    try:
-                        record.next_url = normalize_url(location, base=url)
-                    except ValueError as exc:
-                        record.exception = f"InvalidURL: bad redirect Location {location!r}: {exc}"
-                        return
-                    if max_redirect > 0 and self.scope.allows(record.next_url):
-                        record.num_urls = 1
-                        record.num_new_urls = int(self._add(record.next_url, max_redirect - 1))
-                return
-            try:
-                body = await response.read()
-            except ResponseTooLarge:
+        deadline = timeout(self.timeout)
+        try:
+            async with deadline, self._client.stream("GET", job.url) as response:
                 record.status = response.status
-                raise
+                record.content_type = response.content_type
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+                await self._take_response(job, record, response)
+                return retry_after
+        except TimeoutError as exc:
+            if not deadline.expired():
+                raise _FetchFailed() from exc
+            overran = ReadTimeout(
+                f"fetching {job.url} took longer than the timeout of {self.timeout} s"
+                f" ({record.size} body bytes received)"
+            )
+            raise _FetchFailed() from overran
+        except ResponseTooLarge as exc:
+            record.size = max(record.size, 0)
+            raise _FetchFailed() from exc
+        except (HTTPError, OSError) as exc:
+            raise _FetchFailed() from exc
+
+    async def _take_response(self, job: _Job, record: Record, response: Response) -> None:
+        if response.status in _REDIRECTS:
+            self._follow_redirect(job, record, response.headers.get("location"))
+            return
+        length = _content_length(response)
+        if length is not None and length > self.max_size:
+            raise ResponseTooLarge(
+                f"Content-Length {length} is over the limit of {self.max_size} bytes;"
+                " the body was not read",
+                self.max_size,
+            )
+        media_type = (record.content_type or "").split(";", 1)[0].strip().lower()
+        if response.status != 200 or media_type not in _HTML_TYPES:
+            # Nothing to parse: read a small body to keep the connection, skip a big one.
+            if length is not None and length <= _DRAIN_LIMIT:
+                async for _ in response.aiter_bytes():
+                    record.size = response.bytes_received
             record.size = response.bytes_received
-            media_type = (record.content_type or "").split(";", 1)[0].strip().lower()
-            if response.status == 200 and media_type in _HTML_TYPES:
-                text, record.encoding = decode_html(body, record.content_type)
-                links = [link for link in extract_links(text, url) if self.scope.allows(link)]
-                record.num_urls = len(links)
-                record.num_new_urls = sum(self._add(link, self.max_redirect) for link in links)
+            return
+        chunks = []
+        async for chunk in response.aiter_bytes():
+            chunks.append(chunk)
+            record.size = response.bytes_received
+        record.size = response.bytes_received
+        body = b"".join(chunks)
+        text, record.encoding = decode_html(body, record.content_type)
+        links = [link for link in extract_links(text, job.url) if self.scope.allows(link)]
+        record.num_urls = len(links)
+        record.num_new_urls = sum(
+            self._add(
+                link, depth=job.depth + 1, referrer=job.url, redirects_left=self.max_redirect
+            )
+            for link in links
+        )
+
+    def _follow_redirect(self, job: _Job, record: Record, location: str | None) -> None:
+        if not location:
+            return
+        try:
+            record.next_url = normalize_url(location, base=job.url)
+        except ValueError as exc:
+            record.exception = f"InvalidURL: bad redirect Location {location!r}: {exc}"
+            record.error_kind = "InvalidURL"
+            return
+        if job.redirects_left > 0 and self.scope.allows(record.next_url):
+            record.num_urls = 1
+            record.num_new_urls = int(
+                self._add(
+                    record.next_url,
+                    depth=job.depth,
+                    referrer=job.url,
+                    redirects_left=job.redirects_left - 1,
+                )
+            )
+
+    # --- robots.txt -----------------------------------------------------------------------
 
     async def _robots_for(self, url: str) -> RobotsPolicy:
         """The robots.txt policy of ``url``'s origin, fetched once and shared."""
@@ -308,28 +529,79 @@ class Crawler:
         if policy is None:
             policy = self._robots[key] = get_running_loop().create_future()
             try:
-                policy.set_result(await self._fetch_robots(robots_url(url)))
+                policy.set_result(await self._fetch_robots(key))
             except BaseException as exc:
                 if not policy.done():
                     policy.set_result(RobotsPolicy.allow_all(self.user_agent))
                 if isinstance(exc, CancelledError):
                     raise
+            finally:
+                self._robots_fetching.pop(key, None)
         return await policy
 
-    async def _fetch_robots(self, url: str) -> RobotsPolicy:
+    async def _fetch_robots(self, key: str) -> RobotsPolicy:
+        """Fetch and decide one origin's robots.txt (RFC 9309, section 2.3.1).
+
+        4xx: no rules. 5xx (after retries, as for pages): complete disallow. A timeout
+        or reset on every try: the file is unreachable, so complete disallow as well.
+        A connection that fails (DNS, refused, TLS, no answer): the origin is marked
+        unreachable, so each of its pages gets an error record without a request.
+        """
         assert self._client is not None
-        for attempt in range(self.max_tries):
-            try:
-                response = await self._client.get(url, follow_redirects=True)
-            except _RETRYABLE:
-                response = None
-            except HTTPError:
-                break
-            if response is None:
-                # Back off outside the except block.
-                if attempt + 1 < self.max_tries:
-                    await sleep(self.retry_backoff * 2**attempt)
+        url = robots_url(key)
+        gate = self._host(url)
+        tries = 0
+        while True:
+            tries += 1
+            self._robots_fetching[key] = f"try {tries}/{self.max_tries}"
+            failure: BaseException | None = None
+            response: Response | None = None
+            async with gate.slot():
+                try:
+                    async with timeout(self.timeout):
+                        response = await self._client.get(
+                            url, follow_redirects=True, max_body_size=_ROBOTS_MAX_SIZE
+                        )
+                except ResponseTooLarge as exc:
+                    failure = exc
+                except (HTTPError, OSError, TimeoutError) as exc:
+                    failure = exc
+            if failure is not None:
+                kind = error_kind(failure)
+                if is_retryable_error(failure) and tries < self.max_tries:
+                    self.retries += 1
+                    self._robots_fetching[key] = f"{kind}, waiting"
+                    await sleep(self._retry_wait(tries))
+                    continue
+                if isinstance(failure, ConnectError):
+                    self._unreachable[key] = failure
+                    self.robots_notes[key] = f"unreachable ({kind}): its pages are errors"
+                    return RobotsPolicy.allow_all(self.user_agent)
+                if isinstance(failure, ResponseTooLarge):
+                    self.robots_notes[key] = "larger than 500 KiB: no rules read"
+                    return RobotsPolicy.allow_all(self.user_agent)
+                self.robots_notes[key] = f"unreachable ({kind}): everything disallowed"
+                return RobotsPolicy.disallow_all(self.user_agent)
+            assert response is not None
+            if response.status in RETRYABLE_STATUSES and tries < self.max_tries:
+                self.retries += 1
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+                wait_for = retry_after if retry_after is not None else self._retry_wait(tries)
+                self._robots_fetching[key] = f"{response.status}, waiting"
+                gate.back_off(min(wait_for, self.max_retry_wait))
                 continue
-            return RobotsPolicy.from_response(response.status, response.content, self.user_agent)
-        # No robots.txt could be had: the convention is to crawl as if there were none.
-        return RobotsPolicy.allow_all(self.user_agent)
+            policy = RobotsPolicy.from_response(response.status, response.content, self.user_agent)
+            if 500 <= response.status < 600 or response.status == 429:
+                self.robots_notes[key] = f"answered {response.status}: everything disallowed"
+                policy = RobotsPolicy.disallow_all(self.user_agent)
+            if policy.crawl_delay is not None and policy.crawl_delay > gate.delay:
+                gate.delay = policy.crawl_delay
+            return policy
+
+
+def _content_length(response: Response) -> int | None:
+    value = response.headers.get("content-length")
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value)
+

@@ -30,12 +30,13 @@ class Record:
 
     A fetch that got a response has a ``status``; one that failed (connection refused,
     timeout, bad response...) has ``exception`` instead, a short ``"Type: message"``
-    text. A redirect has its resolved target in ``next_url``. ``num_urls`` counts the
-    in-scope links found on the page and ``num_new_urls`` those the crawl had not seen.
+    text, and ``error_kind``. A redirect has its resolved target in ``next_url``.
+    ``num_urls`` counts the in-scope links found on the page and ``num_new_urls`` those
+    the crawl had not seen; ``referrer`` and ``depth`` say how the URL was found.
     """
 
     url: str
-    """The URL fetched (normalised)."""
+    """The URL requested, as it went on the wire (normalised and percent-encoded)."""
     status: int | None = None
     """The HTTP status code, or None if no response arrived."""
     next_url: str | None = None
@@ -57,7 +58,15 @@ class Record:
     elapsed: float = 0.0
     """Seconds from the start of the first try to the end of the last."""
     tries: int = 0
-    """How many times the URL was tried (1 if the first try succeeded)."""
+    """How many requests for the URL reached the server (1 if the first try succeeded)."""
+    referrer: str | None = None
+    """The page whose link (or redirect) led here; None for a root."""
+    depth: int = 0
+    """Links followed from a root to get here: 0 for a root, 1 for a page a root links to.
+    A redirect's target has the depth of the redirect."""
+    error_kind: str | None = None
+    """For a failed fetch, the kind of failure (``dns``, ``refused``, ``tls``, ``timeout``,
+    ``reset``, ``protocol``...), to group errors by; else None."""
 
     @property
     def status_class(self) -> str:

@@ -7,6 +7,7 @@ the standard library. ``summarize`` gives the numbers, ``format_report`` the tex
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import Counter
 from collections.abc import Sequence
 
@@ -14,6 +15,7 @@ from treadle.crawl.records import Record, status_class
 
 __all__ = [
     "STATUS_CLASSES",
+    "CrawlReport",
     "ProgressSnapshot",
     "Summary",
     "format_report",
@@ -89,12 +91,14 @@ def format_report(
     *,
     slowest: int = 5,
     max_errors: int = 20,
+    retries: int = 0,
 ) -> str:
     """The end-of-crawl report as plain text (several lines, ending in a newline).
 
-    Totals (pages, bytes, wall time, pages per second), counts per status class with
-    the exact statuses of each, the ``slowest`` pages by elapsed time, and the failed
-    fetches (URL and exception; the first ``max_errors``, then how many more).
+    Totals (pages, bytes, wall time, pages per second, ``retries``), counts per status
+    class with the exact statuses of each, the ``slowest`` pages by elapsed time, the
+    broken links (4xx and 5xx, with the page linking to each), and the failed fetches
+    grouped by kind (URL and exception; the first ``max_errors``, then how many more).
     """
     summary = summarize(records, wall_time)
     lines = [
@@ -106,6 +110,8 @@ def format_report(
     ]
     if summary.tries > summary.pages:
         lines.append(f"  tries            {summary.tries:,}")
+    if retries:
+        lines.append(f"  retries          {retries:,}")
     lines += ["", "Status"]
     for name in STATUS_CLASSES:
         count = summary.by_class[name]
@@ -125,20 +131,153 @@ def format_report(
             outcome = str(record.status) if record.status is not None else "error"
             lines.append(f"  {record.elapsed:8.3f} s  {outcome:>5}  {record.url}")
 
+    broken = [r for r in records if r.exception is None and r.status_class in ("4xx", "5xx")]
+    if broken:
+        lines += ["", f"Broken links ({len(broken):,})"]
+        for record in broken[:max_errors]:
+            lines.append(f"  {record.status}  {record.url}")
+            lines.append(f"       linked from {record.referrer or '(a root)'}")
+        if len(broken) > max_errors:
+            lines.append(f"  ... and {len(broken) - max_errors:,} more")
     failed = [record for record in records if record.status_class == "error"]
     if failed:
         lines += ["", f"Errors ({len(failed):,})"]
-        for record in failed[:max_errors]:
-            lines.append(f"  {record.url}")
-            lines.append(f"      {record.exception or 'no response'}")
-        if len(failed) > max_errors:
-            lines.append(f"  ... and {len(failed) - max_errors:,} more")
+        by_kind: dict[str, list[Record]] = {}
+        for record in failed:
+            by_kind.setdefault(record.error_kind or "unclassified", []).append(record)
+        shown = 0
+        for kind, group in sorted(by_kind.items(), key=lambda item: -len(item[1])):
+            lines.append(f"  {kind} ({len(group):,})")
+            for record in group:
+                if shown == max_errors:
+                    break
+                shown += 1
+                lines.append(f"    {record.url}")
+                linked = f" (linked from {record.referrer})" if record.referrer else ""
+                lines.append(f"        {record.exception or 'no response'}{linked}")
+        if len(failed) > shown:
+            lines.append(f"  ... and {len(failed) - shown:,} more")
     return "\n".join(lines) + "\n"
+
+
+LIMIT_OPTIONS = {"max-depth": "--max-depth", "max-pages": "--max-pages", "max-time": "--max-time"}
+
+
+@dataclasses.dataclass(slots=True)
+class CrawlReport:
+    """Everything the end-of-crawl report says: the records and what was left out."""
+
+    records: list[Record]
+    wall_time: float
+    roots: list[str]
+    """The root URLs, normalised."""
+    stop_reason: str | None = None
+    """The limit that stopped the crawl (``max-pages``, ``max-time``), or None."""
+    left: list[str] = dataclasses.field(default_factory=list)
+    """URLs not fetched because a limit stopped the crawl."""
+    skipped: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    """URLs left out, by why: ``robots.txt``, ``max-depth``."""
+    robots_notes: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Per origin, how its robots.txt was decided when it could not simply be read."""
+    retries: int = 0
+
+    @property
+    def broken(self) -> list[Record]:
+        """Records of URLs that are broken: 4xx, 5xx, or no response."""
+        return [r for r in self.records if r.status_class in ("4xx", "5xx", "error")]
+
+    @property
+    def failed_roots(self) -> list[str]:
+        """Roots that could not be fetched: no record, an error, a 4xx or 5xx, at the end
+        of their redirects."""
+        by_url = {record.url: record for record in self.records}
+        failed = []
+        for root in self.roots:
+            record = by_url.get(root)
+            hops = 0
+            while record is not None and record.next_url is not None and hops < 20:
+                record, hops = by_url.get(record.next_url, record), hops + 1
+                if record.next_url is None or record.url == record.next_url:
+                    break
+            if record is None or record.status_class in ("4xx", "5xx", "error", "other"):
+                failed.append(root)
+        return failed
+
+    def format(self, *, max_listed: int = 20) -> str:
+        """The report as text for people."""
+        text = format_report(
+            self.records, self.wall_time, max_errors=max_listed, retries=self.retries
+        )
+        lines = [text.rstrip("\n")]
+        if self.stop_reason is not None:
+            option = LIMIT_OPTIONS.get(self.stop_reason, self.stop_reason)
+            lines += [
+                "",
+                f"Stopped by {option}: {len(self.left):,} URLs left in the frontier",
+            ]
+            lines += [f"  {url}" for url in self.left[:max_listed]]
+            if len(self.left) > max_listed:
+                lines.append(f"  ... and {len(self.left) - max_listed:,} more")
+        skipped = {why: urls for why, urls in self.skipped.items() if urls}
+        if skipped:
+            lines += ["", "Skipped"]
+            for why, urls in skipped.items():
+                by = LIMIT_OPTIONS.get(why, why)
+                lines.append(f"  by {by}: {len(urls):,} URLs")
+                lines += [f"    {url}" for url in urls[:max_listed]]
+                if len(urls) > max_listed:
+                    lines.append(f"    ... and {len(urls) - max_listed:,} more")
+        if self.robots_notes:
+            lines += ["", "robots.txt"]
+            lines += [f"  {key}: {note}" for key, note in self.robots_notes.items()]
+        if self.failed_roots:
+            lines += ["", "Roots not fetched"]
+            lines += [f"  {url}" for url in self.failed_roots]
+        return "\n".join(lines) + "\n"
+
+    def to_json(self) -> str:
+        """The report as one JSON object, for programs."""
+        summary = summarize(self.records, self.wall_time)
+        errors_by_kind = Counter(
+            record.error_kind or "unclassified" for record in self.records if record.exception
+        )
+        return json.dumps(
+            {
+                "pages": summary.pages,
+                "bytes": summary.total_bytes,
+                "wall_time": round(self.wall_time, 3),
+                "tries": summary.tries,
+                "retries": self.retries,
+                "by_class": summary.by_class,
+                "by_status": {str(status): n for status, n in summary.by_status.items()},
+                "errors_by_kind": dict(errors_by_kind.most_common()),
+                "broken": [
+                    {
+                        "url": r.url,
+                        "status": r.status,
+                        "exception": r.exception,
+                        "error_kind": r.error_kind,
+                        "referrer": r.referrer,
+                        "depth": r.depth,
+                    }
+                    for r in self.broken
+                ],
+                "stop_reason": self.stop_reason,
+                "left": self.left,
+                "skipped": self.skipped,
+                "robots": self.robots_notes,
+                "failed_roots": self.failed_roots,
+            }
+        )
+
+
+DISPLAY_WIDTH = 79
+"""The live display's lines fit an 80-column terminal."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ProgressSnapshot:
-    """The state of a running crawl at one moment, for the live progress line."""
+    """The state of a running crawl at one moment, for the live progress display."""
 
     done: int
     """URLs finished (a record written)."""
@@ -150,6 +289,12 @@ class ProgressSnapshot:
     """Finished URLs that failed."""
     elapsed: float
     """Seconds since the crawl started."""
+    retries: int = 0
+    """Requests sent again so far."""
+    host_waits: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Hosts whose next request is held back (pacing, Retry-After): origin -> seconds left."""
+    robots: dict[str, str] = dataclasses.field(default_factory=dict)
+    """robots.txt fetches under way: origin -> how it is going."""
 
     @property
     def pages_per_second(self) -> float:
@@ -157,12 +302,33 @@ class ProgressSnapshot:
         return self.done / self.elapsed if self.elapsed > 0 else 0.0
 
     def format(self) -> str:
-        """One line, fixed-width fields so it can be redrawn in place (no newline)."""
-        return (
-            f"done {self.done:>8,}  queued {self.queued:>7,}  in flight {self.in_flight:>4,}"
-            f"  {self.pages_per_second:>8,.1f} pages/s  errors {self.errors:>5,}"
-            f"  {self.elapsed:>7.1f} s"
-        )
+        """The counters on one line of fixed-width fields, so it can be redrawn in place;
+        then a line for the hosts being waited on and one for robots.txt fetches, when
+        there are any. No line is wider than ``DISPLAY_WIDTH``."""
+        lines = [
+            f"done {self.done:>7,} queued {self.queued:>6,} busy {self.in_flight:>3,}"
+            f" {self.pages_per_second:>7,.1f}/s errors {self.errors:>4,}"
+            f" retries {self.retries:>4,} {self.elapsed:>6.1f}s"
+        ]
+        if self.host_waits:
+            waits = sorted(self.host_waits.items(), key=lambda item: -item[1])
+            lines.append(
+                "waiting: " + ", ".join(f"{_host(key)} {left:.1f}s" for key, left in waits)
+            )
+        if self.robots:
+            fetches = ", ".join(f"{_host(key)} {state}" for key, state in self.robots.items())
+            lines.append("robots.txt: " + fetches)
+        return "\n".join(_fit(line) for line in lines)
 
     def __str__(self) -> str:
         return self.format()
+
+
+def _host(origin: str) -> str:
+    return origin.partition("://")[2] or origin
+
+
+def _fit(line: str) -> str:
+    if len(line) <= DISPLAY_WIDTH:
+        return line
+    return line[: DISPLAY_WIDTH - 3] + "..."

@@ -9,9 +9,16 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, urljoin, urlsplit, urlunsplit
 
-__all__ = ["Scope", "is_http_url", "normalize_url", "origin", "remove_dot_segments"]
+__all__ = [
+    "Scope",
+    "is_http_url",
+    "normalize_escapes",
+    "normalize_url",
+    "origin",
+    "remove_dot_segments",
+]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HTTP_SCHEMES = frozenset(_DEFAULT_PORTS)
@@ -47,6 +54,28 @@ def remove_dot_segments(path: str) -> str:
     return resolved
 
 
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+# Characters kept as they are in a path or query: unreserved, reserved and "%".
+_SAFE = "/?&=%:@!$'()*+,;~-._[]#"
+
+
+def normalize_escapes(text: str) -> str:
+    """``text`` (a path or query) percent-encoded the one way (RFC 3986, section 6.2.2).
+
+    Escapes of unreserved characters are decoded (``%7E`` becomes ``~``), other escapes
+    get upper-case hex (``%2f`` becomes ``%2F``, still distinct from ``/``), and what
+    may not appear in a URL (non-ASCII as UTF-8, spaces, quotes) is escaped.
+    """
+
+    def escape(match: re.Match[str]) -> str:
+        char = chr(int(match[1], 16))
+        return char if char in _UNRESERVED else "%" + match[1].upper()
+
+    text = quote(text, safe=_SAFE)
+    return _ESCAPE.sub(escape, text) if "%" in text else text
+
+
 def _split_netloc(netloc: str) -> tuple[str, str, str]:
     """Split ``user@host:port`` into (userinfo with its ``@``, host, port)."""
     userinfo, at, hostport = netloc.rpartition("@")
@@ -77,8 +106,9 @@ def normalize_url(url: str, base: str | None = None) -> str:
     (``urllib.parse.urljoin``). Then dot segments are resolved, the fragment is
     dropped, scheme and host are lower-cased, the default port (``:80`` for http,
     ``:443`` for https) is removed, and an empty path becomes ``/`` (for URLs with a
-    host). The query and every percent-escape are
-    kept exactly as written, because servers may treat ``%2F`` and ``/`` differently.
+    host). Path and query are percent-encoded as the wire sees them
+    (``normalize_escapes``): ``%7E`` and ``~`` are one URL, but ``%2F`` and ``/`` stay
+    apart, because servers may treat them differently.
 
     Raises ``ValueError`` for a URL ``urllib.parse`` cannot split (for example an
     unclosed IPv6 bracket).
@@ -95,7 +125,9 @@ def normalize_url(url: str, base: str | None = None) -> str:
         path = remove_dot_segments(path) or "/"
     elif scheme in _HTTP_SCHEMES or path.startswith("/"):
         path = remove_dot_segments(path)
-    return urlunsplit(SplitResult(scheme, netloc, path, parts.query, ""))
+    path = normalize_escapes(path)
+    query = normalize_escapes(parts.query)
+    return urlunsplit(SplitResult(scheme, netloc, path, query, ""))
 
 
 def is_http_url(url: str) -> bool:
@@ -142,17 +174,19 @@ class Scope:
     share its last two labels with a root's host (``docs.example.com`` and
     ``example.com``; note this is coarse for hosts like ``example.co.uk``). A root
     whose host is an IP address (v4 or v6) matches that address exactly, in either
-    mode. Ports are not compared, as in the classic crawler. ``exclude``, a regular
-    expression, drops every URL it matches (``re.search``) anywhere in the URL.
+    mode. Ports are not compared, as in the classic crawler. ``include`` and
+    ``exclude``, regular expressions searched anywhere in the URL (``re.search``),
+    keep only the URLs ``include`` matches and drop those ``exclude`` matches.
     """
 
-    __slots__ = ("_exclude", "_hosts", "_ips", "_suffixes", "roots", "strict")
+    __slots__ = ("_exclude", "_hosts", "_include", "_ips", "_suffixes", "roots", "strict")
 
     def __init__(
         self,
         roots: str | Iterable[str],
         *,
         strict: bool = True,
+        include: str | re.Pattern[str] | None = None,
         exclude: str | re.Pattern[str] | None = None,
     ) -> None:
         if isinstance(roots, str):
@@ -179,7 +213,8 @@ class Scope:
                 self._hosts.update(_www_variants(host))
             else:
                 self._suffixes.add(_last_two_labels(host))
-        self._exclude = _compile_exclude(exclude)
+        self._include = _compile_pattern(include, "include")
+        self._exclude = _compile_pattern(exclude, "exclude")
 
     def allows(self, url: str) -> bool:
         """True if the crawl may visit ``url`` (an absolute URL)."""
@@ -187,6 +222,8 @@ class Scope:
         if host is None:
             return False
         if self._exclude is not None and self._exclude.search(url):
+            return False
+        if self._include is not None and not self._include.search(url):
             return False
         if host in self._hosts:
             return True
@@ -196,8 +233,12 @@ class Scope:
         return bool(self._suffixes) and _last_two_labels(host) in self._suffixes
 
     def __repr__(self) -> str:
+        include = self._include.pattern if self._include is not None else None
         exclude = self._exclude.pattern if self._exclude is not None else None
-        return f"Scope({list(self.roots)!r}, strict={self.strict!r}, exclude={exclude!r})"
+        return (
+            f"Scope({list(self.roots)!r}, strict={self.strict!r},"
+            f" include={include!r}, exclude={exclude!r})"
+        )
 
 
 def _host_of(url: str) -> str | None:
@@ -212,10 +253,12 @@ def _host_of(url: str) -> str | None:
     return host
 
 
-def _compile_exclude(exclude: str | re.Pattern[str] | None) -> re.Pattern[str] | None:
-    if exclude is None or isinstance(exclude, re.Pattern):
-        return exclude
+def _compile_pattern(
+    pattern: str | re.Pattern[str] | None, name: str
+) -> re.Pattern[str] | None:
+    if pattern is None or isinstance(pattern, re.Pattern):
+        return pattern
     try:
-        return re.compile(exclude)
+        return re.compile(pattern)
     except re.error as exc:
-        raise ValueError(f"invalid exclude pattern {exclude!r}: {exc}") from exc
+        raise ValueError(f"invalid {name} pattern {pattern!r}: {exc}") from None

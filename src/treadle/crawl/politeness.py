@@ -1,0 +1,83 @@
+"""Per-host politeness: how many requests at once, and how far apart.
+
+A ``HostGate`` holds one origin's cap on concurrent requests, its minimum delay
+between the starts of two requests (the larger of ``--delay`` and robots.txt's
+``Crawl-delay``, with jitter), and a back-off deadline that a ``Retry-After`` or an
+overloaded server sets for the whole host. Crawler layer: imports treadle's
+coordination primitives.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from treadle.locks import Lock, Semaphore
+from treadle.loop import get_running_loop
+from treadle.sleeping import sleep
+
+__all__ = ["HostGate"]
+
+
+class HostGate:
+    """The politeness ledger of one origin; ``async with gate.slot():`` around a request.
+
+    ``slot`` waits for a free slot (at most ``max_concurrent`` requests at once), then
+    for the host's next allowed start, then claims the start after it: ``delay`` seconds
+    later (a minimum), plus up to half of it again at random, so requests do not tick
+    like a metronome.
+    """
+
+    def __init__(
+        self, max_concurrent: int, delay: float, *, rng: random.Random | None = None
+    ) -> None:
+        self.delay = delay
+        """Least seconds between the starts of two requests to this host."""
+        self._slots = Semaphore(max_concurrent)
+        # Invariant: whoever holds _pacing is the next request to start on this host.
+        self._pacing = Lock()
+        self._rng = rng or random.Random()
+        # Loop time before which no request may start (pacing and back-off).
+        self._next_start = 0.0
+        self._backoff_until = 0.0
+        self.waiting = 0
+        """Requests waiting for a slot or for their start time now (for the display)."""
+        self.active = 0
+        """Requests running now."""
+
+    def back_off(self, seconds: float) -> None:
+        """No request to this host may start for ``seconds`` from now (it asked us to wait)."""
+        self._backoff_until = max(self._backoff_until, get_running_loop().time() + seconds)
+
+    @property
+    def wait_left(self) -> float:
+        """Seconds until the next request may start (0 when it may start now)."""
+        start = max(self._next_start, self._backoff_until)
+        return max(0.0, start - get_running_loop().time())
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one of the host's request slots, started no sooner than politeness allows."""
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+            try:
+                async with self._pacing:
+                    # Back-off can be extended while we sleep: check again after waking.
+                    while (wait := self.wait_left) > 0:
+                        await sleep(wait)
+                    if self.delay > 0:
+                        jitter = self._rng.uniform(1.0, 1.5)
+                        self._next_start = get_running_loop().time() + self.delay * jitter
+            except BaseException:
+                self._slots.release()
+                raise
+        finally:
+            self.waiting -= 1
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+            self._slots.release()
