@@ -1,4 +1,4 @@
-"""``run()``: the entry point, its checks, its clean-up at the end, and Ctrl-C; ``new_event_loop()``.
+"""``run()`` and ``new_event_loop()``: the entry point, its checks, its clean-up, Ctrl-C.
 
 Tests that take ``fw`` run ``treadle.run`` and ``asyncio.run`` (the oracle).
 """
