@@ -449,7 +449,7 @@ def test_wait_rejects_empty_and_bad_return_when(ns: Any) -> None:
     ns.run(main())
 
 
-@pytest.mark.parametrize("bad", [-1, math.nan])
+@pytest.mark.parametrize("bad", [math.nan])
 async def test_wait_bad_timeout_is_a_value_error(bad: float) -> None:
     task = treadle.create_task(treadle.sleep(0))
     with pytest.raises(ValueError, match="wait\\(\\) timeout"):
@@ -694,7 +694,7 @@ async def test_wait_for_fires_at_the_deadline(virtual_clock: VirtualClock) -> No
     assert loop.time() == 2.5
 
 
-@pytest.mark.parametrize("bad", [-1, -0.5, math.nan])
+@pytest.mark.parametrize("bad", [math.nan])
 async def test_wait_for_bad_timeout_is_a_value_error(bad: float) -> None:
     with pytest.raises(ValueError, match="wait_for\\(\\) timeout"):
         await wait_for(treadle.sleep(1), bad)
@@ -819,7 +819,7 @@ async def test_as_completed_concurrent_consumers() -> None:
     assert sorted(await gathered) == [0, 1, 2]
 
 
-@pytest.mark.parametrize("bad", [-1, math.nan])
+@pytest.mark.parametrize("bad", [math.nan])
 async def test_as_completed_bad_timeout_is_a_value_error(bad: float) -> None:
     with pytest.raises(ValueError, match="as_completed\\(\\) timeout"):
         as_completed([treadle.sleep(0)], timeout=bad)

@@ -281,7 +281,9 @@ async def wait_for(aw: _AwaitableOrGenerator[_T], timeout: float | None) -> _T:
     ``timeout()`` block around ``await aw``: a coroutine runs in the calling task, and
     the caller waits for the cancelled ``aw`` to finish. A future that completes just
     as the deadline passes gives its result rather than TimeoutError. A cancellation
-    of the caller stays a cancellation. A negative or NaN ``timeout`` is a ValueError.
+    of the caller stays a cancellation. A ``timeout`` of zero or less (as in asyncio
+    3.12+) gives the result of ``aw`` if it is already done, and otherwise cancels it
+    and raises TimeoutError; a NaN ``timeout`` is a ValueError.
     """
     try:
         check_delay(timeout, "wait_for() timeout")
@@ -291,7 +293,7 @@ async def wait_for(aw: _AwaitableOrGenerator[_T], timeout: float | None) -> _T:
         raise
     if timeout is None:
         return await _awaitable(aw)
-    if timeout == 0:
+    if timeout <= 0:
         # No time at all: cancel at once (the result of what is already done is kept).
         fut = ensure_future(aw)
         if fut.done():
@@ -430,7 +432,7 @@ def as_completed(
     raising the next exception) to come in, as asyncio 3.11 does. ``async for f in
     as_completed(fs)`` gives the futures and tasks themselves, done, as asyncio 3.13
     does. Once ``timeout`` seconds pass, each remaining awaitable raises TimeoutError
-    (nothing is cancelled). A negative or NaN ``timeout`` is a ValueError.
+    (nothing is cancelled); at once if ``timeout`` is zero or less. NaN is a ValueError.
     """
     return _AsCompleted(fs, timeout)
 

@@ -19,15 +19,18 @@ _T = TypeVar("_T")
 
 
 def check_delay(delay: float | None, what: str) -> None:
-    """Reject a negative or NaN number of seconds with a message naming ``what``."""
+    """Reject a NaN or non-number ``delay`` with a message naming ``what``.
+
+    A negative delay is fine: as in asyncio, it has already expired.
+    """
     if delay is None:
         return
     if isinstance(delay, bool) or not isinstance(delay, int | float):
         raise TypeError(f"{what} must be a number of seconds, got {delay!r}")
     if math.isnan(delay):
+        # asyncio 3.13's sleep() refuses NaN too; its timeout() and wait_for() take it
+        # and then never fire. A NaN delay is always a bug upstream: say so here.
         raise ValueError(f"{what} is NaN; pass a number of seconds")
-    if delay < 0:
-        raise ValueError(f"{what} must be zero or more seconds, got {delay!r}")
 
 
 @types.coroutine
@@ -45,11 +48,14 @@ async def sleep(delay: float) -> None: ...
 @overload
 async def sleep(delay: float, result: _T) -> _T: ...
 async def sleep(delay: float, result: Any = None) -> Any:
-    """Suspend for ``delay`` seconds, then return ``result``; ``sleep(0)`` lets others run."""
-    if delay == 0 and not isinstance(delay, bool):
+    """Suspend for ``delay`` seconds, then return ``result``.
+
+    ``sleep(0)``, or any delay of zero or less, just lets the other tasks run.
+    """
+    check_delay(delay, "sleep() delay")
+    if delay <= 0:
         await _yield_to_others()
         return result
-    check_delay(delay, "sleep() delay")
     loop = get_running_loop()
     fut: Future[Any] = loop.create_future()
     timer = loop.call_later(delay, _wake, fut, result)

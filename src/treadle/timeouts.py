@@ -139,8 +139,8 @@ class Timeout:
 def timeout(delay: float | None) -> Timeout:
     """An async context manager that raises ``TimeoutError`` if its block runs ``delay`` seconds.
 
-    ``delay=None`` means no deadline. A negative or NaN ``delay`` is a ValueError
-    (asyncio treats a negative delay as zero).
+    ``delay=None`` means no deadline. A delay of zero or less has already expired:
+    the block is cancelled at its first suspension, as in asyncio. NaN is a ValueError.
     """
     check_delay(delay, "timeout() delay")
     if delay is None:
@@ -149,5 +149,8 @@ def timeout(delay: float | None) -> Timeout:
 
 
 def timeout_at(when: float | None) -> Timeout:
-    """Like ``timeout``, with an absolute deadline ``when`` in ``loop.time()``'s terms."""
+    """Like ``timeout``, with an absolute deadline ``when`` in ``loop.time()``'s terms.
+
+    A deadline already past expires at the block's first suspension.
+    """
     return Timeout(when)
