@@ -4,7 +4,7 @@
 
 Each is a small piece of plumbing between futures: done callbacks that count, copy
 an outcome across, or release one waiter future. Names, arguments and semantics are
-asyncio's. Coordination layer: imports the loop, futures, tasks, ``sleeping.check_delay``
+asyncio's. Coordination layer: imports the loop, futures, tasks, ``sleeping.check_seconds``
 and ``timeouts`` (``wait_for`` is a ``timeout()`` block around an ``await``).
 """
 
@@ -20,7 +20,7 @@ from typing import Any, Generic, Literal, Protocol, TypeAlias, TypeVar, overload
 from treadle.errors import CancelledError
 from treadle.futures import Future, isfuture
 from treadle.loop import EventLoop, get_running_loop
-from treadle.sleeping import check_delay
+from treadle.sleeping import check_seconds
 from treadle.tasks import ensure_future, iscoroutine
 from treadle.timeouts import timeout as _timeout
 
@@ -392,7 +392,7 @@ async def wait(
         _close_coroutines(given)
         raise ValueError(f"invalid return_when value: {return_when!r}")
     try:
-        check_delay(timeout, "wait() timeout")
+        check_seconds(timeout, "wait() timeout")
     except (TypeError, ValueError):
         _close_coroutines(given)
         raise
@@ -454,7 +454,7 @@ async def wait_for(aw: _AwaitableOrGenerator[_T], timeout: float | None) -> _T:
     and raises TimeoutError; a NaN ``timeout`` is a ValueError.
     """
     try:
-        check_delay(timeout, "wait_for() timeout")
+        check_seconds(timeout, "wait_for() timeout")
         _check_awaitables([aw], "wait_for()")
     except (TypeError, ValueError):
         _close_coroutines([aw])
@@ -518,7 +518,7 @@ class _AsCompleted(Generic[_T]):
             )
         given = set(fs)
         try:
-            check_delay(timeout, "as_completed() timeout")
+            check_seconds(timeout, "as_completed() timeout")
             _check_awaitables(given, "as_completed()")
             loop = get_running_loop()
         except (TypeError, ValueError, RuntimeError):

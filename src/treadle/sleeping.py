@@ -13,15 +13,16 @@ from typing import Any, TypeVar, overload
 from treadle.futures import Future
 from treadle.loop import get_running_loop
 
-__all__ = ["check_delay", "sleep"]
+__all__ = ["check_delay", "check_seconds", "sleep"]
 
 _T = TypeVar("_T")
 
 
-def check_delay(delay: float | None, what: str) -> None:
+def check_seconds(delay: float | None, what: str) -> None:
     """Reject a NaN or non-number ``delay`` with a message naming ``what``.
 
-    A negative delay is fine: as in asyncio, it has already expired.
+    A negative delay passes: as in asyncio, it has simply expired already. For
+    ``sleep``, ``timeout``, ``wait_for`` and the like.
     """
     if delay is None:
         return
@@ -31,6 +32,17 @@ def check_delay(delay: float | None, what: str) -> None:
         # asyncio 3.13's sleep() refuses NaN too; its timeout() and wait_for() take it
         # and then never fire. A NaN delay is always a bug upstream: say so here.
         raise ValueError(f"{what} is NaN; pass a number of seconds")
+
+
+def check_delay(delay: float | None, what: str) -> None:
+    """Reject a negative, NaN or non-number ``delay`` with a message naming ``what``.
+
+    For settings (a client's timeouts, a crawler's backoff), where a negative number
+    of seconds is a mistake rather than a deadline already past.
+    """
+    check_seconds(delay, what)
+    if delay is not None and delay < 0:
+        raise ValueError(f"{what} must be zero or more seconds, got {delay!r}")
 
 
 @types.coroutine
@@ -52,7 +64,7 @@ async def sleep(delay: float, result: Any = None) -> Any:
 
     ``sleep(0)``, or any delay of zero or less, just lets the other tasks run.
     """
-    check_delay(delay, "sleep() delay")
+    check_seconds(delay, "sleep() delay")
     if delay <= 0:
         await _yield_to_others()
         return result
