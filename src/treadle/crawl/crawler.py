@@ -58,9 +58,10 @@ class Crawler:
 
     ``strict`` scope allows the roots' hosts and their ``www.`` variants; lenient
     scope hosts sharing the last two labels. ``exclude`` is a regex of URLs to skip.
-    ``max_tries`` bounds the attempts per URL, ``max_redirect`` the redirects followed
-    from one URL, ``max_size`` the bytes read of one body. ``on_record`` is called with
-    each record as it is made (the CLI writes JSON Lines from it).
+    ``max_tries`` bounds the requests sent per URL (the HTTP client's own retries
+    included), ``max_redirect`` the redirects followed from one URL, ``max_size`` the
+    bytes read of one body. ``on_record`` is called with each record as it is made (the
+    CLI writes JSON Lines from it).
     """
 
     def __init__(
@@ -238,7 +239,6 @@ class Crawler:
         host = self._host(url)
         delay = (await self._robots_for(url)).crawl_delay if self.obey_robots else None
         while True:
-            record.tries += 1
             try:
                 async with host.limit:
                     if delay:
@@ -271,7 +271,16 @@ class Crawler:
 
     async def _fetch_once(self, url: str, max_redirect: int, record: Record) -> None:
         assert self._client is not None
-        async with self._client.stream("GET", url) as response:
+        # max_tries bounds the requests that reach the server, the client's transparent
+        # retry of a stale connection included: allow that retry only if it fits.
+        retry_stale = self.max_tries - record.tries >= 2
+        try:
+            response = await self._client.request("GET", url, stream=True, retry_stale=retry_stale)
+        except Exception as exc:
+            record.tries += _requests_sent(exc)
+            raise
+        record.tries += response.requests_sent
+        async with response:
             record.status = response.status
             record.exception = None
             record.content_type = response.content_type
@@ -317,15 +326,25 @@ class Crawler:
 
     async def _fetch_robots(self, url: str) -> RobotsPolicy:
         assert self._client is not None
-        for attempt in range(self.max_tries):
+        tries = attempt = 0
+        while tries < self.max_tries:
             try:
-                response = await self._client.get(url, follow_redirects=True)
-            except _RETRYABLE:
-                if attempt + 1 < self.max_tries:
+                response = await self._client.get(
+                    url, follow_redirects=True, retry_stale=self.max_tries - tries >= 2
+                )
+            except _RETRYABLE as exc:
+                tries += _requests_sent(exc)
+                if tries < self.max_tries:
                     await sleep(self.retry_backoff * 2**attempt)
+                attempt += 1
                 continue
             except HTTPError:
                 break
             return RobotsPolicy.from_response(response.status, response.content, self.user_agent)
         # No robots.txt could be had: the convention is to crawl as if there were none.
         return RobotsPolicy.allow_all(self.user_agent)
+
+
+def _requests_sent(error: BaseException) -> int:
+    """The tries a failed request used: the requests it wrote, and at least one."""
+    return max(1, error.requests_sent) if isinstance(error, HTTPError) else 1
