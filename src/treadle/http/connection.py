@@ -164,6 +164,8 @@ class _ResponseParser:
         self.overflow = False
         # Bytes fed before the final head ended (interim heads included).
         self.head_bytes = 0
+        # Bytes of header fields parsed so far (interim heads included).
+        self.field_bytes = 0
         # Set between the end of an interim head and the end of its (empty) message.
         self._interim = False
         self.parser = httptools.HttpResponseParser(self)
@@ -188,7 +190,21 @@ class _ResponseParser:
                 "max_line_size",
                 limits.max_line_size,
             )
-        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        if value.endswith(b"\t") and name.lower() == b"transfer-encoding":
+            # llhttp takes "chunked<TAB>" for an unknown coding and would read the chunk
+            # framing as a body delimited by close: refuse rather than misframe.
+            raise ProtocolError(
+                "malformed HTTP response: the Transfer-Encoding value ends in a tab, "
+                "which the parser can't frame reliably"
+            )
+        # A field value excludes the whitespace around it (RFC 9110 5.5).
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1").strip(" \t")))
+        # Counted exactly here too: a whole oversized head may come in a single read.
+        self.field_bytes += len(name) + len(value) + 4
+        if self.field_bytes > limits.max_head_size:
+            raise limits.refuse(
+                f"{self.field_bytes} bytes of fields", "max_head_size", limits.max_head_size
+            )
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
