@@ -353,6 +353,10 @@ class StreamReader:
         """The receive error the stream has met, if any."""
         return self._conn.read_error
 
+    def buffered(self) -> int:
+        """How many received bytes wait in the buffer, not yet read (not in asyncio)."""
+        return len(self._conn.rbuf)
+
     async def _fill(self) -> None:
         """Receive more into the buffer once (or note EOF or an error)."""
         c = self._conn
