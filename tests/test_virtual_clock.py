@@ -329,3 +329,31 @@ def test_run_test_counts_threads_as_work_in_flight() -> None:
         return treadle.get_running_loop().time()
 
     assert run_test(main, clock=VirtualClock()) == 0.0
+
+
+@pytest.mark.timeout(20)
+async def test_a_loopback_exchange_with_a_peer_thread_on_virtual_time(
+    virtual_clock: VirtualClock,
+) -> None:
+    # The peer answers from another thread, as a server under test in a thread would: the
+    # loop must wait for its reply rather than jump past the timeout.
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def peer() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.sendall(b"reply to " + connection.recv(100))
+
+    thread = threading.Thread(target=peer)
+    thread.start()
+    try:
+        async with treadle.timeout(5):
+            reader, writer = await treadle.open_connection(*listener.getsockname())
+            writer.write(b"ping")
+            assert await reader.read(100) == b"reply to ping"
+            writer.close()
+            await writer.wait_closed()
+    finally:
+        listener.close()
+        await treadle.to_thread(thread.join)
+    assert virtual_clock.time() == 0.0
