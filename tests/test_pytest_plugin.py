@@ -120,6 +120,37 @@ def test_async_fixtures_run_on_the_tests_loop(pytester: pytest.Pytester) -> None
     result.assert_outcomes(passed=7)
 
 
+def test_the_loop_is_closed_before_sync_fixtures_are_torn_down(
+    pytester: pytest.Pytester,
+) -> None:
+    # A sync fixture that checks for leaked file descriptors must not see the loop's own.
+    pytester.makepyfile(
+        """
+        import os
+        import pytest
+        import treadle
+
+        @pytest.fixture(autouse=True)
+        def no_fd_leak():
+            before = len(os.listdir("/proc/self/fd"))
+            yield
+            assert len(os.listdir("/proc/self/fd")) == before
+
+        @pytest.fixture
+        async def resource():
+            yield await treadle.sleep(0)
+
+        async def test_plain():
+            await treadle.sleep(0)
+
+        async def test_with_an_async_fixture(resource, virtual_clock):
+            await treadle.sleep(10)
+        """
+    )
+    result = run_in_subprocess(pytester)
+    result.assert_outcomes(passed=2)
+
+
 def test_an_async_fixture_of_a_wider_scope_is_refused_clearly(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """

@@ -27,6 +27,9 @@ _OTHER_FRAMEWORKS = ("asyncio", "anyio", "trio")
 
 _harness_key = pytest.StashKey[LoopHarness]()
 _is_treadles_key = pytest.StashKey[bool]()
+# How many async generator fixtures still need the loop for their teardown.
+_teardowns_pending_key = pytest.StashKey[int]()
+_body_ran_key = pytest.StashKey[bool]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -105,6 +108,26 @@ def _harness_for(item: pytest.Function, request: pytest.FixtureRequest) -> LoopH
     return harness
 
 
+def _close_loop(item: pytest.Item) -> None:
+    """Close the test's loop now: sync fixtures torn down later see it gone (its fds too)."""
+    __tracebackhide__ = True
+    harness = item.stash.get(_harness_key, None)
+    if harness is None:
+        return
+    del item.stash[_harness_key]
+    try:
+        harness.close()
+    except (LeakedTasksError, StrayErrorsError) as error:
+        _report_plainly(error)
+
+
+def _close_loop_if_done(item: pytest.Item) -> None:
+    """Close the loop once the body ran and no async fixture's teardown still needs it."""
+    __tracebackhide__ = True
+    if item.stash.get(_body_ran_key, False) and not item.stash.get(_teardowns_pending_key, 0):
+        _close_loop(item)
+
+
 def _report_plainly(error: AssertionError) -> None:
     """Fail with the plugin's own check's message alone: its source would only distract."""
     __tracebackhide__ = True
@@ -144,22 +167,20 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         harness.run_body(pyfuncitem.obj(**kwargs))
     except (LeakedTasksError, StrayErrorsError) as error:
         _report_plainly(error)
+    finally:
+        pyfuncitem.stash[_body_ran_key] = True
+    _close_loop_if_done(pyfuncitem)
     return True
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
-    # Fixtures are finalised inside the yield, on the still-open loop; then it closes.
+    # The loop normally closes after the body or the last async fixture's teardown; if
+    # the body never ran (a fixture failed), it closes here, after every fixture.
     try:
         return (yield)
     finally:
-        harness = item.stash.get(_harness_key, None)
-        if harness is not None:
-            del item.stash[_harness_key]
-            try:
-                harness.close()
-            except (LeakedTasksError, StrayErrorsError) as error:
-                _report_plainly(error)
+        _close_loop(item)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -224,7 +245,13 @@ def _on_test_loop(
             await generator.aclose()
             raise ValueError(f"async fixture {name!r} yielded more than once: yield only once")
 
-        yield harness.run(start())
-        harness.run(finish())
+        value = harness.run(start())
+        item.stash[_teardowns_pending_key] = item.stash.get(_teardowns_pending_key, 0) + 1
+        yield value
+        item.stash[_teardowns_pending_key] -= 1
+        try:
+            harness.run(finish())
+        finally:
+            _close_loop_if_done(item)
 
     return set_up_and_tear_down
