@@ -445,13 +445,14 @@ async def _wait(
 async def wait_for(aw: _AwaitableOrGenerator[_T], timeout: float | None) -> _T:
     """Await ``aw``, but for at most ``timeout`` seconds; then cancel it, raise TimeoutError.
 
-    ``timeout=None`` waits as long as it takes. As in asyncio 3.12 this is a
+    ``timeout=None`` waits as long as it takes. As in asyncio 3.12+ this is a
     ``timeout()`` block around ``await aw``: a coroutine runs in the calling task, and
-    the caller waits for the cancelled ``aw`` to finish. A future that completes just
-    as the deadline passes gives its result rather than TimeoutError. A cancellation
-    of the caller stays a cancellation. A ``timeout`` of zero or less (as in asyncio
-    3.12+) gives the result of ``aw`` if it is already done, and otherwise cancels it
-    and raises TimeoutError; a NaN ``timeout`` is a ValueError.
+    the caller waits for the cancelled ``aw`` to finish. A future that completes in the
+    loop iteration where the deadline passes, but after the caller's last wakeup, still
+    times out (its result stays on the future), as in asyncio 3.12+; 3.11 returned it.
+    A cancellation of the caller stays a cancellation. A ``timeout`` of zero or less (as
+    in asyncio 3.12+) gives the result of ``aw`` if it is already done, and otherwise
+    cancels it and raises TimeoutError; a NaN ``timeout`` is a ValueError.
     """
     try:
         check_seconds(timeout, "wait_for() timeout")
@@ -471,16 +472,8 @@ async def wait_for(aw: _AwaitableOrGenerator[_T], timeout: float | None) -> _T:
             return fut.result()
         except CancelledError as exc:
             raise TimeoutError(f"wait_for() timed out after {timeout!r} seconds") from exc
-    future: Future[_T] | None = aw if isfuture(aw) else None  # type: ignore[assignment]
-    try:
-        async with _timeout(timeout):
-            return await _awaitable(aw)
-    except TimeoutError:
-        # The deadline passed in the same loop iteration the future completed, after
-        # it did: its outcome is there to take, and it must not be lost.
-        if future is not None and future.done() and not future.cancelled():
-            return future.result()
-        raise
+    async with _timeout(timeout):
+        return await _awaitable(aw)
 
 
 async def _cancel_and_wait(fut: Future[Any]) -> None:
