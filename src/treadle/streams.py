@@ -423,11 +423,17 @@ class StreamReader:
 
     async def _read_all(self) -> bytes:
         chunks: list[bytes] = []
-        while True:
-            data = await self.read(max(self._limit, 65536))
-            if not data:
-                return b"".join(chunks)
-            chunks.append(data)
+        try:
+            while True:
+                data = await self.read(max(self._limit, 65536))
+                if not data:
+                    return b"".join(chunks)
+                chunks.append(data)
+        except BaseException:
+            # Cancelled or failed before EOF: give back what was gathered, so that no
+            # byte is lost and the next read starts where this one did.
+            self._conn.rbuf[:0] = b"".join(chunks)
+            raise
 
     async def readexactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes; IncompleteReadError (with ``.partial``) if EOF comes first."""
