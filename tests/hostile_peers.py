@@ -121,3 +121,13 @@ def abort(writer: Any) -> None:
 def set_high_water(writer: Any, high: int) -> None:
     target = writer.transport if hasattr(writer, "transport") else writer
     target.set_write_buffer_limits(high=high)
+
+
+def _time_limit() -> int:
+    from hypothesis import settings
+
+    return 300 if settings.default.max_examples <= 100 else 6 * 3600
+
+
+# Per fuzz test: the short profile finishes in seconds; the long one runs as long as it takes.
+TIME_LIMIT = _time_limit()

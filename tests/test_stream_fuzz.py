@@ -24,7 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import treadle
-from hostile_peers import TRANSPORTS, run_checked, set_high_water, stream_pair
+from hostile_peers import TIME_LIMIT, TRANSPORTS, run_checked, set_high_water, stream_pair
 
 SEPARATORS = (b"\n", b"--", b"\r\n", b"ab")
 TOKENS = (b"\n", b"\r\n", b"--", b"-", b"a", b"b", b"ab", b"xyz", b"\x00", b"q" * 97)
@@ -204,7 +204,7 @@ def run_schedule(transport: str, schedule: Schedule) -> None:
     run_checked(treadle, main)
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(TIME_LIMIT)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @given(schedule=schedules)
 def test_every_byte_is_read_exactly_once_in_order(transport: str, schedule: Schedule) -> None:
@@ -256,7 +256,7 @@ def run_plan(
     return result
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(TIME_LIMIT)
 @pytest.mark.parametrize("transport", ["tcp", "tls"])
 @given(
     payload=payloads,
