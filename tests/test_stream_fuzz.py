@@ -286,3 +286,17 @@ async def test_a_cancelled_read_all_gives_back_what_it_gathered() -> None:
         assert await reader.read() == b"x" * 200_000
     writer.close()
     await writer.wait_closed()
+
+
+async def test_a_cancelled_wait_closed_leaves_the_socket_to_be_closed() -> None:
+    sender, peer = socket.socketpair()
+    reader, writer = await treadle.open_connection(sock=sender)
+    with peer:
+        writer.write(b"x" * 8_000_000)  # the peer never reads: close() waits to flush
+        writer.close()
+        with pytest.raises(TimeoutError):
+            async with treadle.timeout(0):
+                await writer.wait_closed()
+        writer.abort()
+        assert sender.fileno() == -1, "abort() after a cancelled wait_closed() left it open"
+        await writer.wait_closed()

@@ -598,8 +598,22 @@ class StreamWriter:
         return self._conn.closing
 
     async def wait_closed(self) -> None:
-        """Wait until the socket is closed."""
-        await self._conn.closed
+        """Wait until the socket is closed. Cancelling the wait does not stop the close."""
+        closed = self._conn.closed
+        if closed.done():
+            return
+        # A future of our own: a cancelled wait must not cancel the shared ``closed``,
+        # which is also how the connection knows its socket is still to be closed.
+        waiter: Future[None] = self._conn.loop.create_future()
+
+        def wake(_: Future[None]) -> None:
+            _wake(waiter)
+
+        closed.add_done_callback(wake)
+        try:
+            await waiter
+        finally:
+            closed.remove_done_callback(wake)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """``peername``, ``sockname``, ``socket``; over TLS also ``ssl_object``, ``peercert``,
