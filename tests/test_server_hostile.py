@@ -24,7 +24,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import treadle
-from hostile_peers import TIME_LIMIT, reset, run_checked, server_address, tls_contexts
+from hostile_peers import (
+    TIME_LIMIT,
+    open_fds,
+    reset,
+    run_checked,
+    server_address,
+    tls_contexts,
+)
 from treadle.testing import wait_all_tasks_blocked
 
 LINE = b"ping " + b"." * 994 + b"\n"  # 1000 bytes
@@ -352,3 +359,21 @@ def test_a_failed_tls_handshake_is_logged_with_the_peer(how: str) -> None:
 @given(behaviours=st.lists(st.sampled_from(sorted(set(HOSTILE) - {"crowd"})), max_size=6))
 def test_the_server_survives_a_drawn_mix(tls: bool, behaviours: list[str]) -> None:
     run_checked(treadle, lambda: survive(tls, behaviours))
+
+
+# --- regressions the hostile clients found ----------------------------------------------
+
+
+async def test_wait_closed_leaves_no_socket_of_a_handler_that_returned_with_unsent_bytes() -> None:
+    async def handler(reader: Any, writer: Any) -> None:
+        writer.write(b"x" * 8_000_000)  # more than the socket buffers hold; no drain
+
+    before = open_fds()
+    server = await treadle.start_server(handler, "127.0.0.1", 0)
+    with socket.create_connection(server_address(server)) as client:  # never reads
+        await wait_all_tasks_blocked()
+        server.close()
+        server.close_clients()
+        async with treadle.timeout(10):
+            await server.wait_closed()
+        assert open_fds() == before + 1, "the server left the connection's socket open"
