@@ -86,9 +86,7 @@ async def stream_pair(
             server = await fw.start_unix_server(handler, path, limit=limit)
             client = await fw.open_unix_connection(path, limit=limit)
         elif transport == "tls":
-            server = await fw.start_server(
-                handler, "127.0.0.1", 0, limit=limit, ssl=server_context
-            )
+            server = await fw.start_server(handler, "127.0.0.1", 0, limit=limit, ssl=server_context)
             client = await fw.open_connection(
                 *server_address(server),
                 limit=limit,

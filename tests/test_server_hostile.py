@@ -20,10 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-import treadle
 from hostile_peers import (
     TIME_LIMIT,
     open_fds,
@@ -32,6 +28,10 @@ from hostile_peers import (
     server_address,
     tls_contexts,
 )
+from hypothesis import given
+from hypothesis import strategies as st
+
+import treadle
 from treadle.testing import wait_all_tasks_blocked
 
 LINE = b"ping " + b"." * 994 + b"\n"  # 1000 bytes
@@ -202,11 +202,11 @@ async def non_reader(served: Served) -> Cleanup:
     await treadle.sock_connect(sock, served.address)
     if served.tls:
         context = tls_contexts()[1]
-        reader, writer = await treadle.open_connection(
+        _reader, writer = await treadle.open_connection(
             sock=sock, ssl=context, server_hostname="localhost"
         )
     else:
-        reader, writer = await treadle.open_connection(sock=sock)
+        _reader, writer = await treadle.open_connection(sock=sock)
     sent = 0
     unchanged = 0
     while unchanged < 20:
@@ -370,7 +370,7 @@ async def test_wait_closed_leaves_no_socket_of_a_handler_that_returned_with_unse
 
     before = open_fds()
     server = await treadle.start_server(handler, "127.0.0.1", 0)
-    with socket.create_connection(server_address(server)) as client:  # never reads
+    with socket.create_connection(server_address(server)):  # never reads
         await wait_all_tasks_blocked()
         server.close()
         server.close_clients()

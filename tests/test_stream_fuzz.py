@@ -15,16 +15,17 @@ does not depend on timing on treadle and on asyncio and compares the two.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from hostile_peers import TIME_LIMIT, TRANSPORTS, run_checked, set_high_water, stream_pair
 from hypothesis import given
 from hypothesis import strategies as st
 
 import treadle
-from hostile_peers import TIME_LIMIT, TRANSPORTS, run_checked, set_high_water, stream_pair
 
 SEPARATORS = (b"\n", b"--", b"\r\n", b"ab")
 TOKENS = (b"\n", b"\r\n", b"--", b"-", b"a", b"b", b"ab", b"xyz", b"\x00", b"q" * 97)
@@ -99,10 +100,8 @@ async def send(fw: Any, writer: Any, schedule: Schedule, tls: bool) -> None:
             draining = fw.ensure_future(writer.drain())
             await fw.sleep(0)
             draining.cancel()
-            try:
+            with contextlib.suppress(fw.CancelledError):
                 await draining
-            except fw.CancelledError:
-                pass
         else:
             await writer.drain()
         turn += 1
@@ -290,7 +289,7 @@ async def test_a_cancelled_read_all_gives_back_what_it_gathered() -> None:
 
 async def test_a_cancelled_wait_closed_leaves_the_socket_to_be_closed() -> None:
     sender, peer = socket.socketpair()
-    reader, writer = await treadle.open_connection(sock=sender)
+    _reader, writer = await treadle.open_connection(sock=sender)
     with peer:
         writer.write(b"x" * 8_000_000)  # the peer never reads: close() waits to flush
         writer.close()
