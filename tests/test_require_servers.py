@@ -37,7 +37,7 @@ def test_without_the_variable_a_missing_server_is_a_skip(
     skipping_suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("TREADLE_REQUIRE_SERVERS", raising=False)
-    result = skipping_suite.runpytest("-p", "no:cacheprovider")
+    result = skipping_suite.runpytest("-p", "no:cacheprovider", "-p", "no:asyncio")
     result.assert_outcomes(skipped=3)
 
 
@@ -45,7 +45,7 @@ def test_with_the_variable_a_missing_server_fails(
     skipping_suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TREADLE_REQUIRE_SERVERS", "1")
-    result = skipping_suite.runpytest("-p", "no:cacheprovider", "-rA")
+    result = skipping_suite.runpytest("-p", "no:cacheprovider", "-p", "no:asyncio", "-rA")
     # The marked test skips during setup, so its failure counts as an error.
     result.assert_outcomes(failed=1, errors=1, skipped=1)
     expected = "TREADLE_REQUIRE_SERVERS=1, but the test skipped: needs server: {} not found"
