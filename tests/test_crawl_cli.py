@@ -315,3 +315,26 @@ def test_full_disk_under_json_gives_one_line_and_the_report() -> None:
     ]
     assert done.stdout.startswith("Crawl report\n")
     assert re.search(r"^  pages\s+1$", done.stdout, re.MULTILINE)
+
+
+async def test_sitemaps_are_read_unless_no_sitemaps() -> None:
+    sitemap = "<urlset><url><loc>/listed</loc></url></urlset>"
+    routes = {
+        "/": page(),
+        "/sitemap.xml": static(200, sitemap, content_type="application/xml"),
+        "/listed": page(),
+    }
+    async with Site(routes) as site:
+        read = await treadle.to_thread(run_cli, "crawl", site.url(), "-q", "--report", "json")
+        paths_then = list(site.stats.paths)
+        skipped = await treadle.to_thread(run_cli, "crawl", site.url(), "-q", "--no-sitemaps")
+        paths_after = site.stats.paths[len(paths_then) :]
+    assert read.returncode == 0 and skipped.returncode == 0, (read.stderr, skipped.stderr)
+    report = json.loads(read.stdout)
+    assert report["pages"] == 2 and report["sitemaps"] == [
+        {"url": site.url("/sitemap.xml"), "status": 200, "exception": None,
+         "num_urls": 1, "num_new_urls": 1}
+    ]  # fmt: skip
+    assert sorted(paths_then) == ["/", "/listed", "/robots.txt", "/sitemap.xml"]
+    assert sorted(paths_after) == ["/", "/robots.txt"]
+    assert "Sitemaps" not in skipped.stdout

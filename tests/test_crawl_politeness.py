@@ -84,7 +84,8 @@ async def test_delay_spaces_requests_with_jitter_above_the_minimum(
         await crawler.crawl()
     times = [t for r, t in zip(site.stats.requests, site.stats.times, strict=True)]
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert len(gaps) == 7  # robots.txt, the root and six pages, one after another
+    # robots.txt, the root, /sitemap.xml (a 404 here) and six pages, one after another.
+    assert len(gaps) == 8 and site.stats.counts["/sitemap.xml"] == 1
     assert all(2.0 <= gap < 3.05 for gap in gaps), gaps
     assert len({round(gap, 3) for gap in gaps}) > 1, "jittered, not a metronome"
     assert {r.header("user-agent") for r in site.stats.requests} == {"polite-bot/1"}
@@ -98,7 +99,7 @@ async def test_crawl_delay_from_robots_txt_wins_when_longer(virtual_clock: Virtu
         "/b": page(),
     }
     async with Site(routes) as site:
-        await Crawler(site.url(), delay=1.0).crawl()
+        await Crawler(site.url(), delay=1.0, sitemaps=False).crawl()
     gaps = [b - a for a, b in itertools.pairwise(page_times(site))]
     assert len(gaps) == 2 and all(5.0 <= gap < 7.55 for gap in gaps), gaps
 
@@ -128,7 +129,7 @@ async def test_max_pages_stops_the_crawl_and_names_what_was_left() -> None:
     async with Site({"/": page(*pages)}) as site:
         for path in pages:
             site[path] = page()
-        crawler = Crawler(site.url(), max_pages=3, max_per_host=1)
+        crawler = Crawler(site.url(), max_pages=3, max_per_host=1, sitemaps=False)
         records = await crawler.crawl()
     assert len(records) == 3
     assert crawler.stop_reason == "max-pages"
@@ -289,7 +290,7 @@ async def test_robots_txt_that_times_out_is_decided_and_shown(virtual_clock: Vir
             seen.append(crawler.progress().format())
 
         site.on_request = watch  # type: ignore[assignment]
-        crawler = Crawler(site.url(), timeout=2.0, max_tries=2)
+        crawler = Crawler(site.url(), timeout=2.0, max_tries=2, sitemaps=False)
         records = await crawler.crawl()
     assert records == [] and crawler.disallowed == [site.url()]
     assert site.stats.paths == [ROBOTS, ROBOTS]

@@ -172,6 +172,10 @@ def _crawl_parser() -> _OneLineParser:
         "--max-time", type=_positive_float, default=None, metavar="SECONDS",
         help="stop after this long; no limit if unset",
     )
+    limits.add_argument(
+        "--no-sitemaps", action="store_true",
+        help="do not read the roots' sitemaps (those robots.txt names, else /sitemap.xml)",
+    )
     limits.add_argument("--include", metavar="REGEX", help="follow only URLs matching this regex")
     limits.add_argument("--exclude", metavar="REGEX", help="skip URLs matching this regex")
     scope = limits.add_mutually_exclusive_group()
@@ -328,6 +332,7 @@ def _run_crawl(args: argparse.Namespace, json_file: IO[str] | None) -> int:
                 timeout=args.timeout,
                 max_size=args.max_size,
                 robots=not args.no_robots,
+                sitemaps=not args.no_sitemaps,
                 user_agent=args.user_agent,
                 retry_backoff=(
                     args.retry_backoff

@@ -180,6 +180,8 @@ class CrawlReport:
     robots_notes: dict[str, str] = dataclasses.field(default_factory=dict)
     """Per origin, how its robots.txt was decided when it could not simply be read."""
     retries: int = 0
+    sitemaps: list[Record] = dataclasses.field(default_factory=list)
+    """One record per sitemap fetched: ``num_urls`` entries in scope, ``num_new_urls`` new."""
 
     @property
     def broken(self) -> list[Record]:
@@ -230,6 +232,19 @@ class CrawlReport:
         if self.robots_notes:
             lines += ["", "robots.txt"]
             lines += [f"  {key}: {note}" for key, note in self.robots_notes.items()]
+        if self.sitemaps:
+            lines += ["", f"Sitemaps ({len(self.sitemaps):,})"]
+            for record in self.sitemaps[:max_listed]:
+                outcome = "error" if record.exception is not None else str(record.status)
+                lines.append(f"  {outcome:>5}  {record.url}")
+                if record.exception is not None:
+                    lines.append(f"         {record.exception}")
+                elif record.num_urls:
+                    lines.append(
+                        f"         {record.num_urls:,} URLs listed, {record.num_new_urls:,} new"
+                    )
+            if len(self.sitemaps) > max_listed:
+                lines.append(f"  ... and {len(self.sitemaps) - max_listed:,} more")
         if self.failed_roots:
             lines += ["", "Roots not fetched"]
             lines += [f"  {url}" for url in self.failed_roots]
@@ -266,6 +281,16 @@ class CrawlReport:
                 "left": self.left,
                 "skipped": self.skipped,
                 "robots": self.robots_notes,
+                "sitemaps": [
+                    {
+                        "url": r.url,
+                        "status": r.status,
+                        "exception": r.exception,
+                        "num_urls": r.num_urls,
+                        "num_new_urls": r.num_new_urls,
+                    }
+                    for r in self.sitemaps
+                ],
                 "failed_roots": self.failed_roots,
             }
         )
