@@ -16,6 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 from crawlsite import (
+    HTML,
+    Exchange,
     Gate,
     Handler,
     Request,
@@ -368,6 +370,64 @@ async def test_huge_page_is_capped_by_max_size() -> None:
     assert big.status_class == "error"
     assert records[site.url("/small")].status == 200
     assert "/never" not in site.stats.paths
+
+
+def head_then_wait(
+    content_type: str, length: int, body_sent: bytes, client_closed: list[bool]
+) -> Handler:
+    """Announce a body of ``length`` bytes, send only ``body_sent`` of it, then note whether
+    the client closed the connection rather than wait for the rest."""
+
+    async def handler(exchange: Exchange) -> None:
+        headers = [("Content-Length", str(length))]
+        head = response(200, b"", content_type=content_type, headers=headers)
+        await exchange.send(head + body_sent)
+        client_closed.append(await exchange.wait_client_closed())
+
+    return handler
+
+
+async def test_a_large_body_not_worth_parsing_is_not_read() -> None:
+    closed: list[bool] = []
+    routes = {
+        "/": page("/video.mp4", "/after"),
+        # Ten times max_size, and never sent: not an error, as it is never read.
+        "/video.mp4": head_then_wait("video/mp4", 1_000_000, b"x" * 1000, closed),
+        "/after": page(),
+    }
+    async with Site(routes) as site:
+        _, records = await crawl(site.url(), max_per_host=1, max_size=100_000, timeout=10.0)
+    video = records[site.url("/video.mp4")]
+    assert (video.status, video.exception, video.tries) == (200, None, 1)
+    assert video.size <= 1000 and video.elapsed < 5.0, "no wait for the other 999,000 bytes"
+    assert closed == [True], "the server saw the crawler close the connection"
+    connections = {request.target: request.connection for request in site.stats.requests}
+    assert connections["/after"] != connections["/video.mp4"], "that connection was not reused"
+    assert records[site.url("/after")].status == 200
+
+
+async def test_a_small_body_not_worth_parsing_is_drained_to_keep_the_connection() -> None:
+    routes = {
+        "/": page("/notes.txt", "/after"),
+        "/notes.txt": static(200, "n" * 60_000, content_type="text/plain"),
+        "/after": page(),
+    }
+    async with Site(routes) as site:
+        _, records = await crawl(site.url(), max_per_host=1)
+    assert records[site.url("/notes.txt")].size == 60_000
+    assert {request.connection for request in site.stats.requests} == {1}
+
+
+async def test_a_content_length_over_max_size_is_refused_before_the_body() -> None:
+    closed: list[bool] = []
+    routes = {"/": page("/huge"), "/huge": head_then_wait(HTML, 1 << 30, b"", closed)}
+    async with Site(routes) as site:
+        _, records = await crawl(site.url(), max_size=100_000, timeout=10.0)
+    huge = records[site.url("/huge")]
+    assert huge.exception is not None and huge.exception.startswith("ResponseTooLarge: ")
+    assert "Content-Length 1073741824" in huge.exception and "not read" in huge.exception
+    assert (huge.size, huge.tries) == (0, 1) and huge.elapsed < 5.0
+    assert closed == [True], "the server sent no body byte, and the crawler hung up"
 
 
 async def test_gzip_bomb_is_capped_by_max_size() -> None:
