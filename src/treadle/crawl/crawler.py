@@ -24,7 +24,7 @@ from treadle.combinators import FIRST_COMPLETED, gather, wait
 from treadle.crawl.links import decode_html, extract_links
 from treadle.crawl.politeness import HostGate
 from treadle.crawl.records import Record
-from treadle.crawl.report import CrawlReport, ProgressSnapshot
+from treadle.crawl.report import CrawlReport, HostActivity, ProgressSnapshot
 from treadle.crawl.retries import (
     RETRYABLE_STATUSES,
     backoff_delay,
@@ -280,6 +280,10 @@ class Crawler:
             robots_notes=dict(self.robots_notes),
             retries=self.retries,
             sitemaps=list(self.sitemaps),
+            hosts={
+                key: HostActivity(gate.requests, gate.held_back, gate.back_offs)
+                for key, gate in self._hosts.items()
+            },
         )
 
     # --- the crawl ------------------------------------------------------------------------
