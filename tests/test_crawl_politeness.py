@@ -13,14 +13,16 @@ import itertools
 import socket
 import ssl
 import time
+import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from crawlsite import Exchange, Gate, Handler, Site, hang, page, response, sequence, static
 
 import treadle
 from treadle.crawl import Record
-from treadle.crawl.crawler import DEFAULT_MAX_PER_HOST, DEFAULT_USER_AGENT, Crawler
+from treadle.crawl.crawler import DEFAULT_MAX_PER_HOST, DEFAULT_USER_AGENT, PROJECT_URL, Crawler
 from treadle.crawl.retries import error_kind, is_retryable_error, parse_retry_after
 from treadle.errors import ConnectError, ProtocolError, ReadTimeout, RemoteDisconnected
 from treadle.testing import VirtualClock
@@ -70,7 +72,13 @@ async def test_default_per_host_cap_is_what_the_server_sees() -> None:
     agents = {request.header("user-agent") for request in site.stats.requests}
     assert agents == {DEFAULT_USER_AGENT}
     assert "treadle" in DEFAULT_USER_AGENT and treadle.__version__ in DEFAULT_USER_AGENT
-    assert "https://" in DEFAULT_USER_AGENT
+    assert f"(+{PROJECT_URL})" in DEFAULT_USER_AGENT
+
+
+def test_the_user_agent_names_the_homepage_pyproject_declares() -> None:
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    assert project["urls"]["Homepage"] == PROJECT_URL
 
 
 async def test_delay_spaces_requests_with_jitter_above_the_minimum(

@@ -57,12 +57,13 @@ __all__ = [
     "LIMIT_MAX_DEPTH",
     "LIMIT_MAX_PAGES",
     "LIMIT_MAX_TIME",
+    "PROJECT_URL",
     "Crawler",
 ]
 
-DEFAULT_USER_AGENT = (
-    f"treadle-crawler/{treadle.__version__} (+https://github.com/treadle/treadle)"
-)
+PROJECT_URL = "https://github.com/treadle/treadle"
+"""Where a site owner reads about the crawler: pyproject.toml's Homepage (a test checks)."""
+DEFAULT_USER_AGENT = f"treadle-crawler/{treadle.__version__} (+{PROJECT_URL})"
 # Four requests at once per host: below the six connections a browser opens for one
 # person (a crawler should weigh on a site less than a reader does), half Scrapy's 8,
 # and already four times wget's one, which is plenty when pages come in 100 ms.
