@@ -27,6 +27,7 @@ from treadle import CancelledError, StreamReader, StreamWriter, start_server
 from treadle.testing import wait_all_tasks_blocked
 
 __all__ = [
+    "HTML",
     "Exchange",
     "Gate",
     "Handler",
@@ -96,11 +97,15 @@ class Stats:
 
 
 class Exchange:
-    """The handler's side of one request: write bytes, reset, or close the connection."""
+    """The handler's side of one request: write bytes, reset, or close the connection
+    (``reader`` is the connection's, to see what the client does next)."""
 
-    def __init__(self, site: Site, request: Request, writer: StreamWriter) -> None:
+    def __init__(
+        self, site: Site, request: Request, reader: StreamReader, writer: StreamWriter
+    ) -> None:
         self.site = site
         self.request = request
+        self.reader = reader
         self.writer = writer
         # Set once the handler ends the connection; the site stops serving it.
         self.ended = False
@@ -109,6 +114,16 @@ class Exchange:
         """Write ``data`` and wait for it to be taken by the socket."""
         self.writer.write(data)
         await self.writer.drain()
+
+    async def wait_client_closed(self) -> bool:
+        """Wait until the client sends more or closes; True if it closed (FIN or reset)."""
+        try:
+            more = await self.reader.read(1)
+        except ConnectionError:
+            more = b""
+        if not more:
+            self.ended = True
+        return not more
 
     async def respond(
         self,
@@ -207,7 +222,7 @@ class Site:
                 request = await _read_request(reader, number)
                 if request is None:
                     return
-                exchange = Exchange(self, request, writer)
+                exchange = Exchange(self, request, reader, writer)
                 await self._answer(exchange)
                 if exchange.ended:
                     return

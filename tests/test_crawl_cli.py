@@ -24,6 +24,7 @@ from crawlsite import Site, page, raw, redirect, static
 import treadle
 from treadle.__main__ import main
 from treadle.crawl import DemoSite, Record
+from treadle.crawl.cli import DEMO_MAX_DEPTH
 from treadle.crawl.demosite import DemoSiteServer
 
 FIELDS = (
@@ -77,7 +78,7 @@ def test_demo_crawl_reports_and_writes_json(
     assert len(urls) == len(set(urls)), "one line per finished URL"
     origin = re.search(r"at (http://127\.0\.0\.1:\d+)", captured.err)
     assert origin is not None, captured.err
-    expected = DemoSite(pages=40).expected_reachable(origin=origin[1])
+    expected = DemoSite(pages=40).expected_reachable(origin=origin[1], max_depth=DEMO_MAX_DEPTH)
     # The demo's slow pages take up to 0.15 s: far inside the default timeout.
     assert set(urls) == expected
     report = captured.out
@@ -89,7 +90,14 @@ def test_demo_crawl_reports_and_writes_json(
         for name in ("2xx", "3xx", "4xx", "5xx", "error")
     }
     assert counts["4xx"] >= 1 and counts["5xx"] == 1
-    assert "by robots.txt: 1 URLs" in report
+    # The report shows the traps at work: retries, the depth bound, the pauses, sitemaps.
+    # The 500 is retried 3 times, and each busy page (one 429, three 503s) once.
+    assert re.search(r"^  retries\s+7$", report, re.MULTILINE)
+    assert "by robots.txt: 2 URLs" in report
+    assert "by --max-depth: 2 URLs" in report and "/calendar/2027-01" in report
+    assert re.search(r"^  http://127\.0\.0\.1:\d+  \d+ requests, held back \d", report, re.M)
+    assert "4 pauses asked for" in report
+    assert "Sitemaps (3)" in report and "sitemaps/more.xml.gz" in report
 
 
 async def test_completed_crawl_with_failed_pages_exits_zero(tmp_path: Path) -> None:
@@ -123,9 +131,10 @@ async def test_crawl_of_a_demo_site_server(tmp_path: Path) -> None:
     site = DemoSite(pages=30, delay_scale=0)
     async with DemoSiteServer(site) as server:
         done = await treadle.to_thread(
-            run_cli, "crawl", server.origin + "/", "--json", str(out), "--max-tasks", "4", "-v"
-        )
-        expected = site.expected_reachable(origin=server.origin)
+            run_cli, "crawl", server.origin + "/", "--json", str(out), "--max-tasks", "4",
+            "--max-depth", "5", "-v",
+        )  # fmt: skip
+        expected = site.expected_reachable(origin=server.origin, max_depth=5)
     assert done.returncode == 0, done.stderr
     records = read_records(out)
     assert {record.url for record in records} == expected
@@ -315,3 +324,26 @@ def test_full_disk_under_json_gives_one_line_and_the_report() -> None:
     ]
     assert done.stdout.startswith("Crawl report\n")
     assert re.search(r"^  pages\s+1$", done.stdout, re.MULTILINE)
+
+
+async def test_sitemaps_are_read_unless_no_sitemaps() -> None:
+    sitemap = "<urlset><url><loc>/listed</loc></url></urlset>"
+    routes = {
+        "/": page(),
+        "/sitemap.xml": static(200, sitemap, content_type="application/xml"),
+        "/listed": page(),
+    }
+    async with Site(routes) as site:
+        read = await treadle.to_thread(run_cli, "crawl", site.url(), "-q", "--report", "json")
+        paths_then = list(site.stats.paths)
+        skipped = await treadle.to_thread(run_cli, "crawl", site.url(), "-q", "--no-sitemaps")
+        paths_after = site.stats.paths[len(paths_then) :]
+    assert read.returncode == 0 and skipped.returncode == 0, (read.stderr, skipped.stderr)
+    report = json.loads(read.stdout)
+    assert report["pages"] == 2 and report["sitemaps"] == [
+        {"url": site.url("/sitemap.xml"), "status": 200, "exception": None,
+         "num_urls": 1, "num_new_urls": 1}
+    ]  # fmt: skip
+    assert sorted(paths_then) == ["/", "/listed", "/robots.txt", "/sitemap.xml"]
+    assert sorted(paths_after) == ["/", "/robots.txt"]
+    assert "Sitemaps" not in skipped.stdout

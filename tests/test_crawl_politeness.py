@@ -13,14 +13,16 @@ import itertools
 import socket
 import ssl
 import time
+import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from crawlsite import Exchange, Gate, Handler, Site, hang, page, response, sequence, static
 
 import treadle
 from treadle.crawl import Record
-from treadle.crawl.crawler import DEFAULT_MAX_PER_HOST, DEFAULT_USER_AGENT, Crawler
+from treadle.crawl.crawler import DEFAULT_MAX_PER_HOST, DEFAULT_USER_AGENT, PROJECT_URL, Crawler
 from treadle.crawl.retries import error_kind, is_retryable_error, parse_retry_after
 from treadle.errors import ConnectError, ProtocolError, ReadTimeout, RemoteDisconnected
 from treadle.testing import VirtualClock
@@ -70,7 +72,13 @@ async def test_default_per_host_cap_is_what_the_server_sees() -> None:
     agents = {request.header("user-agent") for request in site.stats.requests}
     assert agents == {DEFAULT_USER_AGENT}
     assert "treadle" in DEFAULT_USER_AGENT and treadle.__version__ in DEFAULT_USER_AGENT
-    assert "https://" in DEFAULT_USER_AGENT
+    assert f"(+{PROJECT_URL})" in DEFAULT_USER_AGENT
+
+
+def test_the_user_agent_names_the_homepage_pyproject_declares() -> None:
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    assert project["urls"]["Homepage"] == PROJECT_URL
 
 
 async def test_delay_spaces_requests_with_jitter_above_the_minimum(
@@ -84,7 +92,8 @@ async def test_delay_spaces_requests_with_jitter_above_the_minimum(
         await crawler.crawl()
     times = [t for r, t in zip(site.stats.requests, site.stats.times, strict=True)]
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert len(gaps) == 7  # robots.txt, the root and six pages, one after another
+    # robots.txt, the root, /sitemap.xml (a 404 here) and six pages, one after another.
+    assert len(gaps) == 8 and site.stats.counts["/sitemap.xml"] == 1
     assert all(2.0 <= gap < 3.05 for gap in gaps), gaps
     assert len({round(gap, 3) for gap in gaps}) > 1, "jittered, not a metronome"
     assert {r.header("user-agent") for r in site.stats.requests} == {"polite-bot/1"}
@@ -98,7 +107,7 @@ async def test_crawl_delay_from_robots_txt_wins_when_longer(virtual_clock: Virtu
         "/b": page(),
     }
     async with Site(routes) as site:
-        await Crawler(site.url(), delay=1.0).crawl()
+        await Crawler(site.url(), delay=1.0, sitemaps=False).crawl()
     gaps = [b - a for a, b in itertools.pairwise(page_times(site))]
     assert len(gaps) == 2 and all(5.0 <= gap < 7.55 for gap in gaps), gaps
 
@@ -128,7 +137,7 @@ async def test_max_pages_stops_the_crawl_and_names_what_was_left() -> None:
     async with Site({"/": page(*pages)}) as site:
         for path in pages:
             site[path] = page()
-        crawler = Crawler(site.url(), max_pages=3, max_per_host=1)
+        crawler = Crawler(site.url(), max_pages=3, max_per_host=1, sitemaps=False)
         records = await crawler.crawl()
     assert len(records) == 3
     assert crawler.stop_reason == "max-pages"
@@ -289,7 +298,7 @@ async def test_robots_txt_that_times_out_is_decided_and_shown(virtual_clock: Vir
             seen.append(crawler.progress().format())
 
         site.on_request = watch  # type: ignore[assignment]
-        crawler = Crawler(site.url(), timeout=2.0, max_tries=2)
+        crawler = Crawler(site.url(), timeout=2.0, max_tries=2, sitemaps=False)
         records = await crawler.crawl()
     assert records == [] and crawler.disallowed == [site.url()]
     assert site.stats.paths == [ROBOTS, ROBOTS]

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 from crawlsite import (
+    HTML,
     Exchange,
     Gate,
     Handler,
@@ -38,8 +39,10 @@ from crawlsite import (
 
 import treadle
 from treadle.crawl import DemoSite, Record
+from treadle.crawl.cli import DEMO_MAX_DEPTH
 from treadle.crawl.crawler import DEFAULT_USER_AGENT, Crawler
 from treadle.crawl.demosite import DemoSiteServer
+from treadle.crawl.demosite_content import BURST_PATHS, RETRY_AFTER_PATH, SITEMAPS
 
 ROBOTS = "/robots.txt"
 
@@ -59,6 +62,9 @@ def fetched(site: Site) -> Counter[str]:
 
 async def crawl(root: str | list[str], **options: object) -> tuple[Crawler, dict[str, Record]]:
     options.setdefault("retry_backoff", 0)
+    # Here only links feed the frontier, so requests can be counted exactly; sitemaps
+    # have their own tests (test_crawl_sitemaps.py).
+    options.setdefault("sitemaps", False)
     crawler = Crawler(root, **options)  # type: ignore[arg-type]
     records = await crawler.crawl()
     assert records is crawler.records
@@ -397,6 +403,64 @@ async def test_huge_page_is_capped_by_max_size() -> None:
     assert "/never" not in site.stats.paths
 
 
+def head_then_wait(
+    content_type: str, length: int, body_sent: bytes, client_closed: list[bool]
+) -> Handler:
+    """Announce a body of ``length`` bytes, send only ``body_sent`` of it, then note whether
+    the client closed the connection rather than wait for the rest."""
+
+    async def handler(exchange: Exchange) -> None:
+        headers = [("Content-Length", str(length))]
+        head = response(200, b"", content_type=content_type, headers=headers)
+        await exchange.send(head + body_sent)
+        client_closed.append(await exchange.wait_client_closed())
+
+    return handler
+
+
+async def test_a_large_body_not_worth_parsing_is_not_read() -> None:
+    closed: list[bool] = []
+    routes = {
+        "/": page("/video.mp4", "/after"),
+        # Ten times max_size, and never sent: not an error, as it is never read.
+        "/video.mp4": head_then_wait("video/mp4", 1_000_000, b"x" * 1000, closed),
+        "/after": page(),
+    }
+    async with Site(routes) as site:
+        _, records = await crawl(site.url(), max_per_host=1, max_size=100_000, timeout=10.0)
+    video = records[site.url("/video.mp4")]
+    assert (video.status, video.exception, video.tries) == (200, None, 1)
+    assert video.size <= 1000 and video.elapsed < 5.0, "no wait for the other 999,000 bytes"
+    assert closed == [True], "the server saw the crawler close the connection"
+    connections = {request.target: request.connection for request in site.stats.requests}
+    assert connections["/after"] != connections["/video.mp4"], "that connection was not reused"
+    assert records[site.url("/after")].status == 200
+
+
+async def test_a_small_body_not_worth_parsing_is_drained_to_keep_the_connection() -> None:
+    routes = {
+        "/": page("/notes.txt", "/after"),
+        "/notes.txt": static(200, "n" * 60_000, content_type="text/plain"),
+        "/after": page(),
+    }
+    async with Site(routes) as site:
+        _, records = await crawl(site.url(), max_per_host=1)
+    assert records[site.url("/notes.txt")].size == 60_000
+    assert {request.connection for request in site.stats.requests} == {1}
+
+
+async def test_a_content_length_over_max_size_is_refused_before_the_body() -> None:
+    closed: list[bool] = []
+    routes = {"/": page("/huge"), "/huge": head_then_wait(HTML, 1 << 30, b"", closed)}
+    async with Site(routes) as site:
+        _, records = await crawl(site.url(), max_size=100_000, timeout=10.0)
+    huge = records[site.url("/huge")]
+    assert huge.exception is not None and huge.exception.startswith("ResponseTooLarge: ")
+    assert "Content-Length 1073741824" in huge.exception and "not read" in huge.exception
+    assert (huge.size, huge.tries) == (0, 1) and huge.elapsed < 5.0
+    assert closed == [True], "the server sent no body byte, and the crawler hung up"
+
+
 async def test_gzip_bomb_is_capped_by_max_size() -> None:
     bomb = compress(b"<a href='/never'>" + bytes(32 * 1024 * 1024), "gzip")
     routes = {
@@ -517,25 +581,45 @@ async def test_max_per_host_bounds_each_host() -> None:
 
 
 async def test_demo_site_end_to_end() -> None:
-    # The slow pages really are slow (up to 0.15 s), so workers overlap.
+    # The slow pages really are slow (up to 0.15 s), so workers overlap; the busy page
+    # asks for a pause of 1 s and the trickling page takes 1 s.
     site = DemoSite(pages=200)
     async with DemoSiteServer(site) as server:
         got: list[Record] = []
-        crawler, records = await crawl(server.origin + "/", max_tasks=20, on_record=got.append)
-        expected = site.expected_reachable(origin=server.origin)
+        crawler, records = await crawl(
+            server.origin + "/",
+            max_tasks=20,
+            on_record=got.append,
+            max_depth=DEMO_MAX_DEPTH,
+            sitemaps=True,
+        )
+        expected = site.expected_reachable(origin=server.origin, max_depth=DEMO_MAX_DEPTH)
     assert set(records) == expected
     assert len(crawler.records) == len(expected), "exactly one record per URL"
     assert got == crawler.records and all(a is b for a, b in zip(got, crawler.records, strict=True))
     assert all(record.exception is None for record in crawler.records)
-    retried = {record.url for record in crawler.records if record.tries > 1}
-    assert retried == {server.origin + "/error/500"}, "a 500 is retried, nothing else is"
+    tries = {record.url.removeprefix(server.origin): record.tries for record in crawler.records}
+    retried = {path: n for path, n in tries.items() if n > 1}
+    busy = {RETRY_AFTER_PATH: 2} | dict.fromkeys(BURST_PATHS, 2)
+    assert retried == {"/error/500": 4} | busy, "the 500 and the busy pages, nothing else"
+    assert all(records[server.origin + path].status == 200 for path in busy)
+    assert crawler.retries == 3 + len(busy)
     paths = Counter(server.stats.paths)
-    del paths["/error/500"]
+    for path in ["/error/500", *busy]:
+        del paths[path]
     assert paths.most_common(1)[0][1] == 1, "no other path was requested twice"
-    assert paths[ROBOTS] == 1
+    assert paths[ROBOTS] == 1 and all(paths[path] == 1 for path in SITEMAPS)
     assert crawler.disallowed and all("/private/" in url for url in crawler.disallowed)
-    assert sum(record.num_new_urls for record in crawler.records) + 1 == len(crawler.seen)
+    index = server.origin + SITEMAPS[0]
+    from_sitemaps = sum(r.num_new_urls for r in crawler.sitemaps if r.url != index)
+    assert sum(r.num_new_urls for r in crawler.records) + from_sitemaps + 1 == len(crawler.seen)
     assert len(crawler.seen) == len(crawler.records) + len(crawler.disallowed)
+    months = sorted(url for url in crawler.too_deep if "/calendar/" in url)
+    assert months == [server.origin + "/calendar/2025-01", server.origin + "/calendar/2027-01"]
+    [host] = crawler.report().hosts.values()
+    assert host.requests == len(server.stats.paths)
+    # The 429's Retry-After pauses the host; the 503s would, for retry_backoff seconds (0).
+    assert host.back_offs == 1 and host.held_back >= 1.0
     assert 1 < server.stats.peak_requests <= 4, "the default per-host cap"
     statuses = Counter(record.status for record in crawler.records)
     assert {200, 301, 302, 307, 308, 404, 500} <= set(statuses)
@@ -544,8 +628,9 @@ async def test_demo_site_end_to_end() -> None:
 async def test_demo_site_without_robots() -> None:
     site = DemoSite(pages=20, delay_scale=0)
     async with DemoSiteServer(site) as server:
-        _, records = await crawl(server.origin + "/", robots=False)
-        expected = site.expected_reachable(origin=server.origin, obey_robots=False)
+        # No robots.txt to name the sitemap: /sitemap.xml is read all the same.
+        _, records = await crawl(server.origin + "/", robots=False, max_depth=4, sitemaps=True)
+        expected = site.expected_reachable(origin=server.origin, obey_robots=False, max_depth=4)
     assert set(records) == expected
     assert ROBOTS not in server.stats.paths
 

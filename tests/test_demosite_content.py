@@ -1,5 +1,7 @@
 """The generated demo site (treadle.crawl.demosite_content), and a crawl of it done
-without I/O by the crawler's pure parts: the two must agree on what is reachable."""
+without I/O by the crawler's pure parts (links, robots.txt, sitemaps, retries of the
+busy pages, a depth bound for the endless calendar): the two must agree on what is
+reachable."""
 
 from __future__ import annotations
 
@@ -10,17 +12,25 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from treadle.crawl.cli import DEMO_MAX_DEPTH
 from treadle.crawl.demosite_content import (
+    BURST_PATHS,
+    CALENDAR_START,
     DISALLOWED_PREFIX,
     ORPHANS,
     REDIRECT_CHAIN,
     REDIRECT_LOOP,
+    RETRY_AFTER_PATH,
+    SITEMAP_ONLY,
+    SITEMAPS,
     SLOW_PATHS,
+    TRICKLE_PATH,
     DemoResponse,
     DemoSite,
 )
 from treadle.crawl.links import decode_html, extract_links
 from treadle.crawl.robots import RobotsPolicy, robots_url
+from treadle.crawl.sitemaps import read_sitemap
 from treadle.crawl.urls import Scope, normalize_url
 
 ORIGIN = "http://127.0.0.1:8765"
@@ -40,33 +50,65 @@ def is_html(response: DemoResponse) -> bool:
     return (response.header("Content-Type") or "").lower().startswith("text/html")
 
 
-def crawl(site: DemoSite, origin: str, *, obey_robots: bool = True) -> list[str]:
+def sitemap_pages(site: DemoSite, origin: str, sitemaps: list[str]) -> list[str]:
+    """The page URLs the sitemaps list, reading one level of index."""
+    pages = []
+    for url in sitemaps:
+        sitemap = read_sitemap(site.response_for(target_of(url), origin=origin).body, 10**6)
+        if sitemap.is_index:
+            pages += sitemap_pages(site, origin, sitemap.locations)
+        else:
+            pages += [normalize_url(location) for location in sitemap.locations]
+    return pages
+
+
+def crawl(
+    site: DemoSite,
+    origin: str,
+    *,
+    obey_robots: bool = True,
+    max_depth: int = DEMO_MAX_DEPTH,
+    sitemaps: bool = True,
+) -> list[str]:
     """The classic crawler's logic without sockets: frontier, seen-set, scope, robots,
-    redirects followed through the frontier. Returns the URLs fetched, in order."""
+    redirects followed through the frontier, busy pages asked again, a depth bound, and
+    the pages of the sitemaps robots.txt names at depth 1. Returns the URLs fetched, in
+    order."""
     root = normalize_url(origin + "/")
     scope = Scope(root)
     robots = site.response_for(target_of(robots_url(root)), origin=origin)
     policy = RobotsPolicy.from_response(robots.status, robots.body, "treadle")
     seen = {root}
-    frontier = deque([root])
+    frontier = deque([(root, 0)])
+    if sitemaps and max_depth >= 1:
+        for url in sitemap_pages(site, origin, policy.sitemaps):
+            allowed = policy.allowed(url) or not obey_robots
+            if url not in seen and scope.allows(url) and allowed:
+                seen.add(url)
+                frontier.append((url, 1))
     fetched = []
     while frontier:
-        url = frontier.popleft()
+        url, depth = frontier.popleft()
         fetched.append(url)
+        attempt = 1
         response = site.response_for(target_of(url), origin=origin)
+        while response.status in (429, 503):
+            attempt += 1
+            response = site.response_for(target_of(url), origin=origin, attempt=attempt)
         found: list[str] = []
         location = response.header("Location")
         if response.status in REDIRECTS and location is not None:
             found = [normalize_url(location, url)]
+            depth -= 1  # a redirect's target has the redirect's depth
         elif response.status == 200 and is_html(response):
             text, _ = decode_html(response.body, response.header("Content-Type"))
             found = extract_links(text, url)
         for link in found:
-            if link in seen or not scope.allows(link):
+            if link in seen or not scope.allows(link) or depth + 1 > max_depth:
                 continue
             if policy.allowed(link) or not obey_robots:
                 seen.add(link)
-                frontier.append(link)
+                frontier.append((link, depth + 1))
     return fetched
 
 
@@ -91,17 +133,67 @@ class TestReachability:
         site = DemoSite(pages=pages, seed=seed, origin=origin)
         fetched = crawl(site, origin)
         assert len(fetched) == len(set(fetched))
-        assert set(fetched) == site.expected_reachable()
+        assert set(fetched) == site.expected_reachable(max_depth=DEMO_MAX_DEPTH)
+
+    @pytest.mark.parametrize("max_depth", [0, 1, 2, 5])
+    def test_a_depth_bound_and_no_sitemaps_agree_too(self, max_depth: int) -> None:
+        site = DemoSite(pages=30, seed=5, origin=ORIGIN)
+        for sitemaps in (True, False):
+            fetched = crawl(site, ORIGIN, max_depth=max_depth, sitemaps=sitemaps)
+            expected = site.expected_reachable(max_depth=max_depth, sitemaps=sitemaps)
+            assert set(fetched) == expected, (max_depth, sitemaps)
 
     def test_without_robots_the_disallowed_pages_are_reached_too(self, site: DemoSite) -> None:
-        extra = site.expected_reachable(obey_robots=False) - site.expected_reachable()
-        assert paths(extra) == {DISALLOWED_PREFIX + "secret", DISALLOWED_PREFIX + "deeper"}
-        assert set(crawl(site, ORIGIN, obey_robots=False)) == site.expected_reachable(
-            obey_robots=False
-        )
+        bound = DEMO_MAX_DEPTH
+        expected = site.expected_reachable(max_depth=bound, obey_robots=False)
+        extra = expected - site.expected_reachable(max_depth=bound)
+        assert paths(extra) == {
+            DISALLOWED_PREFIX + "secret",
+            DISALLOWED_PREFIX + "deeper",
+            DISALLOWED_PREFIX + "from-sitemap",
+        }
+        assert set(crawl(site, ORIGIN, obey_robots=False)) == expected
+
+    def test_the_calendar_is_endless_and_the_depth_bound_ends_it(self, site: DemoSite) -> None:
+        for bound in (3, DEMO_MAX_DEPTH, 40):
+            months = {
+                path
+                for path in paths(site.expected_reachable(max_depth=bound))
+                if path.startswith("/calendar/")
+            }
+            assert CALENDAR_START in months
+            assert len(months) == 2 * (bound - 1) + 1, "the bound is all that ends it"
+        last = site.response_for("/calendar/9999-12")
+        assert b"/calendar/9999-11" in last.body and b"/calendar/10000-01" not in last.body
+        for bad in ("/calendar/2026-13", "/calendar/2026-1", "/calendar/0000-05"):
+            assert site.response_for(bad).status == 404
+
+    def test_sitemaps_reach_pages_no_link_does(self, site: DemoSite) -> None:
+        with_sitemaps = paths(site.expected_reachable(max_depth=DEMO_MAX_DEPTH))
+        without = paths(site.expected_reachable(max_depth=DEMO_MAX_DEPTH, sitemaps=False))
+        assert with_sitemaps - without == set(SITEMAP_ONLY)
+        robots = site.response_for("/robots.txt").body.decode()
+        assert f"Sitemap: {ORIGIN}{SITEMAPS[0]}" in robots
+        index = read_sitemap(site.response_for(SITEMAPS[0]).body, 10**6)
+        assert index.is_index and index.locations == [ORIGIN + path for path in SITEMAPS[1:]]
+        packed = site.response_for(SITEMAPS[2])
+        assert packed.header("Content-Type") == "application/gzip"
+        assert packed.body.startswith(b"\x1f\x8b"), "a .xml.gz file, gzipped as such"
+        assert ORIGIN + SITEMAP_ONLY[1] in read_sitemap(packed.body, 10**6).locations
+
+    def test_busy_pages_answer_by_attempt(self, site: DemoSite) -> None:
+        first = site.response_for(RETRY_AFTER_PATH)
+        assert (first.status, first.header("Retry-After")) == (429, "1")
+        assert site.response_for(RETRY_AFTER_PATH, attempt=2).status == 200
+        assert DemoSite(delay_scale=0).response_for(RETRY_AFTER_PATH).header("Retry-After") == "0"
+        for path in BURST_PATHS:
+            assert site.response_for(path).status == 503
+            assert site.response_for(path, attempt=2).status == 200
+        trickle = site.response_for(TRICKLE_PATH)
+        assert (trickle.status, trickle.trickle) == (200, 1.0)
 
     def test_every_page_is_reachable_except_orphans(self, site: DemoSite) -> None:
-        reached = paths(site.expected_reachable())
+        reached = paths(site.expected_reachable(max_depth=DEMO_MAX_DEPTH))
         assert {f"/page/{i}" for i in range(site.pages)} <= reached
         assert "/" in reached
         for orphan in ORPHANS:
@@ -109,13 +201,14 @@ class TestReachability:
             assert site.response_for(orphan).status == 200
 
     def test_decoys_robots_txt_and_off_site_urls_are_not_reached(self, site: DemoSite) -> None:
-        reached = site.expected_reachable()
+        reached = site.expected_reachable(max_depth=DEMO_MAX_DEPTH)
         assert all(url.startswith(ORIGIN + "/") for url in reached)
         assert not any("/hidden/" in url for url in reached)
         assert ORIGIN + "/robots.txt" not in reached
+        assert not any(ORIGIN + path in reached for path in SITEMAPS)
 
     def test_special_cases_are_reached(self, site: DemoSite) -> None:
-        reached = paths(site.expected_reachable())
+        reached = paths(site.expected_reachable(max_depth=DEMO_MAX_DEPTH))
         expected = {
             "/docs/",
             "/docs/guide/intro",
@@ -137,12 +230,17 @@ class TestReachability:
             *REDIRECT_CHAIN,
             *REDIRECT_LOOP,
             *SLOW_PATHS,
+            TRICKLE_PATH,
+            RETRY_AFTER_PATH,
+            *BURST_PATHS,
+            CALENDAR_START,
+            *SITEMAP_ONLY,
         }
         assert expected <= reached
 
     def test_origin_can_be_given_per_call(self) -> None:
         site = DemoSite(pages=5)
-        reached = site.expected_reachable(origin="http://other.test:81")
+        reached = site.expected_reachable(origin="http://other.test:81", max_depth=12)
         assert "http://other.test:81/page/4" in reached
         body = site.response_for("/", origin="http://other.test:81").body
         assert b"http://other.test:81/page/1" in body

@@ -21,6 +21,7 @@ __all__ = [
     "ReadTimeout",
     "RemoteDisconnected",
     "ResponseTooLarge",
+    "SitemapError",
     "TooManyRedirects",
 ]
 
@@ -127,3 +128,7 @@ class ResponseTooLarge(HTTPError):
 
 class TooManyRedirects(HTTPError):
     """Following redirects went past the client's ``max_redirects``."""
+
+
+class SitemapError(ValueError):
+    """A sitemap could not be read: not well-formed XML, a refused DOCTYPE, too large."""

@@ -29,6 +29,10 @@ DEMO_PAGES = 600
 DEMO_LATENCY = 0.03
 RETRY_BACKOFF = 1.0
 DEMO_RETRY_BACKOFF = 0.1
+# The demo site's calendar is endless. Its other pages lie within 6 links of the root
+# even at 600 pages (about log(pages) deep), so 12 reaches all of them whatever the
+# order the crawl finds them in, and stops the calendar 11 months either way.
+DEMO_MAX_DEPTH = 12
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -162,7 +166,8 @@ def _crawl_parser() -> _OneLineParser:
     limits = parser.add_argument_group("scope and limits")
     limits.add_argument(
         "--max-depth", type=_non_negative_int, default=None, metavar="N",
-        help="follow links at most N deep (a root's links are depth 1); none if unset",
+        help="follow links at most N deep (a root's links are depth 1); none if unset,"
+        f" {DEMO_MAX_DEPTH} with --demo (its calendar is endless)",
     )
     limits.add_argument(
         "--max-pages", type=_positive_int, default=None, metavar="N",
@@ -171,6 +176,10 @@ def _crawl_parser() -> _OneLineParser:
     limits.add_argument(
         "--max-time", type=_positive_float, default=None, metavar="SECONDS",
         help="stop after this long; no limit if unset",
+    )
+    limits.add_argument(
+        "--no-sitemaps", action="store_true",
+        help="do not read the roots' sitemaps (those robots.txt names, else /sitemap.xml)",
     )
     limits.add_argument("--include", metavar="REGEX", help="follow only URLs matching this regex")
     limits.add_argument("--exclude", metavar="REGEX", help="skip URLs matching this regex")
@@ -322,12 +331,15 @@ def _run_crawl(args: argparse.Namespace, json_file: IO[str] | None) -> int:
                 max_tasks=args.max_tasks,
                 max_per_host=args.max_per_host,
                 delay=args.delay,
-                max_depth=args.max_depth,
+                max_depth=(
+                    DEMO_MAX_DEPTH if args.max_depth is None and args.demo else args.max_depth
+                ),
                 max_pages=args.max_pages,
                 max_time=args.max_time,
                 timeout=args.timeout,
                 max_size=args.max_size,
                 robots=not args.no_robots,
+                sitemaps=not args.no_sitemaps,
                 user_agent=args.user_agent,
                 retry_backoff=(
                     args.retry_backoff

@@ -7,6 +7,8 @@ when a limit (``max_pages``, ``max_time``) stops it; then ``left`` holds what wa
 fetched. Politeness: robots.txt is fetched once per origin and obeyed; each origin has
 a ``HostGate`` bounding its concurrent requests and spacing their starts; failures a
 retry can fix are retried with backoff, and a host that asks for a pause gets one.
+The roots' sitemaps feed the frontier too; they go through the same workers, gates
+and retries, but their records are kept apart (``sitemaps``), like robots.txt's notes.
 Crawler layer: imports the HTTP client and below.
 """
 
@@ -22,7 +24,7 @@ from treadle.combinators import FIRST_COMPLETED, gather, wait
 from treadle.crawl.links import decode_html, extract_links
 from treadle.crawl.politeness import HostGate
 from treadle.crawl.records import Record
-from treadle.crawl.report import CrawlReport, ProgressSnapshot
+from treadle.crawl.report import CrawlReport, HostActivity, ProgressSnapshot
 from treadle.crawl.retries import (
     RETRYABLE_STATUSES,
     backoff_delay,
@@ -31,8 +33,16 @@ from treadle.crawl.retries import (
     parse_retry_after,
 )
 from treadle.crawl.robots import RobotsPolicy, robots_url
+from treadle.crawl.sitemaps import SITEMAP_MAX_SIZE, read_sitemap
 from treadle.crawl.urls import Scope, is_http_url, normalize_url, origin
-from treadle.errors import CancelledError, ConnectError, HTTPError, ReadTimeout, ResponseTooLarge
+from treadle.errors import (
+    CancelledError,
+    ConnectError,
+    HTTPError,
+    ReadTimeout,
+    ResponseTooLarge,
+    SitemapError,
+)
 from treadle.futures import Future
 from treadle.http import Client, Response
 from treadle.loop import get_running_loop
@@ -47,12 +57,13 @@ __all__ = [
     "LIMIT_MAX_DEPTH",
     "LIMIT_MAX_PAGES",
     "LIMIT_MAX_TIME",
+    "PROJECT_URL",
     "Crawler",
 ]
 
-DEFAULT_USER_AGENT = (
-    f"treadle-crawler/{treadle.__version__} (+https://github.com/treadle/treadle)"
-)
+PROJECT_URL = "https://github.com/treadle/treadle"
+"""Where a site owner reads about the crawler: pyproject.toml's Homepage (a test checks)."""
+DEFAULT_USER_AGENT = f"treadle-crawler/{treadle.__version__} (+{PROJECT_URL})"
 # Four requests at once per host: below the six connections a browser opens for one
 # person (a crawler should weigh on a site less than a reader does), half Scrapy's 8,
 # and already four times wget's one, which is plenty when pages come in 100 ms.
@@ -66,6 +77,8 @@ _HTML_TYPES = ("text/html", "application/xhtml+xml")
 # A body not worth parsing is drained (so the connection can be reused) when it is at
 # most this big, and the connection closed without reading it when it is bigger.
 _DRAIN_LIMIT = 64 * 1024
+# Where a site's sitemap is when its robots.txt names none (sitemaps.org convention).
+_DEFAULT_SITEMAP_PATH = "/sitemap.xml"
 # RFC 9309, section 2.5: crawlers must parse at least 500 KiB of robots.txt.
 _ROBOTS_MAX_SIZE = 500 * 1024
 # Connecting takes one round trip; a host that has not answered in 10 s is not there.
@@ -74,12 +87,18 @@ _MAX_CONNECT_TIMEOUT = 10.0
 
 @dataclass(slots=True)
 class _Job:
-    """A URL on the frontier, with how it was found."""
+    """A URL on the frontier, with how it was found.
+
+    For a page, ``depth`` counts links from a root (a URL a sitemap lists has depth 1).
+    For a sitemap, it counts sitemap indexes above it: 0 for the sitemap robots.txt
+    names (or ``/sitemap.xml``), 1 for one a sitemap index lists.
+    """
 
     url: str
     depth: int
     referrer: str | None
     redirects_left: int
+    is_sitemap: bool = False
 
 
 class _FetchFailed(Exception):
@@ -99,6 +118,9 @@ class Crawler:
     body; ``timeout`` bounds one whole fetch (connect, head and body). Retries wait
     ``retry_backoff * 2**n`` seconds with jitter, or what ``Retry-After`` asks, up to
     ``max_retry_wait``. ``on_record`` is called with each record as it is made.
+    ``sitemaps``: read the sitemaps of the roots' origins (those robots.txt names, else
+    ``/sitemap.xml``; indexes one level deep; gzipped or not) and crawl the in-scope
+    page URLs they list, as if a root linked to them (depth 1).
     """
 
     def __init__(
@@ -119,6 +141,7 @@ class Crawler:
         timeout: float | None = 30.0,
         max_size: int = 10 * 1024 * 1024,
         robots: bool = True,
+        sitemaps: bool = True,
         user_agent: str = DEFAULT_USER_AGENT,
         retry_backoff: float = 1.0,
         max_retry_wait: float = 120.0,
@@ -167,6 +190,9 @@ class Crawler:
         self.timeout = timeout
         self.max_size = max_size
         self.obey_robots = robots
+        self.read_sitemaps = sitemaps
+        # A sitemap is read whole before it is parsed: the protocol's bound, or less.
+        self._sitemap_max_size = min(max_size, SITEMAP_MAX_SIZE)
         self.user_agent = user_agent
         self.retry_backoff = retry_backoff
         self.max_retry_wait = max_retry_wait
@@ -175,6 +201,11 @@ class Crawler:
         self.records: list[Record] = []
         # Every URL ever put on the frontier (so each is fetched at most once).
         self.seen: set[str] = set()
+        self.sitemaps: list[Record] = []
+        """One record per sitemap fetched, apart from the pages' (``num_urls``: its entries)."""
+        # Every sitemap URL ever put on the frontier, and the origins whose sitemaps we read.
+        self._sitemaps_seen: set[str] = set()
+        self._sitemap_origins = {origin(root) for root in self.roots} if sitemaps else set()
         self.disallowed: list[str] = []
         """URLs left out because robots.txt disallows them (or could not be read)."""
         self.robots_notes: dict[str, str] = {}
@@ -249,6 +280,11 @@ class Crawler:
             skipped={"robots.txt": list(self.disallowed), LIMIT_MAX_DEPTH: list(self.too_deep)},
             robots_notes=dict(self.robots_notes),
             retries=self.retries,
+            sitemaps=list(self.sitemaps),
+            hosts={
+                key: HostActivity(gate.requests, gate.held_back, gate.back_offs)
+                for key, gate in self._hosts.items()
+            },
         )
 
     # --- the crawl ------------------------------------------------------------------------
@@ -261,6 +297,10 @@ class Crawler:
         self._frontier = Queue()
         for root in self.roots:
             self._add(root, depth=0, referrer=None, redirects_left=self.max_redirect)
+        if not self.obey_robots:
+            # No robots.txt to name the sitemaps: look where they usually are.
+            for key in sorted(self._sitemap_origins):
+                self._queue_sitemaps(key, [])
         connect_timeout = self.timeout
         if connect_timeout is None or connect_timeout > _MAX_CONNECT_TIMEOUT:
             connect_timeout = _MAX_CONNECT_TIMEOUT
@@ -304,18 +344,49 @@ class Crawler:
         if self.stop_reason is None:
             self.stop_reason = reason
 
-    def _add(self, url: str, *, depth: int, referrer: str | None, redirects_left: int) -> bool:
+    def _add(
+        self,
+        url: str,
+        *,
+        depth: int,
+        referrer: str | None,
+        redirects_left: int,
+        is_sitemap: bool = False,
+    ) -> bool:
         """Put ``url`` on the frontier unless it was seen or is too deep; whether it is new."""
-        if url in self.seen:
+        seen = self._sitemaps_seen if is_sitemap else self.seen
+        if url in seen:
             return False
-        if self.max_depth is not None and depth > self.max_depth:
+        if not is_sitemap and self.max_depth is not None and depth > self.max_depth:
             self.too_deep[url] = None
             return False
         self.too_deep.pop(url, None)
-        self.seen.add(url)
+        seen.add(url)
         assert self._frontier is not None
-        self._frontier.put_nowait(_Job(url, depth, referrer, redirects_left))
+        self._frontier.put_nowait(_Job(url, depth, referrer, redirects_left, is_sitemap))
         return True
+
+    def _queue_sitemaps(self, key: str, declared: list[str]) -> None:
+        """Queue the sitemaps of origin ``key`` if it is a root's: those its robots.txt
+        ``declared``, or its ``/sitemap.xml`` when it declared none."""
+        if key not in self._sitemap_origins:
+            return
+        for location in declared or [key + _DEFAULT_SITEMAP_PATH]:
+            try:
+                url = normalize_url(location, base=key + "/")
+            except ValueError as exc:
+                self.sitemaps.append(_sitemap_error(location, f"InvalidURL: {exc}"))
+                continue
+            if self.scope.allows_host(url):
+                self._add(
+                    url,
+                    depth=0,
+                    referrer=robots_url(key) if declared else None,
+                    redirects_left=self.max_redirect,
+                    is_sitemap=True,
+                )
+            else:
+                self.sitemaps.append(_sitemap_error(url, "SitemapError: not on a host in scope"))
 
     async def _work(self) -> None:
         assert self._frontier is not None
@@ -337,7 +408,8 @@ class Crawler:
             self._stop(LIMIT_MAX_PAGES)
             self.left.append(job.url)
             return
-        self._claimed += 1
+        if not job.is_sitemap:
+            self._claimed += 1
         self._in_flight[job.url] = job
         try:
             record = await self._fetch(job)
@@ -347,7 +419,10 @@ class Crawler:
             record = Record(url=job.url, exception=f"{type(exc).__name__}: {exc}")
             record.error_kind = "bug"
         del self._in_flight[job.url]
-        self._finish(record)
+        if job.is_sitemap:
+            self.sitemaps.append(record)
+        else:
+            self._finish(record)
 
     def _finish(self, record: Record) -> None:
         if record.exception is not None:
@@ -449,10 +524,14 @@ class Crawler:
         seconds the response asked for, if any. A failure raises ``_FetchFailed``."""
         assert self._client is not None
         deadline = timeout(self.timeout)
+        body_limit = self._sitemap_max_size if job.is_sitemap else self.max_size
         try:
-            async with deadline, self._client.stream(
-                "GET", job.url, retry_stale=retry_stale
-            ) as response:
+            async with (
+                deadline,
+                self._client.stream(
+                    "GET", job.url, max_body_size=body_limit, retry_stale=retry_stale
+                ) as response,
+            ):
                 record.tries += response.requests_sent - 1
                 record.status = response.status
                 record.content_type = response.content_type
@@ -470,7 +549,7 @@ class Crawler:
         except ResponseTooLarge as exc:
             record.size = max(record.size, 0)
             raise _FetchFailed() from exc
-        except (HTTPError, OSError) as exc:
+        except (HTTPError, OSError, SitemapError) as exc:
             raise _FetchFailed() from exc
 
     async def _take_response(self, job: _Job, record: Record, response: Response) -> None:
@@ -478,26 +557,31 @@ class Crawler:
             self._follow_redirect(job, record, response.headers.get("location"))
             return
         length = _content_length(response)
-        if length is not None and length > self.max_size:
-            raise ResponseTooLarge(
-                f"Content-Length {length} is over the limit of {self.max_size} bytes;"
-                " the body was not read",
-                self.max_size,
-            )
         media_type = (record.content_type or "").split(";", 1)[0].strip().lower()
-        if response.status != 200 or media_type not in _HTML_TYPES:
-            # Nothing to parse: read a small body to keep the connection, skip a big one.
+        if response.status != 200 or not (job.is_sitemap or media_type in _HTML_TYPES):
+            # Nothing to parse: read a small body to keep the connection, skip a big one
+            # (leaving the stream unread closes the connection). Its size is no error.
             if length is not None and length <= _DRAIN_LIMIT:
                 async for _ in response.aiter_bytes():
                     record.size = response.bytes_received
             record.size = response.bytes_received
             return
+        body_limit = self._sitemap_max_size if job.is_sitemap else self.max_size
+        if length is not None and length > body_limit:
+            raise ResponseTooLarge(
+                f"Content-Length {length} is over the limit of {body_limit} bytes;"
+                " the body was not read",
+                body_limit,
+            )
         chunks = []
         async for chunk in response.aiter_bytes():
             chunks.append(chunk)
             record.size = response.bytes_received
         record.size = response.bytes_received
         body = b"".join(chunks)
+        if job.is_sitemap:
+            self._take_sitemap(job, record, body)
+            return
         text, record.encoding = decode_html(body, record.content_type)
         links = [link for link in extract_links(text, job.url) if self.scope.allows(link)]
         record.num_urls = len(links)
@@ -506,6 +590,35 @@ class Crawler:
                 link, depth=job.depth + 1, referrer=job.url, redirects_left=self.max_redirect
             )
             for link in links
+        )
+
+    def _take_sitemap(self, job: _Job, record: Record, body: bytes) -> None:
+        """Queue what the sitemap in ``body`` lists: pages in scope, or (an index) sitemaps."""
+        sitemap = read_sitemap(body, self._sitemap_max_size)
+        if sitemap.is_index and job.depth > 0:
+            raise SitemapError(
+                "a sitemap index listed by a sitemap index: the protocol allows one level"
+            )
+        urls = []
+        for location in sitemap.locations:
+            try:
+                urls.append(normalize_url(location, base=job.url))
+            except ValueError:
+                continue  # not a URL: skipped, as a bad href is
+        if sitemap.is_index:
+            urls = [url for url in urls if self.scope.allows_host(url)]
+        else:
+            urls = [url for url in urls if self.scope.allows(url)]
+        record.num_urls = len(urls)
+        record.num_new_urls = sum(
+            self._add(
+                url,
+                depth=job.depth + 1 if sitemap.is_index else 1,
+                referrer=job.url,
+                redirects_left=self.max_redirect,
+                is_sitemap=sitemap.is_index,
+            )
+            for url in urls
         )
 
     def _follow_redirect(self, job: _Job, record: Record, location: str | None) -> None:
@@ -517,7 +630,8 @@ class Crawler:
             record.exception = f"InvalidURL: bad redirect Location {location!r}: {exc}"
             record.error_kind = "InvalidURL"
             return
-        if job.redirects_left > 0 and self.scope.allows(record.next_url):
+        in_scope = self.scope.allows_host if job.is_sitemap else self.scope.allows
+        if job.redirects_left > 0 and in_scope(record.next_url):
             record.num_urls = 1
             record.num_new_urls = int(
                 self._add(
@@ -525,6 +639,7 @@ class Crawler:
                     depth=job.depth,
                     referrer=job.url,
                     redirects_left=job.redirects_left - 1,
+                    is_sitemap=job.is_sitemap,
                 )
             )
 
@@ -545,6 +660,7 @@ class Crawler:
                     raise
             finally:
                 self._robots_fetching.pop(key, None)
+            self._queue_sitemaps(key, policy.result().sitemaps)
         return await policy
 
     async def _fetch_robots(self, key: str) -> RobotsPolicy:
@@ -614,6 +730,11 @@ class Crawler:
 def _extra_requests(error: BaseException) -> int:
     """The requests a failed fetch wrote beyond the one already counted for it."""
     return max(0, error.requests_sent - 1) if isinstance(error, HTTPError) else 0
+
+
+def _sitemap_error(url: str, exception: str) -> Record:
+    """The record of a sitemap that could not even be requested."""
+    return Record(url=url, exception=exception, error_kind="sitemap")
 
 
 def _content_length(response: Response) -> int | None:

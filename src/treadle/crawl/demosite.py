@@ -1,8 +1,10 @@
 """The demo site's server: ``DemoSite`` content served over HTTP/1.1 by treadle's own server.
 
 Requests are framed by httptools' request parser; connections are kept alive; a page
-with a ``delay_hint`` is answered after that many seconds. The server counts the
-connections it sees at once, so tests (and the curious) can check a crawler's limits.
+with a ``delay_hint`` is answered after that many seconds, one with a ``trickle`` sent
+a piece at a time. The server counts the requests for each path (the site's busy pages
+answer by attempt) and the connections it sees at once, so tests (and the curious) can
+check a crawler's limits.
 Crawler layer: imports treadle's servers and streams.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import email.utils
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Self
 
@@ -87,6 +90,8 @@ class DemoSiteServer:
         self.host = host
         self.port = port
         self.stats = ServerStats()
+        # Requests per target so far (the site's busy pages answer by attempt).
+        self._attempts: Counter[str] = Counter()
         self._server: Server | None = None
 
     @property
@@ -156,7 +161,10 @@ class DemoSiteServer:
             target = request.target.decode("latin-1")
             stats.paths.append(target)
             origin = f"http://{request.host}" if request.host else self.origin
-            response = self.site.response_for(target, origin=origin)
+            self._attempts[target] += 1
+            response = self.site.response_for(
+                target, origin=origin, attempt=self._attempts[target]
+            )
             delay = response.delay_hint
             if self.latency:
                 delay += self._random.uniform(0.0, 2 * self.latency)
@@ -169,7 +177,24 @@ class DemoSiteServer:
             head.append("Server: treadle-demo-site")
             if not request.keep_alive:
                 head.append("Connection: close")
-            writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.body)
+            head_bytes = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+            if response.trickle > 0:
+                writer.write(head_bytes)
+                await _trickle(writer, response.body, response.trickle)
+            else:
+                writer.write(head_bytes + response.body)
             await writer.drain()
         finally:
             stats.active_requests -= 1
+
+
+_TRICKLE_PIECES = 8
+
+
+async def _trickle(writer: StreamWriter, body: bytes, seconds: float) -> None:
+    """Send ``body`` in ``_TRICKLE_PIECES`` pieces spread over ``seconds``."""
+    size = -(-len(body) // _TRICKLE_PIECES)
+    for start in range(0, len(body), size):
+        await sleep(seconds / _TRICKLE_PIECES)
+        writer.write(body[start : start + size])
+        await writer.drain()

@@ -1,8 +1,9 @@
 """A deterministic generated web site for crawler demos, tests and benchmarks, as data.
 
-``DemoSite(pages=N, seed=S)`` says what each path returns (``response_for``) and which
-URLs a correct crawler reaches (``expected_reachable``); serving it over a socket is
-someone else's job. Imports ``treadle.crawl.urls`` and the standard library only.
+``DemoSite(pages=N, seed=S)`` says what each path returns (``response_for``, given how
+many times it was asked for) and which URLs a correct crawler reaches
+(``expected_reachable``); serving it over a socket is someone else's job. Imports
+``treadle.crawl.urls`` and the standard library only.
 
 What the site holds, so a crawl over it exercises every rule of the crawler:
 
@@ -22,13 +23,22 @@ What the site holds, so a crawl over it exercises every rule of the crawler:
   followed), and a PNG image.
 * Encodings: ``/latin1`` (charset in the header), ``/meta-charset`` and
   ``/meta-http-equiv`` (charset only in ``<meta>``).
-* ``/robots.txt`` disallowing ``/private/`` (linked from ``/``), with no crawl delay.
+* ``/robots.txt`` disallowing ``/private/`` (linked from ``/``), with no crawl delay,
+  naming ``/sitemap.xml``: a sitemap index of a plain sitemap and a gzipped one
+  (``.xml.gz``), which list pages reachable only through them (``SITEMAP_ONLY``), a
+  disallowed one and an off-site one.
 * ``/orphan/1`` and ``/orphan/2``: served, but linked from nowhere.
+* Traps a polite crawler gets through: ``/busy/retry-after`` answers 429 with a
+  ``Retry-After`` first; ``/busy/burst/1``.. answer 503 at once (a burst), then the page; the body
+  of ``/slow/trickle`` arrives a little at a time; ``/calendar/2026-01`` starts an
+  endless calendar (each month links the months before and after), which only a
+  depth bound ends.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import html
 import http
 import json
@@ -40,11 +50,17 @@ from collections import deque
 from treadle.crawl.urls import normalize_url
 
 __all__ = [
+    "BURST_PATHS",
+    "CALENDAR_START",
     "DISALLOWED_PREFIX",
     "ORPHANS",
     "REDIRECT_CHAIN",
     "REDIRECT_LOOP",
+    "RETRY_AFTER_PATH",
+    "SITEMAPS",
+    "SITEMAP_ONLY",
     "SLOW_PATHS",
+    "TRICKLE_PATH",
     "DemoResponse",
     "DemoSite",
 ]
@@ -59,8 +75,27 @@ REDIRECT_LOOP = ("/redirect/loop/a", "/redirect/loop/b")
 """Each redirects to the other."""
 SLOW_PATHS = ("/slow/1", "/slow/2", "/slow/3")
 """Pages with a ``delay_hint``."""
+TRICKLE_PATH = "/slow/trickle"
+"""A page whose body the server sends a piece at a time (``DemoResponse.trickle``)."""
+RETRY_AFTER_PATH = "/busy/retry-after"
+"""Answers 429 with ``Retry-After`` the first time, then the page."""
+BURST_PATHS = ("/busy/burst/1", "/busy/burst/2", "/busy/burst/3")
+"""Each answers 503 the first time (together, a burst of 503s), then the page."""
+CALENDAR_START = "/calendar/2026-01"
+"""The month ``/`` links to; every month links the one before and the one after."""
+SITEMAPS = ("/sitemap.xml", "/sitemaps/pages.xml", "/sitemaps/more.xml.gz")
+"""The sitemap index (named by robots.txt) and the two sitemaps it lists."""
+SITEMAP_ONLY = ("/from-sitemap/1", "/from-sitemap/2")
+"""Pages that only the sitemaps list."""
 
-_ROBOTS_TXT = f"User-agent: *\nDisallow: {DISALLOWED_PREFIX}\n"
+_BURST_LENGTH = 1
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# What each sitemap of SITEMAPS[1:] lists (paths on the site, or absolute URLs).
+_SITEMAP_ENTRIES = {
+    SITEMAPS[1]: ("/", "/page/1", SITEMAP_ONLY[0], "https://example.org/not-this-site"),
+    SITEMAPS[2]: (SITEMAP_ONLY[1], DISALLOWED_PREFIX + "from-sitemap"),
+}
+_SITEMAP_XMLNS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
 _HTML_UTF8 = "text/html; charset=utf-8"
 _OFF_SITE = (
     "https://www.python.org/",
@@ -91,13 +126,15 @@ class DemoResponse:
 
     ``headers`` holds Content-Type (and Location for a redirect); the server adds
     Content-Length, Date and the like. ``delay_hint`` is seconds the server should
-    wait before answering (0 for most pages).
+    wait before answering (0 for most pages); ``trickle`` is seconds the server should
+    take to send the body, a piece at a time (0: at once).
     """
 
     status: int
     headers: Headers
     body: bytes
     delay_hint: float = 0.0
+    trickle: float = 0.0
 
     def header(self, name: str) -> str | None:
         """The value of header ``name`` (any case), or None."""
@@ -229,10 +266,16 @@ class DemoSite:
     def __repr__(self) -> str:
         return f"DemoSite(pages={self.pages}, seed={self.seed}, origin={self.origin!r})"
 
-    def response_for(self, path: str, *, origin: str | None = None) -> DemoResponse:
+    def response_for(
+        self, path: str, *, origin: str | None = None, attempt: int = 1
+    ) -> DemoResponse:
         """The response to ``GET path`` (a request target such as ``/page/3`` or
-        ``/search?q=treadle&page=2``); 404 for anything the site does not have."""
+        ``/search?q=treadle&page=2``); 404 for anything the site does not have.
+        ``attempt`` says how many times the path has been asked for, this time included:
+        the busy paths answer 429 or 503 the first times."""
         origin = (origin or self.origin).rstrip("/")
+        if path == RETRY_AFTER_PATH or path in BURST_PATHS:
+            return self._busy(path, attempt).response
         key = (origin, path)
         response = self._cache.get(key)
         if response is None:
@@ -245,27 +288,54 @@ class DemoSite:
         return response
 
     def expected_reachable(
-        self, *, origin: str | None = None, obey_robots: bool = True
+        self,
+        *,
+        max_depth: int,
+        origin: str | None = None,
+        obey_robots: bool = True,
+        sitemaps: bool = True,
     ) -> set[str]:
-        """The URLs a correct, strict crawler fetches when started at ``origin + "/"``.
+        """The URLs a correct, strict crawler fetches when started at ``origin + "/"``
+        and following links at most ``max_depth`` deep (the calendar is endless).
 
-        That includes redirects, 404s, the 500 and the non-HTML files it finds links
-        to; it excludes orphans, off-site URLs, the decoys under ``/hidden/``,
-        robots.txt itself, and (when ``obey_robots``) everything under
-        ``DISALLOWED_PREFIX``. Computed from the site's own record of its links, not by
-        parsing its pages, so it can check a link extractor.
+        That includes redirects, 404s, the 500, the busy pages and the non-HTML files
+        it finds links to, and (when ``sitemaps``) the pages the sitemaps list, at
+        depth 1; it excludes orphans, off-site URLs, the decoys under ``/hidden/``,
+        robots.txt and the sitemaps themselves, and (when ``obey_robots``) everything
+        under ``DISALLOWED_PREFIX``. Computed from the site's own record of its links,
+        not by parsing its pages, so it can check a link extractor. Depths are the
+        shortest paths (a redirect's target has the redirect's depth); a crawler agrees
+        as long as no page other than the calendar's lies near ``max_depth`` (the
+        calendar is a line, so any crawl order finds each month at its shortest depth).
         """
         origin = (origin or self.origin).rstrip("/")
-        seen = {"/"}
+        depth = {"/": 0}
         todo = deque(["/"])
+        if sitemaps and max_depth >= 1:
+            for entries in _SITEMAP_ENTRIES.values():
+                for path in entries:
+                    on_site = path.startswith("/") and path not in depth
+                    if on_site and not (obey_robots and path.startswith(DISALLOWED_PREFIX)):
+                        depth[path] = 1
+                        todo.append(path)
+        # Breadth first, where following a redirect costs no depth (0-1 BFS: a redirect's
+        # target goes to the front of the queue, and a shorter way in lowers a depth).
         while todo:
-            for target in self._render(todo.popleft(), origin).targets:
+            path = todo.popleft()
+            rendered = self._render(path, origin)
+            step = 0 if rendered.response.status in _REDIRECT_STATUSES else 1
+            if depth[path] + step > max_depth:
+                continue
+            for target in rendered.targets:
                 if obey_robots and target.startswith(DISALLOWED_PREFIX):
                     continue
-                if target not in seen:
-                    seen.add(target)
-                    todo.append(target)
-        return {normalize_url(origin + path) for path in seen}
+                if depth.get(target, max_depth + 1) > depth[path] + step:
+                    depth[target] = depth[path] + step
+                    if step:
+                        todo.append(target)
+                    else:
+                        todo.appendleft(target)
+        return {normalize_url(origin + path) for path in depth}
 
     # -- routing ---------------------------------------------------------------------
 
@@ -336,7 +406,17 @@ class DemoSite:
                 body = b"<!DOCTYPE html>\n<h1>500 Internal Server Error</h1>\n"
                 return _plain(500, _HTML_UTF8, body)
             case "/robots.txt":
-                return _plain(200, "text/plain; charset=utf-8", _ROBOTS_TXT.encode())
+                return _plain(200, "text/plain; charset=utf-8", self._robots_txt(origin))
+            case "/from-sitemap/1" | "/from-sitemap/2":
+                return self._leaf(path, "/")
+            case _ if path == TRICKLE_PATH:
+                return self._trickle()
+            case _ if path.startswith("/calendar/"):
+                return self._calendar(path.removeprefix("/calendar/"))
+            case _ if path in SITEMAPS:
+                return self._sitemap(path, origin)
+            case _ if path == RETRY_AFTER_PATH or path in BURST_PATHS:
+                return self._busy(path, attempt=1)
         return _NOT_FOUND
 
     # -- the numbered pages ------------------------------------------------------------
@@ -392,7 +472,8 @@ class DemoSite:
             "/redirect/302", "/redirect/307", "/redirect/308", REDIRECT_CHAIN[0],
             REDIRECT_LOOP[0], "/redirect/offsite", *SLOW_PATHS, "/files/notes.txt",
             "/files/data.json", "/files/logo.png", "/missing/1", "/missing/2",
-            "/error/500", DISALLOWED_PREFIX + "secret",
+            "/error/500", DISALLOWED_PREFIX + "secret", TRICKLE_PATH, RETRY_AFTER_PATH,
+            *BURST_PATHS, CALENDAR_START,
         ):  # fmt: skip
             page.link(path, path)
         page.raw(
@@ -451,6 +532,68 @@ class DemoSite:
         rendered.response = dataclasses.replace(rendered.response, delay_hint=delay)
         return rendered
 
+    def _trickle(self) -> _Rendered:
+        rendered = self._leaf("A page that trickles in", "/")
+        rendered.response = dataclasses.replace(rendered.response, trickle=self.delay_scale)
+        return rendered
+
+    def _busy(self, path: str, attempt: int) -> _Rendered:
+        """The page at ``path``, after one 429 or a burst of 503s; the links it holds are
+        the targets even while it is busy (they are followed once it answers)."""
+        settled = self._leaf(f"Busy page {path}", "/")
+        if path == RETRY_AFTER_PATH and attempt == 1:
+            # Whole seconds, as the header allows: 1 s at the normal delay scale.
+            wait = str(round(self.delay_scale))
+            headers = (("Content-Type", "text/plain"), ("Retry-After", wait))
+            return _Rendered(DemoResponse(429, headers, b"slow down\n"), settled.targets)
+        if path in BURST_PATHS and attempt <= _BURST_LENGTH:
+            busy = DemoResponse(503, (("Content-Type", "text/plain"),), b"overloaded\n")
+            return _Rendered(busy, settled.targets)
+        return settled
+
+    def _calendar(self, month: str) -> _Rendered:
+        year, dash, number = month.partition("-")
+        canonical = (
+            dash
+            and len(year) == 4
+            and year.isascii()
+            and year.isdigit()
+            and number in {f"{m:02d}" for m in range(1, 13)}
+        )
+        if not canonical or year == "0000":
+            return _NOT_FOUND
+        index = int(year) * 12 + int(number) - 1
+        page = _Html(f"Calendar {month}")
+        page.raw("<p>Nothing happens this month.</p>")
+        for step, text in ((-1, "previous month"), (1, "next month")):
+            neighbour = _month_path(index + step)
+            if neighbour:
+                page.link(neighbour, neighbour, text)
+        page.link("/", "/", "home")
+        return page.render()
+
+    def _robots_txt(self, origin: str) -> bytes:
+        lines = ["User-agent: *", f"Disallow: {DISALLOWED_PREFIX}"]
+        lines.append(f"Sitemap: {origin}{SITEMAPS[0]}")
+        return ("\n".join(lines) + "\n").encode()
+
+    def _sitemap(self, path: str, origin: str) -> _Rendered:
+        """The sitemap index, or one of its sitemaps (the second gzipped, as a .xml.gz)."""
+        if path == SITEMAPS[0]:
+            entries = "".join(f"<sitemap><loc>{origin}{p}</loc></sitemap>\n" for p in SITEMAPS[1:])
+            document = f"<sitemapindex {_SITEMAP_XMLNS}>\n{entries}</sitemapindex>\n"
+        else:
+            locations = (
+                origin + entry if entry.startswith("/") else entry
+                for entry in _SITEMAP_ENTRIES[path]
+            )
+            entries = "".join(f"<url><loc>{html.escape(u)}</loc></url>\n" for u in locations)
+            document = f"<urlset {_SITEMAP_XMLNS}>\n{entries}</urlset>\n"
+        body = ('<?xml version="1.0" encoding="UTF-8"?>\n' + document).encode()
+        if path.endswith(".gz"):
+            return _plain(200, "application/gzip", gzip.compress(body, mtime=0))
+        return _plain(200, "application/xml", body)
+
     def _notes(self, origin: str) -> _Rendered:
         text = (
             "Plain text is not HTML: nothing here is a link.\n"
@@ -466,3 +609,9 @@ class DemoSite:
             "html": '<a href="/hidden/from-json-anchor">x</a>',
         }
         return _plain(200, "application/json", json.dumps(data, indent=2).encode())
+
+
+def _month_path(index: int) -> str:
+    """The calendar page of month ``index`` (year * 12 + month - 1), or "" past year 9999."""
+    year, month = divmod(index, 12)
+    return f"/calendar/{year:04d}-{month + 1:02d}" if 1 <= year <= 9999 else ""

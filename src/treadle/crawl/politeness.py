@@ -45,9 +45,16 @@ class HostGate:
         """Requests waiting for a slot or for their start time now (for the display)."""
         self.active = 0
         """Requests running now."""
+        self.requests = 0
+        """Requests started so far."""
+        self.held_back = 0.0
+        """Seconds requests were held back so far, by pacing and back-off (for the report)."""
+        self.back_offs = 0
+        """Times the host asked for a pause (Retry-After, 429, 503)."""
 
     def back_off(self, seconds: float) -> None:
         """No request to this host may start for ``seconds`` from now (it asked us to wait)."""
+        self.back_offs += 1
         self._backoff_until = max(self._backoff_until, get_running_loop().time() + seconds)
 
     @property
@@ -65,8 +72,10 @@ class HostGate:
             try:
                 async with self._pacing:
                     # Back-off can be extended while we sleep: check again after waking.
+                    held_since = get_running_loop().time()
                     while (wait := self.wait_left) > 0:
                         await sleep(wait)
+                    self.held_back += get_running_loop().time() - held_since
                     if self.delay > 0:
                         jitter = self._rng.uniform(1.0, 1.5)
                         self._next_start = get_running_loop().time() + self.delay * jitter
@@ -76,6 +85,7 @@ class HostGate:
         finally:
             self.waiting -= 1
         self.active += 1
+        self.requests += 1
         try:
             yield
         finally:

@@ -16,6 +16,7 @@ from treadle.crawl.records import Record, status_class
 __all__ = [
     "STATUS_CLASSES",
     "CrawlReport",
+    "HostActivity",
     "ProgressSnapshot",
     "Summary",
     "format_report",
@@ -160,6 +161,18 @@ def format_report(
     return "\n".join(lines) + "\n"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class HostActivity:
+    """What politeness cost on one host: requests, and the time they were held back."""
+
+    requests: int
+    """Requests sent (robots.txt and sitemaps included)."""
+    held_back: float
+    """Seconds the host's next request was held back, by --delay or a pause it asked for."""
+    back_offs: int
+    """Pauses the host asked for (Retry-After, 429, 503)."""
+
+
 LIMIT_OPTIONS = {"max-depth": "--max-depth", "max-pages": "--max-pages", "max-time": "--max-time"}
 
 
@@ -180,6 +193,10 @@ class CrawlReport:
     robots_notes: dict[str, str] = dataclasses.field(default_factory=dict)
     """Per origin, how its robots.txt was decided when it could not simply be read."""
     retries: int = 0
+    sitemaps: list[Record] = dataclasses.field(default_factory=list)
+    """One record per sitemap fetched: ``num_urls`` entries in scope, ``num_new_urls`` new."""
+    hosts: dict[str, HostActivity] = dataclasses.field(default_factory=dict)
+    """Per origin, the requests sent and the waits politeness imposed."""
 
     @property
     def broken(self) -> list[Record]:
@@ -230,6 +247,27 @@ class CrawlReport:
         if self.robots_notes:
             lines += ["", "robots.txt"]
             lines += [f"  {key}: {note}" for key, note in self.robots_notes.items()]
+        if self.hosts:
+            lines += ["", "Hosts"]
+            for key, host in self.hosts.items():
+                pauses = f", {host.back_offs:,} pauses asked for" if host.back_offs else ""
+                lines.append(
+                    f"  {key}  {host.requests:,} requests,"
+                    f" held back {host.held_back:.2f} s{pauses}"
+                )
+        if self.sitemaps:
+            lines += ["", f"Sitemaps ({len(self.sitemaps):,})"]
+            for record in self.sitemaps[:max_listed]:
+                outcome = "error" if record.exception is not None else str(record.status)
+                lines.append(f"  {outcome:>5}  {record.url}")
+                if record.exception is not None:
+                    lines.append(f"         {record.exception}")
+                elif record.num_urls:
+                    lines.append(
+                        f"         {record.num_urls:,} URLs listed, {record.num_new_urls:,} new"
+                    )
+            if len(self.sitemaps) > max_listed:
+                lines.append(f"  ... and {len(self.sitemaps) - max_listed:,} more")
         if self.failed_roots:
             lines += ["", "Roots not fetched"]
             lines += [f"  {url}" for url in self.failed_roots]
@@ -266,6 +304,24 @@ class CrawlReport:
                 "left": self.left,
                 "skipped": self.skipped,
                 "robots": self.robots_notes,
+                "hosts": {
+                    key: {
+                        "requests": host.requests,
+                        "held_back": round(host.held_back, 3),
+                        "back_offs": host.back_offs,
+                    }
+                    for key, host in self.hosts.items()
+                },
+                "sitemaps": [
+                    {
+                        "url": r.url,
+                        "status": r.status,
+                        "exception": r.exception,
+                        "num_urls": r.num_urls,
+                        "num_new_urls": r.num_new_urls,
+                    }
+                    for r in self.sitemaps
+                ],
                 "failed_roots": self.failed_roots,
             }
         )

@@ -16,7 +16,14 @@ import socket
 import ssl
 from datetime import UTC, datetime
 
-from treadle.errors import ConnectError, HTTPError, ProtocolError, ReadTimeout, RemoteDisconnected
+from treadle.errors import (
+    ConnectError,
+    HTTPError,
+    ProtocolError,
+    ReadTimeout,
+    RemoteDisconnected,
+    SitemapError,
+)
 
 __all__ = [
     "RETRYABLE_STATUSES",
@@ -39,8 +46,10 @@ def error_kind(exc: BaseException) -> str:
     """A short name for the kind of failure, used to group errors in the report.
 
     ``dns``, ``refused``, ``tls``, ``connect-timeout``, ``connect``, ``timeout``,
-    ``reset``, ``protocol``, or the exception's class name for anything else.
+    ``reset``, ``protocol``, ``sitemap``, or the exception's class name for anything else.
     """
+    if isinstance(exc, SitemapError):
+        return "sitemap"
     if isinstance(exc, ConnectError):
         cause = _connect_cause(exc)
         if isinstance(cause, socket.gaierror):

@@ -84,5 +84,10 @@ class RobotsPolicy:
         delay = self._parser.crawl_delay(self.user_agent)
         return None if delay is None else float(delay)
 
+    @property
+    def sitemaps(self) -> list[str]:
+        """The URLs of the ``Sitemap:`` lines, as written (they apply to every agent)."""
+        return list(self._parser.site_maps() or ())
+
     def __repr__(self) -> str:
         return f"<RobotsPolicy {self._kind} for {self.user_agent!r}>"

@@ -218,12 +218,17 @@ class Scope:
 
     def allows(self, url: str) -> bool:
         """True if the crawl may visit ``url`` (an absolute URL)."""
-        host = _host_of(url)
-        if host is None:
-            return False
         if self._exclude is not None and self._exclude.search(url):
             return False
         if self._include is not None and not self._include.search(url):
+            return False
+        return self.allows_host(url)
+
+    def allows_host(self, url: str) -> bool:
+        """True if ``url`` is an http(s) URL on an allowed host, whatever ``include`` and
+        ``exclude`` say (they choose pages; a sitemap on the site is read regardless)."""
+        host = _host_of(url)
+        if host is None:
             return False
         if host in self._hosts:
             return True
