@@ -1,8 +1,8 @@
 """What every stage of the tour needs and none of them is about.
 
-URL parsing, the GET request, reading a response's body, the per-URL record with its
-start and finish times, closing what a failed fetch left open, and running a stage by
-hand from the command line. Keeping them here leaves each stage file with its idea,
+URL parsing, the GET request, the per-URL record with its body and its start and
+finish times, closing what a failed fetch left open, and running a stage by hand from
+the command line. Keeping them here leaves each stage file with its idea,
 so one stage's diff from the stage before is its lesson. Standard library only: the
 stages import it, and it imports nothing from treadle.
 """
@@ -42,7 +42,7 @@ def request_for(host: str, path: str) -> bytes:
     return f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode("ascii")
 
 
-def body_of(response: bytes) -> bytes:
+def _body_of(response: bytes) -> bytes:
     """Everything after the blank line that ends an HTTP response's headers."""
     _headers, blank_line, body = response.partition(b"\r\n\r\n")
     if not blank_line:
@@ -52,7 +52,7 @@ def body_of(response: bytes) -> bytes:
 
 def record_fetch(url: str, started: float, response: bytes) -> FetchResult:
     """The record of a fetch that began at ``started`` and has just read all of response."""
-    return FetchResult(url, body_of(response), started, time.monotonic())
+    return FetchResult(url, _body_of(response), started, time.monotonic())
 
 
 def close_abandoned(selector: selectors.BaseSelector) -> None:
@@ -63,18 +63,10 @@ def close_abandoned(selector: selectors.BaseSelector) -> None:
             key.fileobj.close()
 
 
-def refused_url() -> str:
-    """A loopback URL that nothing listens on: bind a free port, then let it go."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
-
-
 # --- Running a stage by hand -------------------------------------------------------
 
 
-def describe(error: Exception) -> str:
+def _describe(error: Exception) -> str:
     """One line saying what went wrong, for the command line."""
     if isinstance(error, ConnectionRefusedError) and error.filename:
         return f"{error.filename} refused the connection (ConnectionRefusedError)"
@@ -99,7 +91,7 @@ def run_by_hand(
     try:
         results = fetch_all(urls)
     except (OSError, ValueError) as error:
-        print(f"error: {describe(error)}", file=sys.stderr)
+        print(f"error: {_describe(error)}", file=sys.stderr)
         return 1
     for result in results:
         start, end = result.started - began, result.finished - began

@@ -25,7 +25,6 @@ from treadle.tour.common import (
     close_abandoned,
     parse_url,
     record_fetch,
-    refused_url,
     request_for,
     run_by_hand,
 )
@@ -193,6 +192,14 @@ def demonstrate_exception(url: str) -> str:
         close_abandoned(selector)
     result: str = task.result
     return result
+
+
+def refused_url() -> str:
+    """A loopback URL that nothing listens on: bind a free port, then let it go."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
 
 
 if __name__ == "__main__":
