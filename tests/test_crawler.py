@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 from crawlsite import (
+    Exchange,
     Gate,
     Handler,
     Request,
@@ -286,6 +287,35 @@ async def test_reset_then_success_on_retry() -> None:
     flaky = records[site.url("/flaky")]
     assert (flaky.status, flaky.tries, flaky.exception) == (200, 2, None)
     assert fetched(site)["/flaky"] == 2
+
+
+@pytest.mark.parametrize("max_tries", [1, 2, 3])
+async def test_max_tries_counts_the_clients_own_retries(max_tries: int) -> None:
+    # Every reused connection is reset after its request arrives, so the client's
+    # transparent retry on a fresh connection sends a second request for the same URL.
+    answered: set[int] = set()
+
+    async def reset_reused(exchange: Exchange) -> None:
+        if exchange.request.connection in answered:
+            exchange.reset()
+            return
+        answered.add(exchange.request.connection)
+        links = ["/a", "/b", "/c"] if exchange.request.target == "/" else []
+        await exchange.respond(200, html_page(*links))
+
+    site = Site({path: reset_reused for path in ["/", "/a", "/b", "/c"]})
+    async with site:
+        _, records = await crawl(site.url(), max_tries=max_tries, max_tasks=1, robots=False)
+    assert max(fetched(site).values()) <= max_tries, fetched(site)
+    for path in ["/a", "/b", "/c"]:
+        record = records[site.url(path)]
+        assert record.tries == fetched(site)[path]
+        if max_tries >= 2:
+            assert record.status == 200
+    if max_tries == 1:
+        # The stale connection's reset is the crawler's last try: not retried, reported.
+        failed = [record.exception or "" for record in records.values() if not record.status]
+        assert failed and all(error.startswith("RemoteDisconnected") for error in failed)
 
 
 async def test_no_response_is_retried_up_to_max_tries() -> None:

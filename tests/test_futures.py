@@ -319,7 +319,9 @@ def test_await_a_done_future_does_not_suspend(fw: Any) -> None:
     assert fw.run(main()) == 3
 
 
-def test_yield_from_a_future_in_a_generator_driven_by_a_task(fw: Any) -> None:
+def test_yield_from_a_future_in_a_generator_driven_by_a_task(
+    fw: Any, start_generator: Any
+) -> None:
     log: list[str] = []
 
     def gen_based(fut: Any) -> Any:
@@ -332,7 +334,7 @@ def test_yield_from_a_future_in_a_generator_driven_by_a_task(fw: Any) -> None:
         loop = fw.get_running_loop()
         fut = loop.create_future()
         loop.call_soon(fut.set_result, 21)
-        return await loop.create_task(gen_based(fut))
+        return await start_generator(loop, gen_based(fut))
 
     assert fw.run(main()) == 42
     assert log == ["before", "got 21"]

@@ -11,6 +11,7 @@ import contextvars
 import logging
 import math
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -413,6 +414,11 @@ def test_is_running_and_is_closed(fw: Any, new_loop: Any) -> None:
 def test_running_a_running_loop_raises(fw: Any, new_loop: Any) -> None:
     loop = new_loop()
     errors: list[BaseException] = []
+    still_running: list[bool] = []
+    # asyncio 3.13.0-3.13.2: a refused run_forever() still runs its cleanup, which marks
+    # the outer loop as not running (CPython gh-130145, fixed in 3.13.3), so a second
+    # attempt would really run a nested loop. There the oracle checks the first refusal.
+    forgets_it_runs = fw is asyncio and (3, 13, 0) <= sys.version_info[:3] < (3, 13, 3)
 
     def nested() -> None:
         for attempt in (loop.run_forever, lambda: loop.run_until_complete(loop.create_future())):
@@ -420,10 +426,14 @@ def test_running_a_running_loop_raises(fw: Any, new_loop: Any) -> None:
                 attempt()
             except RuntimeError as exc:
                 errors.append(exc)
+            still_running.append(loop.is_running())
+            if forgets_it_runs:
+                break
 
     loop.call_soon(nested)
     run_one_iteration(loop)
-    assert len(errors) == 2
+    assert still_running == ([False] if forgets_it_runs else [True, True])
+    assert len(errors) == len(still_running)
     for exc in errors:
         assert "already running" in str(exc)
     # The loop still works afterwards.

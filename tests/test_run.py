@@ -1,4 +1,4 @@
-"""``run()``: the entry point, its checks, its clean-up at the end, and Ctrl-C.
+"""``run()`` and ``new_event_loop()``: the entry point, its checks, its clean-up, Ctrl-C.
 
 Tests that take ``fw`` run ``treadle.run`` and ``asyncio.run`` (the oracle).
 """
@@ -363,3 +363,27 @@ def test_ctrl_c_runs_finally_blocks_then_raises_keyboard_interrupt(fw: Any) -> N
     assert "run returned" not in stdout
     assert process.returncode != 0
     assert "KeyboardInterrupt" in stderr
+
+
+def test_new_event_loop_gives_a_fresh_loop_that_is_not_running(fw: Any) -> None:
+    async def main() -> Any:
+        await fw.sleep(0)
+        return fw.get_running_loop()
+
+    first = fw.new_event_loop()
+    second = fw.new_event_loop()
+    try:
+        assert first is not second
+        assert not first.is_running() and not first.is_closed()
+        assert first.run_until_complete(main()) is first
+        assert not first.is_running()
+        assert second.run_until_complete(main()) is second
+    finally:
+        first.close()
+        second.close()
+    assert first.is_closed()
+
+
+def test_new_event_loop_is_exported() -> None:
+    assert "new_event_loop" in treadle.__all__
+    assert isinstance(treadle.new_event_loop.__doc__, str)

@@ -325,7 +325,7 @@ async def test_timeout_at_uses_loop_time(virtual_clock: VirtualClock) -> None:
     assert loop.time() == 3
 
 
-@pytest.mark.parametrize("bad", [-1, -0.001, math.nan])
+@pytest.mark.parametrize("bad", [math.nan])
 async def test_bad_delay_is_a_value_error(bad: float) -> None:
     with pytest.raises(ValueError, match="timeout"):
         timeout(bad)

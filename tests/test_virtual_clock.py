@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 import treadle
-from treadle.testing import VirtualClock, wait_all_tasks_blocked
+from treadle.testing import VirtualClock, run_test, wait_all_tasks_blocked
+from treadle.testing.clock import DEFAULT_AUTOJUMP_THRESHOLD
 
 
 def test_sleep_an_hour_takes_no_real_time() -> None:
@@ -99,11 +100,38 @@ def test_advance_moves_time_by_hand() -> None:
         VirtualClock(start=math.nan)
 
 
-def test_sleep_time_is_the_autojump_threshold() -> None:
+def test_with_no_io_in_flight_the_clock_never_waits() -> None:
     clock = VirtualClock(autojump_threshold=0.25)
-    assert clock.sleep_time(10.0) == 0.25
+    assert clock.sleep_time(10.0) == 0.0  # no loop at all, so no I/O
     assert clock.sleep_time(0.0) == 0.0  # already due: don't wait at all
-    assert VirtualClock().sleep_time(10.0) == 0.0
+
+    async def main() -> float:
+        return clock.sleep_time(10.0)
+
+    assert treadle.run(main(), clock=clock) == 0.0  # only the wake-up pipe is watched
+
+
+def test_with_a_socket_watched_the_clock_waits_the_threshold() -> None:
+    clock = VirtualClock(autojump_threshold=0.25)
+    receiver, sender = socket.socketpair()
+
+    async def main() -> list[float]:
+        loop = treadle.get_running_loop()
+        loop.add_reader(receiver, lambda: None)
+        try:
+            return [clock.sleep_time(10.0), clock.sleep_time(0.0)]
+        finally:
+            loop.remove_reader(receiver)
+
+    try:
+        assert treadle.run(main(), clock=clock) == [0.25, 0.0]
+    finally:
+        receiver.close()
+        sender.close()
+
+
+def test_the_default_threshold_waits_for_real_io() -> None:
+    assert VirtualClock().autojump_threshold == DEFAULT_AUTOJUMP_THRESHOLD > 0
 
 
 class _IOArrivesWhileWaiting:
@@ -247,3 +275,85 @@ def test_a_stopping_loop_does_not_jump_ahead() -> None:
         assert loop.time() == 0.0
     finally:
         loop.close()
+
+
+# --- real I/O under the pytest plugin's virtual clock ------------------------------------------
+
+
+async def _echo_once(reader: treadle.StreamReader, writer: treadle.StreamWriter) -> None:
+    writer.write(await reader.read(100))
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
+@pytest.mark.timeout(20)
+async def test_a_loopback_exchange_under_a_timeout_on_virtual_time(
+    virtual_clock: VirtualClock,
+) -> None:
+    server = await treadle.start_server(_echo_once, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with treadle.timeout(5):
+            reader, writer = await treadle.open_connection("127.0.0.1", port)
+            writer.write(b"ping over loopback")
+            await writer.drain()
+            assert await reader.read(100) == b"ping over loopback"
+            writer.close()
+            await writer.wait_closed()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert treadle.get_running_loop().time() < 5
+
+
+@pytest.mark.timeout(20)
+async def test_a_thread_under_a_timeout_on_virtual_time(virtual_clock: VirtualClock) -> None:
+    async with treadle.timeout(5):
+        await treadle.to_thread(time.sleep, 0.05)
+    assert virtual_clock.jumps == 0
+
+
+@pytest.mark.timeout(20)
+async def test_sleeping_an_hour_with_no_io_takes_no_real_time(virtual_clock: VirtualClock) -> None:
+    real_start = time.monotonic()
+    await treadle.sleep(3600)
+    assert treadle.get_running_loop().time() == 3600
+    assert time.monotonic() - real_start < DEFAULT_AUTOJUMP_THRESHOLD
+
+
+def test_run_test_counts_threads_as_work_in_flight() -> None:
+    async def main() -> float:
+        async with treadle.timeout(5):
+            await treadle.to_thread(time.sleep, 0.05)
+        return treadle.get_running_loop().time()
+
+    assert run_test(main, clock=VirtualClock()) == 0.0
+
+
+@pytest.mark.timeout(20)
+async def test_a_loopback_exchange_with_a_peer_thread_on_virtual_time(
+    virtual_clock: VirtualClock,
+) -> None:
+    # The peer answers from another thread, as a server under test in a thread would: the
+    # loop must wait for its reply rather than jump past the timeout.
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def peer() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.sendall(b"reply to " + connection.recv(100))
+
+    thread = threading.Thread(target=peer)
+    thread.start()
+    try:
+        async with treadle.timeout(5):
+            reader, writer = await treadle.open_connection(*listener.getsockname())
+            writer.write(b"ping")
+            assert await reader.read(100) == b"reply to ping"
+            writer.close()
+            await writer.wait_closed()
+    finally:
+        listener.close()
+        await treadle.to_thread(thread.join)
+    assert virtual_clock.time() == 0.0

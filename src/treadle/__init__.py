@@ -14,6 +14,7 @@ from treadle.combinators import (
     FIRST_COMPLETED,
     FIRST_EXCEPTION,
     as_completed,
+    awaiting,
     gather,
     shield,
     wait,
@@ -33,7 +34,7 @@ from treadle.handles import Handle, TimerHandle
 from treadle.locks import BoundedSemaphore, Condition, Event, Lock, Semaphore
 from treadle.loop import EventLoop, get_running_loop
 from treadle.queues import LifoQueue, PriorityQueue, Queue
-from treadle.runners import run
+from treadle.runners import new_event_loop, run
 from treadle.servers import Server, start_server, start_unix_server
 from treadle.sleeping import sleep
 from treadle.sockets import (
@@ -98,6 +99,7 @@ __all__ = [
     "TimerHandle",
     "all_tasks",
     "as_completed",
+    "awaiting",
     "coroutine",
     "create_task",
     "current_task",
@@ -108,6 +110,7 @@ __all__ = [
     "getnameinfo",
     "iscoroutine",
     "isfuture",
+    "new_event_loop",
     "open_connection",
     "open_unix_connection",
     "run",

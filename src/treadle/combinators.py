@@ -1,8 +1,10 @@
-"""Waiting on several awaitables: ``gather``, ``wait``, ``wait_for``, ``as_completed``, ``shield``.
+"""Waiting on awaitables: ``gather``, ``wait``, ``wait_for``, ``as_completed``, ``shield``.
+
+``awaiting`` lets a generator coroutine ``yield from`` any awaitable, typed.
 
 Each is a small piece of plumbing between futures: done callbacks that count, copy
 an outcome across, or release one waiter future. Names, arguments and semantics are
-asyncio's. Coordination layer: imports the loop, futures, tasks, ``sleeping.check_delay``
+asyncio's. Coordination layer: imports the loop, futures, tasks, ``sleeping.check_seconds``
 and ``timeouts`` (``wait_for`` is a ``timeout()`` block around an ``await``).
 """
 
@@ -13,12 +15,12 @@ import inspect
 import types
 from collections import deque
 from collections.abc import Awaitable, Coroutine, Generator, Iterable
-from typing import Any, Generic, Protocol, TypeAlias, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeAlias, TypeVar, overload
 
 from treadle.errors import CancelledError
 from treadle.futures import Future, isfuture
 from treadle.loop import EventLoop, get_running_loop
-from treadle.sleeping import check_delay
+from treadle.sleeping import check_seconds
 from treadle.tasks import ensure_future, iscoroutine
 from treadle.timeouts import timeout as _timeout
 
@@ -27,6 +29,7 @@ __all__ = [
     "FIRST_COMPLETED",
     "FIRST_EXCEPTION",
     "as_completed",
+    "awaiting",
     "gather",
     "shield",
     "wait",
@@ -34,6 +37,13 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+_T1 = TypeVar("_T1")
+_T2 = TypeVar("_T2")
+_T3 = TypeVar("_T3")
+_T4 = TypeVar("_T4")
+_T5 = TypeVar("_T5")
+_T6 = TypeVar("_T6")
+_FutureT = TypeVar("_FutureT", bound=Future[Any])
 
 # What these functions accept: anything ``await`` takes, and a plain generator (the
 # ``yield from`` style of coroutine, which a Task drives as well).
@@ -130,8 +140,154 @@ class _GatheringFuture(Future[list[Any]]):
         return cancelled_any
 
 
-def gather(*aws: _AwaitableOrGenerator[Any], return_exceptions: bool = False) -> Future[list[Any]]:
-    """Run ``aws`` concurrently; a future of their results, in argument order.
+# gather's types follow typeshed's for asyncio: up to six awaitables give a tuple of
+# their result types (at run time the result is a list, as asyncio's), more give a
+# list; with return_exceptions=True each result may be an exception instead. The
+# "overload-overlap" ignores are typeshed's too: a Literal[False] overload overlaps
+# the bool one by design.
+@overload
+def gather(  # type: ignore[overload-overlap]
+    aw1: _AwaitableOrGenerator[_T1],
+    /,
+    *,
+    return_exceptions: Literal[False] = False,
+) -> Future[tuple[_T1]]: ...
+@overload
+def gather(  # type: ignore[overload-overlap]
+    aw1: _AwaitableOrGenerator[_T1],
+    aw2: _AwaitableOrGenerator[_T2],
+    /,
+    *,
+    return_exceptions: Literal[False] = False,
+) -> Future[tuple[_T1, _T2]]: ...
+@overload
+def gather(  # type: ignore[overload-overlap]
+    aw1: _AwaitableOrGenerator[_T1],
+    aw2: _AwaitableOrGenerator[_T2],
+    aw3: _AwaitableOrGenerator[_T3],
+    /,
+    *,
+    return_exceptions: Literal[False] = False,
+) -> Future[tuple[_T1, _T2, _T3]]: ...
+@overload
+def gather(  # type: ignore[overload-overlap]
+    aw1: _AwaitableOrGenerator[_T1],
+    aw2: _AwaitableOrGenerator[_T2],
+    aw3: _AwaitableOrGenerator[_T3],
+    aw4: _AwaitableOrGenerator[_T4],
+    /,
+    *,
+    return_exceptions: Literal[False] = False,
+) -> Future[tuple[_T1, _T2, _T3, _T4]]: ...
+@overload
+def gather(  # type: ignore[overload-overlap]
+    aw1: _AwaitableOrGenerator[_T1],
+    aw2: _AwaitableOrGenerator[_T2],
+    aw3: _AwaitableOrGenerator[_T3],
+    aw4: _AwaitableOrGenerator[_T4],
+    aw5: _AwaitableOrGenerator[_T5],
+    /,
+    *,
+    return_exceptions: Literal[False] = False,
+) -> Future[tuple[_T1, _T2, _T3, _T4, _T5]]: ...
+@overload
+def gather(  # type: ignore[overload-overlap]
+    aw1: _AwaitableOrGenerator[_T1],
+    aw2: _AwaitableOrGenerator[_T2],
+    aw3: _AwaitableOrGenerator[_T3],
+    aw4: _AwaitableOrGenerator[_T4],
+    aw5: _AwaitableOrGenerator[_T5],
+    aw6: _AwaitableOrGenerator[_T6],
+    /,
+    *,
+    return_exceptions: Literal[False] = False,
+) -> Future[tuple[_T1, _T2, _T3, _T4, _T5, _T6]]: ...
+@overload
+def gather(  # type: ignore[overload-overlap]
+    *aws: _AwaitableOrGenerator[_T], return_exceptions: Literal[False] = False
+) -> Future[list[_T]]: ...
+@overload
+def gather(
+    aw1: _AwaitableOrGenerator[_T1],
+    /,
+    *,
+    return_exceptions: bool,
+) -> Future[tuple[_T1 | BaseException]]: ...
+@overload
+def gather(
+    aw1: _AwaitableOrGenerator[_T1],
+    aw2: _AwaitableOrGenerator[_T2],
+    /,
+    *,
+    return_exceptions: bool,
+) -> Future[tuple[_T1 | BaseException, _T2 | BaseException]]: ...
+@overload
+def gather(
+    aw1: _AwaitableOrGenerator[_T1],
+    aw2: _AwaitableOrGenerator[_T2],
+    aw3: _AwaitableOrGenerator[_T3],
+    /,
+    *,
+    return_exceptions: bool,
+) -> Future[tuple[_T1 | BaseException, _T2 | BaseException, _T3 | BaseException]]: ...
+@overload
+def gather(
+    aw1: _AwaitableOrGenerator[_T1],
+    aw2: _AwaitableOrGenerator[_T2],
+    aw3: _AwaitableOrGenerator[_T3],
+    aw4: _AwaitableOrGenerator[_T4],
+    /,
+    *,
+    return_exceptions: bool,
+) -> Future[
+    tuple[_T1 | BaseException, _T2 | BaseException, _T3 | BaseException, _T4 | BaseException]
+]: ...
+@overload
+def gather(
+    aw1: _AwaitableOrGenerator[_T1],
+    aw2: _AwaitableOrGenerator[_T2],
+    aw3: _AwaitableOrGenerator[_T3],
+    aw4: _AwaitableOrGenerator[_T4],
+    aw5: _AwaitableOrGenerator[_T5],
+    /,
+    *,
+    return_exceptions: bool,
+) -> Future[
+    tuple[
+        _T1 | BaseException,
+        _T2 | BaseException,
+        _T3 | BaseException,
+        _T4 | BaseException,
+        _T5 | BaseException,
+    ]
+]: ...
+@overload
+def gather(
+    aw1: _AwaitableOrGenerator[_T1],
+    aw2: _AwaitableOrGenerator[_T2],
+    aw3: _AwaitableOrGenerator[_T3],
+    aw4: _AwaitableOrGenerator[_T4],
+    aw5: _AwaitableOrGenerator[_T5],
+    aw6: _AwaitableOrGenerator[_T6],
+    /,
+    *,
+    return_exceptions: bool,
+) -> Future[
+    tuple[
+        _T1 | BaseException,
+        _T2 | BaseException,
+        _T3 | BaseException,
+        _T4 | BaseException,
+        _T5 | BaseException,
+        _T6 | BaseException,
+    ]
+]: ...
+@overload
+def gather(
+    *aws: _AwaitableOrGenerator[_T], return_exceptions: bool
+) -> Future[list[_T | BaseException]]: ...
+def gather(*aws: _AwaitableOrGenerator[Any], return_exceptions: bool = False) -> Future[Any]:
+    """Run ``aws`` concurrently; a future of their results (a list), in argument order.
 
     Coroutines are wrapped in tasks; the same awaitable given twice runs once. The
     first exception (or cancellation) of a child is the gather's, and the other
@@ -201,12 +357,24 @@ def gather(*aws: _AwaitableOrGenerator[Any], return_exceptions: bool = False) ->
 # --- wait -------------------------------------------------------------------------------
 
 
+# As typeshed types asyncio.wait: futures and tasks come back as what they are.
+@overload
+async def wait(
+    fs: Iterable[_FutureT], *, timeout: float | None = None, return_when: str = ALL_COMPLETED
+) -> tuple[set[_FutureT], set[_FutureT]]: ...
+@overload
 async def wait(
     fs: Iterable[Awaitable[_T]],
     *,
     timeout: float | None = None,
     return_when: str = ALL_COMPLETED,
-) -> tuple[set[Future[_T]], set[Future[_T]]]:
+) -> tuple[set[Future[_T]], set[Future[_T]]]: ...
+async def wait(
+    fs: Iterable[Awaitable[Any]],
+    *,
+    timeout: float | None = None,
+    return_when: str = ALL_COMPLETED,
+) -> tuple[set[Any], set[Any]]:
     """Wait for the futures and tasks in ``fs``; return the sets ``(done, pending)``.
 
     ``return_when`` is ``FIRST_COMPLETED``, ``FIRST_EXCEPTION`` or ``ALL_COMPLETED``.
@@ -224,7 +392,7 @@ async def wait(
         _close_coroutines(given)
         raise ValueError(f"invalid return_when value: {return_when!r}")
     try:
-        check_delay(timeout, "wait() timeout")
+        check_seconds(timeout, "wait() timeout")
     except (TypeError, ValueError):
         _close_coroutines(given)
         raise
@@ -277,21 +445,24 @@ async def _wait(
 async def wait_for(aw: _AwaitableOrGenerator[_T], timeout: float | None) -> _T:
     """Await ``aw``, but for at most ``timeout`` seconds; then cancel it, raise TimeoutError.
 
-    ``timeout=None`` waits as long as it takes. As in asyncio 3.12 this is a
+    ``timeout=None`` waits as long as it takes. As in asyncio 3.12+ this is a
     ``timeout()`` block around ``await aw``: a coroutine runs in the calling task, and
-    the caller waits for the cancelled ``aw`` to finish. A future that completes just
-    as the deadline passes gives its result rather than TimeoutError. A cancellation
-    of the caller stays a cancellation. A negative or NaN ``timeout`` is a ValueError.
+    the caller waits for the cancelled ``aw`` to finish. A future that completes in the
+    loop iteration where the deadline passes, but after the caller's last wakeup, still
+    times out (its result stays on the future), as in asyncio 3.12+; 3.11 returned it.
+    A cancellation of the caller stays a cancellation. A ``timeout`` of zero or less (as
+    in asyncio 3.12+) gives the result of ``aw`` if it is already done, and otherwise
+    cancels it and raises TimeoutError; a NaN ``timeout`` is a ValueError.
     """
     try:
-        check_delay(timeout, "wait_for() timeout")
+        check_seconds(timeout, "wait_for() timeout")
         _check_awaitables([aw], "wait_for()")
     except (TypeError, ValueError):
         _close_coroutines([aw])
         raise
     if timeout is None:
         return await _awaitable(aw)
-    if timeout == 0:
+    if timeout <= 0:
         # No time at all: cancel at once (the result of what is already done is kept).
         fut = ensure_future(aw)
         if fut.done():
@@ -301,16 +472,8 @@ async def wait_for(aw: _AwaitableOrGenerator[_T], timeout: float | None) -> _T:
             return fut.result()
         except CancelledError as exc:
             raise TimeoutError(f"wait_for() timed out after {timeout!r} seconds") from exc
-    future: Future[_T] | None = aw if isfuture(aw) else None  # type: ignore[assignment]
-    try:
-        async with _timeout(timeout):
-            return await _awaitable(aw)
-    except TimeoutError:
-        # The deadline passed in the same loop iteration the future completed, after
-        # it did: its outcome is there to take, and it must not be lost.
-        if future is not None and future.done() and not future.cancelled():
-            return future.result()
-        raise
+    async with _timeout(timeout):
+        return await _awaitable(aw)
 
 
 async def _cancel_and_wait(fut: Future[Any]) -> None:
@@ -348,7 +511,7 @@ class _AsCompleted(Generic[_T]):
             )
         given = set(fs)
         try:
-            check_delay(timeout, "as_completed() timeout")
+            check_seconds(timeout, "as_completed() timeout")
             _check_awaitables(given, "as_completed()")
             loop = get_running_loop()
         except (TypeError, ValueError, RuntimeError):
@@ -430,9 +593,25 @@ def as_completed(
     raising the next exception) to come in, as asyncio 3.11 does. ``async for f in
     as_completed(fs)`` gives the futures and tasks themselves, done, as asyncio 3.13
     does. Once ``timeout`` seconds pass, each remaining awaitable raises TimeoutError
-    (nothing is cancelled). A negative or NaN ``timeout`` is a ValueError.
+    (nothing is cancelled); at once if ``timeout`` is zero or less. NaN is a ValueError.
     """
     return _AsCompleted(fs, timeout)
+
+
+# --- awaiting: await from a generator coroutine ------------------------------------------
+
+
+def awaiting(aw: _AwaitableOrGenerator[_T]) -> Generator[Any, Any, _T]:
+    """``yield from awaiting(aw)`` in a generator coroutine is ``await aw`` in ``async def``.
+
+    Works on anything ``await`` takes (native coroutines such as ``treadle.sleep(1)``,
+    tasks, futures, ``@treadle.coroutine`` generators) and is typed so that
+    ``mypy --strict`` knows the result: ``n = yield from awaiting(queue.get())``.
+    """
+    if isinstance(aw, types.GeneratorType):
+        return aw  # a generator coroutine: ``yield from`` drives it as it is
+    _check_awaitables([aw], "awaiting()")
+    return aw.__await__()  # type: ignore[union-attr]  # (a generator was returned above)
 
 
 # --- shield -----------------------------------------------------------------------------

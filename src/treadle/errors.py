@@ -81,7 +81,14 @@ class QueueShutDown(Exception):
 
 
 class HTTPError(Exception):
-    """Base of every error the HTTP client raises."""
+    """Base of every error the HTTP client raises.
+
+    ``requests_sent`` counts the requests the failed call wrote to the wire (redirects
+    and the client's transparent retry of a stale connection included), so a caller's
+    own retry loop can bound what reaches the server.
+    """
+
+    requests_sent: int = 0
 
 
 class InvalidURL(HTTPError, ValueError):

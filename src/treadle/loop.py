@@ -142,6 +142,64 @@ class _RunningLoop(threading.local):
 
 _running = _RunningLoop()
 
+# --- fork() -------------------------------------------------------------------------------
+#
+# A child made by fork() inherits the parent's loops half-alive: their epoll instance and
+# wake-up socketpair are *shared* with the parent (fork copies the descriptors, not what
+# they point to), and the forking thread's record says a loop is running. So in the
+# child, no loop is running, and every loop made before the fork is cut off from the
+# shared epoll: registering a descriptor there from the child would change what the
+# parent's loop waits for. What is supported in a child is a new loop of its own
+# (treadle.run(), new_event_loop()); a parent's loop can only be closed there. A child
+# forked from inside a callback and returning to the loop finds that loop stopping, its
+# pending callbacks and timers dropped (they are the parent's work), and any further run
+# refused with a RuntimeError that says so.
+
+# Every loop not yet garbage-collected, so that a forked child can cut them off.
+_all_loops: weakref.WeakSet[EventLoop] = weakref.WeakSet()
+
+
+class _ForkedPoller:
+    """The poller of a loop inherited across fork(): refuses everything but close()."""
+
+    def __init__(self, parent_pid: int) -> None:
+        self._parent_pid = parent_pid
+
+    def _refuse(self, *args: object) -> Any:
+        raise RuntimeError(
+            f"this event loop was made in process {self._parent_pid} and came into "
+            f"process {os.getpid()} by fork(); it cannot run or watch file descriptors "
+            "here. Start a new loop in the child: treadle.run() or treadle.new_event_loop()"
+        )
+
+    register = modify = unregister = poll = _refuse
+
+    def close(self) -> None:
+        """Nothing to release: the child's copy of the epoll descriptor is closed already."""
+
+
+def _cut_off_loops_after_fork() -> None:
+    """In a child just forked: no loop runs here, and the parent's loops are cut off."""
+    _running.loop = None
+    parent_pid = os.getppid()
+    for loop in list(_all_loops):
+        if loop._closed:
+            continue
+        # Closing the child's copy of the epoll descriptor leaves the parent's intact.
+        loop._poller.close()
+        loop._poller = _ForkedPoller(parent_pid)
+        for handle in loop._ready:
+            # Marked directly, not cancel()ed: this is the child's copy, and nothing of
+            # the parent's bookkeeping must run here.
+            handle._cancelled = True
+        loop._timers.clear()
+        loop._cancelled_timers = 0
+        loop._stopping = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_cut_off_loops_after_fork)
+
 
 def get_running_loop() -> EventLoop:
     """The loop running in this thread; RuntimeError when there is none."""
@@ -265,7 +323,7 @@ class EventLoop:
         self._timer_sequence = itertools.count().__next__
         # Invariant: how many cancelled handles are still in _timers.
         self._cancelled_timers = 0
-        self._poller = _make_poller()
+        self._poller: _Poller | _ForkedPoller = _make_poller()
         # fd -> interest mask currently registered with the poller.
         self._registered: dict[int, int] = {}
         self._readers: dict[int, Handle] = {}
@@ -290,6 +348,7 @@ class EventLoop:
         self._self_reader.setblocking(False)
         self._self_writer.setblocking(False)
         self._watch(self._readers, self._self_reader.fileno(), self._drain_self_pipe, ())
+        _all_loops.add(self)
 
     def __repr__(self) -> str:
         return (
@@ -523,6 +582,8 @@ class EventLoop:
     def _check_can_run(self) -> None:
         if self._closed:
             raise RuntimeError("Event loop is closed: create a new one (or use treadle.run())")
+        if isinstance(self._poller, _ForkedPoller):
+            self._poller.poll(0)  # raises: this loop belongs to the parent process
         if self.is_running():
             raise RuntimeError("This event loop is already running")
         if _running.loop is not None:

@@ -1,10 +1,12 @@
 """Queues for passing items between tasks: Queue (FIFO), PriorityQueue and LifoQueue.
 
-Same names, API and semantics as asyncio's, including ``shutdown()`` from Python 3.13,
-and fair: getters get items, and putters get free slots, in the order they started
-waiting. Blocked getters and putters park on a ``WaitQueue``, so a cancelled ``get()``
-never loses an item and a cancelled ``put()`` never inserts one. Coordination layer:
-imports ``treadle.errors`` and ``treadle.waitqueue``.
+Same names, API and semantics as asyncio's, including ``shutdown()`` from Python 3.13:
+``get()`` returns at once when an item is there and ``put()`` at once when there is
+room, even if other tasks were woken for them and have not run yet (those look again,
+and wait again at the back of the line if they find nothing). Blocked getters and
+putters park on a ``WaitQueue``, so a cancelled ``get()`` never loses an item and a
+cancelled ``put()`` never inserts one. Coordination layer: imports ``treadle.errors``
+and ``treadle.waitqueue``.
 """
 
 from __future__ import annotations
@@ -38,9 +40,8 @@ class Queue(Generic[_T]):
         # The items: a deque here; subclasses choose their container in _init().
         self._queue: Any = None
         self._init(maxsize)
-        # Invariant: _getters.woken <= qsize() and _putters.woken <= free slots, except
-        # just after get_nowait()/put_nowait() took what a woken task was counting on;
-        # that task then finds nothing and waits again.
+        # Tasks waiting for an item, and for a free slot. A woken task re-checks the
+        # queue: what it was woken for may have been taken since.
         self._getters = WaitQueue()
         self._putters = WaitQueue()
         # Tasks waiting in join(), woken all at once when _unfinished drops to zero.
@@ -96,21 +97,18 @@ class Queue(Generic[_T]):
     # --- putting ---------------------------------------------------------------------
 
     async def put(self, item: _T) -> None:
-        """Put ``item`` in the queue, waiting while it is full or earlier putters wait.
+        """Put ``item`` in the queue, waiting while it is full.
 
         QueueShutDown if the queue is shut down. If cancelled, the item is not put.
         """
-        if self._is_shutdown:
-            raise QueueShutDown("put() on a queue that is shut down")
-        if self._putters or self.full():
-            await self._putters.park()
-            while self.full() and not self._is_shutdown:
-                # put_nowait() took the free slot we were woken for.
-                await self._putters.park()
-            self.put_nowait(item)
-            self._putters.unpark_for(self._maxsize - len(self._queue))
-        else:
-            self.put_nowait(item)
+        while self.full():
+            if self._is_shutdown:
+                raise QueueShutDown("put() on a queue that is shut down")
+            await self._putters.park(self._has_room)
+        self.put_nowait(item)
+
+    def _has_room(self) -> bool:
+        return not self.full()
 
     def put_nowait(self, item: _T) -> None:
         """Put ``item`` in the queue at once; QueueFull if it is full.
@@ -128,20 +126,19 @@ class Queue(Generic[_T]):
     # --- getting ----------------------------------------------------------------------
 
     async def get(self) -> _T:
-        """Remove and return an item, waiting while the queue is empty or earlier getters wait.
+        """Remove and return an item, waiting while the queue is empty.
 
         QueueShutDown if the queue is shut down and empty (or was shut down with
         ``immediate=True``). If cancelled, no item is taken.
         """
-        if not self._is_shutdown and (self._getters or not self._queue):
-            await self._getters.park()
-            while not self._queue and not self._is_shutdown:
-                # get_nowait() took the item we were woken for.
-                await self._getters.park()
-            item = self.get_nowait()
-            self._getters.unpark_for(len(self._queue))
-            return item
+        while not self._queue:
+            if self._is_shutdown:
+                raise QueueShutDown("get() on a queue that is shut down and empty")
+            await self._getters.park(self._has_items)
         return self.get_nowait()
+
+    def _has_items(self) -> bool:
+        return bool(self._queue)
 
     def get_nowait(self) -> _T:
         """Remove and return an item at once; QueueEmpty if there is none.

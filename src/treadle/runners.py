@@ -20,9 +20,18 @@ from treadle.futures import Future
 from treadle.loop import EventLoop, _get_running_loop
 from treadle.tasks import Task, all_tasks, iscoroutine
 
-__all__ = ["run"]
+__all__ = ["new_event_loop", "run"]
 
 _T = TypeVar("_T")
+
+
+def new_event_loop() -> EventLoop:
+    """A fresh event loop, not running; as ``asyncio.new_event_loop()``.
+
+    Drive it with ``run_until_complete()`` or ``run_forever()`` and ``close()`` it when
+    done. ``treadle.run()`` does all of that for you and is the usual entry point.
+    """
+    return EventLoop()
 
 
 def run(

@@ -168,6 +168,10 @@ class Server:
             result = self._handler(reader, writer)
             if result is not None:
                 await result
+            # The connection is this server's until what the handler wrote is flushed:
+            # wait_closed() waits for that, and close_clients() cuts it short.
+            writer.close()
+            await writer.wait_closed()
         except CancelledError:
             writer.abort()
             raise
@@ -181,8 +185,6 @@ class Server:
                 }
             )
             writer.abort()
-        else:
-            writer.close()
 
     def _client_done(self, task: Future[None]) -> None:
         self._clients.discard(task)

@@ -13,20 +13,35 @@ from typing import Any, TypeVar, overload
 from treadle.futures import Future
 from treadle.loop import get_running_loop
 
-__all__ = ["check_delay", "sleep"]
+__all__ = ["check_delay", "check_seconds", "sleep"]
 
 _T = TypeVar("_T")
 
 
-def check_delay(delay: float | None, what: str) -> None:
-    """Reject a negative or NaN number of seconds with a message naming ``what``."""
+def check_seconds(delay: float | None, what: str) -> None:
+    """Reject a NaN or non-number ``delay`` with a message naming ``what``.
+
+    A negative delay passes: as in asyncio, it has simply expired already. For
+    ``sleep``, ``timeout``, ``wait_for`` and the like.
+    """
     if delay is None:
         return
     if isinstance(delay, bool) or not isinstance(delay, int | float):
         raise TypeError(f"{what} must be a number of seconds, got {delay!r}")
     if math.isnan(delay):
+        # asyncio 3.13's sleep() refuses NaN too; its timeout() and wait_for() take it
+        # and then never fire. A NaN delay is always a bug upstream: say so here.
         raise ValueError(f"{what} is NaN; pass a number of seconds")
-    if delay < 0:
+
+
+def check_delay(delay: float | None, what: str) -> None:
+    """Reject a negative, NaN or non-number ``delay`` with a message naming ``what``.
+
+    For settings (a client's timeouts, a crawler's backoff), where a negative number
+    of seconds is a mistake rather than a deadline already past.
+    """
+    check_seconds(delay, what)
+    if delay is not None and delay < 0:
         raise ValueError(f"{what} must be zero or more seconds, got {delay!r}")
 
 
@@ -45,11 +60,14 @@ async def sleep(delay: float) -> None: ...
 @overload
 async def sleep(delay: float, result: _T) -> _T: ...
 async def sleep(delay: float, result: Any = None) -> Any:
-    """Suspend for ``delay`` seconds, then return ``result``; ``sleep(0)`` lets others run."""
-    if delay == 0 and not isinstance(delay, bool):
+    """Suspend for ``delay`` seconds, then return ``result``.
+
+    ``sleep(0)``, or any delay of zero or less, just lets the other tasks run.
+    """
+    check_seconds(delay, "sleep() delay")
+    if delay <= 0:
         await _yield_to_others()
         return result
-    check_delay(delay, "sleep() delay")
     loop = get_running_loop()
     fut: Future[Any] = loop.create_future()
     timer = loop.call_later(delay, _wake, fut, result)

@@ -353,6 +353,10 @@ class StreamReader:
         """The receive error the stream has met, if any."""
         return self._conn.read_error
 
+    def buffered(self) -> int:
+        """How many received bytes wait in the buffer, not yet read (not in asyncio)."""
+        return len(self._conn.rbuf)
+
     async def _fill(self) -> None:
         """Receive more into the buffer once (or note EOF or an error)."""
         c = self._conn
@@ -431,11 +435,17 @@ class StreamReader:
 
     async def _read_all(self) -> bytes:
         chunks: list[bytes] = []
-        while True:
-            data = await self.read(max(self._limit, 65536))
-            if not data:
-                return b"".join(chunks)
-            chunks.append(data)
+        try:
+            while True:
+                data = await self.read(max(self._limit, 65536))
+                if not data:
+                    return b"".join(chunks)
+                chunks.append(data)
+        except BaseException:
+            # Cancelled or failed before EOF: give back what was gathered, so that no
+            # byte is lost and the next read starts where this one did.
+            self._conn.rbuf[:0] = b"".join(chunks)
+            raise
 
     async def readexactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes; IncompleteReadError (with ``.partial``) if EOF comes first."""
@@ -600,8 +610,22 @@ class StreamWriter:
         return self._conn.closing
 
     async def wait_closed(self) -> None:
-        """Wait until the socket is closed."""
-        await self._conn.closed
+        """Wait until the socket is closed. Cancelling the wait does not stop the close."""
+        closed = self._conn.closed
+        if closed.done():
+            return
+        # A future of our own: a cancelled wait must not cancel the shared ``closed``,
+        # which is also how the connection knows its socket is still to be closed.
+        waiter: Future[None] = self._conn.loop.create_future()
+
+        def wake(_: Future[None]) -> None:
+            _wake(waiter)
+
+        closed.add_done_callback(wake)
+        try:
+            await waiter
+        finally:
+            closed.remove_done_callback(wake)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """``peername``, ``sockname``, ``socket``; over TLS also ``ssl_object``, ``peercert``,

@@ -360,11 +360,16 @@ def _outcome_of_foreign(future: Any) -> BaseException | None:
     return None
 
 
-def coroutine(func: Callable[_P, Generator[Any, Any, _T]]) -> Callable[_P, Coroutine[Any, Any, _T]]:
+def coroutine(
+    func: Callable[_P, Generator[Any, Any, _T]],
+) -> Callable[_P, Coroutine[object, object, _T]]:
     """Mark a generator function as a coroutine, so ``async def`` code can ``await`` it.
 
-    Inside it, ``yield from`` works on futures, generators and native coroutines alike.
+    Inside it, ``yield from`` works on futures, generators and native coroutines alike
+    (``yield from treadle.awaiting(aw)`` is the typed way; see docs/typing.md).
     """
+    # Typed Coroutine[object, object, _T], not [Any, Any, _T]: an explicit Any in an
+    # argument makes mypy give up on gather()'s overloads and infer Any.
     if inspect.iscoroutinefunction(func):
         return func
     target = func.func if isinstance(func, functools.partial) else func

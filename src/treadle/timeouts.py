@@ -3,7 +3,7 @@
 A ``Timeout`` cancels its task when the deadline passes, and turns exactly that
 cancellation back into the builtin ``TimeoutError`` on the way out, using the task's
 cancellation count (``cancelling()``/``uncancel()``) to tell its own cancellation from
-anyone else's. Coordination layer: imports the loop, tasks and ``sleeping.check_delay``.
+anyone else's. Coordination layer: imports the loop, tasks and ``sleeping.check_seconds``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from treadle.errors import CancelledError
 from treadle.loop import get_running_loop
-from treadle.sleeping import check_delay
+from treadle.sleeping import check_seconds
 from treadle.tasks import Task, current_task
 
 __all__ = ["Timeout", "timeout", "timeout_at"]
@@ -139,15 +139,18 @@ class Timeout:
 def timeout(delay: float | None) -> Timeout:
     """An async context manager that raises ``TimeoutError`` if its block runs ``delay`` seconds.
 
-    ``delay=None`` means no deadline. A negative or NaN ``delay`` is a ValueError
-    (asyncio treats a negative delay as zero).
+    ``delay=None`` means no deadline. A delay of zero or less has already expired:
+    the block is cancelled at its first suspension, as in asyncio. NaN is a ValueError.
     """
-    check_delay(delay, "timeout() delay")
+    check_seconds(delay, "timeout() delay")
     if delay is None:
         return Timeout(None)
     return Timeout(get_running_loop().time() + delay)
 
 
 def timeout_at(when: float | None) -> Timeout:
-    """Like ``timeout``, with an absolute deadline ``when`` in ``loop.time()``'s terms."""
+    """Like ``timeout``, with an absolute deadline ``when`` in ``loop.time()``'s terms.
+
+    A deadline already past expires at the block's first suspension.
+    """
     return Timeout(when)

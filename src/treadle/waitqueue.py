@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 from treadle.futures import Future
 from treadle.loop import EventLoop, get_running_loop
@@ -30,7 +30,10 @@ class WaitQueue:
     The hand-off rule lives here and nowhere else: a task woken by ``unpark()`` that is
     cancelled before it gets to run passes its wake-up to the next parked task, so a
     wake-up is never lost. (One woken by ``unpark_all()`` does not: everybody parked
-    then was woken too, and whoever parked since must not be.)
+    then was woken too, and whoever parked since must not be.) A primitive whose
+    wake-up can go stale (a queue item taken meanwhile by ``get_nowait()``) passes a
+    ``still_worth_passing`` check to ``park()``, so a stale wake-up dies with its task
+    instead of sending the next task to the back of the queue for nothing.
 
     A parked task costs one Future and one deque slot, and no coroutine frame of its own.
     """
@@ -41,7 +44,7 @@ class WaitQueue:
         # The futures of parked tasks not woken yet, oldest first. May also hold
         # cancelled futures whose tasks have not yet run to take them out; everything
         # that reads the deque skips those.
-        self._parked: deque[Future[bool]] = deque()
+        self._parked: deque[_Waiter] = deque()
         # Invariant: how many tasks were woken and have not yet resumed from park().
         self._woken = 0
 
@@ -73,13 +76,14 @@ class WaitQueue:
         """How many tasks were woken and have not resumed from ``park()`` yet."""
         return self._woken
 
-    def park(self) -> Future[bool]:
+    def park(self, still_worth_passing: Callable[[], bool] | None = None) -> Future[bool]:
         """Queue the current task; ``await queue.park()`` suspends it until it is woken.
 
         The awaited value is True if ``unpark()`` woke the task, False if
         ``unpark_all()`` did. If the task is cancelled while parked, it leaves the queue
         and CancelledError propagates; if it had already been woken by ``unpark()``, the
-        wake-up passes to the next task. Await the result at once, exactly once.
+        wake-up passes to the next task (only if ``still_worth_passing()`` says so, when
+        given). Await the result at once, exactly once.
         """
         parked = self._parked
         loop = get_running_loop()
@@ -88,17 +92,17 @@ class WaitQueue:
                 f"{self!r} has tasks of another event loop parked on it; a lock, event "
                 "or queue can be shared only by the tasks of one loop"
             )
-        waiter = _Waiter(self, loop)
+        waiter = _Waiter(self, loop, still_worth_passing)
         parked.append(waiter)
         return waiter
 
-    def _leave(self, fut: Future[bool]) -> None:
+    def _leave(self, fut: _Waiter) -> None:
         """The task parked on ``fut`` is leaving by an exception (cancellation, mostly)."""
         if fut.done() and not fut.cancelled():
             # Woken, then cancelled before it could run. The wake-up was meant for
             # whoever was first in line; that is no longer this task.
             self._woken -= 1
-            if fut.result():
+            if fut.result() and (fut._still_worth_passing is None or fut._still_worth_passing()):
                 self.unpark()
             return
         # Not woken. The future is still queued, unless unpark() already skipped it.
@@ -158,11 +162,15 @@ class _Waiter(Future[bool]):
     protocol every Task understands: ``_asyncio_future_blocking`` set, then yield self.
     """
 
-    __slots__ = ("_queue",)
+    __slots__ = ("_queue", "_still_worth_passing")
 
-    def __init__(self, queue: WaitQueue, loop: EventLoop) -> None:
+    def __init__(
+        self, queue: WaitQueue, loop: EventLoop, still_worth_passing: Callable[[], bool] | None
+    ) -> None:
         super().__init__(loop=loop)
         self._queue = queue
+        # Whether a wake-up this task cannot use should go to the next task (None: yes).
+        self._still_worth_passing = still_worth_passing
 
     def __await__(self) -> Generator[Future[bool], None, bool]:
         try:

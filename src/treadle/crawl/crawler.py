@@ -398,14 +398,19 @@ class Crawler:
             wait_host = 0.0
             wait_url = 0.0
             async with gate.slot():
-                # The one place a request to the server is counted. (The HTTP client's
-                # transparent retry of a stale keep-alive connection must be added here.)
+                # The one place a request to the server is counted. max_tries bounds the
+                # requests that reach the server, so the HTTP client's transparent retry
+                # of a stale keep-alive connection is allowed only when it fits, and the
+                # requests it sent beyond the first are counted too.
                 record.tries += 1
                 try:
-                    retry_after = await self._fetch_once(job, record)
+                    retry_after = await self._fetch_once(
+                        job, record, retry_stale=record.tries < self.max_tries
+                    )
                 except _FetchFailed as failed:
                     exc = failed.__cause__
                     assert exc is not None
+                    record.tries += _extra_requests(exc)
                     record.exception = f"{type(exc).__name__}: {exc}"
                     record.error_kind = error_kind(exc)
                     if not is_retryable_error(exc):
@@ -439,13 +444,16 @@ class Crawler:
         record.elapsed = loop.time() - started
         return record
 
-    async def _fetch_once(self, job: _Job, record: Record) -> float | None:
+    async def _fetch_once(self, job: _Job, record: Record, *, retry_stale: bool) -> float | None:
         """One request for ``job``, its outcome written to ``record``; the Retry-After
         seconds the response asked for, if any. A failure raises ``_FetchFailed``."""
         assert self._client is not None
         deadline = timeout(self.timeout)
         try:
-            async with deadline, self._client.stream("GET", job.url) as response:
+            async with deadline, self._client.stream(
+                "GET", job.url, retry_stale=retry_stale
+            ) as response:
+                record.tries += response.requests_sent - 1
                 record.status = response.status
                 record.content_type = response.content_type
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
@@ -560,13 +568,17 @@ class Crawler:
                 try:
                     async with timeout(self.timeout):
                         response = await self._client.get(
-                            url, follow_redirects=True, max_body_size=_ROBOTS_MAX_SIZE
+                            url,
+                            follow_redirects=True,
+                            max_body_size=_ROBOTS_MAX_SIZE,
+                            retry_stale=tries < self.max_tries,
                         )
                 except ResponseTooLarge as exc:
                     failure = exc
                 except (HTTPError, OSError, TimeoutError) as exc:
                     failure = exc
             if failure is not None:
+                tries += _extra_requests(failure)
                 kind = error_kind(failure)
                 if is_retryable_error(failure) and tries < self.max_tries:
                     self.retries += 1
@@ -597,6 +609,11 @@ class Crawler:
             if policy.crawl_delay is not None and policy.crawl_delay > gate.delay:
                 gate.delay = policy.crawl_delay
             return policy
+
+
+def _extra_requests(error: BaseException) -> int:
+    """The requests a failed fetch wrote beyond the one already counted for it."""
+    return max(0, error.requests_sent - 1) if isinstance(error, HTTPError) else 0
 
 
 def _content_length(response: Response) -> int | None:

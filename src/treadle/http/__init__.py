@@ -16,10 +16,11 @@ from treadle.errors import (
     ResponseTooLarge,
     TooManyRedirects,
 )
-from treadle.http.client import DEFAULT_USER_AGENT, Client
+from treadle.http.client import DEFAULT_MAX_BODY_SIZE, DEFAULT_USER_AGENT, Client
 from treadle.http.connection import Headers, Response
 
 __all__ = [
+    "DEFAULT_MAX_BODY_SIZE",
     "DEFAULT_USER_AGENT",
     "Client",
     "ConnectError",

@@ -2,9 +2,11 @@
 
 ``Client.request`` connects (or reuses an idle connection), writes the request, and
 returns a ``Response`` whose body is read whole (the default) or streamed. Timeouts
-cover connecting, each read, and the whole request; a cap bounds the body size.
-Redirects are returned as they are unless following is asked for. HTTP layer: imports
-treadle's streams, coordination and errors.
+cover connecting, each read, and the whole request; caps bound the head and the body.
+Redirects are returned as they are unless following is asked for. Every failure is an
+``HTTPError`` that gives back the connection's pool permits, and every call counts the
+requests it wrote (``requests_sent``). HTTP layer: imports treadle's streams,
+coordination and errors.
 """
 
 from __future__ import annotations
@@ -16,16 +18,26 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Self
 
-from treadle.errors import ConnectError, InvalidURL, ReadTimeout, TooManyRedirects
-from treadle.http.connection import HTTPConnection, Response, _StaleConnection
+from treadle.errors import (
+    ConnectError,
+    HTTPError,
+    InvalidURL,
+    ReadTimeout,
+    RemoteDisconnected,
+    TooManyRedirects,
+)
+from treadle.http.connection import HeadLimits, HTTPConnection, Response, _StaleConnection
 from treadle.locks import Semaphore
 from treadle.sleeping import check_delay
 from treadle.streams import open_connection
 from treadle.timeouts import timeout
 
-__all__ = ["DEFAULT_USER_AGENT", "Client"]
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_USER_AGENT", "Client"]
 
 DEFAULT_USER_AGENT = "treadle-http/0.1"
+# The default cap on a decoded body: large for a page, small enough that a gzip bomb
+# stops long before it hurts.
+DEFAULT_MAX_BODY_SIZE = 32 * 1024 * 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
@@ -109,8 +121,7 @@ class _Pool:
         idle = self.idle.get(key)
         while idle:
             connection = idle.pop()
-            # A connection the server closed while idle has readable EOF; skip it cheaply.
-            if connection.reusable and not connection.reader.at_eof():
+            if connection.looks_reusable():
                 return connection
             connection.close()
         return None
@@ -138,8 +149,11 @@ class Client:
     ``max_connections`` bounds the connections in use at once, ``max_per_host`` those to
     one (scheme, host, port). ``connect_timeout``, ``read_timeout`` (each read) and
     ``timeout`` (the whole request, body included when read whole) are seconds, or
-    None for no limit. ``max_body_size`` caps the decoded body. Certificates are
-    verified unless ``ssl`` is an SSLContext that says otherwise.
+    None for no limit. ``max_body_size`` caps the decoded body (None: no cap).
+    ``max_head_size``, ``max_line_size`` and ``max_headers`` bound the response head.
+    ``retry_stale`` retries an idempotent request once on a fresh connection when a
+    reused one turns out closed before answering (counted in ``requests_sent``).
+    Certificates are verified unless ``ssl`` is an SSLContext that says otherwise.
     """
 
     def __init__(
@@ -150,14 +164,24 @@ class Client:
         connect_timeout: float | None = 10.0,
         read_timeout: float | None = 30.0,
         timeout: float | None = 60.0,
-        max_body_size: int | None = None,
+        max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+        max_head_size: int = 65536,
+        max_line_size: int = 8192,
+        max_headers: int = 100,
+        retry_stale: bool = True,
         follow_redirects: bool = False,
         max_redirects: int = 10,
         ssl: ssl_module.SSLContext | None = None,
         headers: Mapping[str, str] | None = None,
         user_agent: str = DEFAULT_USER_AGENT,
     ) -> None:
-        for option, count in (("max_connections", max_connections), ("max_per_host", max_per_host)):
+        for option, count in (
+            ("max_connections", max_connections),
+            ("max_per_host", max_per_host),
+            ("max_head_size", max_head_size),
+            ("max_line_size", max_line_size),
+            ("max_headers", max_headers),
+        ):
             if not isinstance(count, int) or count < 1:
                 raise ValueError(f"{option} must be a positive integer, got {count!r}")
         for name, delay in (
@@ -174,6 +198,8 @@ class Client:
         self.read_timeout = read_timeout
         self.timeout = timeout
         self.max_body_size = max_body_size
+        self.head_limits = HeadLimits(max_head_size, max_line_size, max_headers)
+        self.retry_stale = retry_stale
         self.follow_redirects = follow_redirects
         self.max_redirects = max_redirects
         self._ssl = ssl
@@ -222,11 +248,14 @@ class Client:
         follow_redirects: bool | None = None,
         max_body_size: int | _Unset | None = _UNSET,
         stream: bool = False,
+        retry_stale: bool | None = None,
     ) -> Response:
         """Send one request; the response (the last one, when following redirects).
 
         With ``stream=False`` the body is read before returning (``response.content``);
         with ``stream=True`` read it with ``read()``/``aiter_bytes()`` and ``aclose()`` it.
+        Every failure raises an ``HTTPError``. ``response.requests_sent`` (or the error's)
+        counts the requests this call wrote to the wire.
         """
         if self._pool.closed:
             raise RuntimeError("this Client is closed")
@@ -235,39 +264,48 @@ class Client:
         check_delay(total, "timeout")
         body_cap = self.max_body_size if isinstance(max_body_size, _Unset) else max_body_size
         follow = self.follow_redirects if follow_redirects is None else follow_redirects
+        retry = self.retry_stale if retry_stale is None else retry_stale
+        wire = _WireCount()
         try:
             async with _deadline(total):
-                response = await self._send(method, _Target(url), headers, content, body_cap)
-                history: list[Response] = []
-                while follow and response.is_redirect:
-                    if len(history) >= self.max_redirects:
-                        await response.aclose()
-                        raise TooManyRedirects(
-                            f"more than {self.max_redirects} redirects, starting from {url}"
-                        )
-                    await response.read()
-                    history.append(response)
-                    location = response.headers["location"]
-                    next_url = urllib.parse.urljoin(response.url, location)
-                    if response.status == 303 or (
-                        response.status in (301, 302) and method == "POST"
-                    ):
-                        method, content = "GET", b""
-                    response = await self._send(
-                        method, _Target(next_url), headers, content, body_cap
-                    )
-                response.history = history
-                if not stream:
-                    try:
+                response = await self._send(
+                    method, _Target(url), headers, content, body_cap, wire, retry
+                )
+                try:
+                    history: list[Response] = []
+                    while follow and response.is_redirect:
+                        if len(history) >= self.max_redirects:
+                            raise TooManyRedirects(
+                                f"more than {self.max_redirects} redirects, starting from {url}"
+                            )
                         await response.read()
-                    except BaseException:
-                        response.aclose_now()
-                        raise
+                        history.append(response)
+                        location = response.headers["location"]
+                        next_url = urllib.parse.urljoin(response.url, location)
+                        if response.status == 303 or (
+                            response.status in (301, 302) and method == "POST"
+                        ):
+                            method, content = "GET", b""
+                        response = await self._send(
+                            method, _Target(next_url), headers, content, body_cap, wire, retry
+                        )
+                    response.history = history
+                    response.requests_sent = wire.requests
+                    if not stream:
+                        await response.read()
+                except BaseException:
+                    # Whatever failed (a body, the deadline, a bad Location), the
+                    # connection can't be reused and its permits come back now.
+                    response.aclose_now()
+                    raise
                 return response
         except _DeadlineExceeded:
-            raise ReadTimeout(
-                f"the request to {url} took longer than its timeout of {total} s"
-            ) from None
+            error = ReadTimeout(f"the request to {url} took longer than its timeout of {total} s")
+            error.requests_sent = wire.requests
+            raise error from None
+        except HTTPError as exc:
+            exc.requests_sent = wire.requests
+            raise
 
     async def _send(
         self,
@@ -276,6 +314,8 @@ class Client:
         headers: Mapping[str, str] | None,
         content: bytes,
         max_body_size: int | None,
+        wire: _WireCount,
+        retry_stale: bool,
     ) -> Response:
         head = self._head(method, target, headers, content)
         key = target.key
@@ -305,18 +345,19 @@ class Client:
                 connection = self._pool.take_idle(key) if attempt == 0 else None
                 if connection is None:
                     connection = await self._connect(target)
+                wire.requests += 1
                 try:
                     await connection.send_request(head, content)
-                    parser = await connection.receive(self.read_timeout)
-                except (_StaleConnection, BrokenPipeError, ConnectionResetError) as exc:
+                    parser = await connection.receive(
+                        self.read_timeout, self.head_limits, head_only=method == "HEAD"
+                    )
+                except _StaleConnection as exc:
                     connection.close()
-                    if connection.responses and method in _IDEMPOTENT and attempt == 0:
+                    if retry_stale and method in _IDEMPOTENT and attempt == 0:
                         continue
-                    if isinstance(exc, _StaleConnection):
-                        raise ConnectionResetError(
-                            f"{target.host_header} closed the connection before responding"
-                        ) from None
-                    raise
+                    raise RemoteDisconnected(
+                        f"{target.host_header} closed a reused connection before responding"
+                    ) from exc.__cause__
                 except BaseException:
                     connection.close()
                     raise
@@ -368,6 +409,15 @@ class Client:
         if (content or method in ("POST", "PUT", "PATCH")) and "content-length" not in lowered:
             lines.append(f"Content-Length: {len(content)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+class _WireCount:
+    """How many requests one ``Client.request`` call has written to the wire."""
+
+    __slots__ = ("requests",)
+
+    def __init__(self) -> None:
+        self.requests = 0
 
 
 class _DeadlineExceeded(Exception):

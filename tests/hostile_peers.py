@@ -1,0 +1,131 @@
+"""Shared pieces of the stream fuzzer and the hostile-client server tests.
+
+Connected stream pairs over TCP, a UNIX socket and TLS (for treadle, and for asyncio
+as the oracle), TLS contexts from ``trustme``, a count of open file descriptors, and
+a runner that fails a run which leaves descriptors open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import socket
+import ssl
+import struct
+import tempfile
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import trustme
+
+import treadle
+from treadle.testing import run_test
+
+TRANSPORTS = ("tcp", "unix", "tls")
+
+
+def open_fds() -> int:
+    """How many file descriptors this process has open."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def run_checked(fw: Any, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """Run ``main()`` on ``fw`` (treadle with the plugin's leak checks); fds must come back."""
+    before = open_fds()
+    result = run_test(main) if fw is treadle else asyncio.run(main())
+    after = open_fds()
+    assert after == before, f"the run left {after - before} file descriptor(s) open"
+    return result
+
+
+@functools.cache
+def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a certificate for localhost, and a client context trusting it."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    return server_context, client_context
+
+
+def reset(sock: socket.socket) -> None:
+    """Close ``sock`` with a TCP reset rather than an orderly FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def server_address(server: Any) -> tuple[str, int]:
+    host, port = server.sockets[0].getsockname()[:2]
+    return host, port
+
+
+@contextlib.asynccontextmanager
+async def stream_pair(
+    fw: Any, transport: str, *, limit: int
+) -> AsyncIterator[tuple[tuple[Any, Any], tuple[Any, Any]]]:
+    """``((client_reader, client_writer), (server_reader, server_writer))`` over ``transport``.
+
+    The server side comes from ``fw.start_server`` (with ``limit``), so the fuzzers cover
+    the server's streams too. Both writers are aborted on the way out.
+    """
+    loop = fw.get_running_loop()
+    accepted = loop.create_future()
+    finished = loop.create_future()
+
+    async def handler(reader: Any, writer: Any) -> None:
+        accepted.set_result((reader, writer))
+        await finished
+
+    server_context, client_context = tls_contexts()
+    with tempfile.TemporaryDirectory() as directory:
+        if transport == "unix":
+            path = os.path.join(directory, "s")
+            server = await fw.start_unix_server(handler, path, limit=limit)
+            client = await fw.open_unix_connection(path, limit=limit)
+        elif transport == "tls":
+            server = await fw.start_server(handler, "127.0.0.1", 0, limit=limit, ssl=server_context)
+            client = await fw.open_connection(
+                *server_address(server),
+                limit=limit,
+                ssl=client_context,
+                server_hostname="localhost",
+            )
+        else:
+            server = await fw.start_server(handler, "127.0.0.1", 0, limit=limit)
+            client = await fw.open_connection(*server_address(server), limit=limit)
+        try:
+            served = await accepted
+            yield client, served
+        finally:
+            finished.set_result(None)
+            writers = [client[1]] + ([accepted.result()[1]] if accepted.done() else [])
+            for writer in writers:
+                abort(writer)
+            server.close()
+            await server.wait_closed()
+            for writer in writers:
+                with contextlib.suppress(ConnectionError):
+                    await writer.wait_closed()
+
+
+def abort(writer: Any) -> None:
+    """Close a writer at once, treadle's or asyncio's."""
+    (writer.transport if hasattr(writer, "transport") else writer).abort()
+
+
+def set_high_water(writer: Any, high: int) -> None:
+    target = writer.transport if hasattr(writer, "transport") else writer
+    target.set_write_buffer_limits(high=high)
+
+
+def _time_limit() -> int:
+    from hypothesis import settings
+
+    return 300 if settings.default.max_examples <= 100 else 6 * 3600
+
+
+# Per fuzz test: the short profile finishes in seconds; the long one runs as long as it takes.
+TIME_LIMIT = _time_limit()
