@@ -7,21 +7,26 @@ tests assert on the per-URL records and on the concurrency the server saw.
 from __future__ import annotations
 
 import ast
+import difflib
 import gc
 import importlib
+import io
+import itertools
 import os
+import re
 import socket
 import subprocess
 import sys
 import threading
 import time
+import tokenize
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import treadle
-from treadle.tour import cli, runner, stage5_generators, stage6_treadle
+from treadle.tour import cli, common, runner, stage5_generators, stage6_treadle
 from treadle.tour.runner import STAGES, StageRun
 from treadle.tour.server import SlowServer, TourServerError, expected_body
 
@@ -30,7 +35,11 @@ N_URLS = 4
 SERIAL = [1, 2]
 CONCURRENT = [3, 4, 5, 6]
 SELECTOR_STAGES = STAGES[1:5]  # stages 2-5 keep a bare module-level selector
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+ROOT = Path(__file__).resolve().parents[1]
+SRC = str(ROOT / "src")
+GUIDE = ROOT / "docs" / "how-coroutines-work.md"
+TOUR = Path(common.__file__).parent
+STAGE_SOURCES = {stage.number: TOUR / f"{stage.module}.py" for stage in STAGES}
 
 
 @pytest.fixture(scope="module")
@@ -197,10 +206,12 @@ def test_stage6_uses_only_treadles_public_api() -> None:
         for alias in node.names
     }
     assert not any(name.startswith("treadle.") for name in imported)
-    assert not any(
-        isinstance(node, ast.ImportFrom) and (node.module or "").startswith("treadle")
+    # From treadle it imports only the tour's idea-free helpers, by name.
+    assert {
+        node.module
         for node in ast.walk(tree)
-    )
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("treadle")
+    } == {"treadle.tour.common"}
     used = {
         node.attr
         for node in ast.walk(tree)
@@ -243,13 +254,169 @@ def test_stage_by_hand_prints_a_summary(
     stage: runner.Stage, urls: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     module = importlib.import_module(f"treadle.tour.{stage.module}")
-    assert module.main(urls[:2]) == 0
+    assert common.run_by_hand(module.fetch_all, module.__name__, urls[:2]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"{urls[0]}  {len(expected_body('/page/0'))} bytes")
     assert out[-1].startswith("fetched 2 URL(s) in ")
 
 
-# --- treadle tour -----------------------------------------------------------------
+# --- Each stage holds its idea ------------------------------------------------------
+
+
+def code_lines(path: Path) -> list[str]:
+    """The lines of a module that do something: no blank lines, comments, docstrings or
+    imports, and no indentation (as the ``duplicates`` tool compares them)."""
+    source = path.read_text(encoding="utf-8")
+    lines = source.splitlines()
+    left_out: set[int] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            left_out.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+        is_scope = isinstance(
+            node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
+        )
+        if is_scope and ast.get_docstring(node, clean=False) is not None:
+            docstring = node.body[0]
+            left_out.update(range(docstring.lineno, (docstring.end_lineno or 0) + 1))
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            row, column = token.start
+            lines[row - 1] = lines[row - 1][:column]
+    return [
+        line.strip()
+        for number, line in enumerate(lines, 1)
+        if number not in left_out and line.strip()
+    ]
+
+
+def shared_lines(one: list[str], other: list[str], shortest_run: int = 6) -> int:
+    """How many lines two modules share in runs of at least ``shortest_run`` lines."""
+    matcher = difflib.SequenceMatcher(None, one, other, autojunk=False)
+    return sum(block.size for block in matcher.get_matching_blocks() if block.size >= shortest_run)
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, by its full name."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def top_level_definitions(path: Path) -> dict[str, str]:
+    """Each function, class and assignment at a module's top level: its AST, no docstrings."""
+    found = {}
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            for scope in ast.walk(node):
+                is_scope = isinstance(scope, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+                if is_scope and ast.get_docstring(scope, clean=False) is not None:
+                    scope.body = scope.body[1:]
+            found[node.name] = ast.dump(node)
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    found[target.id] = ast.dump(node)
+    return found
+
+
+def is_standard_library(module: str) -> bool:
+    return module.split(".")[0] in sys.stdlib_module_names
+
+
+@pytest.mark.parametrize("number", [stage.number for stage in STAGES])
+def test_stages_import_the_standard_library_common_and_at_six_treadle(number: int) -> None:
+    foreign = {
+        module
+        for module in imported_modules(STAGE_SOURCES[number])
+        if not is_standard_library(module)
+    }
+    assert foreign == (
+        {"treadle", "treadle.tour.common"} if number == 6 else {"treadle.tour.common"}
+    )
+
+
+def test_common_imports_only_the_standard_library() -> None:
+    assert all(map(is_standard_library, imported_modules(TOUR / "common.py")))
+
+
+def test_common_holds_what_stages_share_and_no_stage_redefines_it() -> None:
+    provided = {
+        name for name in top_level_definitions(TOUR / "common.py") if not name.startswith("_")
+    }
+    users: dict[str, set[int]] = {name: set() for name in provided}
+    for number, path in STAGE_SOURCES.items():
+        assert not provided & set(top_level_definitions(path)), f"stage {number} redefines"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module == "treadle.tour.common":
+                for alias in node.names:
+                    users[alias.name].add(number)
+    # What only one stage needs belongs in that stage.
+    assert {name: stages for name, stages in users.items() if len(stages) < 2} == {}
+
+
+# Before common.py, every two stages shared 40 to 89 code lines (the URL, request,
+# response and record helpers and the command line, in every file). Now what two
+# stages share is an idea the later one carries forward: a stage shares all but its
+# lesson with the stage right before it, and at most this much with any other (today
+# 13 lines: stage 2's loop and the start of its Fetcher, which stages 3-5 keep).
+MOST_SHARED_WITH_A_STAGE_NOT_NEXT_TO_IT = 15
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later"),
+    [(a, b) for a, b in itertools.combinations(STAGE_SOURCES, 2) if b - a > 1],
+    ids=lambda number: f"stage{number}",
+)
+def test_stages_that_are_not_neighbours_share_little_code(earlier: int, later: int) -> None:
+    shared = shared_lines(code_lines(STAGE_SOURCES[earlier]), code_lines(STAGE_SOURCES[later]))
+    assert shared <= MOST_SHARED_WITH_A_STAGE_NOT_NEXT_TO_IT
+
+
+def test_stage3_is_stage2_with_a_new_fetch_all() -> None:
+    stage2, stage3 = (top_level_definitions(STAGE_SOURCES[number]) for number in (2, 3))
+    assert stage2.keys() == stage3.keys()
+    assert {name for name in stage2 if stage2[name] != stage3[name]} == {"fetch_all"}
+    # The diff, docstrings and comments aside: three of stage 3's 48 code lines.
+    matcher = difflib.SequenceMatcher(
+        None, code_lines(STAGE_SOURCES[2]), code_lines(STAGE_SOURCES[3]), autojunk=False
+    )
+    changed = sum(
+        max(i2 - i1, j2 - j1) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"
+    )
+    assert changed <= len(matcher.b) // 10
+
+
+def guide_diffs() -> list[str]:
+    return re.findall(r"^```diff\n(.*?)^```$", GUIDE.read_text(encoding="utf-8"), re.M | re.S)
+
+
+def is_subsequence(lines: list[str], of: list[str]) -> bool:
+    remaining = iter(of)
+    return all(line in remaining for line in lines)
+
+
+@pytest.mark.parametrize("diff", guide_diffs(), ids=lambda diff: diff.splitlines()[0].strip())
+def test_the_guides_diffs_are_diffs_between_neighbouring_stages(diff: str) -> None:
+    rows = [row for row in diff.splitlines() if row.strip()]
+    before = [row[1:].strip() for row in rows if row[0] in " -"]
+    after = [row[1:].strip() for row in rows if row[0] in " +"]
+    assert any(
+        is_subsequence(before, code_lines(STAGE_SOURCES[number]))
+        and is_subsequence(after, code_lines(STAGE_SOURCES[number + 1]))
+        for number in list(STAGE_SOURCES)[:-1]
+    )
+
+
+def test_the_guide_shows_stage_diffs() -> None:
+    assert len(guide_diffs()) >= 2  # stage 2 to 3, and stage 5 to 6
+
+
+# --- treadle tour -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ factored into sub-coroutines (connect, read, read_all) joined by ``yield from``;
 yields a Future whenever it must wait, and a Task resumes it with the Future's
 result. Exceptions travel up the ``yield from`` chain to an ordinary try/except,
 with a traceback that reads like blocking code's (see ``demonstrate_exception``).
-Standard library only.
+Standard library only, plus the tour's ``common`` module.
 """
 
 from __future__ import annotations
@@ -16,47 +16,22 @@ import socket
 import sys
 import time
 import traceback
-import urllib.parse
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
 from selectors import EVENT_READ, EVENT_WRITE
 from typing import Any
+
+from treadle.tour.common import (
+    FetchResult,
+    close_abandoned,
+    parse_url,
+    record_fetch,
+    request_for,
+    run_by_hand,
+)
 
 # The one selector every socket in this stage registers with, as in the talk.
 # (treadle itself keeps its selector inside a loop object; the tour keeps it bare.)
 selector = selectors.DefaultSelector()
-
-
-@dataclass(frozen=True)
-class FetchResult:
-    """One URL's response body, and when its fetch started and finished (monotonic)."""
-
-    url: str
-    body: bytes
-    started: float
-    finished: float
-
-
-def parse_url(url: str) -> tuple[str, int, str]:
-    """Split an http:// URL into the host, the port and the path to request."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ValueError(f"not an http:// URL: {url!r}")
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return parts.hostname, parts.port or 80, path
-
-
-def request_for(host: str, path: str) -> bytes:
-    """The bytes of a plain HTTP/1.0 GET; the server closes the connection when done."""
-    return f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode("ascii")
-
-
-def body_of(response: bytes) -> bytes:
-    """Everything after the blank line that ends an HTTP response's headers."""
-    _headers, blank_line, body = response.partition(b"\r\n\r\n")
-    if not blank_line:
-        raise ValueError("the response has no blank line after its headers")
-    return body
 
 
 class Future:
@@ -166,7 +141,7 @@ def fetch(url: str) -> Generator[Future, Any, FetchResult]:
         # The request is tiny: the kernel's send buffer takes it all at once.
         sock.sendall(request_for(host, path))
         response = yield from read_all(sock)
-    return FetchResult(url, body_of(response), started, time.monotonic())
+    return record_fetch(url, started, response)
 
 
 def run_once() -> None:
@@ -174,14 +149,6 @@ def run_once() -> None:
     for key, _events in selector.select():
         callback = key.data
         callback()
-
-
-def close_abandoned() -> None:
-    """After a failure, close the sockets other fetches left registered."""
-    for key in list(selector.get_map().values()):
-        selector.unregister(key.fileobj)
-        if isinstance(key.fileobj, socket.socket):
-            key.fileobj.close()
 
 
 def fetch_all(urls: list[str]) -> list[FetchResult]:
@@ -195,7 +162,7 @@ def fetch_all(urls: list[str]) -> list[FetchResult]:
                 run_once()
             results.append(task.result)
     finally:
-        close_abandoned()
+        close_abandoned(selector)
     return results
 
 
@@ -222,7 +189,7 @@ def demonstrate_exception(url: str) -> str:
         while not task.done:
             run_once()
     finally:
-        close_abandoned()
+        close_abandoned(selector)
     result: str = task.result
     return result
 
@@ -235,38 +202,9 @@ def refused_url() -> str:
     return f"http://127.0.0.1:{port}/"
 
 
-# --- Running a stage by hand: the same in every stage ----------------------------
-
-
-def describe(error: Exception) -> str:
-    """One line saying what went wrong, for the command line."""
-    if isinstance(error, ConnectionRefusedError) and error.filename:
-        return f"{error.filename} refused the connection (ConnectionRefusedError)"
-    return f"{error} ({type(error).__name__})"
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Fetch the URLs named on the command line; print one line each and the total."""
-    urls = sys.argv[1:] if argv is None else argv
-    if not urls:
-        print(f"usage: python -m {__spec__.name} URL...", file=sys.stderr)
-        return 2
-    began = time.monotonic()
-    try:
-        results = fetch_all(urls)
-    except (OSError, ValueError) as error:
-        print(f"error: {describe(error)}", file=sys.stderr)
-        return 1
-    for result in results:
-        start, end = result.started - began, result.finished - began
-        print(f"{result.url}  {len(result.body)} bytes  {start:.2f}s -> {end:.2f}s")
-    print(f"fetched {len(results)} URL(s) in {time.monotonic() - began:.2f}s")
-    return 0
-
-
 if __name__ == "__main__":
     # python -m treadle.tour.stage5_generators --demo-exception [URL]
     if sys.argv[1:2] == ["--demo-exception"]:
         print(demonstrate_exception(sys.argv[2] if len(sys.argv) > 2 else refused_url()))
         sys.exit(0)
-    sys.exit(main())
+    sys.exit(run_by_hand(fetch_all, __spec__.name))
