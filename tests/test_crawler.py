@@ -41,6 +41,7 @@ import treadle
 from treadle.crawl import DemoSite, Record
 from treadle.crawl.cli import DEMO_MAX_DEPTH
 from treadle.crawl.crawler import DEFAULT_USER_AGENT, Crawler
+from treadle.crawl.robots import RobotsPolicy
 from treadle.crawl.demosite import DemoSiteServer
 from treadle.crawl.demosite_content import BURST_PATHS, RETRY_AFTER_PATH, SITEMAPS
 
@@ -710,3 +711,16 @@ async def test_redirect_to_an_unparseable_location() -> None:
     assert set(records) == {site.url(), site.url("/bad"), site.url("/ok")}
     bad = records[site.url("/bad")]
     assert (bad.status, bad.tries) == (302, 1)
+
+
+async def test_a_bug_while_checking_robots_txt_is_reported_not_hidden() -> None:
+    class BrokenRobots(Crawler):
+        async def _fetch_robots(self, key: str) -> RobotsPolicy:
+            raise RuntimeError("parser exploded")
+
+    async with Site({"/": page()}) as site:
+        crawler = BrokenRobots(site.url(), sitemaps=False)
+        records = by_url(await crawler.crawl())
+    assert records[site.url()].status == 200
+    note = crawler.robots_notes[site.origin]
+    assert "RuntimeError: parser exploded" in note and "bug" in note

@@ -654,10 +654,17 @@ class Crawler:
             try:
                 policy.set_result(await self._fetch_robots(key))
             except BaseException as exc:
+                # Whoever else waits for this origin's policy must not hang: they crawl
+                # as if there were no robots.txt. A failure that is not a cancellation
+                # is a bug of ours: the report says so rather than hiding it.
                 if not policy.done():
                     policy.set_result(RobotsPolicy.allow_all(self.user_agent))
                 if isinstance(exc, CancelledError):
                     raise
+                self.robots_notes[key] = (
+                    f"checking robots.txt failed ({type(exc).__name__}: {exc}; "
+                    "a bug in treadle): crawled as if allowed"
+                )
             finally:
                 self._robots_fetching.pop(key, None)
             self._queue_sitemaps(key, policy.result().sitemaps)
