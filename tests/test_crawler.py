@@ -41,9 +41,9 @@ import treadle
 from treadle.crawl import DemoSite, Record
 from treadle.crawl.cli import DEMO_MAX_DEPTH
 from treadle.crawl.crawler import DEFAULT_USER_AGENT, Crawler
-from treadle.crawl.robots import RobotsPolicy
 from treadle.crawl.demosite import DemoSiteServer
 from treadle.crawl.demosite_content import BURST_PATHS, RETRY_AFTER_PATH, SITEMAPS
+from treadle.crawl.robots import RobotsPolicy
 
 ROBOTS = "/robots.txt"
 
