@@ -188,8 +188,10 @@ def gather(*aws: _AwaitableOrGenerator[Any], return_exceptions: bool = False) ->
                 results.append(child.result() if exc is None else exc)
         if outer._cancel_requested:
             # gather() was cancelled: even though every child is accounted for, the
-            # awaiting task asked to be cancelled and must see CancelledError.
-            outer.set_exception(_cancelled_error(fut) if fut.cancelled() else CancelledError())
+            # awaiting task asked to be cancelled and must see CancelledError. As in
+            # asyncio, it is the last child's (in argument order), whichever ended last.
+            last = children[-1]
+            outer.set_exception(_cancelled_error(last) if last.cancelled() else CancelledError())
         else:
             outer.set_result(results)
 
