@@ -51,6 +51,13 @@ HAS_TASKGROUP_3_13 = sys.version_info >= (3, 13)
 # drop a pending cancellation when the count reaches zero. Before 3.13 the locks and
 # swallowing a cancellation are left out.
 HAS_LOCKS_3_13 = sys.version_info >= (3, 13)
+# Not a version difference but a deliberate one: asyncio 3.13's Condition.wait(), left
+# by an exception (a cancellation, mostly), notifies another waiter whether or not it
+# had been notified itself: a spurious wake-up, which the condition-variable contract
+# allows. treadle passes a notification on only if the leaving waiter had one, so no
+# wake-up is lost and none is invented. A program has at most one condition_wait, so
+# there is never another waiter to wake spuriously.
+CONDITION_WAITS_PER_PROGRAM = 1
 # 3.12 made wait_for() a timeout() block around the await, so a coroutine runs in the
 # calling task (gh-96764); on 3.11 the oracle uses that definition (asyncio_wait_for).
 HAS_WAIT_FOR_3_12 = sys.version_info >= (3, 12)
@@ -112,7 +119,10 @@ def render(program: Program) -> str:
         for op in ops:
             lines.append(f"{indent}[{op.number}] {describe_op(op)}")
             for j, inner in enumerate(op.bodies):
-                if len(op.bodies) > 1 or op.kind in ("gather", "taskgroup"):
+                if op.kind == "taskgroup" and j == 0:
+                    lines.append(f"{indent}    the block's body:")
+                    body(inner, indent + "        ")
+                elif op.kind in ("gather", "taskgroup"):
                     lines.append(f"{indent}    {child_label(op, j)}:")
                     body(inner, indent + "        ")
                 else:
@@ -128,7 +138,9 @@ def describe_op(op: Op) -> str:
     arg = op.arg
     match op.kind:
         case "sleep" | "cancel" | "put" | "put_nowait" | "shutdown" | "notify":
-            return f"{op.kind}({', '.join(map(repr, arg)) if isinstance(arg, tuple) else repr(arg)})"
+            return (
+                f"{op.kind}({', '.join(map(repr, arg)) if isinstance(arg, tuple) else repr(arg)})"
+            )
         case "lock" | "semaphore":
             return f"async with {op.kind}:"
         case "gather":
@@ -214,8 +226,14 @@ def programs() -> st.SearchStrategy[Program]:
         tasks = tuple(draw(op_list(0, ntasks)) for _ in range(ntasks))
         made = Program(tasks, draw(st.sampled_from([0, 1, 2])), draw(st.sampled_from([1, 2])))
         blocking_seen: set[str] = set()
+        condition_waits = 0
         for number, one in enumerate(made.walk(), 1):
             one.number = number
+            if one.kind == "condition_wait":
+                condition_waits += 1
+                if condition_waits > CONDITION_WAITS_PER_PROGRAM:
+                    one.kind = "notify"
+                    one.arg = 1
             if one.kind in ("put", "get"):
                 if not QUEUE_FAST_PATH_FIXED and one.kind in blocking_seen:
                     one.kind += "_nowait"
@@ -308,9 +326,13 @@ class VirtualTimeAsyncioLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,va
     def time(self) -> float:
         return self.virtual_now
 
-    def call_at(self, when: float, callback: Callable[..., object], *args: Any, context: Any = None) -> Any:
+    def call_at(
+        self, when: float, callback: Callable[..., object], *args: Any, context: Any = None
+    ) -> Any:
         self._check_closed()
-        timer = _SequencedTimerHandle(next(self._timer_sequence), when, callback, args, self, context)
+        timer = _SequencedTimerHandle(
+            next(self._timer_sequence), when, callback, args, self, context
+        )
         heapq.heappush(self._scheduled, timer)
         timer._scheduled = True
         return timer
@@ -350,17 +372,32 @@ async def asyncio_wait_for(aw: Any, timeout: float | None) -> Any:
         return await aw
 
 
+FRAMEWORK_NAMES = (
+    "CancelledError",
+    "Condition",
+    "Event",
+    "Lock",
+    "Queue",
+    "Semaphore",
+    "TaskGroup",
+    "create_task",
+    "current_task",
+    "gather",
+    "get_running_loop",
+    "shield",
+    "sleep",
+    "timeout",
+    "wait",
+    "wait_for",
+)
+
+
 def framework(name: str) -> types.SimpleNamespace:
     """The names the interpreter uses, from ``asyncio`` or ``treadle``."""
     module: Any = asyncio if name == "asyncio" else treadle
     fw = types.SimpleNamespace(name=name)
-    for attr in (
-        "sleep Event Lock Semaphore Condition Queue QueueEmpty QueueFull gather wait_for "
-        "timeout TaskGroup shield create_task current_task all_tasks wait CancelledError "
-        "get_running_loop"
-    ).split():
-        setattr(fw, attr, getattr(module, attr, None))
-    fw.QueueShutDown = getattr(module, "QueueShutDown", None)
+    for attr in FRAMEWORK_NAMES:
+        setattr(fw, attr, getattr(module, attr))
     if name == "asyncio" and not HAS_WAIT_FOR_3_12:
         fw.wait_for = asyncio_wait_for
     return fw
@@ -389,11 +426,36 @@ def describe_exception(exc: BaseException) -> str:
     name = type(exc).__name__
     if isinstance(exc, BaseExceptionGroup):
         return f"{name}[{', '.join(describe_exception(e) for e in exc.exceptions)}]"
-    if name == "CancelledError" or isinstance(exc, ValueError) and str(exc).startswith("e"):
+    if name == "CancelledError" or (isinstance(exc, ValueError) and str(exc).startswith("e")):
         # By str(), not args: asyncio's gather() reports a child cancelled without a
         # message as CancelledError(''), treadle's as CancelledError(); both read ''.
         return f"{name}({str(exc)!r})"
     return name
+
+
+# Both frameworks keep tasks in sets (a TaskGroup's, wait()'s), and cancel or watch them
+# in the set's order. Tasks hash by address, so that order would change from run to run;
+# the fuzzer's tasks hash by their creation number instead, the same on both.
+
+
+class SequencedAsyncioTask(asyncio.Task):  # type: ignore[type-arg]
+    def __init__(self, sequence: int, *args: Any, **kwargs: Any) -> None:
+        self.sequence = sequence  # first: Task.__init__ puts the task in a weak set
+        super().__init__(*args, **kwargs)
+
+    def __hash__(self) -> int:
+        return self.sequence
+
+
+class SequencedTreadleTask(treadle.Task[Any]):
+    __slots__ = ("sequence",)
+
+    def __init__(self, sequence: int, *args: Any, **kwargs: Any) -> None:
+        self.sequence = sequence
+        super().__init__(*args, **kwargs)
+
+    def __hash__(self) -> int:
+        return self.sequence
 
 
 class Interpreter:
@@ -409,9 +471,9 @@ class Interpreter:
         self.created: list[Any] = []
 
     def make_task(self, loop: Any, coro: Any, **kwargs: Any) -> Any:
-        """The loop's task factory: an ordinary task, remembered in creation order."""
-        task_type = asyncio.Task if self.fw.name == "asyncio" else treadle.Task
-        task = task_type(coro, loop=loop, **kwargs)
+        """The loop's task factory: a task that hashes as its number, kept in creation order."""
+        task_type = SequencedAsyncioTask if self.fw.name == "asyncio" else SequencedTreadleTask
+        task = task_type(len(self.created), coro, loop=loop, **kwargs)
         self.created.append(task)
         return task
 
@@ -510,7 +572,9 @@ class Interpreter:
                     self.record(label, op, "acquired")
                     await self.run_ops(op.bodies[0], label)
             case "gather":
-                children = [self.run_ops(body, child_label(op, j)) for j, body in enumerate(op.bodies)]
+                children = [
+                    self.run_ops(body, child_label(op, j)) for j, body in enumerate(op.bodies)
+                ]
                 results = await fw.gather(*children, return_exceptions=op.arg)
                 shown = [r if isinstance(r, str) else describe_exception(r) for r in results]
                 self.record(label, op, f"gathered {shown}")
@@ -630,14 +694,20 @@ def compare(program: Program) -> str | None:
     lines = ["asyncio and treadle differ on this program:", render(program), ""]
     for field in ("outcome", "loop_errors", "final_states"):
         if getattr(oracle, field) != getattr(subject, field):
-            lines += [f"{field}:", f"  asyncio: {getattr(oracle, field)}", f"  treadle: {getattr(subject, field)}"]
+            lines += [
+                f"{field}:",
+                f"  asyncio: {getattr(oracle, field)}",
+                f"  treadle: {getattr(subject, field)}",
+            ]
     if oracle.trace != subject.trace:
         lines.append("trace (time, who, op, outcome); '!' marks the first difference:")
         width = max(len(oracle.trace), len(subject.trace))
         first = next(
             i
             for i in range(width)
-            if i >= len(oracle.trace) or i >= len(subject.trace) or oracle.trace[i] != subject.trace[i]
+            if i >= len(oracle.trace)
+            or i >= len(subject.trace)
+            or oracle.trace[i] != subject.trace[i]
         )
         for i in range(width):
             mark = "!" if i == first else " "

@@ -8,13 +8,15 @@ Each difference the fuzzer found is also pinned here as an explicit example.
 
 from __future__ import annotations
 
-import pytest
 from typing import Any
 
+import pytest
 from fuzz_programs import Op, Program, compare, programs, render, run_on, run_program
-from hypothesis import given
+from hypothesis import given, settings
 
-pytestmark = pytest.mark.timeout(300)
+# The short run takes seconds; the long one (thousands of programs, then shrinking a
+# failure) may take many minutes, and each program is bounded by its own budgets.
+pytestmark = pytest.mark.timeout(120 if settings().max_examples <= 100 else 0)
 
 
 @given(programs())
@@ -25,7 +27,9 @@ def test_treadle_runs_random_programs_as_asyncio_does(program: Program) -> None:
 
 def test_a_program_is_rendered_with_numbered_ops() -> None:
     program = Program(
-        tasks=((Op("sleep", 0.5, number=1), Op("timeout", (1, "no"), ((Op("get", number=3),),), 2)),),
+        tasks=(
+            (Op("sleep", 0.5, number=1), Op("timeout", (1, "no"), ((Op("get", number=3),),), 2)),
+        ),
         queue_maxsize=1,
         semaphore_value=2,
     )
