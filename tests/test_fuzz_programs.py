@@ -19,6 +19,9 @@ from hypothesis import given, settings
 pytestmark = pytest.mark.timeout(120 if settings().max_examples <= 100 else 0)
 
 
+# A program takes about a millisecond on each framework: even the short profile can
+# afford a few hundred.
+@settings(max_examples=max(settings().max_examples, 400))
 @given(programs())
 def test_treadle_runs_random_programs_as_asyncio_does(program: Program) -> None:
     difference = compare(program)
