@@ -128,7 +128,7 @@ def render(program: Program) -> str:
                 if op.kind == "taskgroup" and j == 0:
                     lines.append(f"{indent}    the block's body:")
                     body(inner, indent + "        ")
-                elif op.kind in ("gather", "taskgroup"):
+                elif op.kind in ("gather", "taskgroup", "wait_first"):
                     lines.append(f"{indent}    {child_label(op, j)}:")
                     body(inner, indent + "        ")
                 else:
@@ -151,6 +151,8 @@ def describe_op(op: Op) -> str:
             return f"async with {op.kind}:"
         case "gather":
             return f"await gather(..., return_exceptions={arg})"
+        case "wait_first":
+            return f"await wait(<a task per child>, timeout={arg!r}, return_when=FIRST_COMPLETED)"
         case "wait_for":
             return f"await wait_for(<body>, {arg!r}):"
         case "timeout":
@@ -180,7 +182,7 @@ def programs() -> st.SearchStrategy[Program]:
         kinds.append("shutdown")
     if HAS_LOCKS_3_13:
         kinds += ["condition_wait", "notify"]
-    compound = ["gather", "wait_for", "timeout", "shield", "spawn", "catch"]
+    compound = ["gather", "wait_for", "timeout", "shield", "spawn", "catch", "wait_first"]
     if HAS_LOCKS_3_13:
         compound += ["lock", "semaphore"]
     if HAS_TASKGROUP_3_13:
@@ -201,7 +203,7 @@ def programs() -> st.SearchStrategy[Program]:
             case "sleep":
                 return Op(kind, draw(st.sampled_from(sleep_delays)))
             case "cancel":
-                targets = [f"t{i}" for i in range(ntasks)] + ["self"]
+                targets = [f"t{i}" for i in range(ntasks)] + ["self", "last spawned"]
                 message = draw(st.sampled_from([None, "stop"]))
                 return Op(kind, (draw(st.sampled_from(targets)), message))
             case "shutdown":
@@ -211,6 +213,9 @@ def programs() -> st.SearchStrategy[Program]:
             case "gather":
                 children = tuple(draw(st.lists(inner, min_size=1, max_size=3)))
                 return Op(kind, draw(st.booleans()), children)
+            case "wait_first":
+                children = tuple(draw(st.lists(inner, min_size=1, max_size=3)))
+                return Op(kind, draw(st.sampled_from((None, *deadline_delays[1:]))), children)
             case "taskgroup":
                 children = tuple(draw(st.lists(inner, max_size=3)))
                 return Op(kind, None, (draw(inner), *children))
@@ -379,6 +384,7 @@ async def asyncio_wait_for(aw: Any, timeout: float | None) -> Any:
 
 
 FRAMEWORK_NAMES = (
+    "FIRST_COMPLETED",
     "CancelledError",
     "Condition",
     "Event",
@@ -574,7 +580,10 @@ class Interpreter:
                         self.condition.notify(op.arg)
             case "cancel":
                 target, message = op.arg
-                task = fw.current_task() if target == "self" else self.tasks[target]
+                task = fw.current_task() if target == "self" else self.tasks.get(target)
+                if task is None:
+                    self.record(label, op, "nothing spawned yet")
+                    return
                 cancelled = task.cancel() if message is None else task.cancel(message)
                 self.record(label, op, f"cancel() returned {cancelled}")
                 return
@@ -617,7 +626,16 @@ class Interpreter:
                 return
             case "spawn":
                 child = child_label(op, 0)
-                self.tasks[child] = fw.create_task(self.run_ops(op.bodies[0], child), name=child)
+                task = fw.create_task(self.run_ops(op.bodies[0], child), name=child)
+                self.tasks[child] = self.tasks["last spawned"] = task
+            case "wait_first":
+                started = [
+                    fw.create_task(self.run_ops(body, child_label(op, j)), name=child_label(op, j))
+                    for j, body in enumerate(op.bodies)
+                ]
+                done, _ = await fw.wait(started, timeout=op.arg, return_when=fw.FIRST_COMPLETED)
+                self.record(label, op, f"done: {sorted(task.get_name() for task in done)}")
+                return
             case "catch":
                 await self.run_catch(op, label)
                 return
@@ -694,8 +712,16 @@ def run_program(program: Program, name: str) -> Run:
         outcome = "completed"
     except (StepBudgetExceededError, DeadlockError) as exc:
         outcome = f"{type(exc).__name__}: {exc}"
-    final_states = {label: final_state(task) for label, task in sorted(interpreter.tasks.items())}
-    # Unretrieved exceptions are reported when their futures are collected: do it now.
+    final_states = {
+        label: final_state(task)
+        for label, task in sorted(interpreter.tasks.items())
+        if label != "last spawned"
+    }
+    # Unretrieved exceptions are reported when their futures are collected: drop the
+    # interpreter's references and collect now, while the reports can be compared.
+    interpreter.tasks.clear()
+    interpreter.created.clear()
+    interpreter.shielded.clear()
     gc.collect()
     loop.close()
     return Run(interpreter.trace, final_states, loop_errors, outcome)
