@@ -724,7 +724,8 @@ def run_program(program: Program, name: str) -> Run:
     interpreter.shielded.clear()
     gc.collect()
     loop.close()
-    return Run(interpreter.trace, final_states, loop_errors, outcome)
+    # Sorted: the garbage collector decides the order of the "never retrieved" reports.
+    return Run(interpreter.trace, final_states, sorted(loop_errors), outcome)
 
 
 def compare(program: Program) -> str | None:
