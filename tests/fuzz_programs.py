@@ -174,8 +174,12 @@ def child_label(op: Op, j: int) -> str:
     return f"{op.kind}{op.number}.{j}"
 
 
-def programs() -> st.SearchStrategy[Program]:
-    """Small concurrent programs: 1 to 4 tasks of up to 5 ops, nested 2 deep."""
+def programs(*, large: bool = False) -> st.SearchStrategy[Program]:
+    """Small concurrent programs: 1 to 4 tasks of up to 5 ops, nested 2 deep.
+
+    ``large``: up to 5 tasks of up to 7 ops, nested 3 deep (for the long run).
+    """
+    max_tasks, max_ops, max_depth = (5, 7, 3) if large else (4, 5, 2)
     kinds = ["sleep", "event_set", "event_clear", "event_wait", "cancelling", "raise"]
     kinds += ["put", "get", "put_nowait", "get_nowait", "task_done", "join", "cancel"]
     if HAS_QUEUE_SHUTDOWN:
@@ -193,11 +197,11 @@ def programs() -> st.SearchStrategy[Program]:
 
     @st.composite
     def op_list(draw: st.DrawFn, depth: int, ntasks: int) -> tuple[Op, ...]:
-        return tuple(draw(st.lists(op(depth, ntasks), max_size=5 if depth == 0 else 3)))
+        return tuple(draw(st.lists(op(depth, ntasks), max_size=max_ops if depth == 0 else 3)))
 
     @st.composite
     def op(draw: st.DrawFn, depth: int, ntasks: int) -> Op:
-        kind = draw(st.sampled_from(kinds + (compound if depth < 2 else [])))
+        kind = draw(st.sampled_from(kinds + (compound if depth < max_depth else [])))
         inner = op_list(depth + 1, ntasks)
         match kind:
             case "sleep":
@@ -233,7 +237,7 @@ def programs() -> st.SearchStrategy[Program]:
 
     @st.composite
     def program(draw: st.DrawFn) -> Program:
-        ntasks = draw(st.integers(1, 4))
+        ntasks = draw(st.integers(1, max_tasks))
         tasks = tuple(draw(op_list(0, ntasks)) for _ in range(ntasks))
         made = Program(tasks, draw(st.sampled_from([0, 1, 2])), draw(st.sampled_from([1, 2])))
         blocking_seen: set[str] = set()

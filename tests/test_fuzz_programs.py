@@ -20,9 +20,9 @@ pytestmark = pytest.mark.timeout(120 if settings().max_examples <= 100 else 0)
 
 
 # A program takes about a millisecond on each framework: even the short profile can
-# afford a few hundred.
+# afford a few hundred. The long profile also draws larger programs.
 @settings(max_examples=max(settings().max_examples, 400))
-@given(programs())
+@given(programs(large=settings().max_examples > 1000))
 def test_treadle_runs_random_programs_as_asyncio_does(program: Program) -> None:
     difference = compare(program)
     assert difference is None, difference
