@@ -476,6 +476,21 @@ class SequencedTreadleTask(treadle.Task[Any]):
         return self.sequence
 
 
+def describe_gathered(exc: BaseException) -> str:
+    """An exception among gather(return_exceptions=True)'s results.
+
+    A deliberate difference: for a child task that ended by raising CancelledError('msg'),
+    asyncio's result is CancelledError('') (its Task calls Future.cancel() without the
+    message, and gather builds the error from the message kept there); treadle's keeps
+    'msg'. So a cancellation among the results is compared without its message.
+    """
+    return (
+        "CancelledError"
+        if isinstance(exc, asyncio.CancelledError | treadle.CancelledError)
+        else describe_exception(exc)
+    )
+
+
 class Interpreter:
     """Runs a program's ops on one framework, recording each outcome."""
 
@@ -600,7 +615,7 @@ class Interpreter:
                     self.run_ops(body, child_label(op, j)) for j, body in enumerate(op.bodies)
                 ]
                 results = await fw.gather(*children, return_exceptions=op.arg)
-                shown = [r if isinstance(r, str) else describe_exception(r) for r in results]
+                shown = [r if isinstance(r, str) else describe_gathered(r) for r in results]
                 self.record(label, op, f"gathered {shown}")
                 return
             case "wait_for":
