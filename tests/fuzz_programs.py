@@ -377,9 +377,21 @@ async def asyncio_wait_for(aw: Any, timeout: float | None) -> Any:
         fut = asyncio.ensure_future(aw)
         if fut.done():
             return fut.result()
-        fut.cancel()
+        # Cancel it and wait until it is done, on a future of our own: a cancellation of
+        # the caller meanwhile stays a CancelledError.
+        stopped = asyncio.get_running_loop().create_future()
+
+        def release(_: Any) -> None:
+            if not stopped.done():
+                stopped.set_result(None)
+
+        fut.add_done_callback(release)
         try:
-            await asyncio.wait([fut])
+            fut.cancel()
+            await stopped
+        finally:
+            fut.remove_done_callback(release)
+        try:
             return fut.result()
         except asyncio.CancelledError as exc:
             raise TimeoutError from exc
