@@ -563,6 +563,8 @@ class Interpreter:
         for op in ops:
             try:
                 await self.run_op(op, label)
+            except GeneratorExit:
+                raise  # closed after the run, with no loop running to record it
             except BaseException as exc:
                 self.record(label, op, f"raised {describe_exception(exc)}")
                 raise
@@ -750,6 +752,9 @@ def run_program(program: Program, name: str) -> Run:
     }
     # Unretrieved exceptions are reported when their futures are collected: drop the
     # interpreter's references and collect now, while the reports can be compared.
+    for task in interpreter.created:
+        if not task.done():
+            task.get_coro().close()  # left running by a budget: end it quietly, now
     interpreter.tasks.clear()
     interpreter.created.clear()
     interpreter.shielded.clear()
