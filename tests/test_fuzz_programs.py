@@ -87,3 +87,27 @@ def test_a_cancelled_gather_raises_the_last_childs_cancellation(fw_name: str) ->
         return await task
 
     assert run_on(fw_name, main) == ("stop",)
+
+
+def test_a_cancelled_gather_whose_last_child_then_failed_keeps_the_cancel_message(
+    fw_name: str,
+) -> None:
+    # The gather is cancelled with a message while its last child runs; the child then
+    # fails instead. asyncio raises CancelledError with that message; treadle raised a
+    # bare CancelledError().
+    async def main(fw: Any) -> Any:
+        async def cancels_the_parent_then_fails() -> None:
+            parent.cancel("stop")
+            raise ValueError("failed")
+
+        async def gathers() -> Any:
+            try:
+                await fw.gather(cancels_the_parent_then_fails(), return_exceptions=True)
+            except fw.CancelledError as exc:
+                return exc.args
+            return "not cancelled"
+
+        parent = fw.create_task(gathers())
+        return await parent
+
+    assert run_on(fw_name, main) == ("stop",)
