@@ -119,13 +119,15 @@ class _GatheringFuture(Future[list[Any]]):
     as ``gather`` describes.
     """
 
-    __slots__ = ("_cancel_requested", "_children")
+    __slots__ = ("_cancel_requested", "_children", "_last_child_cancel_message")
 
     def __init__(self, children: list[Future[Any]], *, loop: EventLoop) -> None:
         super().__init__(loop=loop)
         self._children = children
         # Invariant: True once cancel() reached at least one child.
         self._cancel_requested = False
+        # The message of the cancel() that reached the last child, if one did.
+        self._last_child_cancel_message: str | None = None
 
     def cancel(self, msg: str | None = None) -> bool:
         """Cancel every child not done yet; True if any was cancelled."""
@@ -135,6 +137,8 @@ class _GatheringFuture(Future[list[Any]]):
         for child in self._children:
             if child.cancel(msg=msg):
                 cancelled_any = True
+                if child is self._children[-1]:
+                    self._last_child_cancel_message = msg
         if cancelled_any:
             self._cancel_requested = True
         return cancelled_any
@@ -344,8 +348,16 @@ def gather(*aws: _AwaitableOrGenerator[Any], return_exceptions: bool = False) ->
                 results.append(child.result() if exc is None else exc)
         if outer._cancel_requested:
             # gather() was cancelled: even though every child is accounted for, the
-            # awaiting task asked to be cancelled and must see CancelledError.
-            outer.set_exception(_cancelled_error(fut) if fut.cancelled() else CancelledError())
+            # awaiting task asked to be cancelled and must see CancelledError. As in
+            # asyncio, it is the last child's (in argument order), whichever ended last.
+            # (A last child that ended otherwise gives the message it was cancelled with.)
+            last = children[-1]
+            if last.cancelled():
+                outer.set_exception(_cancelled_error(last))
+            else:
+                message = outer._last_child_cancel_message
+                error = CancelledError() if message is None else CancelledError(message)
+                outer.set_exception(error)
         else:
             outer.set_result(results)
 
