@@ -55,11 +55,10 @@ from __future__ import annotations
 import asyncio
 import selectors
 import socket
-import sys
 import time
 import warnings
 import weakref
-from asyncio import base_events, events, format_helpers
+from asyncio import base_events, events, format_helpers, unix_events
 from collections.abc import Iterator, Mapping
 from heapq import heappush
 from typing import TYPE_CHECKING, Any
@@ -80,6 +79,7 @@ _AsyncioLoop = asyncio.SelectorEventLoop  # asyncio.unix_events._UnixSelectorEve
 # The same class, for calling its private methods (typeshed does not declare them).
 _asyncio_private: Any = _AsyncioLoop
 _asyncio_base_events: Any = base_events
+_asyncio_unix_events: Any = unix_events
 _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
 
@@ -277,7 +277,9 @@ class EventLoop(TreadleLoop, _AsyncioLoop):  # type: ignore[misc]
             raise RuntimeError("Cannot close a running event loop")
         if self._closed:
             return
-        if sys.is_finalizing():
+        # asyncio's Unix loop's own policy for its signal handlers (sys as its module
+        # sees it, so that its tests' patches of asyncio.unix_events.sys apply).
+        if _asyncio_unix_events.sys.is_finalizing():
             if self._signal_handlers:
                 warnings.warn(
                     f"Closing the loop {self!r} on interpreter shutdown "
