@@ -39,6 +39,9 @@ asyncio (``asyncio.base_events``, ``selector_events``, ``unix_events``, ``events
     ``_selector``         its transports read ``get_map()``/``get_key()``; None once closed
     ``_transports``, ``_signal_handlers``, ``_unix_server_sockets``, ``_ssock``,
     ``_csock``, ``_internal_fds``  state its methods expect, set up by ``__init__``
+    ``_scheduled``, ``_timer_cancelled_count``  removed after ``BaseEventLoop.__init__``:
+                          its ``_run_once``, their only reader, never runs here
+    ``unix_events.sys``   ``close()`` asks it whether the interpreter is finalizing
     ``_process_self_data``, ``_read_from_self``  signal numbers through the wake-up pipe
     ``_check_running``, ``_check_closed``  its "already running" checks
     ``_asyncgen_firstiter_hook``, ``_asyncgen_finalizer_hook``  its async generator hooks
