@@ -122,6 +122,10 @@ def worker(mode: str, module_name: str, skip: set[str], select: str | None, time
     ]
 
     class Reporter(unittest.TestResult):
+        # Set here too: a class skipped as a whole reaches stopTest without startTest.
+        outcome = "pass"
+        made_before = 0
+
         def startTest(self, test: unittest.TestCase) -> None:
             super().startTest(test)
             self.outcome = "pass"
