@@ -13,6 +13,7 @@ import pytest
 import treadle
 import treadle.aio
 from treadle.crawl import DemoSite
+from treadle.crawl.cli import DEMO_MAX_DEPTH
 from treadle.crawl.crawler import Crawler
 from treadle.crawl.demosite import DemoSiteServer
 
@@ -170,10 +171,13 @@ def test_the_crawler_crawls_the_demo_site_on_the_aio_loop() -> None:
 
     async def main() -> tuple[set[str], set[str]]:
         async with DemoSiteServer(site) as server:
-            crawler = Crawler(server.origin + "/", robots=False, retry_backoff=0)
+            # The demo's endless calendar needs a depth bound, as in `treadle crawl --demo`.
+            crawler = Crawler(
+                server.origin + "/", robots=False, retry_backoff=0, max_depth=DEMO_MAX_DEPTH
+            )
             records = await crawler.crawl()
             return {r.url for r in records}, site.expected_reachable(
-                origin=server.origin, obey_robots=False
+                origin=server.origin, obey_robots=False, max_depth=DEMO_MAX_DEPTH
             )
 
     crawled, expected = run_aio(main)
