@@ -241,7 +241,7 @@ def _check(module: str, source: str, sources: dict[str, str] | None = None) -> l
 
 
 def test_checker_flags_an_import_from_a_lower_layer() -> None:
-    assert _check("loop", "from treadle.tasks import Task\n")
+    assert _check("loop", "from treadle.core.tasks import Task\n")
     assert _check("errors", "import treadle.clock\n")
     assert _check("futures", "from treadle import sleeping\n")
     assert _check("sleeping", "from treadle.testing import VirtualClock\n")
@@ -252,14 +252,14 @@ def test_checker_flags_an_import_inside_a_function() -> None:
 
 
 def test_checker_allows_imports_from_above() -> None:
-    assert _check("tasks", "from treadle.futures import Future\nimport treadle.errors\n") == []
+    assert _check("tasks", "from treadle.core.futures import Future\nimport treadle.errors\n") == []
     assert _check("testing.runner", "from treadle.loop import EventLoop\n") == []
     assert _check("streams", "from treadle.sockets import sock_connect\n") == []
 
 
 def test_checker_orders_modules_within_a_layer() -> None:
-    assert _check("tasks", "from treadle.futures import Future\n") == []
-    assert _check("futures", "from treadle.tasks import Task\n")
+    assert _check("tasks", "from treadle.core.futures import Future\n") == []
+    assert _check("futures", "from treadle.core.tasks import Task\n")
     assert _check("locks", "from treadle.waitqueue import WaitQueue\n") == []
     assert _check("waitqueue", "from treadle.locks import Lock\n")
 
@@ -268,8 +268,8 @@ def test_checker_exempts_type_checking_imports() -> None:
     source = (
         "from typing import TYPE_CHECKING\n"
         "import typing\n"
-        "if TYPE_CHECKING:\n    from treadle.tasks import Task\n"
-        "if typing.TYPE_CHECKING:\n    from treadle.futures import Future\n"
+        "if TYPE_CHECKING:\n    from treadle.core.tasks import Task\n"
+        "if typing.TYPE_CHECKING:\n    from treadle.core.futures import Future\n"
     )
     assert _check("loop", source) == []
     # The else branch of a TYPE_CHECKING test runs, so it is checked.

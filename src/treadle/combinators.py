@@ -17,11 +17,11 @@ from collections import deque
 from collections.abc import Awaitable, Coroutine, Generator, Iterable
 from typing import Any, Generic, Literal, Protocol, TypeAlias, TypeVar, overload
 
+from treadle.core.futures import Future, isfuture
+from treadle.core.tasks import ensure_future, iscoroutine
 from treadle.errors import CancelledError
-from treadle.futures import Future, isfuture
 from treadle.loop import EventLoop, get_running_loop
 from treadle.sleeping import check_seconds
-from treadle.tasks import ensure_future, iscoroutine
 from treadle.timeouts import timeout as _timeout
 
 __all__ = [

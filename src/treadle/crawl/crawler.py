@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import treadle
 from treadle.combinators import FIRST_COMPLETED, gather, wait
+from treadle.core.futures import Future
+from treadle.core.tasks import create_task
 from treadle.crawl.links import decode_html, extract_links
 from treadle.crawl.politeness import HostGate
 from treadle.crawl.records import Record
@@ -33,12 +35,10 @@ from treadle.crawl.retries import (
 from treadle.crawl.robots import RobotsPolicy, robots_url
 from treadle.crawl.urls import Scope, is_http_url, normalize_url, origin
 from treadle.errors import CancelledError, ConnectError, HTTPError, ReadTimeout, ResponseTooLarge
-from treadle.futures import Future
 from treadle.http import Client, Response
 from treadle.loop import get_running_loop
 from treadle.queues import Queue
 from treadle.sleeping import check_delay, sleep
-from treadle.tasks import create_task
 from treadle.timeouts import timeout
 
 __all__ = [

@@ -1,0 +1,686 @@
+"""The event loop programs use: the core's scheduling plus asyncio's services.
+
+``EventLoop`` is ``treadle.core.loop.CoreLoop`` (the ready queue, timers, poller and
+``_run_once``: read that first) with what asyncio's loop offers around it, each in a
+section of its own: debug mode, thread pools (``run_in_executor``, ``wrap_future``),
+asynchronous-generator hooks, the task factory, the exception-handler API, a
+``selectors`` fallback where epoll is missing, fork safety, and asyncio's socket
+vocabulary (``sock_recv``, ``sock_connect``, ``getaddrinfo`` and the rest). None of them
+resumes a coroutine: the socket methods wait through the core's suspend/resume seam.
+Imports ``errors`` and the core.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import logging
+import os
+import select
+import selectors
+import socket
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Coroutine, Generator
+from contextvars import Context
+from typing import Any, TypeAlias, TypeVar, cast
+
+from treadle.core import running as _running_record
+from treadle.core.clock import Clock
+from treadle.core.futures import Future, isfuture
+from treadle.core.handles import describe_callback
+from treadle.core.loop import CoreLoop, Poller
+from treadle.core.tasks import Task, Waiter, current_waiter, is_suspended, resume, suspend
+
+__all__ = [
+    "AddrInfo",
+    "Buffer",
+    "EventLoop",
+    "chain_concurrent_future",
+    "format_address",
+    "get_running_loop",
+    "wrap_future",
+]
+
+logger = logging.getLogger("treadle")
+
+_T = TypeVar("_T")
+ExceptionHandler = Callable[["EventLoop", dict[str, Any]], object]
+TaskFactory = Callable[..., "Task[Any]"]
+
+_POLLIN, _POLLOUT = select.POLLIN, select.POLLOUT
+
+# The running-loop record lives in the core (Future and Task need it); every loop treadle
+# runs is an EventLoop, so the layers above get it typed as one.
+get_running_loop = cast(Callable[[], "EventLoop"], _running_record.get_running_loop)
+_get_running_loop = cast(Callable[[], "EventLoop | None"], _running_record._get_running_loop)
+
+
+class EventLoop(CoreLoop):
+    """Runs callbacks: soon, at a deadline, or when a file descriptor is ready.
+
+    The names, signatures and semantics follow asyncio's event loop.
+    """
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        super().__init__(clock=clock)
+        self.slow_callback_duration = 0.1
+        self._exception_handler: ExceptionHandler | None = None
+        self._task_factory: TaskFactory | None = None
+        self._asyncgens: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._asyncgens_shutdown_called = False
+        self._default_executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._executor_shutdown_called = False
+        _all_loops.add(self)
+
+    def run_forever(self) -> None:
+        """Run callbacks until ``stop()`` is called."""
+        self._check_can_run()
+        old_hooks = sys.get_asyncgen_hooks()
+        sys.set_asyncgen_hooks(
+            firstiter=self._asyncgen_firstiter, finalizer=self._asyncgen_finalizer
+        )
+        old_depth = sys.get_coroutine_origin_tracking_depth()
+        if self._debug:
+            sys.set_coroutine_origin_tracking_depth(10)
+        try:
+            super().run_forever()
+        finally:
+            sys.set_coroutine_origin_tracking_depth(old_depth)
+            sys.set_asyncgen_hooks(*old_hooks)
+
+    def close(self) -> None:
+        """Release the poller, the wake-up socket and the default executor.
+
+        Pending callbacks are discarded. Closing a closed loop does nothing; closing a
+        running one raises RuntimeError.
+        """
+        super().close()
+        executor = self._default_executor
+        if executor is not None:
+            self._default_executor = None
+            executor.shutdown(wait=False)
+
+    # --- the task factory ---------------------------------------------------------------
+
+    def create_task(
+        self,
+        coro: Coroutine[Any, Any, _T] | Generator[Any, Any, _T],
+        *,
+        name: str | None = None,
+        context: Context | None = None,
+    ) -> Task[_T]:
+        """Wrap a coroutine or generator in a ``Task`` (or the factory's) and schedule it."""
+        factory = self._task_factory
+        if factory is None:
+            return super().create_task(coro, name=name, context=context)
+        self._check_closed()
+        if self._debug:
+            self._check_call("create_task", None)
+        task = factory(self, coro, context=context)
+        if name is not None:
+            task.set_name(name)
+        return task
+
+    def set_task_factory(self, factory: TaskFactory | None) -> None:
+        """Use ``factory(loop, coro, context=...)`` in ``create_task``; None restores Task."""
+        if factory is not None and not callable(factory):
+            raise TypeError(f"task factory must be a callable or None, got {factory!r}")
+        self._task_factory = factory
+
+    def get_task_factory(self) -> TaskFactory | None:
+        """The factory set by ``set_task_factory``, or None."""
+        return self._task_factory
+
+    # --- threads ------------------------------------------------------------------------
+
+    def run_in_executor(
+        self,
+        executor: concurrent.futures.Executor | None,
+        func: Callable[..., _T],
+        *args: Any,
+    ) -> Future[_T]:
+        """Run ``func(*args)`` in ``executor`` (a default thread pool if None); a future of it."""
+        self._check_closed()
+        if not callable(func):
+            raise TypeError(f"run_in_executor() needs a callable, got {func!r}")
+        if executor is None:
+            if self._executor_shutdown_called:
+                raise RuntimeError("the default executor has been shut down")
+            executor = self._default_executor
+            if executor is None:
+                executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="treadle")
+                self._default_executor = executor
+        fut: Future[_T] = self.create_future()
+        chain_concurrent_future(executor.submit(func, *args), fut, self)
+        return fut
+
+    def set_default_executor(self, executor: concurrent.futures.ThreadPoolExecutor) -> None:
+        """Use ``executor`` for ``run_in_executor(None, ...)``."""
+        if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+            raise TypeError("the default executor must be a concurrent.futures.ThreadPoolExecutor")
+        self._default_executor = executor
+
+    def shutdown_default_executor(self) -> Future[None]:
+        """Shut the default executor down, waiting for its threads off the loop; awaitable."""
+        self._executor_shutdown_called = True
+        fut: Future[None] = self.create_future()
+        executor = self._default_executor
+        if executor is None:
+            fut.set_result(None)
+            return fut
+
+        def shut_down() -> None:
+            try:
+                executor.shutdown(wait=True)
+            finally:
+                if not self._closed:
+                    self.call_soon_threadsafe(finish)
+
+        def finish() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        threading.Thread(target=shut_down, name="treadle-executor-shutdown").start()
+        return fut
+
+    # --- sockets: asyncio's sock_* methods and DNS -------------------------------------
+    #
+    # Each tries the system call first and waits for readiness only when it would
+    # block. The wait never happens inside the ``except`` block (an error raised
+    # while waiting, a timeout say, would carry a stray BlockingIOError as context).
+    # Cancellation-safe: the data is taken by the system call in the coroutine, never
+    # in a readiness callback, so a cancelled wait leaves nothing registered and loses
+    # no byte.
+
+    async def _wait_readable(self, fd: int | Any) -> None:
+        """Wait until ``fd`` (a file descriptor or an object with ``fileno()``) is readable."""
+        if self.has_reader(fd):
+            raise RuntimeError(f"another task is already waiting to read from {fd!r}")
+        waiter = current_waiter()
+        self.add_reader(fd, resume, waiter)
+        try:
+            await suspend(waiter)
+        finally:
+            self.remove_reader(fd)
+
+    async def _wait_writable(self, fd: int | Any) -> None:
+        """Wait until ``fd`` (a file descriptor or an object with ``fileno()``) is writable."""
+        if self.has_writer(fd):
+            raise RuntimeError(f"another task is already waiting to write to {fd!r}")
+        waiter = current_waiter()
+        self.add_writer(fd, resume, waiter)
+        try:
+            await suspend(waiter)
+        finally:
+            self.remove_writer(fd)
+
+    async def sock_recv(self, sock: socket.socket, nbytes: int) -> bytes:
+        """Receive up to ``nbytes`` bytes from non-blocking ``sock``; ``b''`` when the peer
+        has closed."""
+        _check_nonblocking(sock)
+        while True:
+            try:
+                return sock.recv(nbytes)
+            except (BlockingIOError, InterruptedError):
+                pass
+            await self._wait_readable(sock)
+
+    async def sock_recv_into(self, sock: socket.socket, buf: Buffer) -> int:
+        """Receive into ``buf`` (up to its size); how many bytes arrived (0: the peer closed)."""
+        _check_nonblocking(sock)
+        while True:
+            try:
+                return sock.recv_into(buf)
+            except (BlockingIOError, InterruptedError):
+                pass
+            await self._wait_readable(sock)
+
+    async def sock_recvfrom(self, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
+        """Receive a datagram of up to ``bufsize`` bytes; ``(data, address)``."""
+        _check_nonblocking(sock)
+        while True:
+            try:
+                return sock.recvfrom(bufsize)
+            except (BlockingIOError, InterruptedError):
+                pass
+            await self._wait_readable(sock)
+
+    async def sock_recvfrom_into(
+        self, sock: socket.socket, buf: Buffer, nbytes: int = 0
+    ) -> tuple[int, Any]:
+        """Receive a datagram into ``buf`` (up to ``nbytes``, or its size); ``(size, address)``."""
+        _check_nonblocking(sock)
+        while True:
+            try:
+                return sock.recvfrom_into(buf, nbytes)
+            except (BlockingIOError, InterruptedError):
+                pass
+            await self._wait_readable(sock)
+
+    async def sock_sendall(self, sock: socket.socket, data: Buffer) -> None:
+        """Send all of ``data``, waiting for room as often as needed.
+
+        If cancelled part-way, some of the data may have been sent; the rest was not.
+        """
+        _check_nonblocking(sock)
+        view = memoryview(data).cast("B")
+        sent = 0
+        while sent < len(view):
+            try:
+                sent += sock.send(view[sent:])
+                continue
+            except (BlockingIOError, InterruptedError):
+                pass
+            await self._wait_writable(sock)
+
+    async def sock_sendto(self, sock: socket.socket, data: Buffer, address: Any) -> int:
+        """Send a datagram to ``address``; how many bytes were sent."""
+        _check_nonblocking(sock)
+        while True:
+            try:
+                return sock.sendto(data, address)
+            except (BlockingIOError, InterruptedError):
+                pass
+            await self._wait_writable(sock)
+
+    async def sock_connect(self, sock: socket.socket, address: Any) -> None:
+        """Connect ``sock`` to ``address``, resolving a host name first (for IP sockets)."""
+        _check_nonblocking(sock)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            infos = await self.getaddrinfo(
+                address[0], address[1], family=sock.family, type=sock.type, proto=sock.proto
+            )
+            address = infos[0][4]
+        try:
+            sock.connect(address)
+            return
+        except (BlockingIOError, InterruptedError):
+            pass
+        if self.has_writer(sock):
+            raise RuntimeError(f"another task is already waiting to write to {sock!r}")
+        waiter = current_waiter()
+        self.add_writer(sock, _take_connect_outcome, sock, waiter)
+        try:
+            error = await suspend(waiter)
+        finally:
+            self.remove_writer(sock)
+        if error:
+            # OSError(errno, ...) builds the matching subclass (ConnectionRefusedError, ...).
+            raise OSError(error, os.strerror(error), format_address(address))
+
+    async def sock_accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
+        """Accept a connection; ``(conn, address)`` with ``conn`` already non-blocking."""
+        _check_nonblocking(sock)
+        while True:
+            try:
+                conn, address = sock.accept()
+                conn.setblocking(False)
+                return conn, address
+            except (BlockingIOError, InterruptedError):
+                pass
+            await self._wait_readable(sock)
+
+    async def getaddrinfo(
+        self,
+        host: bytes | str | None,
+        port: bytes | str | int | None,
+        *,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> list[AddrInfo]:
+        """``socket.getaddrinfo`` off the loop (a numeric host is resolved at once).
+
+        A failed lookup raises ``socket.gaierror`` naming the host.
+        """
+        try:
+            # A numeric address needs no lookup, so it need not cost a thread.
+            infos = socket.getaddrinfo(
+                host, port, family, type, proto, flags | socket.AI_NUMERICHOST
+            )
+            return cast(list[AddrInfo], infos)
+        except socket.gaierror:
+            pass
+        lookup = cast(Callable[..., list[AddrInfo]], socket.getaddrinfo)
+        try:
+            return await self.run_in_executor(None, lookup, host, port, family, type, proto, flags)
+        except socket.gaierror as exc:
+            raise socket.gaierror(exc.errno, f"cannot resolve {host!r}: {exc.strerror}") from exc
+
+    async def getnameinfo(self, sockaddr: tuple[Any, ...], flags: int = 0) -> tuple[str, str]:
+        """``socket.getnameinfo`` off the loop."""
+        return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
+
+    # --- asynchronous generators --------------------------------------------------------
+
+    def _asyncgen_firstiter(self, agen: Any) -> None:
+        self._asyncgens.add(agen)
+
+    def _asyncgen_finalizer(self, agen: Any) -> None:
+        self._asyncgens.discard(agen)
+        if not self._closed:
+            self.call_soon_threadsafe(self.create_task, agen.aclose())
+
+    def shutdown_asyncgens(self) -> Future[None]:
+        """Close every asynchronous generator still open on this loop; awaitable."""
+        self._asyncgens_shutdown_called = True
+        fut: Future[None] = self.create_future()
+        agens = list(self._asyncgens)
+        self._asyncgens.clear()
+        if not agens:
+            fut.set_result(None)
+            return fut
+        remaining = len(agens)
+
+        def closed(task: Future[Any], agen: Any) -> None:
+            nonlocal remaining
+            if not task.cancelled() and task.exception() is not None:
+                self.call_exception_handler(
+                    {
+                        "message": f"error closing asynchronous generator {agen!r}",
+                        "exception": task.exception(),
+                        "asyncgen": agen,
+                    }
+                )
+            remaining -= 1
+            if remaining == 0 and not fut.done():
+                fut.set_result(None)
+
+        for agen in agens:
+            task = self.create_task(agen.aclose())
+            task.add_done_callback(functools.partial(closed, agen=agen))
+        return fut
+
+    # --- errors -------------------------------------------------------------------------
+
+    def set_exception_handler(self, handler: ExceptionHandler | None) -> None:
+        """Send errors nobody else can handle to ``handler(loop, context)``; None: default."""
+        if handler is not None and not callable(handler):
+            raise TypeError(f"exception handler must be a callable or None, got {handler!r}")
+        self._exception_handler = handler
+
+    def get_exception_handler(self) -> ExceptionHandler | None:
+        """The handler set by ``set_exception_handler``, or None."""
+        return self._exception_handler
+
+    def default_exception_handler(self, context: dict[str, Any]) -> None:
+        """Log ``context`` (a message, maybe an exception, and what it concerns) as an error."""
+        message = context.get("message") or "Unhandled exception in event loop"
+        exception = context.get("exception")
+        exc_info: Any = (
+            (type(exception), exception, exception.__traceback__) if exception else False
+        )
+        lines = [message]
+        for key in sorted(context):
+            if key not in ("message", "exception"):
+                lines.append(f"{key}: {context[key]!r}")
+        logger.error("\n".join(lines), exc_info=exc_info)
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        """Hand ``context`` to the exception handler; an error in the handler is logged too."""
+        handler = self._exception_handler
+        if handler is None:
+            try:
+                self.default_exception_handler(context)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                logger.error("Exception in default exception handler", exc_info=True)
+            return
+        try:
+            handler(self, context)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self.default_exception_handler(
+                {
+                    "message": "Unhandled error in exception handler",
+                    "exception": exc,
+                    "context": context,
+                }
+            )
+
+    # --- debug --------------------------------------------------------------------------
+
+    def get_debug(self) -> bool:
+        """Whether debug mode is on."""
+        return self._debug
+
+    def set_debug(self, enabled: bool) -> None:
+        """Debug mode warns about slow callbacks and about calls from the wrong thread."""
+        self._debug = bool(enabled)
+        if self.is_running():
+            sys.set_coroutine_origin_tracking_depth(10 if self._debug else 0)
+
+    def _check_call(self, operation: str, callback: Callable[..., object] | None) -> None:
+        """Refuse a scheduling call from another thread, or one given a coroutine function."""
+        if self._thread_id is not None and self._thread_id != threading.get_ident():
+            raise RuntimeError(
+                f"{operation}() called from a thread other than the loop's; "
+                "use call_soon_threadsafe() from other threads"
+            )
+        code = getattr(callback, "__code__", None)
+        if code is not None and code.co_flags & 0x180:  # CO_COROUTINE | CO_ITERABLE_COROUTINE
+            raise TypeError(
+                f"{operation}() was given a coroutine function {callback!r}; "
+                "schedule it with create_task() instead"
+            )
+
+    def _run_ready_debug(self, ntodo: int) -> None:
+        """Step 5 of ``_run_once`` in debug mode: also time each callback."""
+        popleft = self._ready.popleft
+        for _ in range(ntodo):
+            handle = popleft()
+            if handle._cancelled:
+                continue
+            started = time.monotonic()
+            try:
+                handle._context.run(handle._callback, *handle._args)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._callback_failed(handle, exc)
+            finally:
+                took = time.monotonic() - started
+                if took >= self.slow_callback_duration:
+                    logger.warning(
+                        "Executing %s took %.3f seconds (slow_callback_duration is %.3f)",
+                        describe_callback(handle._callback, handle._args),
+                        took,
+                        self.slow_callback_duration,
+                    )
+
+    # --- where epoll is missing, and after fork() -----------------------------------------
+
+    def _make_poller(self) -> Poller:
+        if hasattr(select, "epoll"):
+            return select.epoll()
+        return _SelectorsPoller()
+
+    def _check_can_run(self) -> None:
+        if isinstance(self._poller, _ForkedPoller) and not self._closed:
+            self._poller.poll(0)  # raises: this loop belongs to the parent process
+        super()._check_can_run()
+
+
+# --- where epoll is missing: the poller interface over selectors -------------------------
+
+class _SelectorsPoller:
+    """The poller interface over ``selectors.DefaultSelector``, where epoll is missing."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+
+    @staticmethod
+    def _events(mask: int) -> int:
+        return (selectors.EVENT_READ if mask & _POLLIN else 0) | (
+            selectors.EVENT_WRITE if mask & _POLLOUT else 0
+        )
+
+    def register(self, fd: int, mask: int) -> None:
+        self._selector.register(fd, self._events(mask))
+
+    def modify(self, fd: int, mask: int) -> None:
+        try:
+            self._selector.modify(fd, self._events(mask))
+        except KeyError:
+            raise FileNotFoundError(fd) from None
+
+    def unregister(self, fd: int) -> None:
+        try:
+            self._selector.unregister(fd)
+        except KeyError:
+            raise FileNotFoundError(fd) from None
+
+    def poll(self, timeout: float) -> list[tuple[int, int]]:
+        ready = self._selector.select(None if timeout < 0 else timeout)
+        return [
+            (key.fd, (_POLLIN if ev & selectors.EVENT_READ else 0)
+             | (_POLLOUT if ev & selectors.EVENT_WRITE else 0))
+            for key, ev in ready
+        ]
+
+    def close(self) -> None:
+        self._selector.close()
+
+
+# --- fork() -------------------------------------------------------------------------------
+#
+# A child made by fork() inherits the parent's loops half-alive: their epoll instance and
+# wake-up socketpair are *shared* with the parent (fork copies the descriptors, not what
+# they point to), and the forking thread's record says a loop is running. So in the
+# child, no loop is running, and every loop made before the fork is cut off from the
+# shared epoll: registering a descriptor there from the child would change what the
+# parent's loop waits for. What is supported in a child is a new loop of its own
+# (treadle.run(), new_event_loop()); a parent's loop can only be closed there. A child
+# forked from inside a callback and returning to the loop finds that loop stopping, its
+# pending callbacks and timers dropped (they are the parent's work), and any further run
+# refused with a RuntimeError that says so.
+
+# Every loop not yet garbage-collected, so that a forked child can cut them off.
+_all_loops: weakref.WeakSet[EventLoop] = weakref.WeakSet()
+
+
+class _ForkedPoller:
+    """The poller of a loop inherited across fork(): refuses everything but close()."""
+
+    def __init__(self, parent_pid: int) -> None:
+        self._parent_pid = parent_pid
+
+    def _refuse(self, *args: object) -> Any:
+        raise RuntimeError(
+            f"this event loop was made in process {self._parent_pid} and came into "
+            f"process {os.getpid()} by fork(); it cannot run or watch file descriptors "
+            "here. Start a new loop in the child: treadle.run() or treadle.new_event_loop()"
+        )
+
+    register = modify = unregister = poll = _refuse
+
+    def close(self) -> None:
+        """Nothing to release: the child's copy of the epoll descriptor is closed already."""
+
+
+def _cut_off_loops_after_fork() -> None:
+    """In a child just forked: no loop runs here, and the parent's loops are cut off."""
+    _running_record.running.loop = None
+    parent_pid = os.getppid()
+    for loop in list(_all_loops):
+        if loop._closed:
+            continue
+        # Closing the child's copy of the epoll descriptor leaves the parent's intact.
+        loop._poller.close()
+        loop._poller = _ForkedPoller(parent_pid)
+        for handle in loop._ready:
+            # Marked directly, not cancel()ed: this is the child's copy, and nothing of
+            # the parent's bookkeeping must run here.
+            handle._cancelled = True
+        loop._timers.clear()
+        loop._cancelled_timers = 0
+        loop._stopping = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_cut_off_loops_after_fork)
+
+
+def chain_concurrent_future(
+    source: concurrent.futures.Future[_T], dest: Future[_T], loop: EventLoop
+) -> None:
+    """Copy ``source``'s outcome (from any thread) into ``dest`` on ``loop``; cancel both ways."""
+
+    def copy_outcome() -> None:
+        if dest.done():
+            return
+        if source.cancelled():
+            dest.cancel()
+        elif (exc := source.exception()) is not None:
+            dest.set_exception(exc)
+        else:
+            dest.set_result(source.result())
+
+    def on_source_done(_: concurrent.futures.Future[_T]) -> None:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(copy_outcome)
+
+    def on_dest_done(f: Future[_T]) -> None:
+        if f.cancelled():
+            source.cancel()
+
+    source.add_done_callback(on_source_done)
+    dest.add_done_callback(on_dest_done)
+
+
+def wrap_future(fut: Any, *, loop: EventLoop | None = None) -> Future[Any]:
+    """A treadle Future that follows a ``concurrent.futures.Future`` (or returns a treadle one)."""
+    if isfuture(fut):
+        return fut  # type: ignore[no-any-return]
+    if not isinstance(fut, concurrent.futures.Future):
+        raise TypeError(f"wrap_future() needs a concurrent.futures.Future, got {fut!r}")
+    loop = get_running_loop() if loop is None else loop
+    new: Future[Any] = Future(loop=loop)
+    chain_concurrent_future(fut, new, loop)
+    return new
+
+
+# --- socket helpers, for the loop's sock_* methods ------------------------------------
+
+# What a socket can send from (collections.abc.Buffer arrives only in Python 3.12).
+Buffer: TypeAlias = bytes | bytearray | memoryview
+
+# (family, type, proto, canonname, sockaddr), as socket.getaddrinfo returns them.
+AddrInfo: TypeAlias = tuple[socket.AddressFamily, socket.SocketKind, int, str, Any]
+
+
+def _check_nonblocking(sock: socket.socket) -> None:
+    """Refuse what the sock_* methods cannot drive: a non-socket, or a blocking socket."""
+    if not isinstance(sock, socket.socket):
+        raise TypeError(f"expected a socket.socket, got {sock!r}")
+    if sock.gettimeout() != 0:
+        # asyncio checks this only in debug mode; a blocking socket would freeze the loop.
+        raise ValueError(
+            f"the socket must be non-blocking: call sock.setblocking(False) first ({sock!r})"
+        )
+
+
+def _take_connect_outcome(sock: socket.socket, waiter: Waiter) -> None:
+    """The connecting socket is writable: read its outcome (an errno, 0 for success) now.
+
+    Now, in the readiness callback, and not a loop iteration later when the task
+    resumes: a peer that accepts and resets at once must not turn a connection that
+    succeeded into a failed connect (asyncio reads SO_ERROR at the same moment).
+    """
+    if is_suspended(waiter):
+        resume(waiter, sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+
+
+def format_address(address: Any) -> str:
+    """``host:port`` (``[host]:port`` for IPv6) for a socket address, for messages."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = f"[{address[0]}]" if ":" in str(address[0]) else str(address[0])
+        return f"{host}:{address[1]}"
+    return str(address)
+
