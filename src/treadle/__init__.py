@@ -15,6 +15,8 @@ from treadle.combinators import (
     FIRST_EXCEPTION,
     as_completed,
     awaiting,
+    coroutine,
+    ensure_future,
     gather,
     shield,
     wait,
@@ -26,10 +28,7 @@ from treadle.core.handles import Handle, TimerHandle
 from treadle.core.tasks import (
     Task,
     all_tasks,
-    coroutine,
-    create_task,
     current_task,
-    ensure_future,
     iscoroutine,
 )
 from treadle.errors import (
@@ -42,7 +41,7 @@ from treadle.errors import (
     QueueShutDown,
 )
 from treadle.locks import BoundedSemaphore, Condition, Event, Lock, Semaphore
-from treadle.loop import EventLoop, get_running_loop, wrap_future
+from treadle.loop import EventLoop, create_task, get_running_loop, wrap_future
 from treadle.queues import LifoQueue, PriorityQueue, Queue
 from treadle.runners import new_event_loop, run
 from treadle.servers import Server, start_server, start_unix_server

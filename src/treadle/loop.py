@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from contextvars import Context
 from typing import Any, TypeAlias, TypeVar, cast
 
@@ -31,14 +31,23 @@ from treadle.core import running as _running_record
 from treadle.core.clock import Clock
 from treadle.core.futures import Future, isfuture
 from treadle.core.handles import describe_callback
-from treadle.core.loop import CoreLoop, Poller
-from treadle.core.tasks import Task, Waiter, current_waiter, is_suspended, resume, suspend
+from treadle.core.loop import CoreLoop, Poller, _fileno
+from treadle.core.tasks import (
+    Task,
+    Waiter,
+    current_waiter,
+    is_suspended,
+    iscoroutine,
+    resume,
+    suspend,
+)
 
 __all__ = [
     "AddrInfo",
     "Buffer",
     "EventLoop",
     "chain_concurrent_future",
+    "create_task",
     "format_address",
     "get_running_loop",
     "wrap_future",
@@ -56,6 +65,22 @@ _POLLIN, _POLLOUT = select.POLLIN, select.POLLOUT
 # runs is an EventLoop, so the layers above get it typed as one.
 get_running_loop = cast(Callable[[], "EventLoop"], _running_record.get_running_loop)
 _get_running_loop = cast(Callable[[], "EventLoop | None"], _running_record._get_running_loop)
+
+
+def create_task(
+    coro: Coroutine[Any, Any, _T] | Generator[Any, Any, _T],
+    *,
+    name: str | None = None,
+    context: Context | None = None,
+) -> Task[_T]:
+    """Schedule ``coro`` as a Task on the running loop."""
+    try:
+        loop = get_running_loop()
+    except RuntimeError:
+        if iscoroutine(coro):
+            coro.close()  # don't also warn that it was never awaited
+        raise
+    return loop.create_task(coro, name=name, context=context)
 
 
 class EventLoop(CoreLoop):
@@ -102,6 +127,50 @@ class EventLoop(CoreLoop):
         if executor is not None:
             self._default_executor = None
             executor.shutdown(wait=False)
+
+    def run_until_complete(self, future: Awaitable[_T]) -> _T:
+        """Run until ``future`` (a future, task, coroutine or generator) is done; its result."""
+        self._check_can_run()
+        is_future = getattr(future, "_asyncio_future_blocking", None) is not None
+        if is_future:
+            fut: Future[_T] = future  # type: ignore[assignment]
+            if fut.get_loop() is not self:
+                raise ValueError("the future belongs to a different loop than this one")
+        else:
+            fut = self.create_task(future)  # type: ignore[arg-type]
+        fut.add_done_callback(self._stop_when_done)
+        try:
+            self.run_forever()
+        except BaseException:
+            if not is_future and fut.done() and not fut.cancelled():
+                # The exception is raised here; don't also log it as never retrieved.
+                fut.exception()
+            raise
+        finally:
+            fut.remove_done_callback(self._stop_when_done)
+        if not fut.done():
+            raise RuntimeError("the loop stopped before the future completed")
+        return fut.result()
+
+    def _stop_when_done(self, fut: Future[Any]) -> None:
+        if not fut.cancelled() and isinstance(fut.exception(), SystemExit | KeyboardInterrupt):
+            # That exception already left run_forever (it is raised through the loop),
+            # so there is nothing to stop; stopping now would stop the *next* run.
+            return
+        self.stop()
+
+    @property
+    def clock(self) -> Clock:
+        """The clock this loop reads time from."""
+        return self._clock
+
+    def has_reader(self, fd: int | Any) -> bool:
+        """Whether a reader callback is registered for ``fd``."""
+        return _fileno(fd) in self._readers
+
+    def has_writer(self, fd: int | Any) -> bool:
+        """Whether a writer callback is registered for ``fd``."""
+        return _fileno(fd) in self._writers
 
     # --- the task factory ---------------------------------------------------------------
 

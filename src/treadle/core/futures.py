@@ -43,18 +43,9 @@ class Future(Generic[_T]):
     """
 
     __slots__ = (
-        "__weakref__",
-        "_asyncio_future_blocking",
-        "_callback0",
-        "_callbacks",
-        "_cancel_message",
-        "_context0",
-        "_exception",
-        "_log_traceback",
-        "_loop",
-        "_result",
-        "_state",
-    )
+        "__weakref__", "_asyncio_future_blocking", "_callback0", "_callbacks", "_cancel_message",
+        "_context0", "_exception", "_log_traceback", "_loop", "_result", "_state",
+    )  # fmt: skip
 
     _state: _State
     # The result; once an exception is set instead, the traceback it had then (a slot

@@ -35,7 +35,7 @@ import select
 import socket
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context, copy_context
 from heapq import heapify, heappop, heappush
 from typing import Any, Protocol, TypeVar
@@ -212,37 +212,6 @@ class CoreLoop:
             except BaseException as exc:
                 self._callback_failed(handle, exc)
 
-    def run_until_complete(self, future: Awaitable[_T]) -> _T:
-        """Run until ``future`` (a future, task, coroutine or generator) is done; its result."""
-        self._check_can_run()
-        is_future = getattr(future, "_asyncio_future_blocking", None) is not None
-        if is_future:
-            fut: Future[_T] = future  # type: ignore[assignment]
-            if fut.get_loop() is not self:
-                raise ValueError("the future belongs to a different loop than this one")
-        else:
-            fut = self.create_task(future)  # type: ignore[arg-type]
-        fut.add_done_callback(self._stop_when_done)
-        try:
-            self.run_forever()
-        except BaseException:
-            if not is_future and fut.done() and not fut.cancelled():
-                # The exception is raised here; don't also log it as never retrieved.
-                fut.exception()
-            raise
-        finally:
-            fut.remove_done_callback(self._stop_when_done)
-        if not fut.done():
-            raise RuntimeError("the loop stopped before the future completed")
-        return fut.result()
-
-    def _stop_when_done(self, fut: Future[Any]) -> None:
-        if not fut.cancelled() and isinstance(fut.exception(), SystemExit | KeyboardInterrupt):
-            # That exception already left run_forever (it is raised through the loop),
-            # so there is nothing to stop; stopping now would stop the *next* run.
-            return
-        self.stop()
-
     def stop(self) -> None:
         """Stop after the callbacks of the current iteration have run."""
         self._stopping = True
@@ -282,11 +251,6 @@ class CoreLoop:
     def time(self) -> float:
         """The loop's current time, from its clock."""
         return self._clock_time()
-
-    @property
-    def clock(self) -> Clock:
-        """The clock this loop reads time from."""
-        return self._clock
 
     # --- scheduling callbacks -----------------------------------------------------------
 
@@ -408,14 +372,6 @@ class CoreLoop:
     def remove_writer(self, fd: int | Any) -> bool:
         """Stop watching ``fd`` for writing; True if a writer was registered."""
         return self._unwatch(self._writers, fd)
-
-    def has_reader(self, fd: int | Any) -> bool:
-        """Whether a reader callback is registered for ``fd``."""
-        return _fileno(fd) in self._readers
-
-    def has_writer(self, fd: int | Any) -> bool:
-        """Whether a writer callback is registered for ``fd``."""
-        return _fileno(fd) in self._writers
 
     def _watch(
         self,

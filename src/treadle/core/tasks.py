@@ -48,15 +48,14 @@ Imports ``errors`` and the core's futures, handles, tracebacks and running-loop 
 from __future__ import annotations
 
 import collections.abc
-import functools
 import inspect
 import itertools
 import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Coroutine, Generator
 from contextvars import Context, copy_context
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
 
-from treadle.core.futures import _CANCELLED, _FINISHED, _PENDING, Future, isfuture
+from treadle.core.futures import _CANCELLED, _FINISHED, _PENDING, Future
 from treadle.core.handles import Handle
 from treadle.core.running import get_running_loop
 from treadle.core.tracebacks import trim_tracebacks
@@ -66,19 +65,9 @@ if TYPE_CHECKING:
     from treadle.core.loop import CoreLoop
 
 __all__ = [
-    "Task",
-    "Waiter",
-    "all_tasks",
-    "coroutine",
-    "create_task",
-    "current_task",
-    "current_waiter",
-    "ensure_future",
-    "is_suspended",
-    "iscoroutine",
-    "resume",
-    "suspend",
-]
+    "Task", "Waiter", "all_tasks", "current_task", "current_waiter",
+    "is_suspended", "iscoroutine", "resume", "suspend",
+]  # fmt: skip
 
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
@@ -112,14 +101,9 @@ class Task(Future[_T]):
     """
 
     __slots__ = (
-        "_context",
-        "_coro",
-        "_fut_waiter",
-        "_must_cancel",
-        "_name",
-        "_num_cancels_requested",
+        "_context", "_coro", "_fut_waiter", "_must_cancel", "_name", "_num_cancels_requested",
         "_yield_handle",
-    )
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -383,26 +367,6 @@ def _outcome_of_foreign(future: Any) -> BaseException | None:
     return None
 
 
-def coroutine(
-    func: Callable[_P, Generator[Any, Any, _T]],
-) -> Callable[_P, Coroutine[object, object, _T]]:
-    """Mark a generator function as a coroutine, so ``async def`` code can ``await`` it.
-
-    Inside it, ``yield from`` works on futures, generators and native coroutines alike
-    (``yield from treadle.awaiting(aw)`` is the typed way; see docs/typing.md).
-    """
-    # Typed Coroutine[object, object, _T], not [Any, Any, _T]: an explicit Any in an
-    # argument makes mypy give up on gather()'s overloads and infer Any.
-    if inspect.iscoroutinefunction(func):
-        return func
-    target = func.func if isinstance(func, functools.partial) else func
-    if not inspect.isgeneratorfunction(target):
-        raise TypeError(
-            f"treadle.coroutine expects a generator function (a def with yield), got {func!r}"
-        )
-    return types.coroutine(func)  # type: ignore[return-value]
-
-
 def current_task(loop: CoreLoop | None = None) -> Task[Any] | None:
     """The task running now on ``loop`` (the running loop by default), or None."""
     return (get_running_loop() if loop is None else loop)._current_task
@@ -473,41 +437,3 @@ def is_suspended(waiter: Waiter) -> bool:
     if isinstance(waiter, Task):
         return waiter._fut_waiter is _SUSPENDED
     return not waiter.done()
-
-
-def create_task(
-    coro: Coroutine[Any, Any, _T] | Generator[Any, Any, _T],
-    *,
-    name: str | None = None,
-    context: Context | None = None,
-) -> Task[_T]:
-    """Schedule ``coro`` as a Task on the running loop."""
-    try:
-        loop = get_running_loop()
-    except RuntimeError:
-        if iscoroutine(coro):
-            coro.close()  # don't also warn that it was never awaited
-        raise
-    return loop.create_task(coro, name=name, context=context)
-
-
-async def _await(awaitable: Awaitable[_T]) -> _T:
-    return await awaitable
-
-
-def ensure_future(
-    obj: Awaitable[_T] | Generator[Any, Any, _T], *, loop: CoreLoop | None = None
-) -> Future[_T]:
-    """``obj`` if it is a future; a Task running it if it is a coroutine, a generator or
-    another awaitable."""
-    if isfuture(obj):
-        fut: Future[_T] = obj  # type: ignore[assignment]
-        if loop is not None and fut.get_loop() is not loop:
-            raise ValueError("the future belongs to a different loop than the one given")
-        return fut
-    loop = get_running_loop() if loop is None else loop
-    if iscoroutine(obj):
-        return loop.create_task(obj)  # type: ignore[arg-type]
-    if inspect.isawaitable(obj):
-        return loop.create_task(_await(obj))
-    raise TypeError(f"a future, a coroutine or an awaitable was expected, got {obj!r}")

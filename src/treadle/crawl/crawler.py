@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import treadle
 from treadle.combinators import FIRST_COMPLETED, gather, wait
 from treadle.core.futures import Future
-from treadle.core.tasks import create_task
 from treadle.crawl.links import decode_html, extract_links
 from treadle.crawl.politeness import HostGate
 from treadle.crawl.records import Record
@@ -36,7 +35,7 @@ from treadle.crawl.robots import RobotsPolicy, robots_url
 from treadle.crawl.urls import Scope, is_http_url, normalize_url, origin
 from treadle.errors import CancelledError, ConnectError, HTTPError, ReadTimeout, ResponseTooLarge
 from treadle.http import Client, Response
-from treadle.loop import get_running_loop
+from treadle.loop import create_task, get_running_loop
 from treadle.queues import Queue
 from treadle.sleeping import check_delay, sleep
 from treadle.timeouts import timeout
