@@ -172,7 +172,9 @@ class _Connection:
         """Wake the task waiting to read, if any."""
         waiter = self.read_waiter
         if waiter is not None:
-            resume(waiter)
+            # Inline: from the readiness callback the reader's step runs right here,
+            # saving a trip through the ready queue per message (core/tasks.py).
+            resume(waiter, inline=True)
 
     # --- sending ------------------------------------------------------------------------
 

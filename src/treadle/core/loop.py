@@ -3,9 +3,9 @@
 Design principles:
 
 1. The loop runs callbacks, nothing else. It never resumes a coroutine: ``Task._step``
-   does (``tasks.py``), and a step runs only as a loop callback: the task's own
-   scheduled step, or a done-callback of the Future it waits on. The one exception is
-   written down in ``tasks.py`` (``resume`` from a readiness callback, principle 7).
+   does (``tasks.py``), and a step runs only inside a loop callback: the task's own
+   scheduled step, or the done callback of the Future it waits on, or (principle 7)
+   the readiness callback of a stream whose reader it wakes.
 2. ``_run_once`` is the only place a callback is called. One iteration: drop cancelled
    timers, work out how long the poller may block, poll, move due timers to the ready
    queue, then run exactly the callbacks that were ready when the iteration began.
@@ -16,9 +16,11 @@ Design principles:
 6. Cheap on the hot path: no per-event allocation for readiness, tuples in the timer
    heap so C compares them, and no system call per iteration when no file descriptor
    but the wake-up socket is registered and there is work ready.
-7. A task waits for readiness through one seam, ``suspend``/``resume`` in ``tasks.py``:
-   a readiness callback calls ``resume(task)``, and that runs the task's step at once,
-   inside the callback, instead of a trip later through the ready queue.
+7. A task that waits without a Future of its own (a wait queue, a stream, a socket)
+   does so through one seam, ``suspend``/``resume`` in ``tasks.py``. ``resume``
+   schedules the task's step like any wake-up; a readiness callback with nothing left
+   to do may ask for ``inline=True`` and run it at once. Stream reads do: it saves a
+   Handle, a pass through the ready queue and often a poll per message.
 
 This is the core only. ``treadle.loop.EventLoop`` is this class plus asyncio's
 services (debug mode, thread pools, asynchronous-generator hooks, the exception-handler

@@ -29,10 +29,13 @@ Its contract:
   ``resume(waiter, error=exc)`` makes it raise ``exc``. It returns True if the task was
   suspended and is now resumed, and False, doing nothing, if it was not (already
   resumed, or cancelled, or not suspended yet).
-* Called from a loop callback (a readiness callback, a timer; not from inside another
-  task's step), ``resume`` runs the task's next step at once, inside that callback: it
-  saves a Handle and a trip through the ready queue per stream message, and steps never
-  nest. Called from a task's step, it schedules the step with ``call_soon``.
+* ``resume`` schedules the task's next step with ``call_soon``, like every other
+  wake-up. ``resume(waiter, inline=True)`` called from a loop callback that is not a
+  task's step (a readiness callback) runs that step at once, inside the callback; from
+  inside a step it schedules as usual, since steps never nest. Only a waker with nothing
+  left to do after it may ask for that: the stream's readiness callback does, which
+  saves a Handle, a trip through the ready queue and often a poll per message (about a
+  tenth of the server's CPU per round trip on the echo benchmark, 1 KiB x 100).
 * ``task.cancel()`` on a suspended task ends the suspension: ``await suspend()`` raises
   CancelledError on a later iteration, and a ``resume`` after the cancel returns False.
   A cancel that comes after ``resume`` but before the task has run wins: the value is
@@ -411,17 +414,24 @@ def suspend(waiter: Waiter) -> Generator[Any, Any, Any]:
     return (yield from waiter)
 
 
-def resume(waiter: Waiter, value: Any = None, *, error: BaseException | None = None) -> bool:
+def resume(
+    waiter: Waiter, value: Any = None, *, error: BaseException | None = None, inline: bool = False
+) -> bool:
     """Wake the task suspended on ``waiter`` with ``value`` (or ``error`` to raise).
 
     True if it was suspended and is now resumed; False, doing nothing, if it was not.
-    Its next step is scheduled with ``call_soon``, as any other wake-up.
+    Its next step is scheduled with ``call_soon``, as any other wake-up; with
+    ``inline=True`` and no task's step running, the step runs here and now.
     """
     if isinstance(waiter, Task):
         if waiter._fut_waiter is not _SUSPENDED:
             return False
         waiter._fut_waiter = None
-        waiter._loop._schedule(waiter._step, (error, value), waiter._context)
+        loop = waiter._loop
+        if inline and loop._current_task is None:
+            waiter._context.run(waiter._step, error, value)
+        else:
+            loop._schedule(waiter._step, (error, value), waiter._context)
         return True
     if waiter.done():
         return False
