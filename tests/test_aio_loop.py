@@ -135,10 +135,13 @@ def owner_of(name: str) -> str:
         # Any name: an alias (``_drain_self_pipe = ..._read_from_self``) counts too.
         if any(value is found for value in cls.__dict__.values()):
             return cls.__name__
-    if TreadleLoop.__dict__.get(name) is found:
-        return "treadle"
-    if EventLoop.__dict__.get(name) is found:
+    if EventLoop.__dict__.get(name) is found and not any(
+        cls.__dict__.get(name) is found for cls in TreadleLoop.__mro__
+    ):
         return "treadle.aio"
+    # treadle's loop: the services (treadle.loop.EventLoop) or the core (CoreLoop).
+    if any(cls.__dict__.get(name) is found for cls in TreadleLoop.__mro__[:-1]):
+        return "treadle"
     return f"unknown: {found!r}"
 
 

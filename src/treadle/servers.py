@@ -19,12 +19,12 @@ import stat
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Self
 
+from treadle.core.futures import Future
+from treadle.core.tasks import Task
 from treadle.errors import CancelledError
-from treadle.futures import Future
 from treadle.loop import EventLoop, get_running_loop
 from treadle.sockets import format_address, getaddrinfo
 from treadle.streams import DEFAULT_LIMIT, StreamReader, StreamWriter, connect_stream
-from treadle.tasks import Task
 
 __all__ = ["Server", "start_server", "start_unix_server"]
 

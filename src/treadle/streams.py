@@ -4,7 +4,8 @@ Every byte is delivered in order or a clear error is raised. The hot path is sho
 
 * A read that finds bytes buffered, or the socket readable right now, returns without a
   Future, a callback or a trip through the ready queue. Only when the socket would
-  block does the reader park on a Future until the selector reports data.
+  block does the reader suspend (``treadle.core.tasks.suspend``) until the selector
+  reports data.
 * Once a reader has waited, the socket stays registered for reading; the readiness
   callback moves bytes into the buffer, so no system call is spent re-registering
   between messages. Reading pauses when the buffer passes twice the limit.
@@ -21,11 +22,11 @@ import ssl as ssl_module
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Self
 
+from treadle.core.futures import Future
+from treadle.core.tasks import Waiter, current_waiter, resume, suspend
 from treadle.errors import IncompleteReadError, LimitOverrunError
-from treadle.futures import Future
 from treadle.loop import EventLoop, get_running_loop
 from treadle.sockets import Buffer, format_address, getaddrinfo, sock_connect
-from treadle.tasks import Task, park
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -91,9 +92,8 @@ class _Connection:
         self.eof = False
         # A receive error, raised once the buffered bytes have been read.
         self.read_error: BaseException | None = None
-        # The task waiting in wait_readable (parked), or a Future when the waiter is
-        # not a treadle Task.
-        self.read_waiter: Task[Any] | Future[None] | None = None
+        # The task suspended in wait_readable, as resume() takes it.
+        self.read_waiter: Waiter | None = None
         # Invariant: True exactly while _on_readable is registered with the loop.
         self.reading = False
         # Bytes written by the user that the socket has not taken yet.
@@ -101,7 +101,7 @@ class _Connection:
         # Invariant: True exactly while _on_writable is registered with the loop.
         self.writing = False
         self.write_error: BaseException | None = None
-        self.drain_waiters: list[Future[None]] = []
+        self.drain_waiters: list[Waiter] = []
         self.high_water = _HIGH_WATER
         self.low_water = _LOW_WATER
         self.eof_requested = False
@@ -162,29 +162,19 @@ class _Connection:
         if not self.reading and not self.closing:
             self.reading = True
             self.loop.add_reader(self.fd, self._on_readable)
-        task = self.loop._current_task
-        if type(task) is Task:
-            self.read_waiter = task
-            try:
-                await park()
-            finally:
-                self.read_waiter = None
-            return
-        self.read_waiter = waiter = self.loop.create_future()
+        self.read_waiter = waiter = current_waiter()
         try:
-            await waiter
+            await suspend(waiter)
         finally:
             self.read_waiter = None
 
     def wake_reader(self) -> None:
         """Wake the task waiting to read, if any."""
         waiter = self.read_waiter
-        if waiter is None:
-            return
-        if type(waiter) is Task:
-            waiter._unpark()
-        elif not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            # Inline: from the readiness callback the reader's step runs right here,
+            # saving a trip through the ready queue per message (core/tasks.py).
+            resume(waiter, inline=True)
 
     # --- sending ------------------------------------------------------------------------
 
@@ -271,17 +261,17 @@ class _Connection:
     def _wake_drainers(self) -> None:
         waiters, self.drain_waiters = self.drain_waiters, []
         for waiter in waiters:
-            _wake(waiter)
+            resume(waiter)
 
     async def drain(self) -> None:
         if self.write_error is not None:
             raise _fresh(self.write_error)
         if len(self.wbuf) <= self.high_water:
             return
-        waiter: Future[None] = self.loop.create_future()
+        waiter = current_waiter()
         self.drain_waiters.append(waiter)
         try:
-            await waiter
+            await suspend(waiter)
         finally:
             if waiter in self.drain_waiters:
                 self.drain_waiters.remove(waiter)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 import ssl as ssl_module
 
-from treadle.handles import TimerHandle
+from treadle.core.handles import TimerHandle
 from treadle.loop import EventLoop
 from treadle.sockets import Buffer, wait_readable
 from treadle.streams import StreamReader, StreamWriter, _Connection

@@ -14,7 +14,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from treadle.aio.loop import EventLoop
-from treadle.clock import Clock
+from treadle.core.clock import Clock
 
 __all__ = ["EventLoop", "EventLoopPolicy", "new_event_loop", "run"]
 

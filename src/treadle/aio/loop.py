@@ -67,7 +67,7 @@ from heapq import heappush
 from typing import TYPE_CHECKING, Any
 
 import treadle.errors
-from treadle.clock import Clock
+from treadle.core.clock import Clock
 from treadle.loop import EventLoop as TreadleLoop
 
 __all__ = ["EventLoop"]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import treadle
 from treadle.combinators import FIRST_COMPLETED, gather, wait
+from treadle.core.futures import Future
 from treadle.crawl.links import decode_html, extract_links
 from treadle.crawl.politeness import HostGate
 from treadle.crawl.records import Record
@@ -43,12 +44,10 @@ from treadle.errors import (
     ResponseTooLarge,
     SitemapError,
 )
-from treadle.futures import Future
 from treadle.http import Client, Response
-from treadle.loop import get_running_loop
+from treadle.loop import create_task, get_running_loop
 from treadle.queues import Queue
 from treadle.sleeping import check_delay, sleep
-from treadle.tasks import create_task
 from treadle.timeouts import timeout
 
 __all__ = [
