@@ -24,7 +24,7 @@ PACKAGE_DIR = Path(treadle.__file__).resolve().parent
 # module ("loop") or a sub-package ("testing": every module under it).
 LAYERS: list[tuple[str, list[str]]] = [
     ("errors", ["errors"]),
-    ("core loop", ["clock", "handles", "loop"]),
+    ("core loop", ["clock", "handles", "asyncio_stand_in", "loop"]),
     ("futures and tasks", ["futures", "tasks", "runners"]),
     (
         "coordination",
@@ -41,7 +41,7 @@ LAYER_INDEX = {name: i for i, (name, _) in enumerate(LAYERS)}
 # Modules not listed above are classified by name, first match wins. They may import
 # any module of their own layer (their order within it is not known).
 NAME_RULES: list[tuple[tuple[str, ...], str]] = [
-    (("tour", "testing", "bench", "benchmarks"), "side"),  # whole sub-packages, by prefix
+    (("tour", "testing", "bench", "benchmarks", "aio"), "side"),  # whole sub-packages, by prefix
 ]
 KEYWORD_RULES: list[tuple[tuple[str, ...], str]] = [
     (("crawl", "demo"), "crawler"),

@@ -19,7 +19,8 @@ Design principles:
    ``create_future`` and completed by an ``add_reader``/``add_writer`` callback. They
    await futures; they never resume a coroutine themselves.
 
-Imports from treadle only the core layer (``errors``, ``clock``, ``handles``). The loop
+Imports from treadle only the core layer (``errors``, ``clock``, ``handles``,
+``asyncio_stand_in``). The loop
 hands futures and tasks around without naming their classes: ``treadle.futures`` and
 ``treadle.tasks`` install ``EventLoop._future_type`` and ``EventLoop._task_type`` when
 they are imported (which ``import treadle`` always does).
@@ -46,6 +47,11 @@ from contextvars import Context, copy_context
 from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeAlias, TypeVar, cast
 
+from treadle.asyncio_stand_in import (
+    STAND_IN,
+    restore_asyncio_running_loop,
+    swap_asyncio_running_loop,
+)
 from treadle.clock import Clock, MonotonicClock
 from treadle.handles import Handle, TimerHandle, describe_callback
 
@@ -603,6 +609,7 @@ class EventLoop:
         if self._debug:
             sys.set_coroutine_origin_tracking_depth(10)
         _running.loop = self
+        asyncio_previous = swap_asyncio_running_loop(self._loop_for_asyncio())
         try:
             while True:
                 self._run_once()
@@ -612,8 +619,17 @@ class EventLoop:
             self._stopping = False
             self._thread_id = None
             _running.loop = None
+            restore_asyncio_running_loop(asyncio_previous)
             sys.set_coroutine_origin_tracking_depth(old_depth)
             sys.set_asyncgen_hooks(*old_hooks)
+
+    def _loop_for_asyncio(self) -> object:
+        """What asyncio sees as its running loop while this loop runs (asyncio_stand_in.py).
+
+        The native loop offers a stand-in whose every use says to run the program with
+        ``treadle.aio.run()``; ``treadle.aio``'s loop offers itself.
+        """
+        return STAND_IN
 
     def run_until_complete(self, future: Awaitable[_T]) -> _T:
         """Run until ``future`` (a future, task, coroutine or generator) is done; its result."""
