@@ -49,12 +49,7 @@ def loop_factory_name(loop_name: str) -> str:
 @pytest.fixture
 def loop_factory(loop_factory_name: str) -> LoopFactory:
     """The factory of fresh event loops of the kind under test."""
-    try:
-        return import_loop_factory(loop_factory_name)
-    except ModuleNotFoundError as error:
-        if error.name != "treadle.aio":
-            raise
-    pytest.skip("treadle.aio is not built yet (branch i8-aio)")
+    return import_loop_factory(loop_factory_name)
 
 
 @pytest.fixture
