@@ -79,6 +79,8 @@ def postgres_server() -> Iterator[PostgresServer]:
     """A real PostgreSQL on 127.0.0.1 (a throwaway cluster for the session)."""
     bin_dir = find_postgres_bin_dir()
     if bin_dir is None:
-        pytest.skip("needs server: PostgreSQL's initdb and postgres not found (Debian package postgresql)")
+        pytest.skip(
+            "needs server: PostgreSQL's initdb and postgres not found (Debian package postgresql)"
+        )
     with running_postgres(bin_dir) as server:
         yield server

@@ -29,9 +29,7 @@ def import_loop_factory(name: str) -> LoopFactory:
     return factory
 
 
-def run_on_fresh_loop(
-    loop_factory: LoopFactory, main: Callable[[], Coroutine[Any, Any, T]]
-) -> T:
+def run_on_fresh_loop(loop_factory: LoopFactory, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run ``main()`` on a fresh loop from ``loop_factory`` under ``asyncio.Runner``.
 
     Checks that ``main`` really ran on that loop, and fails on any call of the loop's

@@ -9,6 +9,7 @@ event loop): the fixtures use it before and after the loops under test run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pwd
 import re
@@ -82,10 +83,8 @@ def stop_process_group(process: subprocess.Popen[bytes], polite: signal.Signals)
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, polite)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(SHUTDOWN_LIMIT)
-        except subprocess.TimeoutExpired:
-            pass
     # Children the leader forked (PostgreSQL's backends) share its group.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
@@ -183,7 +182,9 @@ def running_redis(binary: str) -> Iterator[RedisServer]:
             )  # fmt: skip
             try:
                 try:
-                    wait_until_ready(process, log, "redis-server", lambda: redis_answers_ping(port))
+                    wait_until_ready(
+                        process, log, "redis-server", functools.partial(redis_answers_ping, port)
+                    )
                 except ServerStartError:
                     if attempt < BIND_ATTEMPTS and "Address already in use" in log_tail(log):
                         continue
@@ -269,7 +270,7 @@ def running_postgres(bin_dir: Path) -> Iterator[PostgresServer]:
             try:
                 try:
                     wait_until_ready(
-                        process, log, "postgres", lambda: postgres_is_ready(data, port)
+                        process, log, "postgres", functools.partial(postgres_is_ready, data, port)
                     )
                 except ServerStartError:
                     in_use = re.search(r"could not bind|Address already in use", log_tail(log))

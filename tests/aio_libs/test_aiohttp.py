@@ -17,7 +17,6 @@ import pytest
 from aiohttp import web
 from loops_under_test import Run
 
-
 SLOW_RELEASE = web.AppKey("slow_release", asyncio.Event)
 
 

@@ -60,7 +60,7 @@ SUITE_ARGUMENTS = [
 MINIMUM_PASSED_ON_ASYNCIO = 800
 SUITE_RUN_LIMIT = 480  # seconds for one run of the subset
 
-INJECTED_BACKEND = '''
+INJECTED_BACKEND = """
 
 # --- appended by treadle's tests: asyncio only, on the loop from LOOP_FACTORY_UNDER_TEST ---
 import importlib as _importlib
@@ -82,7 +82,7 @@ def _loop_factory_under_test():
 )
 def anyio_backend(request):
     return request.param
-'''
+"""
 
 INJECTED_LOOP_CHECK = '''
 """Added by treadle's tests: anyio's tests really run on the injected loop."""
@@ -164,7 +164,7 @@ def test_anyio_suite_fails_nothing_on_treadle_aio_that_passes_on_asyncio(
         junit_xml, log = tmp_path / f"{loop_name}.xml", tmp_path / f"{loop_name}.log"
         runs[loop_name] = (start_suite(anyio_sources, loop_name, junit_xml, log), junit_xml, log)
     try:
-        for process, _, log in runs.values():
+        for process, _, _ in runs.values():
             process.wait(SUITE_RUN_LIMIT)
     finally:
         for process, _, _ in runs.values():

@@ -83,7 +83,10 @@ def test_requests_to_a_local_server(run: Run[Any]) -> None:
 
 def test_read_timeout_then_the_client_still_works(run: Run[Any]) -> None:
     async def main() -> int:
-        async with http_server() as (base, release_slow), httpx.AsyncClient(base_url=base) as client:
+        async with (
+            http_server() as (base, release_slow),
+            httpx.AsyncClient(base_url=base) as client,
+        ):
             with pytest.raises(httpx.ReadTimeout):
                 await client.get("/slow", timeout=httpx.Timeout(5.0, read=0.2))
             release_slow.set()

@@ -90,9 +90,7 @@ def test_pytest_asyncio_runs_tests_on_the_loop_under_test(
     pytester: pytest.Pytester, loop_name: str, loop_factory_name: str
 ) -> None:
     pytester.makeconftest(USER_CONFTEST.format(factory_name=loop_factory_name))
-    pytester.makepyfile(
-        USER_TESTS.format(expected_loop_module=EXPECTED_LOOP_MODULE[loop_name])
-    )
+    pytester.makepyfile(USER_TESTS.format(expected_loop_module=EXPECTED_LOOP_MODULE[loop_name]))
     pytester.makeini(
         "[pytest]\nasyncio_default_fixture_loop_scope = function\nfilterwarnings = error\n"
     )

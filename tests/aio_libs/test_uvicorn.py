@@ -67,7 +67,9 @@ def test_uvicorn_server_in_process(run: Run[Any], loop_name: str) -> None:
     assert events == ["startup", "shutdown"]
 
 
-def test_uvicorn_command_with_loop_option(loop_name: str, loop_factory_name: str, tmp_path: Path) -> None:
+def test_uvicorn_command_with_loop_option(
+    loop_name: str, loop_factory_name: str, tmp_path: Path
+) -> None:
     port = free_port()
     log = tmp_path / "uvicorn.log"
     command = [
