@@ -765,10 +765,15 @@ class EventLoop:
                 raise
             except BaseException as exc:
                 self._callback_failed(handle, exc)
+        # A coroutine's frame, kept by a traceback, links to this frame (f_back), which
+        # keeps its locals once it returns (3.12+): forget the last callback, or its task
+        # and the task's exception outlive them (asyncio's _run_once does the same).
+        handle = None
 
     def _run_ready_debug(self, ntodo: int) -> None:
         """Step 5 of ``_run_once`` in debug mode: also time each callback."""
         popleft = self._ready.popleft
+        handle: Handle | None = None
         for _ in range(ntodo):
             handle = popleft()
             if handle._cancelled:
@@ -789,6 +794,7 @@ class EventLoop:
                         took,
                         self.slow_callback_duration,
                     )
+        handle = None  # as in _run_once: the frame must not keep the last callback
 
     def _callback_failed(self, handle: Handle, exc: BaseException) -> None:
         self.call_exception_handler(
