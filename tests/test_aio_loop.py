@@ -104,6 +104,7 @@ EXPECTED_OWNERS = {
     "_wake_up": "treadle",
     "_loop_for_asyncio": "treadle.aio",
     "_callback_failed": "treadle.aio",
+    "_run_ready_debug": "treadle.aio",
     "_check_thread": "treadle.aio",
     "_current_task": "treadle.aio",
     "_tasks": "treadle.aio",

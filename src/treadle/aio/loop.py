@@ -26,6 +26,8 @@ treadle's loop (``treadle.loop.EventLoop``):
     ``_self_reader``, ``_self_writer``  the wake-up socketpair (asyncio's ``_ssock``,
                           ``_csock``)
     ``_callback_failed``  reports a callback's exception (overridden: asyncio's wording)
+    ``_run_ready_debug``  runs the ready callbacks in debug mode (overridden: asyncio's
+                          slow-callback log and ``_current_handle``)
     ``_check_thread``     the debug-mode thread check (overridden: both signatures)
     ``_asyncgen_firstiter``, ``_asyncgen_finalizer``  the hooks ``run_forever`` installs
     ``_current_task``, ``_tasks``  read by ``treadle.current_task``/``all_tasks``
@@ -37,11 +39,16 @@ asyncio (``asyncio.base_events``, ``selector_events``, ``unix_events``, ``events
     ``_selector``         its transports read ``get_map()``/``get_key()``; None once closed
     ``_transports``, ``_signal_handlers``, ``_unix_server_sockets``, ``_ssock``,
     ``_csock``, ``_internal_fds``  state its methods expect, set up by ``__init__``
+    ``_scheduled``, ``_timer_cancelled_count``  removed after ``BaseEventLoop.__init__``:
+                          its ``_run_once``, their only reader, never runs here
+    ``unix_events.sys``   ``close()`` asks it whether the interpreter is finalizing
     ``_process_self_data``, ``_read_from_self``  signal numbers through the wake-up pipe
     ``_check_running``, ``_check_closed``  its "already running" checks
     ``_asyncgen_firstiter_hook``, ``_asyncgen_finalizer_hook``  its async generator hooks
     ``_timer_handle_cancelled``  what its ``TimerHandle.cancel`` calls
     ``format_helpers._format_callback_source``  the wording of callback errors
+    ``base_events.logger``, ``base_events._format_handle``, ``_current_handle``  debug
+                          mode's slow-callback warning
     ``events._get_running_loop``  who runs (via ``treadle.asyncio_stand_in``)
     ``CancelledError.__bases__``  made a subclass of treadle's CancelledError
 """
@@ -50,10 +57,11 @@ from __future__ import annotations
 
 import asyncio
 import selectors
-import sys
+import socket
+import time
 import warnings
 import weakref
-from asyncio import base_events, events, format_helpers
+from asyncio import base_events, events, format_helpers, unix_events
 from collections.abc import Iterator, Mapping
 from heapq import heappush
 from typing import TYPE_CHECKING, Any
@@ -73,6 +81,8 @@ if treadle.errors.CancelledError not in asyncio.CancelledError.__mro__:
 _AsyncioLoop = asyncio.SelectorEventLoop  # asyncio.unix_events._UnixSelectorEventLoop
 # The same class, for calling its private methods (typeshed does not declare them).
 _asyncio_private: Any = _AsyncioLoop
+_asyncio_base_events: Any = base_events
+_asyncio_unix_events: Any = unix_events
 _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
 
@@ -159,7 +169,8 @@ class EventLoop(TreadleLoop, _AsyncioLoop):  # type: ignore[misc]
         # What BaseSelectorEventLoop and _UnixSelectorEventLoop set up.
         self._registrations = _Registrations()
         self._selector_view = _SelectorView(self._registrations)
-        self._ssock, self._csock = self._self_reader, self._self_writer
+        self._ssock: socket.socket | None = self._self_reader
+        self._csock: socket.socket | None = self._self_writer
         self._internal_fds = 1
         self._transports: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
         self._signal_handlers: dict[int, Any] = {}
@@ -203,6 +214,39 @@ class EventLoop(TreadleLoop, _AsyncioLoop):  # type: ignore[misc]
         # Both loops' code calls this: treadle's with the operation's name.
         _asyncio_private._check_thread(self)
 
+    def _run_ready_debug(self, ntodo: int) -> None:
+        # Step 5 of treadle's _run_once in debug mode, as asyncio's debug mode runs it:
+        # _current_handle set, slow callbacks logged by asyncio's logger in its words.
+        popleft = self._ready.popleft
+        for _ in range(ntodo):
+            handle = popleft()
+            if handle._cancelled:
+                continue
+            self._current_handle: Any = handle
+            started = time.monotonic()
+            try:
+                if isinstance(handle, events.Handle):
+                    handle._run()  # reports its own exception
+                else:
+                    handle._context.run(handle._callback, *handle._args)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._callback_failed(handle, exc)
+            finally:
+                took = time.monotonic() - started
+                self._current_handle = None
+            if took >= self.slow_callback_duration:
+                # A descriptor's treadle handle runs an asyncio handle: name that one.
+                shown: Any = handle
+                if not isinstance(handle, events.Handle):
+                    shown = getattr(handle._callback, "__self__", handle)
+                _asyncio_base_events.logger.warning(
+                    "Executing %s took %.3f seconds",
+                    _asyncio_base_events._format_handle(shown),
+                    took,
+                )
+
     def _callback_failed(self, handle: Any, exc: BaseException) -> None:
         cb = format_helpers._format_callback_source(handle._callback, handle._args)
         context = {"message": f"Exception in callback {cb}", "exception": exc, "handle": handle}
@@ -236,7 +280,9 @@ class EventLoop(TreadleLoop, _AsyncioLoop):  # type: ignore[misc]
             raise RuntimeError("Cannot close a running event loop")
         if self._closed:
             return
-        if sys.is_finalizing():
+        # asyncio's Unix loop's own policy for its signal handlers (sys as its module
+        # sees it, so that its tests' patches of asyncio.unix_events.sys apply).
+        if _asyncio_unix_events.sys.is_finalizing():
             if self._signal_handlers:
                 warnings.warn(
                     f"Closing the loop {self!r} on interpreter shutdown "
@@ -251,6 +297,9 @@ class EventLoop(TreadleLoop, _AsyncioLoop):  # type: ignore[misc]
                 self.remove_signal_handler(sig)
         self._executor_shutdown_called = True
         TreadleLoop.close(self)
+        # asyncio's view of the wake-up pipe, closed with it.
+        self._ssock = self._csock = None
+        self._internal_fds -= 1
 
     # --- file descriptors: asyncio's registrations on treadle's poller -----------------
 
