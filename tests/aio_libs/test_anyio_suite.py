@@ -17,8 +17,14 @@ The subset (``SUITE_ARGUMENTS``), and why:
   the plugin, not the loop), test_to_process and test_to_interpreter (worker processes
   and subinterpreters, slow), test_fileio and test_tempfile (file calls in worker
   threads), test_lazyimport, test_all_attributes, test_typedattr (no loop at all).
-- deselected: tests marked ``network`` (they reach the Internet) and the IPv6 and
-  dual-stack variants (this machine has no IPv6: they fail on stock asyncio too).
+- deselected: tests marked ``network`` (they reach the Internet), the IPv6 and
+  dual-stack variants (this machine has no IPv6: they fail on stock asyncio too), and two
+  thread-counting tests that depend on timing (see ``SUITE_ARGUMENTS``).
+
+A test that fails on treadle.aio in the full run but passes there on asyncio is run
+again alone on treadle.aio: only one that fails again counts, so a test that depends on
+timing under load (the UDP backpressure tests, seen failing on both loops) does not fail
+this one by chance, while a real difference fails it every time.
 """
 
 from __future__ import annotations
@@ -55,6 +61,11 @@ SUITE_ARGUMENTS = [
     "tests/test_subprocesses.py",
     "-m", "not network",
     "-k", "not ipv6 and not dualstack",
+    # These compare threading.active_count() before and after, which counts an earlier
+    # test's idle "AnyIO worker thread" if it has not exited yet: seen failing on stock
+    # asyncio as often as on treadle.aio, depending on timing.
+    "--deselect", "tests/test_to_thread.py::TestBlockingPortalProvider::test_single_thread",
+    "--deselect", "tests/test_to_thread.py::TestBlockingPortalProvider::test_multiple_threads",
 ]  # fmt: skip
 # Fewer passes than this on stock asyncio means the run went wrong, not that all is well.
 MINIMUM_PASSED_ON_ASYNCIO = 800
@@ -139,7 +150,9 @@ def outcomes(junit_xml: Path) -> dict[str, tuple[str, str]]:
     return results
 
 
-def start_suite(root: Path, loop_name: str, junit_xml: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_suite(
+    root: Path, loop_name: str, junit_xml: Path, log: Path, arguments: list[str]
+) -> subprocess.Popen[bytes]:
     environment = {
         **os.environ,
         "LOOP_FACTORY_UNDER_TEST": LOOP_FACTORY_NAMES[loop_name],
@@ -149,20 +162,45 @@ def start_suite(root: Path, loop_name: str, junit_xml: Path, log: Path) -> subpr
     with open(log, "wb") as log_file:
         return subprocess.Popen(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:treadle",
-             f"--junitxml={junit_xml}", *SUITE_ARGUMENTS],
+             f"--junitxml={junit_xml}", *arguments],
             cwd=root, env=environment, stdin=subprocess.DEVNULL, stdout=log_file,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
 
 
-@pytest.mark.timeout(SUITE_RUN_LIMIT + 60)
+def node_id(root: Path, test: str) -> str:
+    """The pytest node id of a JUnit ``classname::name`` (``tests.test_x.Class::test_y``)."""
+    classname, _, name = test.partition("::")
+    parts = classname.split(".")
+    for split in range(len(parts), 0, -1):
+        path = Path(*parts[:split]).with_suffix(".py")
+        if (root / path).is_file():
+            return "::".join([path.as_posix(), *parts[split:], name])
+    raise ValueError(f"no test file under {root} for {test}")
+
+
+def rerun_alone(root: Path, tests: list[str], tmp_path: Path) -> dict[str, tuple[str, str]]:
+    """Run ``tests`` again on treadle.aio only, in one fresh interpreter; their outcomes."""
+    junit_xml, log = tmp_path / "treadle.aio-again.xml", tmp_path / "treadle.aio-again.log"
+    process = start_suite(root, "treadle.aio", junit_xml, log, [node_id(root, t) for t in tests])
+    try:
+        process.wait(SUITE_RUN_LIMIT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return outcomes(junit_xml) if junit_xml.exists() else {}
+
+
+@pytest.mark.timeout(2 * SUITE_RUN_LIMIT + 60)
 def test_anyio_suite_fails_nothing_on_treadle_aio_that_passes_on_asyncio(
     anyio_sources: Path, tmp_path: Path
 ) -> None:
     runs = {}
     for loop_name in LOOP_FACTORY_NAMES:
         junit_xml, log = tmp_path / f"{loop_name}.xml", tmp_path / f"{loop_name}.log"
-        runs[loop_name] = (start_suite(anyio_sources, loop_name, junit_xml, log), junit_xml, log)
+        process = start_suite(anyio_sources, loop_name, junit_xml, log, SUITE_ARGUMENTS)
+        runs[loop_name] = (process, junit_xml, log)
     try:
         for process, _, _ in runs.values():
             process.wait(SUITE_RUN_LIMIT)
@@ -186,11 +224,11 @@ def test_anyio_suite_fails_nothing_on_treadle_aio_that_passes_on_asyncio(
     for loop_name in LOOP_FACTORY_NAMES:
         check = "tests.test_injected_loop::test_runs_on_the_injected_loop[asyncio]"
         assert results[loop_name][check][0] == "passed", f"{loop_name}: {results[loop_name][check]}"
-    regressions = sorted(
-        f"{test}: {treadle_aio[test][0]}: {treadle_aio[test][1]}"
-        for test in passed_on_asyncio
-        if treadle_aio[test][0] != "passed"
-    )
+    suspects = sorted(test for test in passed_on_asyncio if treadle_aio[test][0] != "passed")
+    if suspects:
+        again = rerun_alone(anyio_sources, suspects, tmp_path)
+        suspects = [test for test in suspects if again.get(test, ("missing",))[0] != "passed"]
+    regressions = [f"{test}: {treadle_aio[test][0]}: {treadle_aio[test][1]}" for test in suspects]
     assert not regressions, (
         f"{len(regressions)} of anyio's tests pass on asyncio but not on treadle.aio:\n"
         + "\n".join(regressions)
