@@ -35,7 +35,7 @@ from treadle.asyncio_stand_in import (
 from treadle.core import running as _running_record
 from treadle.core.clock import Clock
 from treadle.core.futures import Future, isfuture
-from treadle.core.handles import describe_callback
+from treadle.core.handles import Handle, describe_callback
 from treadle.core.loop import CoreLoop, Poller, _fileno
 from treadle.core.tasks import (
     Task,
@@ -557,6 +557,7 @@ class EventLoop(CoreLoop):
     def _run_ready_debug(self, ntodo: int) -> None:
         """Step 5 of ``_run_once`` in debug mode: also time each callback."""
         popleft = self._ready.popleft
+        handle: Handle | None = None
         for _ in range(ntodo):
             handle = popleft()
             if handle._cancelled:
@@ -577,6 +578,7 @@ class EventLoop(CoreLoop):
                         took,
                         self.slow_callback_duration,
                     )
+        handle = None  # as in _run_once: the frame must not keep the last callback
 
     # --- where epoll is missing, and after fork() -----------------------------------------
 

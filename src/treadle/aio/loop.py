@@ -218,6 +218,7 @@ class EventLoop(TreadleLoop, _AsyncioLoop):  # type: ignore[misc]
         # Step 5 of treadle's _run_once in debug mode, as asyncio's debug mode runs it:
         # _current_handle set, slow callbacks logged by asyncio's logger in its words.
         popleft = self._ready.popleft
+        handle: Any = None
         for _ in range(ntodo):
             handle = popleft()
             if handle._cancelled:
@@ -246,6 +247,9 @@ class EventLoop(TreadleLoop, _AsyncioLoop):  # type: ignore[misc]
                     _asyncio_base_events._format_handle(shown),
                     took,
                 )
+        # As in treadle's _run_once: a frame kept by a traceback must not keep the last
+        # callback (and through it a finished task) alive.
+        handle = shown = None
 
     def _callback_failed(self, handle: Any, exc: BaseException) -> None:
         cb = format_helpers._format_callback_source(handle._callback, handle._args)

@@ -213,6 +213,10 @@ class CoreLoop:
                 raise
             except BaseException as exc:
                 self._callback_failed(handle, exc)
+        # A coroutine's frame, kept by a traceback, links to this frame (f_back), which
+        # keeps its locals once it returns (3.12+): forget the last callback, or its task
+        # and the task's exception outlive them (asyncio's _run_once does the same).
+        handle = None
 
     def stop(self) -> None:
         """Stop after the callbacks of the current iteration have run."""
