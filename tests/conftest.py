@@ -1,7 +1,11 @@
 """Shared fixtures: run the same test body on treadle and on asyncio, the oracle.
 
-A test that takes ``fw`` runs twice: once with ``fw`` the ``treadle`` module, once with
-``fw`` the ``asyncio`` module. Where treadle mirrors asyncio, both must pass.
+A test that takes ``fw`` runs twice: once on treadle, once on asyncio. ``fw`` is an
+``oracle_runners.Framework``: the module's names (``fw.sleep``, ``fw.Lock`` ...), a
+guarded runner (``fw.run_guarded(main())``) and ``fw.settle()``. Where treadle mirrors
+asyncio, both must pass.
+
+Every test fails if it leaves file descriptors open, unless it is marked ``keeps_fds``.
 
 A test that needs a server binary (redis-server, PostgreSQL, nginx) skips with a reason
 starting ``needs server:`` when it is missing; with ``TREADLE_REQUIRE_SERVERS=1`` in the
@@ -14,11 +18,12 @@ import asyncio
 import inspect
 import os
 import sys
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
+from oracle_runners import ASYNCIO, TREADLE, Framework, open_fds
 
 import treadle
 
@@ -33,19 +38,41 @@ settings.register_profile(
 settings.load_profile("short")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "keeps_fds: the test may leave file descriptors open (skip the fd-leak check)"
+    )
+
+
+@pytest.fixture(autouse=True)
+def no_fd_leak(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves file descriptors open; ``@pytest.mark.keeps_fds`` opts out.
+
+    Fixtures of a wider scope (a module's server) are set up before this one and torn
+    down after it, so they do not count.
+    """
+    if request.node.get_closest_marker("keeps_fds"):
+        yield
+        return
+    before = open_fds()
+    yield
+    after = open_fds()
+    assert after == before, f"the test left file descriptors open ({before} before, {after} after)"
+
+
 @pytest.fixture(params=["treadle", "asyncio"])
-def fw(request: pytest.FixtureRequest) -> Any:
-    """The framework under test: the ``treadle`` module, or ``asyncio`` as the oracle."""
-    return treadle if request.param == "treadle" else asyncio
+def fw(request: pytest.FixtureRequest) -> Framework:
+    """The framework under test: treadle, or asyncio as the oracle."""
+    return TREADLE if request.param == "treadle" else ASYNCIO
 
 
 @pytest.fixture
-def new_loop(fw: Any) -> Callable[[], Any]:
+def new_loop(fw: Framework) -> Callable[[], Any]:
     """A factory of fresh, not-running event loops of ``fw``; each is closed after the test."""
     made: list[Any] = []
 
     def make() -> Any:
-        loop = treadle.EventLoop() if fw is treadle else asyncio.new_event_loop()
+        loop = treadle.EventLoop() if fw.module is treadle else asyncio.new_event_loop()
         made.append(loop)
         return loop
 
@@ -56,7 +83,7 @@ def new_loop(fw: Any) -> Callable[[], Any]:
 
 
 @pytest.fixture
-def start_generator(fw: Any) -> Callable[[Any, Generator[Any, Any, Any]], Any]:
+def start_generator(fw: Framework) -> Callable[[Any, Generator[Any, Any, Any]], Any]:
     """``loop.create_task(generator)`` for a generator, on treadle or on asyncio.
 
     treadle's Task drives a generator (plain, or marked as a coroutine) on every Python
@@ -75,7 +102,7 @@ def start_generator(fw: Any) -> Callable[[Any, Generator[Any, Any, Any]], Any]:
             return self.generator
 
     def start(loop: Any, generator: Generator[Any, Any, Any]) -> Any:
-        if fw is treadle or sys.version_info < (3, 12):
+        if fw.module is treadle or sys.version_info < (3, 12):
             return loop.create_task(generator)
         with pytest.raises(TypeError, match="a coroutine was expected"):
             loop.create_task(generator)
