@@ -8,7 +8,6 @@ takes ``fw`` and runs on both (asyncio is the oracle).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import os
@@ -16,42 +15,19 @@ import resource
 import socket
 import ssl
 import struct
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 import trustme
+from oracle_runners import open_fds
 
 import treadle
 from treadle import get_running_loop, open_connection, start_server
-from treadle.testing import VirtualClock, run_test, wait_all_tasks_blocked
+from treadle.testing import VirtualClock
 from treadle.timeouts import timeout
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def run(fw: Any, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    """Run ``main()`` on ``fw``; on treadle with the plugin's leak and stray-error checks."""
-    return run_test(main) if fw is treadle else asyncio.run(main())
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-@pytest.fixture(autouse=True)
-def no_fd_leak() -> Iterator[None]:
-    before = open_fds()
-    yield
-    assert open_fds() == before, "the test left file descriptors open"
-
-
-async def settle(fw: Any) -> None:
-    if fw is treadle:
-        await wait_all_tasks_blocked()
-    else:
-        for _ in range(100):
-            await asyncio.sleep(0)
 
 
 def buffered(writer: Any) -> int:
@@ -121,7 +97,7 @@ def test_a_reset_during_a_read_is_an_error_not_eof(fw: Any) -> None:
             peer.sendall(b"partial")
             assert await reader.read(100) == b"partial"
             reading = fw.create_task(reader.read(100))
-            await settle(fw)
+            await fw.settle()
             reset(peer)
             with pytest.raises(ConnectionResetError):
                 await reading
@@ -132,7 +108,7 @@ def test_a_reset_during_a_read_is_an_error_not_eof(fw: Any) -> None:
                 await reader.readline()
             writer.close()  # closing after the reset is quiet
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_a_reset_before_the_read_is_an_error_too(fw: Any) -> None:
@@ -142,7 +118,7 @@ def test_a_reset_before_the_read_is_an_error_too(fw: Any) -> None:
             with pytest.raises(ConnectionResetError):
                 await reader.readexactly(10)
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 @pytest.mark.parametrize("how", ["reset", "close"])
@@ -160,7 +136,7 @@ def test_writing_to_a_dead_peer_raises_at_drain(fw: Any, how: str) -> None:
             else:
                 pytest.fail("drain() never reported the dead peer")
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_a_drain_waiting_on_a_stalled_peer_raises_when_it_resets(fw: Any) -> None:
@@ -168,13 +144,13 @@ def test_a_drain_waiting_on_a_stalled_peer_raises_when_it_resets(fw: Any) -> Non
         async with raw_peer(fw, small_buffers=True) as (_, writer, peer):
             writer.write(b"s" * (4 * 1024 * 1024))
             draining = fw.create_task(writer.drain())
-            await settle(fw)
+            await fw.settle()
             assert not draining.done()
             reset(peer)
             with pytest.raises(ConnectionError):
                 await draining
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_closing_a_tls_stream_after_the_peer_reset_it(
@@ -207,10 +183,10 @@ def test_closing_a_tls_stream_after_the_peer_reset_it(
             abort(writer)
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
-        if fw is treadle:
+        if fw.module is treadle:
             assert not loop.has_reader(fd)
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_a_peer_that_closes_gives_eof(fw: Any) -> None:
@@ -227,7 +203,7 @@ def test_a_peer_that_closes_gives_eof(fw: Any) -> None:
             assert info.value.partial == b""
             assert reader.exception() is None
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_a_peer_that_never_reads_keeps_the_writer_bounded(fw: Any) -> None:
@@ -246,7 +222,7 @@ def test_a_peer_that_never_reads_keeps_the_writer_bounded(fw: Any) -> None:
             producer = fw.create_task(produce())
             for _ in range(100):
                 before = progress["written"]
-                await settle(fw)
+                await fw.settle()
                 if progress["written"] == before:
                     break
             assert not producer.done()
@@ -257,7 +233,7 @@ def test_a_peer_that_never_reads_keeps_the_writer_bounded(fw: Any) -> None:
             with pytest.raises(fw.CancelledError):
                 await producer
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 # --- timeouts and cancellation ----------------------------------------------------------
@@ -288,7 +264,7 @@ def test_a_read_cancelled_by_wait_for_leaves_the_stream_usable(fw: Any) -> None:
             peer.sendall(b"next.")
             assert await reader.readuntil(b".") == b"next."
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 # --- running out of file descriptors ----------------------------------------------------
@@ -459,4 +435,4 @@ def test_a_thousand_concurrent_clients_all_get_their_answers(fw: Any, fd_headroo
             assert answers == [b"client %d\n" % i for i in range(clients)]
             assert peak == clients
 
-    run(fw, main)
+    fw.run_guarded(main())
