@@ -8,15 +8,13 @@ they are kept to a few tenths of a second.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import random
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,21 +22,9 @@ import trustme
 
 import treadle
 from treadle import get_running_loop, open_connection, start_server
-from treadle.testing import run_test, wait_all_tasks_blocked
+from treadle.testing import wait_all_tasks_blocked
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def run(fw: Any, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    """Run ``main()`` on ``fw``; on treadle with the plugin's leak and stray-error checks."""
-    return run_test(main) if fw is treadle else asyncio.run(main())
-
-
-@pytest.fixture(autouse=True)
-def no_fd_leak() -> Iterator[None]:
-    before = len(os.listdir("/proc/self/fd"))
-    yield
-    assert len(os.listdir("/proc/self/fd")) == before, "the test left file descriptors open"
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +95,7 @@ def test_echo_several_megabytes_over_tls(
             assert received == payload
             await close(writer)
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_certificates_are_verified_by_default(fw: Any, server_context: ssl.SSLContext) -> None:
@@ -118,7 +104,7 @@ def test_certificates_are_verified_by_default(fw: Any, server_context: ssl.SSLCo
             with pytest.raises(ssl.SSLCertVerificationError):
                 await fw.open_connection("localhost", address_of(server)[1], ssl=True)
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_the_host_name_is_checked(
@@ -131,7 +117,7 @@ def test_the_host_name_is_checked(
                     *address_of(server), ssl=client_context, server_hostname="wrong.example"
                 )
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_a_server_hostname_is_required_to_check_against(
@@ -143,7 +129,7 @@ def test_a_server_hostname_is_required_to_check_against(
             with sock, pytest.raises(ValueError):
                 await fw.open_connection(sock=sock, ssl=client_context)
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_the_server_sees_the_sni_name(
@@ -167,7 +153,7 @@ def test_the_server_sees_the_sni_name(
             _, writer = await fw.open_connection("localhost", port, ssl=client_context)
             await close(writer)
 
-    run(fw, main)
+    fw.run_guarded(main())
     assert seen == ["localhost", "localhost"]
 
 
@@ -205,7 +191,7 @@ def test_tls_extra_info(
             assert await reader.readline() == b"still works\n"
             await close(writer)
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 async def test_tls_streams_cannot_half_close(
