@@ -24,7 +24,6 @@ from crawlsite import (
     chunked,
     compress,
     hang,
-    open_fds,
     page,
     raw,
     redirect,
@@ -51,13 +50,6 @@ from treadle.testing import wait_all_tasks_blocked
 
 BODY = b"<p>hello, treadle</p>\n" * 50
 
-
-
-@pytest.fixture(autouse=True)
-def no_fd_leak() -> Iterator[None]:
-    before = open_fds()
-    yield
-    assert open_fds() == before, "the test left file descriptors open"
 
 # --- framing and decoding ------------------------------------------------------------------
 
