@@ -12,7 +12,6 @@ offers it to tests as the ``fw`` fixture. Imports treadle's public API and async
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Coroutine
 from types import ModuleType
 from typing import Any
@@ -29,11 +28,6 @@ VIRTUAL_DEADLOCK_DEADLINE = 3600
 # ready to run.
 ASYNCIO_SETTLE_ITERATIONS = 100
 SETTLE_STEP_LIMIT = 10_000
-
-
-def open_fds() -> int:
-    """How many file descriptors this process has open."""
-    return len(os.listdir("/proc/self/fd"))
 
 
 class Framework:
