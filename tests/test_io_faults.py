@@ -14,13 +14,11 @@ import os
 import resource
 import socket
 import ssl
-import struct
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-import trustme
-from oracle_runners import open_fds
+from loopback import abort, address_of, buffered, echo_lines, open_fds, reset
 
 import treadle
 from treadle import get_running_loop, open_connection, start_server
@@ -28,33 +26,6 @@ from treadle.testing import VirtualClock
 from treadle.timeouts import timeout
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def buffered(writer: Any) -> int:
-    if hasattr(writer, "transport"):
-        return int(writer.transport.get_write_buffer_size())
-    return int(writer.get_write_buffer_size())
-
-
-def abort(writer: Any) -> None:
-    (writer.transport if hasattr(writer, "transport") else writer).abort()
-
-
-def reset(sock: socket.socket) -> None:
-    """Close ``sock`` with a TCP reset rather than an orderly FIN."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
-
-
-@pytest.fixture(scope="module")
-def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """A server context with a certificate for localhost, and a client context trusting it."""
-    ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
-    return server_context, client_context
 
 
 @contextlib.asynccontextmanager
@@ -74,18 +45,6 @@ async def raw_peer(
             abort(writer)
             with contextlib.suppress(ConnectionError):  # asyncio re-raises the loss here
                 await writer.wait_closed()
-
-
-async def echo_lines(reader: Any, writer: Any) -> None:
-    async for line in reader:
-        writer.write(line)
-        await writer.drain()
-    writer.close()
-
-
-def address_of(server: Any) -> tuple[str, int]:
-    host, port = server.sockets[0].getsockname()[:2]
-    return host, port
 
 
 # --- resets, dead peers and closed peers ------------------------------------------------
@@ -349,31 +308,20 @@ async def test_accept_out_of_descriptors_logs_once_serves_on_and_recovers(
 # --- leaks and load ---------------------------------------------------------------------
 
 
-async def test_a_thousand_connections_leave_no_descriptor_behind() -> None:
-    before = open_fds()
-    async with await start_server(echo_lines, "127.0.0.1", 0) as server:
-        address = address_of(server)
-        for i in range(1000):
-            reader, writer = await open_connection(*address)
-            line = b"%d\n" % i
-            writer.write(line)
-            assert await reader.readline() == line
-            writer.close()
-            await writer.wait_closed()
-    assert open_fds() == before
-
-
-async def test_a_hundred_tls_connections_leave_no_descriptor_behind(
-    tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+@pytest.mark.parametrize(("tls", "connections"), [(False, 1000), (True, 100)], ids=["tcp", "tls"])
+async def test_many_connections_one_after_another_leave_no_descriptor_behind(
+    tls: bool, connections: int, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]
 ) -> None:
     server_context, client_context = tls_contexts
+    serving: dict[str, Any] = {"ssl": server_context} if tls else {}
+    connecting: dict[str, Any] = (
+        {"ssl": client_context, "server_hostname": "localhost"} if tls else {}
+    )
     before = open_fds()
-    async with await start_server(echo_lines, "127.0.0.1", 0, ssl=server_context) as server:
+    async with await start_server(echo_lines, "127.0.0.1", 0, **serving) as server:
         address = address_of(server)
-        for i in range(100):
-            reader, writer = await open_connection(
-                *address, ssl=client_context, server_hostname="localhost"
-            )
+        for i in range(connections):
+            reader, writer = await open_connection(*address, **connecting)
             line = b"%d\n" % i
             writer.write(line)
             assert await reader.readline() == line

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loopback import address_of, echo_lines
 
 import treadle
 from treadle import CancelledError, create_task, get_running_loop, start_server
@@ -26,19 +27,6 @@ from treadle.testing import wait_all_tasks_blocked
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-async def echo_lines(reader: Any, writer: Any) -> None:
-    """Echo each line until EOF, then close (asyncio does not close for us)."""
-    async for line in reader:
-        writer.write(line)
-        await writer.drain()
-    writer.close()
-
-
-def address_of(server: Any) -> tuple[str, int]:
-    host, port = server.sockets[0].getsockname()[:2]
-    return host, port
 
 
 async def round_trip(fw: Any, address: tuple[str, int], line: bytes = b"ping\n") -> bytes:
