@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from loopback import abort, buffered, write_in_random_chunks
 from oracle_runners import TREADLE
 
 import treadle
@@ -34,20 +35,9 @@ from treadle.testing import wait_all_tasks_blocked
 # --- helpers ----------------------------------------------------------------------------
 
 
-def buffered(writer: Any) -> int:
-    """The writer's buffered byte count (asyncio keeps it on the transport)."""
-    if hasattr(writer, "transport"):
-        return int(writer.transport.get_write_buffer_size())
-    return int(writer.get_write_buffer_size())
-
-
 def set_limits(writer: Any, high: int, low: int) -> None:
     target = writer.transport if hasattr(writer, "transport") else writer
     target.set_write_buffer_limits(high=high, low=low)
-
-
-def abort(writer: Any) -> None:
-    (writer.transport if hasattr(writer, "transport") else writer).abort()
 
 
 @dataclass
@@ -502,14 +492,7 @@ def test_every_byte_in_order_with_random_chunk_sizes_both_ways(fw: Any) -> None:
             payload = random.Random(5).randbytes(6 * 1024 * 1024)
 
             async def send() -> None:
-                rng = random.Random(6)
-                view = memoryview(payload)
-                sent = 0
-                while sent < len(payload):
-                    n = rng.randint(1, 150_000)
-                    p.writer.write(view[sent : sent + n])
-                    sent += n
-                    await p.writer.drain()
+                await write_in_random_chunks(p.writer, payload, random.Random(6), 150_000)
                 p.writer.write_eof()
 
             async def echo() -> None:

@@ -18,37 +18,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import trustme
+from loopback import address_of, write_in_random_chunks
 
 import treadle
 from treadle import get_running_loop, open_connection, start_server
 from treadle.testing import wait_all_tasks_blocked
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def server_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
-    return context
-
-
-@pytest.fixture
-def client_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
-
-
-def address_of(server: Any) -> tuple[str, int]:
-    host, port = server.sockets[0].getsockname()[:2]
-    return host, port
 
 
 async def echo(reader: Any, writer: Any) -> None:
@@ -79,17 +55,9 @@ def test_echo_several_megabytes_over_tls(
                 host, port, ssl=client_context, server_hostname="localhost"
             )
 
-            async def send() -> None:
-                rng = random.Random(12)
-                view = memoryview(payload)
-                sent = 0
-                while sent < len(payload):
-                    n = rng.randint(1, 100_000)
-                    writer.write(view[sent : sent + n])
-                    sent += n
-                    await writer.drain()
-
-            sending = fw.create_task(send())
+            sending = fw.create_task(
+                write_in_random_chunks(writer, payload, random.Random(12), 100_000)
+            )
             received = await reader.readexactly(len(payload))
             await sending
             assert received == payload
