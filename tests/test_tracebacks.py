@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-import trustme
 from oracle_runners import ASYNCIO, TREADLE
 
 import treadle
@@ -397,16 +396,6 @@ def test_stream_read_timeout_and_cancellation_have_no_context(fw: Any, method: s
             await writer.wait_closed()
 
     fw.run(main())
-
-
-@pytest.fixture(scope="module")
-def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    ca = trustme.CA()
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(server)
-    client = ssl.create_default_context()
-    ca.configure_trust(client)
-    return server, client
 
 
 def test_tls_read_timeout_and_cancellation_have_no_context(
