@@ -50,7 +50,9 @@ class Framework:
     def run_guarded(self, main: Coroutine[Any, Any, Any], *, virtual_time: bool = True) -> Any:
         """Run ``main`` on a fresh loop and return its result.
 
-        Fails if it leaves tasks running or the loop's exception handler is called. On
+        Fails if it leaves tasks running (on asyncio: still running once every task is
+        blocked, since asyncio leaves some of its own to finish) or the loop's exception
+        handler is called. On
         treadle it runs on a ``VirtualClock`` unless ``virtual_time`` is False; on
         asyncio it runs on real time, for at most ``ASYNCIO_TIME_LIMIT`` seconds.
         """
