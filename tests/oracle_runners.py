@@ -52,9 +52,9 @@ class Framework:
 
         Fails if it leaves tasks running (on asyncio: still running once every task is
         blocked, since asyncio leaves some of its own to finish) or the loop's exception
-        handler is called. On
-        treadle it runs on a ``VirtualClock`` unless ``virtual_time`` is False; on
-        asyncio it runs on real time, for at most ``ASYNCIO_TIME_LIMIT`` seconds.
+        handler is called. On treadle it runs on a ``VirtualClock`` unless
+        ``virtual_time`` is False; on asyncio it runs on real time, for at most
+        ``ASYNCIO_TIME_LIMIT`` seconds.
         """
         __tracebackhide__ = True
         if self.module is treadle:
