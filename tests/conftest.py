@@ -82,12 +82,14 @@ def no_fd_leak(request: pytest.FixtureRequest) -> Iterator[None]:
     before = open_fds()
     yield
     deadline = time.monotonic() + FD_CLOSE_GRACE
-    while (after := open_fds()) != before and time.monotonic() < deadline:
+    # Fewer descriptors after than before is no leak of this test's: something an earlier
+    # test or a library set up (an interpreter-wide resource, garbage) was closed.
+    while (after := open_fds()) > before and time.monotonic() < deadline:
         # Sockets the test dropped in a reference cycle close now, with a ResourceWarning
         # that fails this test, rather than during a later test, which they would fail.
         gc.collect()
         time.sleep(FD_CLOSE_POLL)
-    assert after == before, f"the test left file descriptors open ({before} before, {after} after)"
+    assert after <= before, f"the test left file descriptors open ({before} before, {after} after)"
 
 
 @pytest.fixture(params=["treadle", "asyncio"])
