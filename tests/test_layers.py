@@ -30,8 +30,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         "coordination",
         ["sleeping", "waitqueue", "locks", "queues", "timeouts", "combinators", "taskgroups"],
     ),
-    # tls is left unordered: streams imports it lazily (start_tls) and it imports streams.
-    ("I/O", ["threads", "sockets", "streams", "servers"]),
+    ("I/O", ["threads", "sockets", "streams", "tls", "servers"]),
     ("HTTP", []),
     ("crawler", []),
     ("side", []),
