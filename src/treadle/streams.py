@@ -4,7 +4,7 @@ Every byte is delivered in order or a clear error is raised. The hot path is sho
 
 * A read that finds bytes buffered, or the socket readable right now, returns without a
   Future, a callback or a trip through the ready queue. Only when the socket would
-  block does the reader park until the selector reports data.
+  block does the reader park on a Future until the selector reports data.
 * Once a reader has waited, the socket stays registered for reading; the readiness
   callback moves bytes into the buffer, so no system call is spent re-registering
   between messages. Reading pauses when the buffer passes twice the limit.
@@ -39,6 +39,7 @@ __all__ = [
     "StreamLayer",
     "StreamReader",
     "StreamWriter",
+    "check_limit",
     "connect_tcp",
     "connect_unix",
     "connection_over",
