@@ -213,17 +213,6 @@ class Connection:
     # The readiness callback registered by wait_readable.
     _on_readable = receive_into_buffer
 
-    def may_have_unseen_bytes(self) -> bool:
-        """Whether receiving now could find bytes the readiness callback has not brought.
-
-        While the callback is registered it takes everything the socket has, so an
-        empty buffer means nothing has arrived: a recv() would only fail (a system call
-        and an exception per message). Except below a layer: TLS decrypts one record
-        at a time, and the ciphertext of the next may already sit in its engine,
-        taken off the socket with this one, where no readiness event will announce it.
-        """
-        return not self.reading or (self.layer is not None and self.layer.holds_unread())
-
     def take(self, n: int) -> bytes:
         """Remove and return up to ``n`` buffered bytes."""
         rbuf = self.rbuf
@@ -499,7 +488,9 @@ class StreamReader:
     async def _fill(self) -> None:
         """Receive more into the buffer once (or note EOF or an error), waiting if need be."""
         c = self._conn
-        if not c.may_have_unseen_bytes() or not c.receive_into_buffer():
+        # As in read(): receive now only if the callback may not have brought it all.
+        unseen = not c.reading or (c.layer is not None and c.layer.holds_unread())
+        if not unseen or not c.receive_into_buffer():
             await c.wait_readable()
 
     def _check_error(self) -> None:
@@ -521,7 +512,12 @@ class StreamReader:
                 raise _fresh(c.read_error)
             if c.eof:
                 return b""
-            if c.may_have_unseen_bytes():
+            # While the readiness callback is registered it takes everything the socket
+            # has, so an empty buffer means nothing has arrived: a recv() would only fail
+            # (a system call and an exception per message). Except under a layer: TLS
+            # decrypts a record at a time, and the next may already sit in its engine,
+            # taken off the socket with this one, where no readiness event announces it.
+            if not c.reading or (c.layer is not None and c.layer.holds_unread()):
                 # Fast path: the socket may have bytes right now, and they go to the
                 # caller without a copy into the buffer. (Bounded: recv() allocates the
                 # whole size it is asked for up front.)
