@@ -8,6 +8,7 @@ internals, said so) run on treadle only.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import random
 import socket
@@ -15,6 +16,7 @@ import struct
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +24,8 @@ from loopback import abort, buffered, write_in_random_chunks
 from oracle_runners import TREADLE
 
 import treadle
+import treadle.streams
+import treadle.tls
 from treadle import (
     CancelledError,
     IncompleteReadError,
@@ -614,3 +618,110 @@ def test_a_reset_right_after_accept_belongs_to_the_first_read_not_the_connect(fw
         await server.wait_closed()
 
     fw.run_guarded(main())
+
+
+# --- the shape of the read path -----------------------------------------------------------
+#
+# One receive routine: every read path (the readiness callback, read()'s fast path, the
+# fill of readexactly/readuntil, TLS) receives through Connection.receive, which alone
+# calls a socket's recv in streams.py and classifies the outcome; over TLS the socket is
+# read in one place too. And the streams ask their connection to change its state.
+
+RECEIVING_CALLS = {"recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg"}
+MUTATING_METHODS = {"append", "clear", "extend", "insert", "pop", "remove", "update"}
+
+
+def _functions_calling(source: str, names: set[str]) -> list[str]:
+    """``Class.method`` (or ``function``) for each call of an attribute named in ``names``."""
+    found: list[str] = []
+
+    def visit(node: ast.AST, where: list[str]) -> None:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            where = [*where, node.name]
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in names
+        ):
+            found.append(".".join(where))
+        for child in ast.iter_child_nodes(node):
+            visit(child, where)
+
+    visit(ast.parse(source), [])
+    return found
+
+
+def _connection_edits(source: str, class_name: str) -> list[str]:
+    """Places in ``class_name`` that change the connection's fields rather than ask it."""
+    [cls] = [
+        n
+        for n in ast.walk(ast.parse(source))
+        if isinstance(n, ast.ClassDef) and n.name == class_name
+    ]
+
+    def mentions_connection(node: ast.AST, aliases: set[str]) -> bool:
+        return any(
+            (isinstance(n, ast.Attribute) and n.attr == "_conn")
+            or (isinstance(n, ast.Name) and n.id in aliases)
+            for n in ast.walk(node)
+        )
+
+    edits = []
+    for method in cls.body:
+        if not isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        aliases: set[str] = set()  # local names bound to the connection or its fields
+        for node in ast.walk(method):
+            if isinstance(node, ast.Assign) and mentions_connection(node.value, aliases):
+                aliases.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        for node in ast.walk(method):
+            # What each statement changes: the object an assignment, a del or an
+            # in-place operator reaches into, or the receiver of a mutating call.
+            changed: list[ast.expr] = []
+            if isinstance(node, ast.Assign | ast.Delete):
+                changed = [
+                    t.value for t in node.targets if isinstance(t, ast.Attribute | ast.Subscript)
+                ]
+            elif isinstance(node, ast.AugAssign):
+                target = node.target
+                changed = [
+                    target.value if isinstance(target, ast.Attribute | ast.Subscript) else target
+                ]
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in MUTATING_METHODS
+            ):
+                changed = [node.func.value]
+            if any(mentions_connection(c, aliases) for c in changed):
+                edits.append(f"{class_name}.{method.name}:{node.lineno}")
+    return edits
+
+
+def _source(module: Any) -> str:
+    return Path(module.__file__).read_text(encoding="utf-8")
+
+
+def test_one_receive_routine_reads_the_socket() -> None:
+    assert _functions_calling(_source(treadle.streams), RECEIVING_CALLS) == ["Connection.receive"]
+    assert _functions_calling(_source(treadle.tls), RECEIVING_CALLS) == [
+        "TLSLayer.receive_ciphertext"
+    ]
+
+
+def test_the_streams_ask_their_connection_and_never_edit_it() -> None:
+    source = _source(treadle.streams)
+    assert _connection_edits(source, "StreamReader") == []
+    assert _connection_edits(source, "StreamWriter") == []
+    # The check itself finds edits, direct and through a local name.
+    edits = (
+        "class R:\n"
+        "    def a(self):\n        self._conn.eof = True\n"
+        "    def b(self):\n        buffer = self._conn.rbuf\n        del buffer[:3]\n"
+        "    def c(self):\n        c = self._conn\n        c.rbuf.clear()\n"
+        "    def d(self):\n        c = self._conn\n        c.rbuf += b'x'\n"
+        "    def e(self):\n        buffer = self._conn.rbuf\n        buffer += b'x'\n"
+        "    def f(self, connection):\n        self._conn = connection\n"
+        "    def g(self):\n        c = self._conn\n        return c.take(c.rbuf.find(b'x'))\n"
+    )
+    assert _connection_edits(edits, "R") == ["R.a:3", "R.b:6", "R.c:9", "R.d:12", "R.e:15"]

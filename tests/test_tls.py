@@ -8,6 +8,7 @@ they are kept to a few tenths of a second.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import socket
@@ -379,3 +380,39 @@ async def test_the_peers_close_notify_reads_as_eof(
     finally:
         peer.finish.set()
     assert await serving == "clean shutdown"
+
+
+# --- a broken session ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["read", "readexactly", "readline"])
+def test_a_corrupt_record_raises_the_ssl_error_from_every_read(
+    fw: Any, how: str, server_context: ssl.SSLContext, client_context: ssl.SSLContext
+) -> None:
+    # Regression: the stored error was copied as OSError(errno, strerror), which turned
+    # an SSLError (errno 1) into a PermissionError for readexactly() and readline().
+    def script(tls: ssl.SSLSocket) -> object:
+        # An application-data record of garbage, written under the TLS layer.
+        socket.socket.sendall(tls, b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+        return None
+
+    async def main() -> None:
+        peer = ThreadPeer(server_context, script)
+        serving = fw.get_running_loop().run_in_executor(None, peer.serve)
+        try:
+            reader, writer = await fw.open_connection(
+                *peer.address, ssl=client_context, server_hostname="localhost"
+            )
+            read = getattr(reader, how)
+            with pytest.raises(ssl.SSLError) as first:
+                await (read(100) if how != "readline" else read())
+            assert type(first.value) is ssl.SSLError, repr(first.value)
+            writer.close()
+            # asyncio's wait_closed() raises the error again, treadle's does not.
+            with contextlib.suppress(ssl.SSLError):
+                await writer.wait_closed()
+        finally:
+            peer.finish.set()
+            await serving
+
+    fw.run_guarded(main())

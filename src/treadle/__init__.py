@@ -59,10 +59,11 @@ from treadle.sockets import (
     wait_readable,
     wait_writable,
 )
-from treadle.streams import StreamReader, StreamWriter, open_connection, open_unix_connection
+from treadle.streams import StreamReader, StreamWriter
 from treadle.taskgroups import TaskGroup
 from treadle.threads import to_thread
 from treadle.timeouts import Timeout, timeout, timeout_at
+from treadle.tls import open_connection, open_unix_connection
 
 __version__ = "0.1.0"
 
