@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import treadle
 from treadle.combinators import FIRST_COMPLETED, gather, wait
-from treadle.crawl.links import decode_html, extract_links
+from treadle.crawl.links import LEXBOR, STDLIB, decode_html, default_parser, extract_links
 from treadle.crawl.politeness import HostGate
 from treadle.crawl.records import Record
 from treadle.crawl.report import CrawlReport, HostActivity, ProgressSnapshot
@@ -49,6 +49,7 @@ from treadle.loop import get_running_loop
 from treadle.queues import Queue
 from treadle.sleeping import check_delay, sleep
 from treadle.tasks import create_task
+from treadle.threads import to_thread
 from treadle.timeouts import timeout
 
 __all__ = [
@@ -83,6 +84,12 @@ _DEFAULT_SITEMAP_PATH = "/sitemap.xml"
 _ROBOTS_MAX_SIZE = 500 * 1024
 # Connecting takes one round trip; a host that has not answered in 10 s is not there.
 _MAX_CONNECT_TIMEOUT = 10.0
+# A page at least this big is parsed in a worker thread, so that the loop keeps serving
+# the other fetches: lexbor parses without the GIL, and the Python around it (and all of
+# html.parser) gives the GIL up every switch interval (5 ms). Below it, a page costs
+# about 1 ms (lexbor at ~90 MB/s plus its links' normalisation) or 8 ms (html.parser
+# at ~8 MB/s) on the loop, less than a thread hand-off is worth (docs/crawling.md).
+_PARSE_IN_THREAD_BYTES = {LEXBOR: 128 * 1024, STDLIB: 32 * 1024}
 
 
 @dataclass(slots=True)
@@ -120,7 +127,8 @@ class Crawler:
     ``max_retry_wait``. ``on_record`` is called with each record as it is made.
     ``sitemaps``: read the sitemaps of the roots' origins (those robots.txt names, else
     ``/sitemap.xml``; indexes one level deep; gzipped or not) and crawl the in-scope
-    page URLs they list, as if a root linked to them (depth 1).
+    page URLs they list, as if a root linked to them (depth 1). ``parser`` names the
+    HTML tokenizer (``treadle.crawl.links.PARSERS``; lexbor when selectolax is installed).
     """
 
     def __init__(
@@ -147,6 +155,7 @@ class Crawler:
         max_retry_wait: float = 120.0,
         on_record: Callable[[Record], object] | None = None,
         rng: random.Random | None = None,
+        parser: str | None = None,
     ) -> None:
         roots = [roots] if isinstance(roots, str) else list(roots)
         if not roots:
@@ -175,6 +184,9 @@ class Crawler:
             ("max_retry_wait", max_retry_wait),
         ):
             check_delay(seconds, name)
+        # Checked (and a missing selectolax named) here, not at the first page.
+        extract_links("", roots[0], parser=parser)
+        self.parser = parser or default_parser()
         if not user_agent or any(ch in user_agent for ch in "\r\n"):
             raise ValueError(f"user_agent must be one non-empty line, got {user_agent!r}")
         self.roots = [normalize_url(root) for root in roots]
@@ -582,8 +594,12 @@ class Crawler:
         if job.is_sitemap:
             self._take_sitemap(job, record, body)
             return
-        text, record.encoding = decode_html(body, record.content_type)
-        links = [link for link in extract_links(text, job.url) if self.scope.allows(link)]
+        if len(body) >= _PARSE_IN_THREAD_BYTES[self.parser]:
+            record.encoding, links = await to_thread(
+                self._read_page, body, record.content_type, job.url
+            )
+        else:
+            record.encoding, links = self._read_page(body, record.content_type, job.url)
         record.num_urls = len(links)
         record.num_new_urls = sum(
             self._add(
@@ -591,6 +607,14 @@ class Crawler:
             )
             for link in links
         )
+
+    def _read_page(
+        self, body: bytes, content_type: str | None, url: str
+    ) -> tuple[str, list[str]]:
+        """The encoding of an HTML page and its in-scope links (pure: any thread may run it)."""
+        text, encoding = decode_html(body, content_type, parser=self.parser)
+        links = extract_links(text, url, parser=self.parser)
+        return encoding, [link for link in links if self.scope.allows(link)]
 
     def _take_sitemap(self, job: _Job, record: Record, body: bytes) -> None:
         """Queue what the sitemap in ``body`` lists: pages in scope, or (an index) sitemaps."""
