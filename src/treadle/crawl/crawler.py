@@ -34,6 +34,7 @@ from treadle.crawl.retries import (
 )
 from treadle.crawl.robots import RobotsPolicy, robots_url
 from treadle.crawl.sitemaps import SITEMAP_MAX_SIZE, read_sitemap
+from treadle.crawl.state import CrawlState, SavedJob, Snapshot
 from treadle.crawl.urls import Scope, is_http_url, normalize_url, origin
 from treadle.errors import (
     CancelledError,
@@ -90,6 +91,10 @@ _MAX_CONNECT_TIMEOUT = 10.0
 # about 1 ms (lexbor at ~90 MB/s plus its links' normalisation) or 8 ms (html.parser
 # at ~8 MB/s) on the loop, less than a thread hand-off is worth (docs/crawling.md).
 _PARSE_IN_THREAD_BYTES = {LEXBOR: 128 * 1024, STDLIB: 32 * 1024}
+# How often the state file (--state) is committed, and after how many changes at most:
+# a crash loses at most this much work, and a commit costs ~0.1 ms, not per record.
+_STATE_COMMIT_INTERVAL = 0.25
+_STATE_COMMIT_CHANGES = 2000
 
 
 @dataclass(slots=True)
@@ -129,6 +134,10 @@ class Crawler:
     ``/sitemap.xml``; indexes one level deep; gzipped or not) and crawl the in-scope
     page URLs they list, as if a root linked to them (depth 1). ``parser`` names the
     HTML tokenizer (``treadle.crawl.links.PARSERS``; lexbor when selectolax is installed).
+    ``state``: keep the frontier, the seen set and the finished URLs there, and resume
+    the crawl it holds; ``on_record`` is then called once a record is committed to it
+    (a few times a second), and the records of earlier runs are in ``records`` from the
+    start (see ``treadle.crawl.state``).
     """
 
     def __init__(
@@ -156,6 +165,7 @@ class Crawler:
         on_record: Callable[[Record], object] | None = None,
         rng: random.Random | None = None,
         parser: str | None = None,
+        state: CrawlState | None = None,
     ) -> None:
         roots = [roots] if isinstance(roots, str) else list(roots)
         if not roots:
@@ -209,6 +219,7 @@ class Crawler:
         self.retry_backoff = retry_backoff
         self.max_retry_wait = max_retry_wait
         self.on_record = on_record
+        self._state = state
         self._rng = rng or random.Random()
         self.records: list[Record] = []
         # Every URL ever put on the frontier (so each is fetched at most once).
@@ -307,6 +318,8 @@ class Crawler:
         self._loop_started = loop.time()
         self._monotonic_started = time.monotonic()
         self._frontier = Queue()
+        if self._state is not None:
+            self._restore(self._state.load(self.roots))
         for root in self.roots:
             self._add(root, depth=0, referrer=None, redirects_left=self.max_redirect)
         if not self.obey_robots:
@@ -331,6 +344,7 @@ class Crawler:
                 create_task(self._work(), name=f"crawl-worker-{i}") for i in range(self.max_tasks)
             ]
             joined = create_task(self._frontier.join())
+            saver = create_task(self._save_state_periodically())
             try:
                 done, _ = await wait(
                     [joined, self._failed], timeout=self.max_time, return_when=FIRST_COMPLETED
@@ -338,11 +352,12 @@ class Crawler:
                 if not done:
                     self._stop(LIMIT_MAX_TIME)
             finally:
-                for task in [*workers, joined]:
+                for task in [*workers, joined, saver]:
                     task.cancel()
-                await gather(*workers, joined, return_exceptions=True)
+                await gather(*workers, joined, saver, return_exceptions=True)
                 self._client = None
                 self._ended = loop.time()
+                self._save_state()
             # Whatever did not finish is left: fetches cut short, then the frontier.
             self.left.extend(self._in_flight)
             self._in_flight.clear()
@@ -351,6 +366,45 @@ class Crawler:
             if self._failed.done():
                 self._failed.result()  # raises what stopped the crawl
         return self.records
+
+    def _restore(self, saved: Snapshot) -> None:
+        """Take up the crawl a state file holds: its frontier, seen sets and outcomes."""
+        assert self._frontier is not None
+        self.seen |= saved.seen
+        self._sitemaps_seen |= saved.sitemaps_seen
+        self.records.extend(saved.records)
+        self.errors += sum(record.exception is not None for record in saved.records)
+        self.sitemaps.extend(saved.sitemaps)
+        self.disallowed.extend(saved.disallowed)
+        self.too_deep.update(dict.fromkeys(saved.too_deep))
+        for job in saved.frontier:
+            self._frontier.put_nowait(
+                _Job(job.url, job.depth, job.referrer, job.redirects_left, job.is_sitemap)
+            )
+
+    async def _save_state_periodically(self) -> None:
+        if self._state is None:
+            return
+        while True:
+            await sleep(_STATE_COMMIT_INTERVAL)
+            self._save_state()
+
+    def _save_state(self) -> None:
+        """Commit the state's pending changes, then hand on the records that made durable."""
+        if self._state is None:
+            return
+        try:
+            records = self._state.commit()
+        except Exception as exc:
+            self._fail(exc)
+            raise
+        for record in records:
+            self._hand_on(record)
+
+    def _fail(self, exc: BaseException) -> None:
+        """Stop the crawl: crawl() raises ``exc``."""
+        if self._failed is not None and not self._failed.done():
+            self._failed.set_exception(exc)
 
     def _stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -370,12 +424,18 @@ class Crawler:
         if url in seen:
             return False
         if not is_sitemap and self.max_depth is not None and depth > self.max_depth:
+            if url not in self.too_deep and self._state is not None:
+                self._state.too_deep(url, depth)
             self.too_deep[url] = None
             return False
         self.too_deep.pop(url, None)
         seen.add(url)
         assert self._frontier is not None
         self._frontier.put_nowait(_Job(url, depth, referrer, redirects_left, is_sitemap))
+        if self._state is not None:
+            self._state.queued(SavedJob(url, depth, referrer, redirects_left, is_sitemap))
+            if self._state.pending >= _STATE_COMMIT_CHANGES:
+                self._save_state()
         return True
 
     def _queue_sitemaps(self, key: str, declared: list[str]) -> None:
@@ -415,6 +475,8 @@ class Crawler:
     async def _visit(self, job: _Job) -> None:
         if self.obey_robots and not (await self._robots_for(job.url)).allowed(job.url):
             self.disallowed.append(job.url)
+            if self._state is not None:
+                self._state.disallowed(job.url)
             return
         if self.max_pages is not None and self._claimed >= self.max_pages:
             self._stop(LIMIT_MAX_PAGES)
@@ -433,6 +495,8 @@ class Crawler:
         del self._in_flight[job.url]
         if job.is_sitemap:
             self.sitemaps.append(record)
+            if self._state is not None:
+                self._state.fetched(record, is_sitemap=True)
         else:
             self._finish(record)
 
@@ -440,14 +504,19 @@ class Crawler:
         if record.exception is not None:
             self.errors += 1
         self.records.append(record)
+        if self._state is not None:
+            self._state.fetched(record)  # handed on once committed
+        else:
+            self._hand_on(record)
+
+    def _hand_on(self, record: Record) -> None:
         if self.on_record is not None:
             try:
                 self.on_record(record)
             except Exception as exc:
                 # Losing records silently (a full disk under --json, say) is worse than
                 # stopping: the crawl ends and crawl() raises this.
-                if self._failed is not None and not self._failed.done():
-                    self._failed.set_exception(exc)
+                self._fail(exc)
 
     # --- fetching -------------------------------------------------------------------------
 
