@@ -9,6 +9,7 @@ finished. ``--demo`` crawls a generated site served in the same process.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 import signal
 import sys
@@ -23,6 +24,7 @@ from treadle.crawl.demosite_content import DemoSite
 from treadle.crawl.records import Record
 from treadle.crawl.state import CrawlState, StateError, repair_json_lines
 from treadle.crawl.urls import is_http_url
+from treadle.crawl.warc import WarcArchive, WarcError
 
 __all__ = ["demo_site_main", "main"]
 
@@ -238,6 +240,11 @@ def _crawl_parser() -> _OneLineParser:
         " run the same command again to resume a crawl that was stopped or killed",
     )
     output.add_argument(
+        "--warc", metavar="FILE",
+        help="archive every exchange to this gzipped WARC/1.1 file (FILE.warc.gz); with"
+        " --state, a resumed crawl appends to it",
+    )
+    output.add_argument(
         "--report", choices=("text", "json"), default="text",
         help="the end-of-crawl report as text for people or one JSON object for programs",
     )
@@ -301,11 +308,31 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"cannot write --json file {args.json!r}: {exc.strerror}")
         except StateError as exc:
             parser.error(str(exc))
+    warc: WarcArchive | None = None
+    if args.warc is not None:
+        if importlib.util.find_spec("warcio") is None:
+            parser.error("--warc needs warcio: pip install 'treadle[crawl]'")
+        try:
+            warc = WarcArchive(
+                args.warc,
+                info={
+                    "software": f"treadle {treadle.__version__}",
+                    "http-header-user-agent": args.user_agent,
+                    "robots": "ignore" if args.no_robots else "obey",
+                    "treadle-payload": "as read: de-chunked and decompressed; response heads"
+                    " rewritten to match, original values under X-Treadle-Orig-*",
+                },
+                resume_at=state.warc_length() if state is not None else None,
+            )
+        except WarcError as exc:
+            parser.error(str(exc))
     args.json_failed = False
     status = EXIT_INTERRUPTED
     try:
-        status = _run_crawl(args, json_file, state)
+        status = _run_crawl(args, json_file, state, warc)
     finally:
+        if warc is not None:
+            warc.close()
         if json_file is not None and json_file is not sys.stdout:
             try:
                 json_file.close()
@@ -324,7 +351,10 @@ def _report_json_error(path: str, error: OSError) -> None:
 
 
 def _run_crawl(
-    args: argparse.Namespace, json_file: IO[str] | None, state: CrawlState | None
+    args: argparse.Namespace,
+    json_file: IO[str] | None,
+    state: CrawlState | None,
+    warc: WarcArchive | None,
 ) -> int:
     crawler: Crawler | None = None
     progress = _Progress(quiet=args.quiet, verbose=args.verbose)
@@ -378,6 +408,7 @@ def _run_crawl(
                 ),
                 on_record=on_record,
                 state=state,
+                warc=warc,
             )
             ticker = treadle.create_task(progress.run(crawler))
             try:

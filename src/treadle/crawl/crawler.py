@@ -17,7 +17,8 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import treadle
 from treadle.combinators import FIRST_COMPLETED, gather, wait
@@ -36,6 +37,7 @@ from treadle.crawl.robots import RobotsPolicy, robots_url
 from treadle.crawl.sitemaps import SITEMAP_MAX_SIZE, read_sitemap
 from treadle.crawl.state import CrawlState, SavedJob, Snapshot
 from treadle.crawl.urls import Scope, is_http_url, normalize_url, origin
+from treadle.crawl.warc import Exchange, WarcArchive
 from treadle.errors import (
     CancelledError,
     ConnectError,
@@ -111,6 +113,8 @@ class _Job:
     referrer: str | None
     redirects_left: int
     is_sitemap: bool = False
+    # The exchanges of its tries, archived (--warc) together once the URL is done.
+    exchanges: list[Exchange] = field(default_factory=list)
 
 
 class _FetchFailed(Exception):
@@ -137,7 +141,8 @@ class Crawler:
     ``state``: keep the frontier, the seen set and the finished URLs there, and resume
     the crawl it holds; ``on_record`` is then called once a record is committed to it
     (a few times a second), and the records of earlier runs are in ``records`` from the
-    start (see ``treadle.crawl.state``).
+    start (see ``treadle.crawl.state``). ``warc``: archive every exchange of the pages
+    and sitemaps there, when their URL is done (see ``treadle.crawl.warc``).
     """
 
     def __init__(
@@ -166,6 +171,7 @@ class Crawler:
         rng: random.Random | None = None,
         parser: str | None = None,
         state: CrawlState | None = None,
+        warc: WarcArchive | None = None,
     ) -> None:
         roots = [roots] if isinstance(roots, str) else list(roots)
         if not roots:
@@ -220,6 +226,7 @@ class Crawler:
         self.max_retry_wait = max_retry_wait
         self.on_record = on_record
         self._state = state
+        self._warc = warc
         self._rng = rng or random.Random()
         self.records: list[Record] = []
         # Every URL ever put on the frontier (so each is fetched at most once).
@@ -394,6 +401,10 @@ class Crawler:
         if self._state is None:
             return
         try:
+            if self._warc is not None and self._state.pending:
+                # The archive's records up to here are exactly those of URLs this
+                # commit marks done: a resumed crawl cuts the file back to it.
+                self._state.note_warc_length(self._warc.flush())
             records = self._state.commit()
         except Exception as exc:
             self._fail(exc)
@@ -493,6 +504,12 @@ class Crawler:
             record = Record(url=job.url, exception=f"{type(exc).__name__}: {exc}")
             record.error_kind = "bug"
         del self._in_flight[job.url]
+        if self._warc is not None:
+            metadata = {"hopsFromSeed": str(job.depth)}
+            if job.referrer is not None:
+                metadata["via"] = job.referrer
+            for exchange in job.exchanges:
+                self._warc.archive(exchange, metadata)
         if job.is_sitemap:
             self.sitemaps.append(record)
             if self._state is not None:
@@ -634,18 +651,26 @@ class Crawler:
             raise _FetchFailed() from exc
 
     async def _take_response(self, job: _Job, record: Record, response: Response) -> None:
-        if response.status in _REDIRECTS:
-            self._follow_redirect(job, record, response.headers.get("location"))
-            return
+        arrived = datetime.now(UTC)
         length = _content_length(response)
         media_type = (record.content_type or "").split(";", 1)[0].strip().lower()
-        if response.status != 200 or not (job.is_sitemap or media_type in _HTML_TYPES):
-            # Nothing to parse: read a small body to keep the connection, skip a big one
-            # (leaving the stream unread closes the connection). Its size is no error.
-            if length is not None and length <= _DRAIN_LIMIT:
-                async for _ in response.aiter_bytes():
+        if response.status in _REDIRECTS or response.status != 200 or not (
+            job.is_sitemap or media_type in _HTML_TYPES
+        ):
+            # Nothing to parse: read a small body to keep the connection (a redirect's
+            # only when archiving it), skip a big one (leaving the stream unread closes
+            # the connection). Its size is no error.
+            chunks: list[bytes] | None = None
+            drain = response.status not in _REDIRECTS or self._warc is not None
+            if drain and length is not None and length <= _DRAIN_LIMIT:
+                chunks = []
+                async for chunk in response.aiter_bytes():
+                    chunks.append(chunk)
                     record.size = response.bytes_received
             record.size = response.bytes_received
+            self._keep_exchange(job, response, arrived, chunks)
+            if response.status in _REDIRECTS:
+                self._follow_redirect(job, record, response.headers.get("location"))
             return
         body_limit = self._sitemap_max_size if job.is_sitemap else self.max_size
         if length is not None and length > body_limit:
@@ -659,6 +684,7 @@ class Crawler:
             chunks.append(chunk)
             record.size = response.bytes_received
         record.size = response.bytes_received
+        self._keep_exchange(job, response, arrived, chunks)
         body = b"".join(chunks)
         if job.is_sitemap:
             self._take_sitemap(job, record, body)
@@ -675,6 +701,26 @@ class Crawler:
                 link, depth=job.depth + 1, referrer=job.url, redirects_left=self.max_redirect
             )
             for link in links
+        )
+
+    def _keep_exchange(
+        self, job: _Job, response: Response, arrived: datetime, chunks: list[bytes] | None
+    ) -> None:
+        """Keep the exchange for the archive (``chunks`` None: the body was not read)."""
+        if self._warc is None:
+            return
+        job.exchanges.append(
+            Exchange(
+                url=job.url,
+                request_head=response.request_head,
+                date=arrived,
+                http_version=response.http_version,
+                status=response.status,
+                reason=response.reason,
+                headers=list(response.headers.items()),
+                body=b"".join(chunks or ()),
+                body_complete=chunks is not None,
+            )
         )
 
     def _read_page(

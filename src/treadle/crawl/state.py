@@ -206,6 +206,15 @@ class CrawlState:
             )
         )
 
+    def note_warc_length(self, length: int) -> None:
+        """The WARC file (``--warc``) holds ``length`` bytes of this crawl's records."""
+        self._pending.append(("INSERT OR REPLACE INTO crawl VALUES ('warc_length', ?)", (length,)))
+
+    def warc_length(self) -> int | None:
+        """The length of the WARC file at the last commit, or None if none was noted."""
+        value = self._get("warc_length")
+        return None if value is None else int(value)
+
     @property
     def pending(self) -> int:
         """Changes not committed yet."""
