@@ -22,12 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from crawlsite import Site, page
+from crawlsite import Site, open_fds, page
 
 from treadle.crawl import DemoSite, Record
 from treadle.crawl.cli import DEMO_MAX_DEPTH
 from treadle.crawl.crawler import Crawler
-from treadle.crawl.state import CrawlState, SavedJob, StateError, repair_json_lines
+from treadle.crawl.state import CrawlState, SavedJob, Snapshot, StateError, repair_json_lines
 
 TREADLE = [sys.executable, "-m", "treadle"]
 ROOTS = ["http://example.com/"]
@@ -35,6 +35,22 @@ ROOTS = ["http://example.com/"]
 
 def job(url: str, depth: int = 1) -> SavedJob:
     return SavedJob(url, depth, "http://example.com/", 10, False)
+
+
+def load(path: Path, roots: list[str] = ROOTS) -> Snapshot:
+    """What the state file at ``path`` holds (opened and closed again)."""
+    state = CrawlState(path)
+    try:
+        return state.load(roots)
+    finally:
+        state.close()
+
+
+@pytest.fixture(autouse=True)
+def no_fd_leak() -> Iterator[None]:
+    before = open_fds()
+    yield
+    assert open_fds() == before, "the test left file descriptors open"
 
 
 # --- the state file -----------------------------------------------------------------------
@@ -47,7 +63,7 @@ class TestCrawlState:
         assert (snapshot.frontier, snapshot.seen, snapshot.records) == ([], set(), [])
         state.close()
         with pytest.raises(StateError, match=r"belongs to a crawl of http://example\.com/:"):
-            CrawlState(tmp_path / "s.db").load(["http://other.org/"])
+            load(tmp_path / "s.db", ["http://other.org/"])
 
     def test_committed_changes_come_back_in_order(self, tmp_path: Path) -> None:
         state = CrawlState(tmp_path / "s.db")
@@ -62,7 +78,7 @@ class TestCrawlState:
         assert state.commit() == [done], "the committed page records are handed on"
         assert state.commit() == []
         state.close()
-        snapshot = CrawlState(tmp_path / "s.db").load(ROOTS)
+        snapshot = load(tmp_path / "s.db")
         assert [saved.url for saved in snapshot.frontier] == [
             "http://example.com/a",
             "http://example.com/sitemap.xml",
@@ -91,6 +107,7 @@ class TestCrawlState:
         ]
         other.close()
         assert state.pending == 1
+        state.close()
 
     def test_a_too_deep_url_found_again_shallower_goes_on_the_frontier(
         self, tmp_path: Path
@@ -100,7 +117,7 @@ class TestCrawlState:
         state.too_deep("http://example.com/x", 5)
         state.queued(job("http://example.com/x", depth=2))
         state.close()
-        snapshot = CrawlState(tmp_path / "s.db").load(ROOTS)
+        snapshot = load(tmp_path / "s.db")
         assert [(saved.url, saved.depth) for saved in snapshot.frontier] == [
             ("http://example.com/x", 2)
         ]

@@ -16,11 +16,12 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from crawlsite import HTML, Site, chunked, html_page, raw, redirect, static
+from crawlsite import HTML, Site, chunked, html_page, open_fds, raw, redirect, static
 from test_crawl_state import crawl_command, demo_root, finish, json_urls, start_and_wait
 
 from treadle.crawl.crawler import Crawler
@@ -37,6 +38,13 @@ PLAIN = html_page("/chunked", "/gzipped", "/moved", "/missing", "/big.bin").enco
 CHUNKED = html_page(title="chunked").encode() + b"x" * 100
 GZIPPED = html_page(title="gzipped", extra="caf\u00e9 " * 50).encode()
 BIG = b"\x00" * 100_000
+
+
+@pytest.fixture(autouse=True)
+def no_fd_leak() -> Iterator[None]:
+    before = open_fds()
+    yield
+    assert open_fds() == before, "the test left file descriptors open"
 
 
 def records_of(path: Path) -> list[Any]:
