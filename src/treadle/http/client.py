@@ -361,7 +361,7 @@ class Client:
                 except BaseException:
                     connection.close()
                     raise
-                return Response(
+                response = Response(
                     url=target.url,
                     method=method,
                     parser=parser,
@@ -370,6 +370,8 @@ class Client:
                     max_body_size=max_body_size,
                     release=release,
                 )
+                response.request_head = head
+                return response
             raise AssertionError("unreachable: the second attempt always returns or raises")
         except BaseException:
             release(None)
