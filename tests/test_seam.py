@@ -202,3 +202,26 @@ def test_a_read_after_the_task_cancelled_itself_raises_at_once(fw: Any) -> None:
             right.close()
 
     fw.run(main())
+
+
+def test_a_second_cancel_before_delivery_keeps_the_first_message(fw: Any) -> None:
+    # Found by the differential fuzzer: the first cancel() of a waiting task fixes the
+    # CancelledError it will see, as the cancelled Future carries it on asyncio; a later
+    # cancel("stop") before the task runs only counts as a request.
+    async def main() -> str:
+        event = fw.Event()
+
+        async def waiter() -> None:
+            fw.current_task().cancel()
+            await event.wait()
+
+        task = fw.create_task(waiter())
+        await fw.sleep(0)  # it cancels itself and waits on the event
+        task.cancel("stop")
+        try:
+            await task
+        except fw.CancelledError as cancelled:
+            return str(cancelled)
+        raise AssertionError("the task was not cancelled")
+
+    assert fw.run(main()) == ""

@@ -220,11 +220,12 @@ class Task(Future[_T]):
         self._num_cancels_requested += 1
         waiter = self._fut_waiter
         if waiter is _SUSPENDED:
-            # In suspend(), without a Future to cancel: deliver the cancellation now.
+            # In suspend(), without a Future to cancel: deliver the cancellation now,
+            # made now, as a cancelled Future would carry it: a later cancel() before
+            # the step runs does not change its message (as on asyncio).
             self._fut_waiter = None
-            self._must_cancel = True
             self._cancel_message = msg
-            self._loop._schedule(self._step, (), self._context)
+            self._loop._schedule(self._step, (self._make_cancelled_error(),), self._context)
             return True
         if waiter is not None and waiter.cancel(msg=msg):  # type: ignore[union-attr]
             # The waiter's wake-up throws the CancelledError in. Keep _fut_waiter: the
@@ -297,8 +298,10 @@ class Task(Future[_T]):
                 loop._schedule_handle(handle)
             elif result is _SUSPENDED:
                 if self._must_cancel:
-                    # cancel() came during this very step: deliver it at once.
-                    loop._schedule(self._step, (), self._context)
+                    # cancel() came during this very step: deliver it at once, with the
+                    # message of that request (as a Future cancelled now would).
+                    self._must_cancel = False
+                    loop._schedule(self._step, (self._make_cancelled_error(),), self._context)
                 else:
                     self._fut_waiter = _SUSPENDED
             else:
