@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
+from pathlib import Path
 
+from _httpcommon import prepare, unavailable
+
+# _httpcommon puts ../echo first on the path, whose servers have the same names as ours.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import asyncio_protocol
 import asyncio_streams
-from _httpcommon import prepare, unavailable
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
