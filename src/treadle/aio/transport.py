@@ -91,6 +91,7 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
     _sendfile_compatible = _asyncio_constants._SendfileMode.TRY_NATIVE
     # Read by __del__, which runs even when __init__ failed early.
     _sock: socket.socket | None = None
+    _server: Any = None
     _loop: Any  # the aio loop; None once connection_lost has run
 
     def __init__(
