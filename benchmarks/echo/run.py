@@ -71,7 +71,22 @@ SERVERS = [
     Server("epoll_floor", "bare epoll loop (Python)", ("epoll_floor.py",)),
     Server("treadle_streams", "treadle streams", ("treadle_streams.py",)),
 ]
-ALL_SERVERS = {s.name: s for s in SERVERS}
+EXTRA_SERVERS = [  # asyncio's servers on treadle.aio (issue 8): run when named in --servers
+    Server("treadle_aio_protocol", "treadle.aio protocol", ("treadle_aio.py",)),
+    Server("treadle_aio_streams", "treadle.aio streams", ("treadle_aio.py", "--streams")),
+    Server("treadle_aio_protocol_asyncio_transport", "treadle.aio protocol, asyncio's transport",
+           ("treadle_aio.py", "--transport", "asyncio")),
+]
+ALL_SERVERS = {s.name: s for s in SERVERS + EXTRA_SERVERS}
+# Pairs compared directly when both ran: (server, against).
+COMPARISONS = [
+    ("treadle_streams", "uvloop_streams"),
+    ("treadle_aio_protocol", "asyncio_protocol"),
+    ("treadle_aio_protocol", "uvloop_protocol"),
+    ("treadle_aio_protocol", "treadle_aio_protocol_asyncio_transport"),
+    ("treadle_aio_streams", "asyncio_streams"),
+    ("treadle_aio_streams", "uvloop_streams"),
+]
 BASELINE = "asyncio_streams"
 LOAD_SATURATED = 0.90  # echo_load above this CPU share may be the bottleneck
 FOREIGN_MAX = 0.08  # other work on the benchmark CPUs above this share marks a run contended
@@ -120,6 +135,14 @@ class Results:
     def paired_ratio(self, server: str, base: str, workload: str) -> float | None:
         return paired_ratio(self.samples.get((server, workload), []),
                             self.samples.get((base, workload), []))
+
+    def paired_cost_ratio(self, server: str, base: str, workload: str) -> float | None:
+        """Median over rounds of base's server CPU per round trip / server's (>1: cheaper)."""
+        pairs = [(x, y) for x, y in zip(self.samples.get((server, workload), []),
+                                        self.samples.get((base, workload), []), strict=False)
+                 if x and y and x.cpu_share and y.rps]
+        clean = [(x, y) for x, y in pairs if not (x.contended or y.contended)]
+        return median([(y.cpu_share / y.rps) / (x.cpu_share / x.rps) for x, y in clean or pairs])
 
 
 def usable(samples: list[Sample | None]) -> list[Sample]:
@@ -322,10 +345,16 @@ def report_throughput(bench: Bench, servers: list[Server], workloads: list[Workl
         rows.append(row)
     print(md_table(header, rows) + "\n")
 
-    if "treadle_streams" in names and "uvloop_streams" in names:
-        cells = [f"{wl.label}: {fmt_ratio(results.paired_ratio('treadle_streams', 'uvloop_streams', wl.name))}"  # noqa: E501
-                 for wl in workloads]
-        print("treadle streams vs uvloop streams: " + ", ".join(cells) + "\n")
+    for server, base in COMPARISONS:
+        if server in names and base in names:
+            rates = [fmt_ratio(results.paired_ratio(server, base, wl.name)) for wl in workloads]
+            costs = [fmt_ratio(results.paired_cost_ratio(server, base, wl.name))
+                     for wl in workloads]
+            print(f"{ALL_SERVERS[server].label} vs {ALL_SERVERS[base].label}: round trips/s "
+                  + ", ".join(f"{wl.label} {r}" for wl, r in zip(workloads, rates, strict=True))
+                  + "; server CPU per round trip (theirs / ours) "
+                  + ", ".join(f"{wl.label} {c}" for wl, c in zip(workloads, costs, strict=True))
+                  + "\n")
     for name, why in bench.unavailable.items():
         print(f"{name.split('_')[0]}: not available ({why})\n")
 

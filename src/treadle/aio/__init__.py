@@ -21,9 +21,13 @@ __all__ = ["EventLoop", "EventLoopPolicy", "new_event_loop", "run"]
 _T = TypeVar("_T")
 
 
-def new_event_loop() -> EventLoop:
-    """A new ``treadle.aio.EventLoop``: the loop factory for ``asyncio.run`` and ``Runner``."""
-    return EventLoop()
+def new_event_loop(*, transport: str | None = None) -> EventLoop:
+    """A new ``treadle.aio.EventLoop``: the loop factory for ``asyncio.run`` and ``Runner``.
+
+    ``transport`` picks the stream transport, ``"treadle"`` or ``"asyncio"`` (by default
+    ``$TREADLE_AIO_TRANSPORT``, else treadle's); see docs/aio.md.
+    """
+    return EventLoop(transport=transport)
 
 
 class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):

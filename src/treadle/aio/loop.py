@@ -37,6 +37,8 @@ asyncio (``asyncio.base_events``, ``selector_events``, ``unix_events``, ``events
     ``_add_reader``, ``_remove_reader``, ``_add_writer``, ``_remove_writer``  how its
                           transports watch file descriptors (routed to treadle's poller)
     ``_selector``         its transports read ``get_map()``/``get_key()``; None once closed
+    ``_make_socket_transport``, ``_make_ssl_transport``  how its methods make stream
+                          transports (treadle.aio.transport's unless transport="asyncio")
     ``_transports``, ``_signal_handlers``, ``_unix_server_sockets``, ``_ssock``,
     ``_csock``, ``_internal_fds``  state its methods expect, set up by ``__init__``
     ``_scheduled``, ``_timer_cancelled_count``  removed after ``BaseEventLoop.__init__``:
@@ -56,6 +58,7 @@ asyncio (``asyncio.base_events``, ``selector_events``, ``unix_events``, ``events
 from __future__ import annotations
 
 import asyncio
+import os
 import selectors
 import socket
 import time
@@ -67,6 +70,7 @@ from heapq import heappush
 from typing import TYPE_CHECKING, Any
 
 import treadle.errors
+from treadle.aio import transport as treadle_transport
 from treadle.core.clock import Clock
 from treadle.loop import EventLoop as TreadleLoop
 
@@ -84,6 +88,22 @@ _asyncio_private: Any = _AsyncioLoop
 _asyncio_base_events: Any = base_events
 _asyncio_unix_events: Any = unix_events
 _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+# Which transport serves TCP and UNIX streams when the loop is not told: "treadle"
+# (treadle.aio.transport) unless this variable says "asyncio" (asyncio's own, the oracle).
+TRANSPORT_ENV = "TREADLE_AIO_TRANSPORT"
+TRANSPORTS = ("treadle", "asyncio")
+
+
+def _choose_transport(transport: str | None) -> str:
+    source = "transport="
+    if transport is None:
+        transport, source = os.environ.get(TRANSPORT_ENV) or "treadle", f"${TRANSPORT_ENV}="
+    if transport not in TRANSPORTS:
+        raise ValueError(
+            f"{source}{transport!r} names no stream transport: "
+            f"use 'treadle' (treadle's own) or 'asyncio' (asyncio's)"
+        )
+    return transport
 
 
 def _fd_of(fileobj: Any) -> int:
@@ -156,9 +176,17 @@ class EventLoop(TreadleLoop, _AsyncioLoop):  # type: ignore[misc]
     ``asyncio.Runner(loop_factory=...)`` make it. Inside it, asyncio code and treadle's
     own API (``treadle.sleep``, streams, ``treadle.timeout``, ``TaskGroup``, the HTTP
     client) run side by side. ``clock`` replaces the real clock, as in ``treadle.run``.
+    ``transport`` picks what serves TCP and UNIX stream connections: ``"treadle"``
+    (``treadle.aio.transport``, the default) or ``"asyncio"`` (asyncio's own); by
+    default the environment variable ``TREADLE_AIO_TRANSPORT`` decides.
     """
 
-    def __init__(self, *, clock: Clock | None = None) -> None:
+    def __init__(self, *, clock: Clock | None = None, transport: str | None = None) -> None:
+        try:
+            self._stream_transport = _choose_transport(transport)
+        except ValueError:
+            self._closed = True  # never opened: nothing for __del__ to close or warn about
+            raise
         TreadleLoop.__init__(self, clock=clock)
         # asyncio's own state, on top: the attributes both loops share (_ready,
         # _closed, _debug, _default_executor, ...) mean the same in both.
@@ -304,6 +332,26 @@ class EventLoop(TreadleLoop, _AsyncioLoop):  # type: ignore[misc]
         # asyncio's view of the wake-up pipe, closed with it.
         self._ssock = self._csock = None
         self._internal_fds -= 1
+
+    # --- stream transports: treadle's own unless asked for asyncio's ---------------------
+
+    def _make_socket_transport(
+        self, sock: Any, protocol: Any, waiter: Any = None, **kwargs: Any
+    ) -> Any:
+        if self._stream_transport == "asyncio":
+            return _asyncio_private._make_socket_transport(self, sock, protocol, waiter, **kwargs)
+        return treadle_transport.make_socket_transport(self, sock, protocol, waiter, **kwargs)
+
+    def _make_ssl_transport(
+        self, rawsock: Any, protocol: Any, sslcontext: Any, waiter: Any = None, **kwargs: Any
+    ) -> Any:
+        if self._stream_transport == "asyncio":
+            return _asyncio_private._make_ssl_transport(
+                self, rawsock, protocol, sslcontext, waiter, **kwargs
+            )
+        return treadle_transport.make_ssl_transport(
+            self, rawsock, protocol, sslcontext, waiter, **kwargs
+        )
 
     # --- file descriptors: asyncio's registrations on treadle's poller -----------------
 

@@ -1,0 +1,39 @@
+"""The asyncio hello-world HTTP servers of this directory, unchanged, on treadle.aio's loop.
+
+Usage: python treadle_aio.py PORT [--streams] [--transport treadle|asyncio]
+
+Without ``--streams`` it runs ``asyncio_protocol.py``'s server, with it
+``asyncio_streams.py``'s. ``--transport`` picks treadle.aio's stream transport:
+treadle's own (the default) or asyncio's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from _httpcommon import prepare, unavailable
+
+# _httpcommon puts ../echo first on the path, whose servers have the same names as ours.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import asyncio_protocol
+import asyncio_streams
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("port", type=int)
+    parser.add_argument("--streams", action="store_true", help="asyncio streams, not Protocol")
+    parser.add_argument("--transport", choices=["treadle", "asyncio"], default="treadle")
+    args = parser.parse_args()
+    prepare()
+    try:
+        import treadle.aio
+    except ImportError as exc:
+        unavailable(exc)
+    server = asyncio_streams if args.streams else asyncio_protocol
+    with asyncio.Runner(
+        loop_factory=lambda: treadle.aio.new_event_loop(transport=args.transport)
+    ) as runner:
+        runner.run(server.main(args.port))
