@@ -204,3 +204,20 @@ def test_asyncio_tasks_on_treadle_aio_are_read_alike() -> None:
     awaiting = treadle.aio.run(main())
     assert awaiting is not None
     assert awaiting.startswith("Lock.acquire on <asyncio.locks.Lock")
+
+
+async def test_dump_tasks_writes_the_tree_from_inside_the_program() -> None:
+    from treadle.introspect import runtime
+
+    async def sleeper() -> None:
+        await treadle.sleep(3600)
+
+    task = treadle.create_task(sleeper(), name="dumped")
+    await wait_all_tasks_blocked()
+    out = io.StringIO()
+    treadle.dump_tasks(out)
+    text = out.getvalue()
+    assert runtime.running_loops, "the loop hook keeps the running loops"
+    assert "└── dumped [waiting, -] (started by it, not awaited): sleep(3600) until" in text
+    assert f"{treadle.current_task().get_name()} [running" in text  # type: ignore[union-attr]
+    await finish(task)

@@ -9,6 +9,7 @@ the snapshot itself. Without a PID, lists the programs that can be asked. Intros
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -35,7 +36,13 @@ def ask(pid: int, *, timeout: float = 1.0) -> Snapshot:
     """The snapshot of program ``pid``; a loop stuck longer than ``timeout`` is reported
     blocked. Raises IntrospectionError if it cannot be asked."""
     path = socket_path(pid)
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except PermissionError:
+        raise IntrospectionError(
+            f"not allowed to reach {path}: only the program's own user may look inside it"
+        ) from None
+    if not exists:
         alive = os.path.exists(f"/proc/{pid}")
         raise IntrospectionError(
             f"process {pid} is not serving introspection (no {path}); "
@@ -49,7 +56,9 @@ def ask(pid: int, *, timeout: float = 1.0) -> Snapshot:
         conn.settimeout(timeout + 10.0)
         try:
             conn.connect(str(path))
-            conn.sendall(json.dumps({"timeout": timeout}).encode() + b"\n")
+            # The program may refuse before reading (another user): then read why.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                conn.sendall(json.dumps({"timeout": timeout}).encode() + b"\n")
             chunks = []
             while chunk := conn.recv(1 << 16):
                 chunks.append(chunk)

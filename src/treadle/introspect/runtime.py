@@ -148,6 +148,10 @@ def on_loop_run(loop: EventLoop) -> Callable[[], object] | None:
     tracer = active_tracer
     if asked.serve or tracer is not None:
         loop._task_observer = task_created
+    if asked.serve:
+        # Tasks made before the loop first ran (treadle.run's main task) count from now.
+        for task in list(loop._tasks):
+            note_birth(task, only_if_unknown=True)
     if tracer is not None:
         tracer.attach(loop)
     watchdog = _Watchdog(loop, asked.blocked_after) if loop.get_debug() else None

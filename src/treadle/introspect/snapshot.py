@@ -10,6 +10,7 @@ in this one. Introspection layer: imports the core's handles and the call-graph 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -49,9 +50,12 @@ _births: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 _RUNNERS = frozenset({"_run_once", "_run_ready_debug", "_run_ready_observed"})
 
 
-def note_birth(task: Any) -> None:
+def note_birth(task: Any, *, only_if_unknown: bool = False) -> None:
     """Note that ``task`` was made now (the loop's task observer while introspecting)."""
-    _births[task] = time.monotonic()
+    if only_if_unknown and task in _births:
+        return
+    with contextlib.suppress(TypeError):  # a kind of task that has no weak references
+        _births[task] = time.monotonic()
 
 
 def _stack(frames: list[types.FrameType]) -> list[dict[str, Any]]:

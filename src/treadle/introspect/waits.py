@@ -127,12 +127,15 @@ def _asyncio_stream(frame: types.FrameType, now: float | None) -> str:
     reader = _local(frame, "self")
     transport = getattr(reader, "_transport", None)
     peer = transport.get_extra_info("peername") if transport is not None else None
-    return f"{_local(frame, 'func_name') or 'read'}: read from stream, peer {_address(peer)}"
+    return f"read from stream, peer {_address(peer)}"
 
 
 def _task_group(frame: types.FrameType, now: float | None) -> str:
     group = _local(frame, "self")
-    tasks = [task for task in getattr(group, "_tasks", ()) if not task.done()]
+    tasks = sorted(
+        (task for task in getattr(group, "_tasks", ()) if not task.done()),
+        key=lambda task: task.get_name(),
+    )
     names = ", ".join(task.get_name() for task in tasks[:5])
     more = f", and {len(tasks) - 5} more" if len(tasks) > 5 else ""
     return f"TaskGroup: {len(tasks)} task(s) to finish ({names}{more})"
