@@ -106,8 +106,15 @@ class Task(Future[_T]):
     """
 
     __slots__ = (
-        "_context", "_coro", "_fut_waiter", "_must_cancel", "_name", "_num_cancels_requested",
-        "_parent", "_yield_handle",
+        "_born",
+        "_context",
+        "_coro",
+        "_fut_waiter",
+        "_must_cancel",
+        "_name",
+        "_num_cancels_requested",
+        "_parent",
+        "_yield_handle",
     )  # fmt: skip
 
     def __init__(
@@ -155,6 +162,9 @@ class Task(Future[_T]):
         self._parent: weakref.ReferenceType[Task[Any]] | None = (
             None if parent is None else weakref.ref(parent)
         )
+        # When it was made (time.monotonic()), set only by a task observer: introspection
+        # shows each task's age. Unset otherwise, which costs nothing.
+        self._born: float
         loop._schedule(self._step, (), context)
         loop._tasks.add(self)
         if loop._task_observer is not None:

@@ -11,6 +11,7 @@ nothing for it. Introspection layer: imports the core and the description of wai
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import types
@@ -77,7 +78,25 @@ def coroutine_frames(coro: Any) -> list[types.FrameType]:
             or getattr(coro, "gi_yieldfrom", None)
             or getattr(coro, "ag_await", None)
         )
+        if frame.f_code in _CONTEXT_MANAGER_STEPS and coro is not None and not _has_frame(coro):
+            # ``async with`` an @asynccontextmanager: the generator's step (anext/asend)
+            # has no frame; go on into the generator itself.
+            coro = getattr(frame.f_locals.get("self"), "gen", None)
     return frames
+
+
+def _has_frame(coro: Any) -> bool:
+    names = ("cr_frame", "gi_frame", "ag_frame")
+    return any(getattr(coro, name, None) is not None for name in names)
+
+
+# contextlib's @asynccontextmanager entry and exit, whose awaits step an async generator.
+_CONTEXT_MANAGER_STEPS = frozenset(
+    {
+        contextlib._AsyncGeneratorContextManager.__aenter__.__code__,
+        contextlib._AsyncGeneratorContextManager.__aexit__.__code__,
+    }
+)
 
 
 def is_task(obj: object) -> bool:
@@ -225,7 +244,13 @@ def capture_call_graph(
 def describe_frame(frame: types.FrameType) -> str:
     """``File 'x.py', line 3, in async main()``: one frame, as the call graph prints it."""
     code = frame.f_code
-    kind = "async " if code.co_flags & 0x80 else "generator " if code.co_flags & 0x20 else ""
+    flags = code.co_flags  # CO_COROUTINE, CO_ASYNC_GENERATOR, CO_GENERATOR
+    kind = (
+        "async " if flags & 0x80
+        else "async generator " if flags & 0x200
+        else "generator " if flags & 0x20
+        else ""
+    )  # fmt: skip
     return f"File {code.co_filename!r}, line {frame.f_lineno}, in {kind}{code.co_qualname}()"
 
 

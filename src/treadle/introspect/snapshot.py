@@ -20,6 +20,7 @@ import weakref
 from typing import Any
 
 from treadle.core.handles import describe_callback
+from treadle.core.tasks import Task
 from treadle.introspect.graph import (
     AwaitIndex,
     coroutine_frames,
@@ -42,8 +43,8 @@ __all__ = [
 
 Snapshot = dict[str, Any]
 
-# When each task was made (time.monotonic()), noted only while introspection is on
-# (the loop's task observer); a task made before has no age.
+# When each task of another kind (asyncio's) was first seen, while introspection is on;
+# treadle's tasks keep their birth in a slot of their own.
 _births: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 # The functions of the loop that call callbacks; the blocked loop's stack is cut there.
@@ -52,10 +53,21 @@ _RUNNERS = frozenset({"_run_once", "_run_ready_debug", "_run_ready_observed"})
 
 def note_birth(task: Any, *, only_if_unknown: bool = False) -> None:
     """Note that ``task`` was made now (the loop's task observer while introspecting)."""
-    if only_if_unknown and task in _births:
+    if only_if_unknown and birth_of(task) is not None:
+        return
+    now = time.monotonic()
+    if isinstance(task, Task):
+        task._born = now
         return
     with contextlib.suppress(TypeError):  # a kind of task that has no weak references
-        _births[task] = time.monotonic()
+        _births[task] = now
+
+
+def birth_of(task: Any) -> float | None:
+    """When ``task`` was made, if it was noted."""
+    if isinstance(task, Task):
+        return getattr(task, "_born", None)
+    return _births.get(task)
 
 
 def _stack(frames: list[types.FrameType]) -> list[dict[str, Any]]:
@@ -74,7 +86,7 @@ def _describe_task(task: Any, index: AwaitIndex, running: Any, now: float | None
         state = "ready" if waiting is None else "waiting"
         if task.cancelling():
             state = "cancelling"
-    born = _births.get(task)
+    born = birth_of(task)
     group = group_of(task)
     parent = parent_of(task)
     return {

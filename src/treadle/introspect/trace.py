@@ -63,6 +63,8 @@ class Tracer:
         # Each task's track (a task has one for its whole life, on one loop).
         self._tracks: weakref.WeakKeyDictionary[Any, _TaskTrack] = weakref.WeakKeyDictionary()
         self._loops: dict[int, _LoopTrace] = {}
+        # Each loop's track, kept across its runs (treadle.run runs a loop three times).
+        self._loop_tracks: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
         self._meta("process_name", 0, f"treadle {os.path.basename(sys.argv[0] or 'python')}")
 
     # --- writing ------------------------------------------------------------------------
@@ -187,8 +189,11 @@ class _LoopTrace:
     def __init__(self, tracer: Tracer, loop: EventLoop) -> None:
         self.tracer = tracer
         self.loop = loop
-        thread = threading.current_thread().name
-        self.tid = tracer.new_track(f"loop ({thread})")
+        tid = tracer._loop_tracks.get(loop)
+        if tid is None:
+            thread = threading.current_thread().name
+            tid = tracer._loop_tracks[loop] = tracer.new_track(f"loop ({thread})")
+        self.tid = tid
         self.tracks: weakref.WeakSet[_TaskTrack] = weakref.WeakSet()
         self.in_iteration = False
         self.last_iteration_ended = _now_us()
