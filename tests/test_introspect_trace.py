@@ -115,9 +115,12 @@ def test_a_trace_begun_inside_a_running_program(tmp_path: Path) -> None:
 
 
 def test_traces_do_not_nest(tmp_path: Path) -> None:
-    with treadle.trace(tmp_path / "a.json"), pytest.raises(RuntimeError, match="do not nest"):
-        with treadle.trace(tmp_path / "b.json"):
-            pass
+    with (
+        treadle.trace(tmp_path / "a.json"),
+        pytest.raises(RuntimeError, match="do not nest"),
+        treadle.trace(tmp_path / "b.json"),
+    ):
+        pass
 
 
 PROGRAM = """
