@@ -357,3 +357,20 @@ def test_debug_mode_watchdog_names_the_blocking_step(
         r"LOOP BLOCKED for at least \d+\.\d s in callback Task\._wakeup\(", result.stderr
     )
     assert "watchdog_scenario (" in result.stderr
+
+
+def test_debug_mode_watchdog_stops_at_once_even_while_waiting_for_an_answer() -> None:
+    import time
+
+    import treadle
+    from treadle.introspect import runtime
+
+    loop = treadle.new_event_loop()  # never runs: it will never answer the watchdog
+    try:
+        watchdog = runtime._Watchdog(loop, 1.0)
+        time.sleep(0.6)  # it asked at 0.5 s and waits for the answer until 1.5 s
+        started = time.monotonic()
+        watchdog.stop()
+        assert time.monotonic() - started < 0.3
+    finally:
+        loop.close()

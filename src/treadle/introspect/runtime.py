@@ -27,6 +27,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
+from treadle.core.tasks import Task
 from treadle.introspect.snapshot import (
     Snapshot,
     format_tree,
@@ -122,6 +123,10 @@ active_tracer: Tracer | None = None
 _signal_installed = False
 
 
+def _note_birth(task: Task[Any], _now: Callable[[], float] = time.monotonic) -> None:
+    task._born = _now()
+
+
 def task_created(task: Any) -> None:
     """The loops' task observer while introspection or tracing is on."""
     if _settings is not None and _settings.serve:
@@ -146,8 +151,10 @@ def on_loop_run(loop: EventLoop) -> Callable[[], object] | None:
 
         active_tracer = start_env_tracer(asked.trace_path)
     tracer = active_tracer
-    if asked.serve or tracer is not None:
+    if tracer is not None:
         loop._task_observer = task_created
+    elif asked.serve:
+        loop._task_observer = _note_birth  # the whole of it, on every spawn: keep it short
     if asked.serve:
         # Tasks made before the loop first ran (treadle.run's main task) count from now.
         for task in list(loop._tasks):
@@ -249,6 +256,8 @@ class _Watchdog:
         self.loop = loop
         self.threshold = threshold
         self._stopping = threading.Event()
+        # Set by the loop when it answers the latest request (or by stop()).
+        self._answered = threading.Event()
         self._thread = threading.Thread(
             target=self._watch, name=f"treadle-watchdog-{id(loop):#x}", daemon=True
         )
@@ -256,12 +265,15 @@ class _Watchdog:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._answered.set()  # whatever it waits for, it need not any more
         self._thread.join()
 
     def _watch(self) -> None:
         loop = self.loop
         while not self._stopping.wait(self.threshold / 2):
-            answered = threading.Event()
+            answered = self._answered = threading.Event()
+            if self._stopping.is_set():
+                return
             started = time.monotonic()
             try:
                 loop.call_soon_threadsafe(answered.set)
