@@ -221,3 +221,29 @@ async def test_dump_tasks_writes_the_tree_from_inside_the_program() -> None:
     assert "└── dumped [waiting, -] (started by it, not awaited): sleep(3600) until" in text
     assert f"{treadle.current_task().get_name()} [running" in text  # type: ignore[union-attr]
     await finish(task)
+
+
+async def test_a_snapshot_describes_a_shared_primitive_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Event's repr counts its waiters: taken once per waiter, a snapshot would be quadratic.
+    from treadle.introspect.snapshot import take_snapshot
+
+    calls = []
+    original = treadle.Event.__repr__
+
+    def counting_repr(self: treadle.Event) -> str:
+        calls.append(self)
+        return original(self)
+
+    monkeypatch.setattr(treadle.Event, "__repr__", counting_repr)
+    event = treadle.Event()
+    tasks = [treadle.create_task(event.wait()) for _ in range(50)]
+    await wait_all_tasks_blocked()
+    snapshot = take_snapshot(treadle.get_running_loop())
+    ours = {id(task) for task in tasks}
+    waits = {task["waiting_on"] for task in snapshot["tasks"] if task["id"] in ours}
+    assert len(calls) == 1
+    assert len(waits) == 1 and next(iter(waits)).startswith("Event.wait on <treadle.locks.Event")
+    event.set()
+    await treadle.gather(*tasks)

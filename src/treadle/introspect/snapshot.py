@@ -77,12 +77,14 @@ def _stack(frames: list[types.FrameType]) -> list[dict[str, Any]]:
     ]
 
 
-def _describe_task(task: Any, index: AwaitIndex, running: Any, now: float | None) -> Snapshot:
+def _describe_task(
+    task: Any, index: AwaitIndex, running: Any, now: float | None, reprs: dict[int, str]
+) -> Snapshot:
     frames = coroutine_frames(task.get_coro())
     if task is running:
         state, waiting = "running", None
     else:
-        waiting = describe_wait(task, frames, now)
+        waiting = describe_wait(task, frames, now, reprs)
         state = "ready" if waiting is None else "waiting"
         if task.cancelling():
             state = "cancelling"
@@ -119,7 +121,8 @@ def _tasks(loop: Any, running: Any) -> list[Snapshot]:
     tasks = [task for task in list(loop._tasks) if is_task(task) and not task.done()]
     index = AwaitIndex(tasks)
     now = loop.time()
-    described = [_describe_task(task, index, running, now) for task in tasks]
+    reprs: dict[int, str] = {}
+    described = [_describe_task(task, index, running, now, reprs) for task in tasks]
     described.sort(key=lambda task: (task["age"] is None, -(task["age"] or 0.0)))
     return described
 

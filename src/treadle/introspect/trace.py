@@ -256,7 +256,8 @@ class _LoopTrace:
             )
             tracer.span(track.tid, "i", outcome, now)
             return
-        waiting = describe_wait(task, coroutine_frames(task.get_coro()), self.loop.time())
+        frames = coroutine_frames(task.get_coro())
+        waiting = describe_wait(task, frames, self.loop.time(), brief=True)
         track.open = "wait: " + (waiting or "ready to run")
         tracer.span(track.tid, "B", track.open, now)
 

@@ -170,12 +170,25 @@ def _frame_key(frame: types.FrameType) -> str:
     return f"{module}.{frame.f_code.co_qualname}"
 
 
-def _primitive(frame: types.FrameType) -> str | None:
-    """``Lock.acquire on <Lock locked waiters:1>`` if ``frame`` is a primitive's method."""
+# Passed as ``reprs`` for a brief description: a primitive by its class and address only
+# (a trace describes every step, and a repr may count the waiters).
+_BRIEF: dict[int, str] = {}
+
+
+def _primitive(frame: types.FrameType, reprs: dict[int, str]) -> str | None:
+    """``Lock.acquire on <Lock locked waiters:1>`` if ``frame`` is a primitive's method.
+
+    ``reprs`` keeps each primitive's repr for the snapshot: a repr may count the
+    waiters, and a thousand tasks on one Event must not count them a thousand times.
+    """
     owner = _local(frame, "self")
     cls = type(owner)
     if cls.__name__ in _PRIMITIVES and cls.__module__.startswith(("treadle", "asyncio")):
-        return f"{frame.f_code.co_qualname} on {_short(repr(owner))}"
+        if reprs is _BRIEF:
+            text = f"<{cls.__module__}.{cls.__qualname__} object at {id(owner):#x}>"
+        else:
+            text = reprs.get(id(owner)) or reprs.setdefault(id(owner), _short(repr(owner)))
+        return f"{frame.f_code.co_qualname} on {text}"
     return None
 
 
@@ -194,9 +207,19 @@ def describe_future(future: Any) -> str:
     return _short(repr(future))
 
 
-def describe_wait(task: Any, frames: list[types.FrameType], now: float | None) -> str | None:
+def describe_wait(
+    task: Any,
+    frames: list[types.FrameType],
+    now: float | None,
+    reprs: dict[int, str] | None = None,
+    *,
+    brief: bool = False,
+) -> str | None:
     """What ``task`` waits on, from the frames it is suspended in (outermost first) and
-    the future it waits on; None if it is not waiting (ready to run, or running)."""
+    the future it waits on; None if it is not waiting (ready to run, or running).
+
+    Describing many tasks at once, pass one ``reprs`` dict to all the calls; ``brief``
+    names a primitive by class and address instead of its repr, in constant time."""
     waiter = getattr(task, "_fut_waiter", None)
     if waiter is None:
         return None
@@ -206,7 +229,8 @@ def describe_wait(task: Any, frames: list[types.FrameType], now: float | None) -
             described = describer(frame, now)
             if described is not None:
                 return _short(described)
-        described = _primitive(frame)
+        memo = _BRIEF if brief else {} if reprs is None else reprs
+        described = _primitive(frame, memo)
         if described is not None:
             return described
     if hasattr(waiter, "done"):
