@@ -40,6 +40,15 @@ from treadle.errors import (
     QueueFull,
     QueueShutDown,
 )
+from treadle.introspect import (
+    FrameCallGraphEntry,
+    FutureCallGraph,
+    capture_call_graph,
+    dump_tasks,
+    format_call_graph,
+    print_call_graph,
+    trace,
+)
 from treadle.locks import BoundedSemaphore, Condition, Event, Lock, Semaphore
 from treadle.loop import EventLoop, create_task, get_running_loop, wrap_future
 from treadle.queues import LifoQueue, PriorityQueue, Queue
@@ -77,7 +86,9 @@ __all__ = [
     "Condition",
     "Event",
     "EventLoop",
+    "FrameCallGraphEntry",
     "Future",
+    "FutureCallGraph",
     "Handle",
     "IncompleteReadError",
     "InvalidStateError",
@@ -101,10 +112,13 @@ __all__ = [
     "all_tasks",
     "as_completed",
     "awaiting",
+    "capture_call_graph",
     "coroutine",
     "create_task",
     "current_task",
+    "dump_tasks",
     "ensure_future",
+    "format_call_graph",
     "gather",
     "get_running_loop",
     "getaddrinfo",
@@ -114,6 +128,7 @@ __all__ = [
     "new_event_loop",
     "open_connection",
     "open_unix_connection",
+    "print_call_graph",
     "run",
     "shield",
     "sleep",
@@ -129,6 +144,7 @@ __all__ = [
     "timeout",
     "timeout_at",
     "to_thread",
+    "trace",
     "wait",
     "wait_for",
     "wait_readable",

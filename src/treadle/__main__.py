@@ -1,4 +1,4 @@
-"""The ``treadle`` command: dispatches to the tour, the crawler and the demo site.
+"""The ``treadle`` command: dispatches to the tour, the crawler, the demo site and ``ps``.
 
 Each subcommand lives in its own package and is imported only when asked for, so
 ``treadle --help`` stays fast and a missing optional extra only affects its command.
@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "crawl": ("treadle.crawl.cli", "main", "crawl web sites (try: treadle crawl --demo)"),
     "demo-site": ("treadle.crawl.cli", "demo_site_main", "serve the generated demo site"),
     "tour": ("treadle.tour.cli", "main", "retrace the talk: from blocking sockets to coroutines"),
+    "ps": ("treadle.introspect.client", "ps_main", "a running program's tasks, as a table"),
+    "pstree": ("treadle.introspect.client", "pstree_main", "the same as a tree of await chains"),
 }
 
 USAGE = "usage: treadle COMMAND [ARGS...]\n\ncommands:\n" + "\n".join(

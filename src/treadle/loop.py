@@ -72,6 +72,12 @@ get_running_loop = cast(Callable[[], "EventLoop"], _running_record.get_running_l
 _get_running_loop = cast(Callable[[], "EventLoop | None"], _running_record._get_running_loop)
 
 
+# Called with each loop as its run_forever() starts; what one returns, if not None, is
+# called as it stops. ``treadle.introspect`` adds its one (a layer below, it cannot be
+# called from here by name): it serves ``treadle ps``, dumps and traces when asked.
+run_hooks: list[Callable[[EventLoop], Callable[[], object] | None]] = []
+
+
 def create_task(
     coro: Coroutine[Any, Any, _T] | Generator[Any, Any, _T],
     *,
@@ -116,9 +122,16 @@ class EventLoop(CoreLoop):
         if self._debug:
             sys.set_coroutine_origin_tracking_depth(10)
         asyncio_previous = swap_asyncio_running_loop(self._loop_for_asyncio())
+        when_stopped: list[Callable[[], object]] = []
         try:
+            for hook in run_hooks:
+                stop = hook(self)
+                if stop is not None:
+                    when_stopped.append(stop)
             super().run_forever()
         finally:
+            for stop in when_stopped:
+                stop()
             restore_asyncio_running_loop(asyncio_previous)
             sys.set_coroutine_origin_tracking_depth(old_depth)
             sys.set_asyncgen_hooks(*old_hooks)

@@ -8,7 +8,9 @@ Design principles:
    the readiness callback of a stream whose reader it wakes.
 2. ``_run_once`` is the only place a callback is called. One iteration: drop cancelled
    timers, work out how long the poller may block, poll, move due timers to the ready
-   queue, then run exactly the callbacks that were ready when the iteration began.
+   queue, then run exactly the callbacks that were ready when the iteration began
+   (in debug mode, or while an introspection observer is set, a twin of that last
+   step runs them, timing or reporting each).
 3. One place owns the poller (epoll): ``_poller``, behind ``add_reader``/``add_writer``.
 4. Time comes from a clock object (``clock.py``), so tests can run on virtual time.
 5. Nothing is lost: an exception in a callback goes to ``call_exception_handler`` and
@@ -40,7 +42,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context, copy_context
 from heapq import heapify, heappop, heappush
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 from treadle.core.clock import Clock, MonotonicClock
 from treadle.core.futures import Future
@@ -48,7 +50,7 @@ from treadle.core.handles import Handle, TimerHandle, describe_callback
 from treadle.core.running import running
 from treadle.core.tasks import Task
 
-__all__ = ["CoreLoop", "Poller"]
+__all__ = ["CallbackObserver", "CoreLoop", "Poller", "TaskObserver"]
 
 logger = logging.getLogger("treadle")
 
@@ -76,6 +78,26 @@ class Poller(Protocol):
     def unregister(self, fd: int) -> None: ...
     def poll(self, timeout: float) -> list[tuple[int, int]]: ...
     def close(self) -> None: ...
+
+
+class CallbackObserver(Protocol):
+    """Told about every callback the loop runs, while set (``treadle.trace`` is one)."""
+
+    def callbacks_began(self, count: int) -> None:
+        """An iteration is about to run ``count`` ready callbacks (its poll is over)."""
+
+    def callback_began(self, handle: Handle) -> None:
+        """``handle``'s callback is about to run."""
+
+    def callback_ended(self, handle: Handle) -> None:
+        """``handle``'s callback has returned or raised."""
+
+    def callbacks_ended(self) -> None:
+        """The iteration's callbacks have all run."""
+
+
+# Called with every Task made on the loop, while set (introspection notes its birth).
+TaskObserver: TypeAlias = Callable[[Task[Any]], object]
 
 
 class CoreLoop:
@@ -111,6 +133,10 @@ class CoreLoop:
         self._tasks: set[Task[Any]] = set()
         # The task whose step is running right now (set by Task._step).
         self._current_task: Task[Any] | None = None
+        # Introspection's hooks (``treadle.introspect``), None unless it is asked for: the
+        # hot path pays one test per new task and one per iteration for them.
+        self._task_observer: TaskObserver | None = None
+        self._callback_observer: CallbackObserver | None = None
         # A socket pair whose reading end is always registered: call_soon_threadsafe
         # writes a byte to wake a loop blocked in the poller.
         self._self_reader, self._self_writer = socket.socketpair()
@@ -199,6 +225,9 @@ class CoreLoop:
         # 5. Run exactly the callbacks that are ready now; any they schedule wait for
         # the next iteration. (In debug mode EventLoop also times each one.)
         ntodo = len(ready)
+        if self._callback_observer is not None:
+            self._run_ready_observed(ntodo, self._callback_observer)
+            return
         if self._debug:
             self._run_ready_debug(ntodo)
             return
@@ -217,6 +246,31 @@ class CoreLoop:
         # keeps its locals once it returns (3.12+): forget the last callback, or its task
         # and the task's exception outlive them (asyncio's _run_once does the same).
         handle = None
+
+    def _run_ready_observed(self, ntodo: int, observer: CallbackObserver) -> None:
+        """Step 5 of ``_run_once`` while an observer is set: tell it about each callback.
+
+        ``resume(inline=True)`` schedules meanwhile, so each task step is a callback of
+        its own and the observer sees it. Debug mode's slow-callback log is off then.
+        """
+        popleft = self._ready.popleft
+        observer.callbacks_began(ntodo)
+        handle: Handle | None = None
+        for _ in range(ntodo):
+            handle = popleft()
+            if handle._cancelled:
+                continue
+            observer.callback_began(handle)
+            try:
+                handle._context.run(handle._callback, *handle._args)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._callback_failed(handle, exc)
+            finally:
+                observer.callback_ended(handle)
+        handle = None  # as in _run_once: the frame must not keep the last callback
+        observer.callbacks_ended()
 
     def stop(self) -> None:
         """Stop after the callbacks of the current iteration have run."""

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import IO, NoReturn
 
 import treadle
+from treadle.crawl import timeline
 from treadle.crawl.crawler import DEFAULT_MAX_PER_HOST, DEFAULT_USER_AGENT, Crawler
 from treadle.crawl.demosite import DemoSiteServer
 from treadle.crawl.demosite_content import DemoSite
@@ -245,6 +246,10 @@ def _crawl_parser() -> _OneLineParser:
         " --state, a resumed crawl appends to it",
     )
     output.add_argument(
+        "--timeline", metavar="FILE.html",
+        help="write the crawl as an HTML timeline: a lane per worker and per host",
+    )
+    output.add_argument(
         "--report", choices=("text", "json"), default="text",
         help="the end-of-crawl report as text for people or one JSON object for programs",
     )
@@ -411,9 +416,15 @@ def _run_crawl(
                 warc=warc,
             )
             ticker = treadle.create_task(progress.run(crawler))
+            recorder = timeline.TimelineRecorder() if args.timeline else None
+            if recorder is not None:
+                recorder.start(treadle.get_running_loop())
             try:
                 await crawler.crawl()
             finally:
+                if recorder is not None:
+                    recorder.stop()
+                    timeline.write_html(args.timeline, recorder, crawler.records)
                 ticker.cancel()
                 await treadle.gather(ticker, return_exceptions=True)
         finally:
