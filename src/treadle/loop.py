@@ -785,14 +785,17 @@ class EventLoop:
         )
 
     def _purge_cancelled_timers(self) -> None:
+        timers = self._timers
         live = []
-        for entry in self._timers:
+        for entry in timers:
             if entry[2]._cancelled:
                 entry[2]._scheduled = False
             else:
                 live.append(entry)
         heapify(live)
-        self._timers = live
+        # In place, not a new list: _run_once holds this heap, and would pop a due timer
+        # from a stale copy while it stays in the new heap, to run a second time.
+        timers[:] = live
         self._cancelled_timers = 0
 
     # --- futures and tasks ------------------------------------------------------------
