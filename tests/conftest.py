@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import signal
 import sys
 from collections.abc import Callable, Generator
 from typing import Any
@@ -31,6 +32,12 @@ settings.register_profile(
     "long", max_examples=5_000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile("short")
+
+# A suite started as a background job of a script inherits SIGINT ignored, and so would
+# the programs the Ctrl-C tests start (Python keeps an inherited SIG_IGN): they would
+# never see the Ctrl-C they are sent. The tests need Ctrl-C to work as in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(params=["treadle", "asyncio"])
