@@ -793,8 +793,8 @@ class EventLoop:
             else:
                 live.append(entry)
         heapify(live)
-        # In place, not a new list: _run_once holds this heap, and would pop a due timer
-        # from a stale copy while it stays in the new heap, to run a second time.
+        # In place, not a new list: _run_once goes on popping due timers from the list it
+        # holds, and a timer popped from an old list but kept in a new one ran twice.
         timers[:] = live
         self._cancelled_timers = 0
 
