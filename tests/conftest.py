@@ -1,7 +1,13 @@
 """Shared fixtures: run the same test body on treadle and on asyncio, the oracle.
 
-A test that takes ``fw`` runs twice: once with ``fw`` the ``treadle`` module, once with
-``fw`` the ``asyncio`` module. Where treadle mirrors asyncio, both must pass.
+A test that takes ``fw`` runs twice: once on treadle, once on asyncio. ``fw`` is an
+``oracle_runners.Framework``: the module's names (``fw.sleep``, ``fw.Lock`` ...), a
+guarded runner (``fw.run_guarded(main())``) and ``fw.settle()``. Where treadle mirrors
+asyncio, both must pass.
+
+Every test fails if it leaves file descriptors open, unless it is marked ``keeps_fds``.
+TLS tests get contexts from a throwaway CA: ``server_context``, ``client_context``,
+``tls_contexts`` (the two together) and ``ca``.
 
 A test that needs a server binary (redis-server, PostgreSQL, nginx) skips with a reason
 starting ``needs server:`` when it is missing; with ``TREADLE_REQUIRE_SERVERS=1`` in the
@@ -11,15 +17,21 @@ environment (CI sets it) such a skip is a failure instead.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import os
 import signal
+import ssl
 import sys
-from collections.abc import Callable, Generator
+import time
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import pytest
+import trustme
 from hypothesis import HealthCheck, settings
+from loopback import new_client_context, new_server_context, open_fds, throwaway_ca
+from oracle_runners import ASYNCIO, TREADLE, Framework
 
 import treadle
 
@@ -40,19 +52,93 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "keeps_fds: the test may leave file descriptors open (skip the fd-leak check)"
+    )
+
+
+# Test modules whose every test keeps fds, with the reason (for modules this conftest's
+# owner may not edit; elsewhere mark the test, or set ``pytestmark``, in the module).
+KEEPS_FDS_MODULES = {
+    "test_tour.py": "the tour's stages 2-5 open a module-level selector when first imported",
+    "test_guide.py": "the guide's snippets import the tour's stages (a module-level selector)",
+}
+# How long the fd check waits for descriptors that other threads (a threaded server, an
+# executor) are still closing, in steps of FD_CLOSE_POLL seconds.
+FD_CLOSE_GRACE = 1.0
+FD_CLOSE_POLL = 0.01
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in KEEPS_FDS_MODULES:
+            item.add_marker(pytest.mark.keeps_fds)
+
+
+@pytest.fixture(autouse=True)
+def no_fd_leak(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves file descriptors open; ``@pytest.mark.keeps_fds`` opts out.
+
+    Fixtures of a wider scope (a module's server) are set up before this one and torn
+    down after it, so they do not count. Descriptors another thread is still closing get
+    up to ``FD_CLOSE_GRACE`` seconds; garbage the test left is collected meanwhile.
+    """
+    if request.node.get_closest_marker("keeps_fds"):
+        yield
+        return
+    before = open_fds()
+    yield
+    deadline = time.monotonic() + FD_CLOSE_GRACE
+    # Fewer descriptors after than before is no leak of this test's: something an earlier
+    # test or a library set up (an interpreter-wide resource, garbage) was closed.
+    while (after := open_fds()) > before and time.monotonic() < deadline:
+        # Sockets the test dropped in a reference cycle close now, with a ResourceWarning
+        # that fails this test, rather than during a later test, which they would fail.
+        gc.collect()
+        time.sleep(FD_CLOSE_POLL)
+    assert after <= before, f"the test left file descriptors open ({before} before, {after} after)"
+
+
 @pytest.fixture(params=["treadle", "asyncio"])
-def fw(request: pytest.FixtureRequest) -> Any:
-    """The framework under test: the ``treadle`` module, or ``asyncio`` as the oracle."""
-    return treadle if request.param == "treadle" else asyncio
+def fw(request: pytest.FixtureRequest) -> Framework:
+    """The framework under test: treadle, or asyncio as the oracle."""
+    return TREADLE if request.param == "treadle" else ASYNCIO
 
 
 @pytest.fixture
-def new_loop(fw: Any) -> Callable[[], Any]:
+def ca() -> trustme.CA:
+    """The suite's throwaway certificate authority."""
+    return throwaway_ca()
+
+
+@pytest.fixture
+def server_context() -> ssl.SSLContext:
+    """A fresh TLS server context with a certificate for localhost and 127.0.0.1."""
+    return new_server_context()
+
+
+@pytest.fixture
+def client_context() -> ssl.SSLContext:
+    """A fresh TLS client context that trusts ``ca``."""
+    return new_client_context()
+
+
+@pytest.fixture
+def tls_contexts(
+    server_context: ssl.SSLContext, client_context: ssl.SSLContext
+) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """``(server_context, client_context)``."""
+    return server_context, client_context
+
+
+@pytest.fixture
+def new_loop(fw: Framework) -> Callable[[], Any]:
     """A factory of fresh, not-running event loops of ``fw``; each is closed after the test."""
     made: list[Any] = []
 
     def make() -> Any:
-        loop = treadle.EventLoop() if fw is treadle else asyncio.new_event_loop()
+        loop = treadle.EventLoop() if fw.module is treadle else asyncio.new_event_loop()
         made.append(loop)
         return loop
 
@@ -63,7 +149,7 @@ def new_loop(fw: Any) -> Callable[[], Any]:
 
 
 @pytest.fixture
-def start_generator(fw: Any) -> Callable[[Any, Generator[Any, Any, Any]], Any]:
+def start_generator(fw: Framework) -> Callable[[Any, Generator[Any, Any, Any]], Any]:
     """``loop.create_task(generator)`` for a generator, on treadle or on asyncio.
 
     treadle's Task drives a generator (plain, or marked as a coroutine) on every Python
@@ -82,7 +168,7 @@ def start_generator(fw: Any) -> Callable[[Any, Generator[Any, Any, Any]], Any]:
             return self.generator
 
     def start(loop: Any, generator: Generator[Any, Any, Any]) -> Any:
-        if fw is treadle or sys.version_info < (3, 12):
+        if fw.module is treadle or sys.version_info < (3, 12):
             return loop.create_task(generator)
         with pytest.raises(TypeError, match="a coroutine was expected"):
             loop.create_task(generator)

@@ -1,34 +1,28 @@
 """Shared pieces of the stream fuzzer and the hostile-client server tests.
 
 Connected stream pairs over TCP, a UNIX socket and TLS (for treadle, and for asyncio
-as the oracle), TLS contexts from ``trustme``, a count of open file descriptors, and
-a runner that fails a run which leaves descriptors open.
+as the oracle), and a runner that fails a run which leaves descriptors open. The
+loopback helpers they share with the other I/O tests (``tls_contexts``, ``reset``,
+``abort``, ``open_fds``) come from loopback.py and are offered here too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
-import socket
-import ssl
-import struct
 import tempfile
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-import trustme
+from loopback import abort, address_of, open_fds, tls_contexts
+from loopback import reset as reset  # offered to the hostile-client tests
 
 import treadle
 from treadle.testing import run_test
 
 TRANSPORTS = ("tcp", "unix", "tls")
-
-
-def open_fds() -> int:
-    """How many file descriptors this process has open."""
-    return len(os.listdir("/proc/self/fd"))
+server_address = address_of  # the hostile-client tests' name for it
 
 
 def run_checked(fw: Any, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
@@ -38,28 +32,6 @@ def run_checked(fw: Any, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     after = open_fds()
     assert after == before, f"the run left {after - before} file descriptor(s) open"
     return result
-
-
-@functools.cache
-def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """A server context with a certificate for localhost, and a client context trusting it."""
-    ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
-    return server_context, client_context
-
-
-def reset(sock: socket.socket) -> None:
-    """Close ``sock`` with a TCP reset rather than an orderly FIN."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
-
-
-def server_address(server: Any) -> tuple[str, int]:
-    host, port = server.sockets[0].getsockname()[:2]
-    return host, port
 
 
 @contextlib.asynccontextmanager
@@ -88,14 +60,14 @@ async def stream_pair(
         elif transport == "tls":
             server = await fw.start_server(handler, "127.0.0.1", 0, limit=limit, ssl=server_context)
             client = await fw.open_connection(
-                *server_address(server),
+                *address_of(server),
                 limit=limit,
                 ssl=client_context,
                 server_hostname="localhost",
             )
         else:
             server = await fw.start_server(handler, "127.0.0.1", 0, limit=limit)
-            client = await fw.open_connection(*server_address(server), limit=limit)
+            client = await fw.open_connection(*address_of(server), limit=limit)
         try:
             served = await accepted
             yield client, served
@@ -109,11 +81,6 @@ async def stream_pair(
             for writer in writers:
                 with contextlib.suppress(ConnectionError):
                     await writer.wait_closed()
-
-
-def abort(writer: Any) -> None:
-    """Close a writer at once, treadle's or asyncio's."""
-    (writer.transport if hasattr(writer, "transport") else writer).abort()
 
 
 def set_high_water(writer: Any, high: int) -> None:

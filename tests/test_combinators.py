@@ -1,7 +1,8 @@
 """Tests for ``gather``, ``wait``, ``wait_for``, ``as_completed`` and ``shield``.
 
-The tests that take ``ns`` run twice: on treadle and on asyncio (the oracle), with tiny
-real delays or none. The ``async def`` tests are treadle-only and run on virtual time.
+The tests that take ``fw`` run twice: on treadle (on virtual time) and on asyncio (the
+oracle), with tiny real delays or none. The ``async def`` tests are treadle-only and run
+on virtual time.
 Children usually wait on futures that the test completes in a chosen order, so the
 interleaving is fixed without any timing.
 """
@@ -13,14 +14,12 @@ import gc
 import math
 import sys
 import time
-import types
 from collections.abc import Generator
 from typing import Any
 
 import pytest
 
 import treadle
-from treadle import combinators, taskgroups, threads, timeouts
 from treadle.combinators import (
     ALL_COMPLETED,
     FIRST_COMPLETED,
@@ -32,60 +31,7 @@ from treadle.combinators import (
     wait_for,
 )
 from treadle.errors import CancelledError
-from treadle.testing import VirtualClock, run_test, wait_all_tasks_blocked
-
-# --- the oracle fixture -------------------------------------------------------------------
-
-
-def _run_asyncio(coro: Any) -> Any:
-    """``asyncio.run`` that also fails on anything sent to the loop's exception handler."""
-    stray: list[dict[str, Any]] = []
-
-    async def guarded() -> Any:
-        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: stray.append(ctx))
-        return await coro
-
-    result = asyncio.run(guarded())
-    assert not stray, stray
-    return result
-
-
-def _treadle_namespace() -> Any:
-    ns = types.SimpleNamespace(name="treadle", CancelledError=CancelledError)
-    for name in ("create_task", "current_task", "get_running_loop", "sleep"):
-        setattr(ns, name, getattr(treadle, name))
-    for module in (combinators, timeouts, taskgroups, threads):
-        for name in module.__all__:
-            setattr(ns, name, getattr(module, name))
-    ns.run = lambda coro: run_test(lambda: coro)
-    return ns
-
-
-def _asyncio_namespace() -> Any:
-    ns = types.SimpleNamespace(name="asyncio", CancelledError=asyncio.CancelledError)
-    for name in (
-        "create_task",
-        "current_task",
-        "get_running_loop",
-        "sleep",
-        "gather",
-        "wait",
-        "wait_for",
-        "as_completed",
-        "shield",
-        "FIRST_COMPLETED",
-        "FIRST_EXCEPTION",
-        "ALL_COMPLETED",
-    ):
-        setattr(ns, name, getattr(asyncio, name))
-    ns.run = _run_asyncio
-    return ns
-
-
-@pytest.fixture(params=["treadle", "asyncio"])
-def ns(request: pytest.FixtureRequest) -> Any:
-    """treadle's names, or asyncio's: the same test body must pass on both."""
-    return _treadle_namespace() if request.param == "treadle" else _asyncio_namespace()
+from treadle.testing import VirtualClock, wait_all_tasks_blocked
 
 
 async def _wait_on(fut: Any, log: list[str], name: str) -> Any:
@@ -99,69 +45,69 @@ async def _wait_on(fut: Any, log: list[str], name: str) -> Any:
     return value
 
 
-async def _let_run(ns: Any, times: int = 3) -> None:
+async def _let_run(fw: Any, times: int = 3) -> None:
     """Let the other tasks take a few steps (the oracle has no wait_all_tasks_blocked)."""
     for _ in range(times):
-        await ns.sleep(0)
+        await fw.sleep(0)
 
 
 # --- gather -------------------------------------------------------------------------------
 
 
-def test_gather_results_in_argument_order(ns: Any) -> None:
+def test_gather_results_in_argument_order(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> list[Any]:
-        loop = ns.get_running_loop()
+        loop = fw.get_running_loop()
         a, b, c = (loop.create_future() for _ in range(3))
-        gathered = ns.gather(_wait_on(a, log, "a"), _wait_on(b, log, "b"), _wait_on(c, log, "c"))
-        await _let_run(ns)
+        gathered = fw.gather(_wait_on(a, log, "a"), _wait_on(b, log, "b"), _wait_on(c, log, "c"))
+        await _let_run(fw)
         c.set_result(3)
-        await _let_run(ns)
+        await _let_run(fw)
         a.set_result(1)
-        await _let_run(ns)
+        await _let_run(fw)
         b.set_result(2)
         return list(await gathered)
 
-    assert ns.run(main()) == [1, 2, 3]
+    assert fw.run_guarded(main()) == [1, 2, 3]
     assert log == ["c done", "a done", "b done"]
 
 
-def test_gather_of_nothing_is_an_empty_list(ns: Any) -> None:
+def test_gather_of_nothing_is_an_empty_list(fw: Any) -> None:
     async def main() -> list[Any]:
-        return list(await ns.gather())
+        return list(await fw.gather())
 
-    assert ns.run(main()) == []
+    assert fw.run_guarded(main()) == []
 
 
-def test_gather_awaits_the_same_awaitable_once(ns: Any) -> None:
+def test_gather_awaits_the_same_awaitable_once(fw: Any) -> None:
     log: list[str] = []
 
     async def child() -> str:
         log.append("ran")
-        await ns.sleep(0)
+        await fw.sleep(0)
         return "x"
 
     async def main() -> list[Any]:
         coro = child()
-        fut = ns.get_running_loop().create_future()
+        fut = fw.get_running_loop().create_future()
         fut.set_result("f")
-        return list(await ns.gather(coro, fut, coro, fut))
+        return list(await fw.gather(coro, fut, coro, fut))
 
-    assert ns.run(main()) == ["x", "f", "x", "f"]
+    assert fw.run_guarded(main()) == ["x", "f", "x", "f"]
     assert log == ["ran"]
 
 
-def test_gather_child_exception_propagates_others_keep_running(ns: Any) -> None:
+def test_gather_child_exception_propagates_others_keep_running(fw: Any) -> None:
     log: list[str] = []
 
     async def fail() -> None:
-        await ns.sleep(0)
+        await fw.sleep(0)
         raise ValueError("boom")
 
     async def main() -> None:
-        slow_done = ns.get_running_loop().create_future()
-        release = ns.get_running_loop().create_future()
+        slow_done = fw.get_running_loop().create_future()
+        release = fw.get_running_loop().create_future()
 
         async def slow() -> str:
             await release
@@ -170,133 +116,133 @@ def test_gather_child_exception_propagates_others_keep_running(ns: Any) -> None:
             return "slow"
 
         with pytest.raises(ValueError, match="boom"):
-            await ns.gather(fail(), slow())
+            await fw.gather(fail(), slow())
         log.append("gather raised")
         release.set_result(None)
         await slow_done
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == ["gather raised", "slow done"]
 
 
-def test_gather_retrieves_later_exceptions_so_none_is_reported(ns: Any) -> None:
+def test_gather_retrieves_later_exceptions_so_none_is_reported(fw: Any) -> None:
     async def fail(steps: int) -> None:
         for _ in range(steps):
-            await ns.sleep(0)
+            await fw.sleep(0)
         raise ValueError(steps)
 
     async def main() -> None:
         with pytest.raises(ValueError, match="1"):
-            await ns.gather(fail(1), fail(3))
-        await _let_run(ns, 5)  # the second child fails too, after the gather
+            await fw.gather(fail(1), fail(3))
+        await _let_run(fw, 5)  # the second child fails too, after the gather
         gc.collect()  # a 'never retrieved' report would come from the task's finalizer
 
-    ns.run(main())
+    fw.run_guarded(main())
 
 
-def test_gather_return_exceptions_gives_them_as_results(ns: Any) -> None:
+def test_gather_return_exceptions_gives_them_as_results(fw: Any) -> None:
     async def fail() -> None:
         raise KeyError("k")
 
     async def ok() -> int:
-        await ns.sleep(0)
+        await fw.sleep(0)
         return 7
 
     async def main() -> list[Any]:
-        return list(await ns.gather(fail(), ok(), return_exceptions=True))
+        return list(await fw.gather(fail(), ok(), return_exceptions=True))
 
-    results = ns.run(main())
+    results = fw.run_guarded(main())
     assert isinstance(results[0], KeyError)
     assert results[1] == 7
 
 
-def test_cancelling_gather_cancels_the_children(ns: Any) -> None:
+def test_cancelling_gather_cancels_the_children(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        loop = ns.get_running_loop()
+        loop = fw.get_running_loop()
         futs = [loop.create_future() for _ in range(2)]
-        children = [ns.create_task(_wait_on(f, log, f"c{i}")) for i, f in enumerate(futs)]
-        gathered = ns.gather(*children)
-        await _let_run(ns)
+        children = [fw.create_task(_wait_on(f, log, f"c{i}")) for i, f in enumerate(futs)]
+        gathered = fw.gather(*children)
+        await _let_run(fw)
         assert gathered.cancel()
-        with pytest.raises(ns.CancelledError):
+        with pytest.raises(fw.CancelledError):
             await gathered
         log.append(f"children cancelled: {[t.cancelled() for t in children]}")
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == ["c0 CancelledError", "c1 CancelledError", "children cancelled: [True, True]"]
 
 
 @pytest.mark.parametrize("return_exceptions", [False, True])
 def test_cancelling_the_task_awaiting_gather_cancels_the_children(
-    ns: Any, return_exceptions: bool
+    fw: Any, return_exceptions: bool
 ) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        loop = ns.get_running_loop()
+        loop = fw.get_running_loop()
         futs = [loop.create_future() for _ in range(2)]
 
         async def parent() -> None:
-            await ns.gather(
+            await fw.gather(
                 *(_wait_on(f, log, f"c{i}") for i, f in enumerate(futs)),
                 return_exceptions=return_exceptions,
             )
             log.append("parent returned: wrong")
 
-        task = ns.create_task(parent())
-        await _let_run(ns)
+        task = fw.create_task(parent())
+        await _let_run(fw)
         task.cancel()
-        with pytest.raises(ns.CancelledError):
+        with pytest.raises(fw.CancelledError):
             await task
         log.append(f"parent cancelled={task.cancelled()}")
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == ["c0 CancelledError", "c1 CancelledError", "parent cancelled=True"]
 
 
-def test_gather_cancel_message_reaches_the_awaiter(ns: Any) -> None:
+def test_gather_cancel_message_reaches_the_awaiter(fw: Any) -> None:
     async def main() -> tuple[Any, ...]:
-        fut = ns.get_running_loop().create_future()
-        gathered = ns.gather(_wait_on(fut, [], "c"))
-        await _let_run(ns)
+        fut = fw.get_running_loop().create_future()
+        gathered = fw.gather(_wait_on(fut, [], "c"))
+        await _let_run(fw)
         gathered.cancel("stop now")
         try:
             await gathered
-        except ns.CancelledError as exc:
+        except fw.CancelledError as exc:
             return tuple(exc.args)
         return ()
 
-    assert ns.run(main()) == ("stop now",)
+    assert fw.run_guarded(main()) == ("stop now",)
 
 
 @pytest.mark.parametrize("return_exceptions", [False, True])
-def test_child_cancelled_from_outside(ns: Any, return_exceptions: bool) -> None:
+def test_child_cancelled_from_outside(fw: Any, return_exceptions: bool) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        loop = ns.get_running_loop()
+        loop = fw.get_running_loop()
         victim_fut, other_fut = loop.create_future(), loop.create_future()
-        victim = ns.create_task(_wait_on(victim_fut, log, "victim"))
-        other = ns.create_task(_wait_on(other_fut, log, "other"))
-        gathered = ns.gather(victim, other, return_exceptions=return_exceptions)
-        await _let_run(ns)
+        victim = fw.create_task(_wait_on(victim_fut, log, "victim"))
+        other = fw.create_task(_wait_on(other_fut, log, "other"))
+        gathered = fw.gather(victim, other, return_exceptions=return_exceptions)
+        await _let_run(fw)
         victim.cancel()
         if return_exceptions:
-            await _let_run(ns)
+            await _let_run(fw)
             other_fut.set_result("o")
             results = await gathered
             log.append(f"results: {[type(r).__name__ for r in results]}")
         else:
-            with pytest.raises(ns.CancelledError):
+            with pytest.raises(fw.CancelledError):
                 await gathered
             log.append("gather raised CancelledError")
             other_fut.set_result("o")
             await other
         log.append(f"other cancelled={other.cancelled()}")
 
-    ns.run(main())
+    fw.run_guarded(main())
     if return_exceptions:
         assert log == [
             "victim CancelledError",
@@ -313,14 +259,14 @@ def test_child_cancelled_from_outside(ns: Any, return_exceptions: bool) -> None:
         ]
 
 
-def test_gather_rejects_a_non_awaitable(ns: Any) -> None:
+def test_gather_rejects_a_non_awaitable(fw: Any) -> None:
     async def main() -> None:
         with pytest.raises(TypeError):
-            ns.gather(ns.sleep(0), 42)
+            fw.gather(fw.sleep(0), 42)
 
     # (asyncio starts the first child before it notices; treadle checks first.)
     with _no_unawaited_warnings():
-        ns.run(main())
+        fw.run_guarded(main())
 
 
 async def test_gather_error_names_the_culprit_and_starts_nothing() -> None:
@@ -358,96 +304,96 @@ class _no_unawaited_warnings:
 # --- wait ---------------------------------------------------------------------------------
 
 
-def test_wait_first_completed(ns: Any) -> None:
+def test_wait_first_completed(fw: Any) -> None:
     async def main() -> None:
-        loop = ns.get_running_loop()
+        loop = fw.get_running_loop()
         a, b = loop.create_future(), loop.create_future()
-        ta = ns.create_task(_wait_on(a, [], "a"))
-        tb = ns.create_task(_wait_on(b, [], "b"))
+        ta = fw.create_task(_wait_on(a, [], "a"))
+        tb = fw.create_task(_wait_on(b, [], "b"))
         loop.call_soon(b.set_result, "b")
-        done, pending = await ns.wait({ta, tb}, return_when=ns.FIRST_COMPLETED)
+        done, pending = await fw.wait({ta, tb}, return_when=fw.FIRST_COMPLETED)
         assert (done, pending) == ({tb}, {ta})
         a.set_result("a")
         await ta
 
-    ns.run(main())
+    fw.run_guarded(main())
 
 
-def test_wait_first_exception_and_all_completed(ns: Any) -> None:
+def test_wait_first_exception_and_all_completed(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        loop = ns.get_running_loop()
+        loop = fw.get_running_loop()
         a, b, c = (loop.create_future() for _ in range(3))
-        tasks = [ns.create_task(_wait_on(f, log, n)) for f, n in ((a, "a"), (b, "b"), (c, "c"))]
+        tasks = [fw.create_task(_wait_on(f, log, n)) for f, n in ((a, "a"), (b, "b"), (c, "c"))]
         loop.call_soon(a.set_result, 1)
         loop.call_soon(b.set_exception, ValueError("b"))
-        done, pending = await ns.wait(tasks, return_when=ns.FIRST_EXCEPTION)
+        done, pending = await fw.wait(tasks, return_when=fw.FIRST_EXCEPTION)
         assert done == set(tasks[:2]) and pending == {tasks[2]}
         assert isinstance(tasks[1].exception(), ValueError)
         loop.call_soon(c.set_result, 3)
-        done, pending = await ns.wait(tasks)  # ALL_COMPLETED
+        done, pending = await fw.wait(tasks)  # ALL_COMPLETED
         assert done == set(tasks) and not pending
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == ["a done", "b ValueError", "c done"]
 
 
-def test_wait_first_exception_returns_when_all_done_without_error(ns: Any) -> None:
+def test_wait_first_exception_returns_when_all_done_without_error(fw: Any) -> None:
     async def main() -> None:
-        tasks = [ns.create_task(ns.sleep(0, i)) for i in range(3)]
-        done, pending = await ns.wait(tasks, return_when=ns.FIRST_EXCEPTION)
+        tasks = [fw.create_task(fw.sleep(0, i)) for i in range(3)]
+        done, pending = await fw.wait(tasks, return_when=fw.FIRST_EXCEPTION)
         assert done == set(tasks) and not pending
 
-    ns.run(main())
+    fw.run_guarded(main())
 
 
-def test_wait_timeout_returns_what_is_done_and_cancels_nothing(ns: Any) -> None:
+def test_wait_timeout_returns_what_is_done_and_cancels_nothing(fw: Any) -> None:
     async def main() -> None:
-        never = ns.get_running_loop().create_future()
-        quick = ns.create_task(ns.sleep(0))
-        stuck = ns.create_task(_wait_on(never, [], "stuck"))
-        done, pending = await ns.wait([quick, stuck], timeout=0.002)
+        never = fw.get_running_loop().create_future()
+        quick = fw.create_task(fw.sleep(0))
+        stuck = fw.create_task(_wait_on(never, [], "stuck"))
+        done, pending = await fw.wait([quick, stuck], timeout=0.002)
         assert (done, pending) == ({quick}, {stuck})
         assert not stuck.done()
         stuck.cancel()
-        with pytest.raises(ns.CancelledError):
+        with pytest.raises(fw.CancelledError):
             await stuck
 
-    ns.run(main())
+    fw.run_guarded(main())
 
 
-def test_wait_rejects_bare_coroutines(ns: Any) -> None:
+def test_wait_rejects_bare_coroutines(fw: Any) -> None:
     async def main() -> None:
-        coro = ns.sleep(0)
+        coro = fw.sleep(0)
         with pytest.raises(TypeError):
-            await ns.wait([coro])
+            await fw.wait([coro])
         coro.close()  # asyncio leaves it open
 
-    ns.run(main())
+    fw.run_guarded(main())
 
 
-def test_wait_rejects_a_single_future(ns: Any) -> None:
+def test_wait_rejects_a_single_future(fw: Any) -> None:
     async def main() -> None:
-        fut = ns.get_running_loop().create_future()
+        fut = fw.get_running_loop().create_future()
         with pytest.raises(TypeError):
-            await ns.wait(fut)
+            await fw.wait(fut)
 
-    ns.run(main())
+    fw.run_guarded(main())
 
 
-def test_wait_rejects_empty_and_bad_return_when(ns: Any) -> None:
+def test_wait_rejects_empty_and_bad_return_when(fw: Any) -> None:
     async def main() -> None:
         with pytest.raises(ValueError):
-            await ns.wait([])
+            await fw.wait([])
         with pytest.raises(ValueError):
-            await ns.wait(set())
-        task = ns.create_task(ns.sleep(0))
+            await fw.wait(set())
+        task = fw.create_task(fw.sleep(0))
         with pytest.raises(ValueError):
-            await ns.wait([task], return_when="WHENEVER")
+            await fw.wait([task], return_when="WHENEVER")
         await task
 
-    ns.run(main())
+    fw.run_guarded(main())
 
 
 @pytest.mark.parametrize("bad", [math.nan])
@@ -495,119 +441,119 @@ async def test_wait_accepts_asyncio_constants() -> None:
 # --- wait_for -----------------------------------------------------------------------------
 
 
-def test_wait_for_in_time_returns_the_result(ns: Any) -> None:
+def test_wait_for_in_time_returns_the_result(fw: Any) -> None:
     async def main() -> Any:
-        return await ns.wait_for(ns.sleep(0, "r"), 10)
+        return await fw.wait_for(fw.sleep(0, "r"), 10)
 
-    assert ns.run(main()) == "r"
+    assert fw.run_guarded(main()) == "r"
 
 
-def test_wait_for_none_waits_as_long_as_it_takes(ns: Any) -> None:
+def test_wait_for_none_waits_as_long_as_it_takes(fw: Any) -> None:
     async def main() -> Any:
-        return await ns.wait_for(ns.sleep(0.005, "late"), None)
+        return await fw.wait_for(fw.sleep(0.005, "late"), None)
 
-    assert ns.run(main()) == "late"
+    assert fw.run_guarded(main()) == "late"
 
 
-def test_wait_for_timeout_cancels_the_inner_then_raises(ns: Any) -> None:
+def test_wait_for_timeout_cancels_the_inner_then_raises(fw: Any) -> None:
     log: list[str] = []
 
     async def inner() -> None:
         try:
-            await ns.sleep(10)
-        except ns.CancelledError:
+            await fw.sleep(10)
+        except fw.CancelledError:
             log.append("inner cancelled")
             raise
 
     async def main() -> None:
         try:
-            await ns.wait_for(inner(), 0.002)
+            await fw.wait_for(inner(), 0.002)
         except TimeoutError as exc:
             assert type(exc) is TimeoutError
             log.append("TimeoutError")
-        log.append(f"cancelling={ns.current_task().cancelling()}")
+        log.append(f"cancelling={fw.current_task().cancelling()}")
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == ["inner cancelled", "TimeoutError", "cancelling=0"]
 
 
-def test_wait_for_timeout_cancels_a_task_and_waits_for_it(ns: Any) -> None:
+def test_wait_for_timeout_cancels_a_task_and_waits_for_it(fw: Any) -> None:
     log: list[str] = []
 
     async def stubborn() -> None:
         try:
-            await ns.sleep(10)
-        except ns.CancelledError:
+            await fw.sleep(10)
+        except fw.CancelledError:
             log.append("cleaning up")
-            await ns.sleep(0)
+            await fw.sleep(0)
             log.append("cleaned up")
             raise
 
     async def main() -> None:
-        task = ns.create_task(stubborn())
+        task = fw.create_task(stubborn())
         with pytest.raises(TimeoutError):
-            await ns.wait_for(task, 0.002)
+            await fw.wait_for(task, 0.002)
         log.append(f"TimeoutError, task cancelled={task.cancelled()}")
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == ["cleaning up", "cleaned up", "TimeoutError, task cancelled=True"]
 
 
-def test_wait_for_inner_exception_propagates(ns: Any) -> None:
+def test_wait_for_inner_exception_propagates(fw: Any) -> None:
     async def fail() -> None:
-        await ns.sleep(0)
+        await fw.sleep(0)
         raise OSError("disk")
 
     async def main() -> None:
         with pytest.raises(OSError, match="disk"):
-            await ns.wait_for(fail(), 10)
+            await fw.wait_for(fail(), 10)
 
-    ns.run(main())
+    fw.run_guarded(main())
 
 
-def test_wait_for_zero_timeout(ns: Any) -> None:
+def test_wait_for_zero_timeout(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        loop = ns.get_running_loop()
+        loop = fw.get_running_loop()
         done = loop.create_future()
         done.set_result("ready")
-        assert await ns.wait_for(done, 0) == "ready"
+        assert await fw.wait_for(done, 0) == "ready"
         pending = loop.create_future()
-        task = ns.create_task(_wait_on(pending, log, "task"))
-        await _let_run(ns)
+        task = fw.create_task(_wait_on(pending, log, "task"))
+        await _let_run(fw)
         with pytest.raises(TimeoutError):
-            await ns.wait_for(task, 0)
+            await fw.wait_for(task, 0)
         log.append(f"task cancelled={task.cancelled()}")
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == ["task CancelledError", "task cancelled=True"]
 
 
-def test_wait_for_zero_timeout_never_starts_a_coroutine(ns: Any) -> None:
+def test_wait_for_zero_timeout_never_starts_a_coroutine(fw: Any) -> None:
     log: list[str] = []
 
     async def side_effect() -> None:
         log.append("started: wrong")
-        await ns.sleep(0)
+        await fw.sleep(0)
 
     async def main() -> None:
         with pytest.raises(TimeoutError):
-            await ns.wait_for(side_effect(), 0)
-        await _let_run(ns)
+            await fw.wait_for(side_effect(), 0)
+        await _let_run(fw)
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == []
 
 
-def test_wait_for_result_arriving_with_the_deadline_times_out(ns: Any) -> None:
+def test_wait_for_result_arriving_with_the_deadline_times_out(fw: Any) -> None:
     # The future completes in the loop iteration where the deadline timer runs, just
     # before it: block the loop past the deadline, then complete the future from the
     # next iteration's ready queue, which runs ahead of the due timer. The waiter has
     # not woken yet when the deadline cancels it, so it times out; the result stays on
     # the future. treadle follows asyncio 3.12+ here.
     async def main() -> Any:
-        loop = ns.get_running_loop()
+        loop = fw.get_running_loop()
         fut = loop.create_future()
 
         def block_past_the_deadline() -> None:
@@ -616,51 +562,52 @@ def test_wait_for_result_arriving_with_the_deadline_times_out(ns: Any) -> None:
 
         loop.call_soon(block_past_the_deadline)
         try:
-            return f"returned {await ns.wait_for(fut, 0.002)}"
+            return f"returned {await fw.wait_for(fut, 0.002)}"
         except TimeoutError:
             return f"timed out; the future holds {fut.result()}"
 
-    if ns.name == "asyncio" and sys.version_info < (3, 12):
+    # Real time: the loop is blocked past the deadline with time.sleep.
+    if fw.name == "asyncio" and sys.version_info < (3, 12):
         # asyncio 3.11's own wait_for returned the result; 3.12 rebuilt wait_for on
         # timeout() (CPython gh-96764), and the deadline's cancellation wins.
-        assert ns.run(main()) == "returned kept"
+        assert fw.run_guarded(main(), virtual_time=False) == "returned kept"
     else:
-        assert ns.run(main()) == "timed out; the future holds kept"
+        assert fw.run_guarded(main(), virtual_time=False) == "timed out; the future holds kept"
 
 
-def test_wait_for_outside_cancel_is_not_a_timeout(ns: Any) -> None:
+def test_wait_for_outside_cancel_is_not_a_timeout(fw: Any) -> None:
     log: list[str] = []
 
     async def waiter(started: Any) -> None:
         started.set_result(None)
         try:
-            await ns.wait_for(ns.sleep(10), 5)
+            await fw.wait_for(fw.sleep(10), 5)
         except TimeoutError:
             log.append("TimeoutError: wrong")
-        except ns.CancelledError:
+        except fw.CancelledError:
             log.append("CancelledError")
             raise
 
     async def main() -> None:
-        started = ns.get_running_loop().create_future()
-        task = ns.create_task(waiter(started))
+        started = fw.get_running_loop().create_future()
+        task = fw.create_task(waiter(started))
         await started
-        await _let_run(ns)
+        await _let_run(fw)
         task.cancel()
-        with pytest.raises(ns.CancelledError):
+        with pytest.raises(fw.CancelledError):
             await task
         log.append(f"cancelled={task.cancelled()}")
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == ["CancelledError", "cancelled=True"]
 
 
-def test_wait_for_rejects_a_non_awaitable(ns: Any) -> None:
+def test_wait_for_rejects_a_non_awaitable(fw: Any) -> None:
     async def main() -> None:
         with pytest.raises(TypeError):
-            await ns.wait_for(42, 1)
+            await fw.wait_for(42, 1)
 
-    ns.run(main())
+    fw.run_guarded(main())
 
 
 async def test_wait_for_result_and_deadline_in_one_iteration(
@@ -735,51 +682,51 @@ async def test_wait_for_runs_a_generator_coroutine(virtual_clock: VirtualClock) 
 # --- as_completed -------------------------------------------------------------------------
 
 
-def test_as_completed_in_completion_order(ns: Any) -> None:
+def test_as_completed_in_completion_order(fw: Any) -> None:
     async def main() -> list[Any]:
-        loop = ns.get_running_loop()
+        loop = fw.get_running_loop()
         futs = [loop.create_future() for _ in range(3)]
         for i in (2, 0, 1):
             loop.call_soon(futs[i].set_result, i)
-        return [await aw for aw in ns.as_completed(futs)]
+        return [await aw for aw in fw.as_completed(futs)]
 
-    assert ns.run(main()) == [2, 0, 1]
+    assert fw.run_guarded(main()) == [2, 0, 1]
 
 
-def test_as_completed_raises_each_exception_in_turn(ns: Any) -> None:
+def test_as_completed_raises_each_exception_in_turn(fw: Any) -> None:
     async def main() -> list[str]:
-        loop = ns.get_running_loop()
+        loop = fw.get_running_loop()
         bad, good = loop.create_future(), loop.create_future()
         loop.call_soon(bad.set_exception, ValueError("bad"))
         loop.call_soon(good.set_result, "good")
         out = []
-        for aw in ns.as_completed([good, bad]):
+        for aw in fw.as_completed([good, bad]):
             try:
                 out.append(await aw)
             except ValueError as exc:
                 out.append(f"raised {exc}")
         return out
 
-    assert ns.run(main()) == ["raised bad", "good"]
+    assert fw.run_guarded(main()) == ["raised bad", "good"]
 
 
-def test_as_completed_wraps_coroutines_and_drops_duplicates(ns: Any) -> None:
+def test_as_completed_wraps_coroutines_and_drops_duplicates(fw: Any) -> None:
     async def main() -> list[Any]:
-        fut = ns.get_running_loop().create_future()
+        fut = fw.get_running_loop().create_future()
         fut.set_result("f")
-        awaitables = list(ns.as_completed([fut, fut, ns.sleep(0, "c")]))
+        awaitables = list(fw.as_completed([fut, fut, fw.sleep(0, "c")]))
         return sorted([await aw for aw in awaitables])
 
-    assert ns.run(main()) == ["c", "f"]
+    assert fw.run_guarded(main()) == ["c", "f"]
 
 
-def test_as_completed_timeout(ns: Any) -> None:
+def test_as_completed_timeout(fw: Any) -> None:
     async def main() -> list[str]:
-        loop = ns.get_running_loop()
+        loop = fw.get_running_loop()
         quick, never = loop.create_future(), loop.create_future()
         quick.set_result("quick")
         out = []
-        for aw in ns.as_completed([quick, never], timeout=0.002):
+        for aw in fw.as_completed([quick, never], timeout=0.002):
             try:
                 out.append(await aw)
             except TimeoutError:
@@ -787,17 +734,17 @@ def test_as_completed_timeout(ns: Any) -> None:
         out.append(f"never cancelled={never.cancelled()}")
         return out
 
-    assert ns.run(main()) == ["quick", "TimeoutError", "never cancelled=False"]
+    assert fw.run_guarded(main()) == ["quick", "TimeoutError", "never cancelled=False"]
 
 
-def test_as_completed_rejects_a_single_future(ns: Any) -> None:
+def test_as_completed_rejects_a_single_future(fw: Any) -> None:
     async def main() -> None:
-        fut = ns.get_running_loop().create_future()
+        fut = fw.get_running_loop().create_future()
         with pytest.raises(TypeError):
-            for _ in ns.as_completed(fut):
+            for _ in fw.as_completed(fut):
                 pass
 
-    ns.run(main())
+    fw.run_guarded(main())
 
 
 async def test_as_completed_async_for_gives_the_futures(virtual_clock: VirtualClock) -> None:
@@ -842,62 +789,62 @@ async def test_as_completed_bad_timeout_is_a_value_error(bad: float) -> None:
 # --- shield -------------------------------------------------------------------------------
 
 
-def test_shield_passes_the_outcome_through(ns: Any) -> None:
+def test_shield_passes_the_outcome_through(fw: Any) -> None:
     async def fail() -> None:
-        await ns.sleep(0)
+        await fw.sleep(0)
         raise KeyError("k")
 
     async def main() -> Any:
         with pytest.raises(KeyError):
-            await ns.shield(fail())
-        return await ns.shield(ns.sleep(0, "ok"))
+            await fw.shield(fail())
+        return await fw.shield(fw.sleep(0, "ok"))
 
-    assert ns.run(main()) == "ok"
+    assert fw.run_guarded(main()) == "ok"
 
 
-def test_shield_inner_keeps_running_when_outer_cancelled(ns: Any) -> None:
+def test_shield_inner_keeps_running_when_outer_cancelled(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        release = ns.get_running_loop().create_future()
-        inner = ns.create_task(_wait_on(release, log, "inner"))
+        release = fw.get_running_loop().create_future()
+        inner = fw.create_task(_wait_on(release, log, "inner"))
 
         async def outer() -> None:
-            await ns.shield(inner)
+            await fw.shield(inner)
 
-        task = ns.create_task(outer())
-        await _let_run(ns)
+        task = fw.create_task(outer())
+        await _let_run(fw)
         task.cancel()
-        with pytest.raises(ns.CancelledError):
+        with pytest.raises(fw.CancelledError):
             await task
         log.append(f"outer cancelled, inner done={inner.done()}")
         release.set_result("r")
         log.append(f"inner result={await inner}")
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == ["outer cancelled, inner done=False", "inner done", "inner result=r"]
 
 
-def test_shield_inner_cancelled_cancels_outer(ns: Any) -> None:
+def test_shield_inner_cancelled_cancels_outer(fw: Any) -> None:
     async def main() -> None:
-        inner = ns.create_task(ns.sleep(10))
-        shielded = ns.shield(inner)
-        await _let_run(ns)
+        inner = fw.create_task(fw.sleep(10))
+        shielded = fw.shield(inner)
+        await _let_run(fw)
         inner.cancel()
-        with pytest.raises(ns.CancelledError):
+        with pytest.raises(fw.CancelledError):
             await shielded
         assert shielded.cancelled()
 
-    ns.run(main())
+    fw.run_guarded(main())
 
 
-def test_shield_of_a_done_future_is_that_future(ns: Any) -> None:
+def test_shield_of_a_done_future_is_that_future(fw: Any) -> None:
     async def main() -> None:
-        fut = ns.get_running_loop().create_future()
+        fut = fw.get_running_loop().create_future()
         fut.set_result(1)
-        assert ns.shield(fut) is fut
+        assert fw.shield(fut) is fut
 
-    ns.run(main())
+    fw.run_guarded(main())
 
 
 async def test_shield_reports_a_late_exception_of_its_own_task() -> None:

@@ -1,26 +1,50 @@
-"""Link extraction and charset detection (treadle.crawl.links)."""
+"""Link extraction and charset detection (treadle.crawl.links), on both parsers.
+
+Every behaviour test runs on lexbor and on the standard library's parser: the one
+contract of docs/crawling.md. tests/test_crawl_parsers.py compares the two on real
+and generated pages.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
+from treadle.crawl import links as links_module
 from treadle.crawl.links import (
+    LEXBOR,
     META_SCAN_BYTES,
+    PARSERS,
+    STDLIB,
     charset_from_content_type,
     charset_from_meta,
     decode_html,
+    default_parser,
     extract_links,
 )
 
 PAGE = "http://example.com/dir/page.html"
 
+Links = Callable[..., list[str]]
 
-def links(html: str, page: str = PAGE) -> list[str]:
-    return extract_links(html, page)
+
+@pytest.fixture(params=PARSERS)
+def parser(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def links(parser: str) -> Links:
+    def extract(html: str, page: str = PAGE) -> list[str]:
+        return extract_links(html, page, parser=parser)
+
+    return extract
 
 
 class TestExtractLinks:
-    def test_relative_and_absolute_in_document_order(self) -> None:
+    def test_relative_and_absolute_in_document_order(self, links: Links) -> None:
         html = """
             <a href="b.html">b</a> <a href="/root">root</a>
             <a href="http://Example.com:80/abs">abs</a> <a href="../up">up</a>
@@ -32,24 +56,24 @@ class TestExtractLinks:
             "http://example.com/up",
         ]
 
-    def test_area_href_is_a_link(self) -> None:
+    def test_area_href_is_a_link(self, links: Links) -> None:
         html = '<map><area shape="rect" href="/area"></map>'
         assert links(html) == ["http://example.com/area"]
 
-    def test_other_tags_and_anchors_without_href_are_not_links(self) -> None:
+    def test_other_tags_and_anchors_without_href_are_not_links(self, links: Links) -> None:
         html = """<link rel="stylesheet" href="/s.css"><img src="/i.png">
             <script src="/j.js"></script><a name="x">anchor</a><iframe src="/f"></iframe>"""
         assert links(html) == []
 
-    def test_duplicates_and_fragments_collapse_to_first_occurrence(self) -> None:
+    def test_duplicates_and_fragments_collapse_to_first_occurrence(self, links: Links) -> None:
         html = '<a href="/a">1</a><a href="/b#x">2</a><a href="/a#y">3</a><a href="/b">4</a>'
         assert links(html) == ["http://example.com/a", "http://example.com/b"]
 
-    def test_entities_in_hrefs_are_decoded(self) -> None:
+    def test_entities_in_hrefs_are_decoded(self, links: Links) -> None:
         html = '<a href="/s?a=1&amp;b=2">1</a><a href="&#x2F;slash&#47;es">2</a>'
         assert links(html) == ["http://example.com/s?a=1&b=2", "http://example.com/slash/es"]
 
-    def test_comments_scripts_and_styles_hold_no_links(self) -> None:
+    def test_comments_scripts_and_styles_hold_no_links(self, links: Links) -> None:
         html = """
             <!-- <a href="/in-comment">no</a> -->
             <script>var s = '<a href="/in-script">no</a>';</script>
@@ -58,20 +82,20 @@ class TestExtractLinks:
         """
         assert links(html) == ["http://example.com/real"]
 
-    def test_first_base_href_wins_and_resolves_against_the_page(self) -> None:
+    def test_first_base_href_wins_and_resolves_against_the_page(self, links: Links) -> None:
         html = """<head><base href="../other/"><base href="http://elsewhere.com/"></head>
             <a href="x">x</a><a href="/abs">abs</a>"""
         assert links(html) == ["http://example.com/other/x", "http://example.com/abs"]
 
-    def test_base_applies_to_links_before_it(self) -> None:
+    def test_base_applies_to_links_before_it(self, links: Links) -> None:
         html = '<a href="early">e</a><base href="http://example.com/b/"><a href="late">l</a>'
         assert links(html) == ["http://example.com/b/early", "http://example.com/b/late"]
 
-    def test_unusable_base_falls_back_to_the_page_url(self) -> None:
+    def test_unusable_base_falls_back_to_the_page_url(self, links: Links) -> None:
         html = '<base href="javascript:alert(1)"><base href="/ignored/"><a href="x">x</a>'
         assert links(html) == ["http://example.com/dir/x"]
 
-    def test_base_without_href_does_not_count(self) -> None:
+    def test_base_without_href_does_not_count(self, links: Links) -> None:
         html = '<base target="_blank"><base href="/b/"><a href="x">x</a>'
         assert links(html) == ["http://example.com/b/x"]
 
@@ -87,26 +111,48 @@ class TestExtractLinks:
             "http://[::1/broken",
         ],
     )
-    def test_non_http_and_unparseable_links_are_skipped(self, href: str) -> None:
+    def test_non_http_and_unparseable_links_are_skipped(self, links: Links, href: str) -> None:
         assert links(f'<a href="{href}">x</a><a href="/kept">k</a>') == ["http://example.com/kept"]
 
-    def test_whitespace_around_href_is_ignored(self) -> None:
+    def test_whitespace_around_href_is_ignored(self, links: Links) -> None:
         assert links('<a href="  \n/spaced\t ">x</a>') == ["http://example.com/spaced"]
 
-    def test_first_of_repeated_href_attributes_wins(self) -> None:
+    def test_first_of_repeated_href_attributes_wins(self, links: Links) -> None:
         assert links('<a href="/first" href="/second">x</a>') == ["http://example.com/first"]
 
-    def test_upper_case_markup(self) -> None:
+    def test_upper_case_markup(self, links: Links) -> None:
         assert links('<A HREF="/UP">x</A>') == ["http://example.com/UP"]
 
-    def test_empty_href_and_fragment_link_to_the_page_itself(self) -> None:
-        assert links('<a href="">x</a><a href="#top">y</a>') == [PAGE]
+    def test_empty_href_and_fragments_of_the_page_itself_are_skipped(self, links: Links) -> None:
+        html = '<a href="">x</a><a href="#top">y</a><a href>z</a><a href=" #sp ">w</a>'
+        assert links(html) == []
 
-    def test_malformed_markup_does_not_stop_extraction(self) -> None:
+    def test_a_link_to_the_page_by_its_name_is_kept(self, links: Links) -> None:
+        assert links('<a href="page.html#top">x</a>') == [PAGE]
+
+    def test_empty_href_and_fragments_resolve_against_a_base(self, links: Links) -> None:
+        html = '<base href="/b/"><a href="#x">x</a><a href="">y</a><a href>z</a>'
+        assert links(html) == ["http://example.com/b/"]
+
+    def test_bare_base_href_is_the_page_itself(self, links: Links) -> None:
+        html = '<base href><base href="/ignored/"><a href="x">x</a><a href="#f">f</a>'
+        assert links(html) == ["http://example.com/dir/x"]
+
+    def test_links_in_tables_lists_and_forms(self, links: Links) -> None:
+        html = """<table><tr><td><a href="/1">1</a></td><td><area href="/2"></td></tr>
+            </table><ul><li><a href="/3">3</a><li><a href="/4">4</a></ul>
+            <form><a href="/5">5</a></form><p><a href="/6"><b>6</b></a></p>"""
+        assert links(html) == [f"http://example.com/{i}" for i in range(1, 7)]
+
+    def test_area_and_a_keep_document_order(self, links: Links) -> None:
+        html = '<a href="/1">1</a><map><area href="/2"></map><a href="/3">3</a>'
+        assert links(html) == [f"http://example.com/{i}" for i in range(1, 4)]
+
+    def test_malformed_markup_does_not_stop_extraction(self, links: Links) -> None:
         html = '<a href="/before">b</a><![bogus section]><a href="/after">a</a><a href="/unclosed'
         assert links(html) == ["http://example.com/before", "http://example.com/after"]
 
-    def test_off_host_links_are_returned_scope_is_the_callers_job(self) -> None:
+    def test_off_host_links_are_returned_scope_is_the_callers_job(self, links: Links) -> None:
         assert links('<a href="https://other.org/x#f">x</a>') == ["https://other.org/x"]
 
 
@@ -128,65 +174,103 @@ def test_charset_from_content_type(header: str | None, expected: str | None) -> 
 
 
 class TestCharsetFromMeta:
-    def test_meta_charset(self) -> None:
-        assert charset_from_meta(b'<html><head><meta charset="KOI8-R">') == "koi8-r"
+    def test_meta_charset(self, parser: str) -> None:
+        assert charset_from_meta(b'<html><head><meta charset="KOI8-R">', parser) == "koi8-r"
 
-    def test_meta_http_equiv(self) -> None:
+    def test_meta_http_equiv(self, parser: str) -> None:
         html = b'<meta http-equiv="content-type" content="text/html; charset=iso-8859-2">'
-        assert charset_from_meta(html) == "iso-8859-2"
+        assert charset_from_meta(html, parser) == "iso-8859-2"
 
-    def test_first_meta_wins(self) -> None:
+    def test_first_meta_wins(self, parser: str) -> None:
         html = b'<meta name="x" content="y"><meta charset=latin-1><meta charset="utf-8">'
-        assert charset_from_meta(html) == "latin-1"
+        assert charset_from_meta(html, parser) == "latin-1"
 
-    def test_meta_in_a_comment_does_not_count(self) -> None:
-        assert charset_from_meta(b"<!-- <meta charset=koi8-r> --><p>hi") is None
+    def test_meta_in_a_comment_does_not_count(self, parser: str) -> None:
+        assert charset_from_meta(b"<!-- <meta charset=koi8-r> --><p>hi", parser) is None
 
-    def test_no_meta(self) -> None:
-        assert charset_from_meta(b"<html><p>no declaration</p>") is None
+    def test_no_meta(self, parser: str) -> None:
+        assert charset_from_meta(b"<html><p>no declaration</p>", parser) is None
 
-    def test_non_ascii_bytes_before_the_meta_are_fine(self) -> None:
-        assert charset_from_meta("<title>caf\u00e9</title>".encode() + b"<meta charset=x>") == "x"
+    def test_non_ascii_bytes_before_the_meta_are_fine(self, parser: str) -> None:
+        assert (
+            charset_from_meta("<title>caf\u00e9</title>".encode() + b"<meta charset=x>", parser)
+            == "x"
+        )
 
-    def test_only_the_prefix_is_searched(self) -> None:
+    def test_only_the_prefix_is_searched(self, parser: str) -> None:
         html = b"<p>" + b"x" * META_SCAN_BYTES + b'<meta charset="koi8-r">'
-        assert charset_from_meta(html) is None
+        assert charset_from_meta(html, parser) is None
 
-    def test_declared_utf16_means_utf8(self) -> None:
-        assert charset_from_meta(b'<meta charset="UTF-16LE">') == "utf-8"
+    def test_declared_utf16_means_utf8(self, parser: str) -> None:
+        assert charset_from_meta(b'<meta charset="UTF-16LE">', parser) == "utf-8"
 
 
 class TestDecodeHtml:
-    def test_header_charset_first(self) -> None:
+    def test_header_charset_first(self, parser: str) -> None:
         body = '<meta charset="koi8-r"><p>caf\u00e9</p>'.encode("latin-1")
-        text, encoding = decode_html(body, "text/html; charset=ISO-8859-1")
+        text, encoding = decode_html(body, "text/html; charset=ISO-8859-1", parser=parser)
         assert encoding == "iso8859-1"
         assert "caf\u00e9" in text
 
-    def test_meta_when_header_has_no_charset(self) -> None:
+    def test_meta_is_not_searched_when_the_header_names_a_charset(
+        self, parser: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def refuse(prefix: bytes, parser: str | None = None) -> str | None:
+            raise AssertionError("the page was parsed for a <meta> charset")
+
+        monkeypatch.setattr(links_module, "charset_from_meta", refuse)
+        body = b'<meta charset="koi8-r"><p>ok</p>'
+        assert decode_html(body, "text/html; charset=utf-8", parser=parser)[1] == "utf-8"
+        with pytest.raises(AssertionError, match="parsed for a <meta> charset"):
+            decode_html(body, "text/html", parser=parser)
+
+    def test_meta_when_header_has_no_charset(self, parser: str) -> None:
         body = '<meta charset="windows-1252"><p>\u20ac 5</p>'.encode("windows-1252")
-        text, encoding = decode_html(body, "text/html")
+        text, encoding = decode_html(body, "text/html", parser=parser)
         assert encoding == "cp1252"
         assert "\u20ac 5" in text
 
-    def test_utf8_fallback_replaces_bad_bytes(self) -> None:
-        text, encoding = decode_html(b"<p>ok \xff bad</p>", None)
+    def test_utf8_fallback_replaces_bad_bytes(self, parser: str) -> None:
+        text, encoding = decode_html(b"<p>ok \xff bad</p>", None, parser=parser)
         assert encoding == "utf-8"
         assert text == "<p>ok \ufffd bad</p>"
 
-    def test_unknown_header_charset_tries_meta_then_utf8(self) -> None:
+    def test_unknown_header_charset_tries_meta_then_utf8(self, parser: str) -> None:
         body = '<meta charset="koi8-r"><p>\u043c\u0438\u0440</p>'.encode("koi8-r")
-        text, encoding = decode_html(body, "text/html; charset=no-such-charset")
+        text, encoding = decode_html(body, "text/html; charset=no-such-charset", parser=parser)
         assert encoding == "koi8-r"
         assert "\u043c\u0438\u0440" in text
-        text, encoding = decode_html(b"<p>caf\xc3\xa9</p>", "text/html; charset=bogus")
+        text, encoding = decode_html(
+            b"<p>caf\xc3\xa9</p>", "text/html; charset=bogus", parser=parser
+        )
         assert (text, encoding) == ("<p>caf\u00e9</p>", "utf-8")
 
     @pytest.mark.parametrize("charset", ["base64", "rot13", "idna"])
-    def test_codecs_that_are_not_text_encodings_fall_back(self, charset: str) -> None:
-        text, encoding = decode_html(b"<p>hello</p>", f"text/html; charset={charset}")
+    def test_codecs_that_are_not_text_encodings_fall_back(self, parser: str, charset: str) -> None:
+        text, encoding = decode_html(
+            b"<p>hello</p>", f"text/html; charset={charset}", parser=parser
+        )
         assert (text, encoding) == ("<p>hello</p>", "utf-8")
 
-    def test_wrong_declared_charset_does_not_raise(self) -> None:
-        text, encoding = decode_html(b"\xff\xfe\xfd", "text/html; charset=utf-8")
+    def test_wrong_declared_charset_does_not_raise(self, parser: str) -> None:
+        text, encoding = decode_html(b"\xff\xfe\xfd", "text/html; charset=utf-8", parser=parser)
         assert (text, encoding) == ("\ufffd\ufffd\ufffd", "utf-8")
+
+
+class TestParserChoice:
+    def test_lexbor_is_the_default_when_selectolax_is_installed(self) -> None:
+        pytest.importorskip("selectolax")
+        assert default_parser() == LEXBOR
+
+    def test_without_selectolax_the_standard_library_parses(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(links_module, "_lexbor", lambda: None)
+        assert default_parser() == STDLIB
+        assert extract_links('<a href="/x">x</a>', PAGE) == ["http://example.com/x"]
+        with pytest.raises(ValueError, match=r"needs selectolax: pip install 'treadle\[crawl\]'"):
+            extract_links("", PAGE, parser=LEXBOR)
+
+    def test_an_unknown_parser_is_named(self) -> None:
+        with pytest.raises(ValueError, match="parser must be one of lexbor, stdlib, got 'html5'"):
+            extract_links("", PAGE, parser="html5")

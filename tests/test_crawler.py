@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import threading
 from collections import Counter
 from collections.abc import Iterator
 
@@ -82,6 +83,34 @@ def no_fd_leak() -> Iterator[None]:
 # --- links --------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("parser", ["lexbor", "stdlib"])
+async def test_a_big_page_is_parsed_in_a_thread_a_small_one_on_the_loop(
+    parser: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    filler = "<p>" + "words " * 40_000 + "</p>"  # 240 KB: over both parsers' thresholds
+    routes = {"/": page("/big", "/small"), "/big": page("/from-big", extra=filler)}
+    routes["/small"] = routes["/from-big"] = page()
+    threads: dict[str, bool] = {}
+    read_page = Crawler._read_page
+
+    def spy(self: Crawler, body: bytes, content_type: str | None, url: str) -> object:
+        threads[url.rsplit("/", 1)[1]] = threading.current_thread() is threading.main_thread()
+        return read_page(self, body, content_type, url)
+
+    monkeypatch.setattr(Crawler, "_read_page", spy)
+    async with Site(routes) as site:
+        _, records = await crawl(site.url(), parser=parser)
+    assert set(records) == {site.url(path) for path in routes}
+    assert records[site.url("/big")].num_urls == 1
+    assert threads == {"": True, "big": False, "small": True, "from-big": True}
+
+
+def test_an_unknown_parser_is_refused_when_the_crawler_is_made() -> None:
+    with pytest.raises(ValueError, match="parser must be one of"):
+        Crawler("http://example.com/", parser="regex")
+
+
+
 async def test_links_cycles_relative_links_and_fragments() -> None:
     routes = {
         "/": page("/docs/index", "/docs/index#intro", "#top", ""),
@@ -97,7 +126,8 @@ async def test_links_cycles_relative_links_and_fragments() -> None:
     assert fetched(site) == Counter(dict.fromkeys(routes, 1)), "each page fetched once"
     assert site.stats.counts[ROBOTS] == 1
     root = records[site.url()]
-    assert (root.num_urls, root.num_new_urls) == (2, 1)  # the page itself and /docs/index
+    # "#top" and "" link the page itself: not counted. /docs/index#intro is /docs/index.
+    assert (root.num_urls, root.num_new_urls) == (1, 1)
     index = records[site.url("/docs/index")]
     assert (index.num_urls, index.num_new_urls) == (3, 2)  # /docs/a, /docs/b?x=1 and /
     assert records[site.url("/docs/c/")].num_new_urls == 0

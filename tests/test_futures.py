@@ -24,7 +24,7 @@ def run_one_iteration(loop: Any) -> None:
 
 def generator_coroutine(fw: Any) -> Any:
     """``treadle.coroutine``, or its asyncio counterpart ``types.coroutine``."""
-    return treadle.coroutine if fw is treadle else types.coroutine
+    return treadle.coroutine if fw.module is treadle else types.coroutine
 
 
 # --- state and results --------------------------------------------------------------------

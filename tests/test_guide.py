@@ -5,7 +5,7 @@ block right after a python block (only blank lines between) is what that block m
 print, where ``...`` matches any text; a traceback's marker lines (``~~~^^^``) are
 left out of what was printed, since Python versions differ on which lines they mark.
 Every relative link must name a file that
-exists, and one with a line anchor (``[`Task._step`](../src/treadle/tasks.py#L192)``)
+exists, and one with a line anchor (``[`Task._step`](../src/treadle/core/tasks.py#L192)``)
 must land on the ``def`` or ``class`` its text names. ``docs/timeline.svg`` must parse
 as XML and show the two stages. Imports the standard library, pytest and the tour.
 

@@ -24,7 +24,6 @@ from crawlsite import (
     chunked,
     compress,
     hang,
-    open_fds,
     page,
     raw,
     redirect,
@@ -51,13 +50,6 @@ from treadle.testing import wait_all_tasks_blocked
 
 BODY = b"<p>hello, treadle</p>\n" * 50
 
-
-
-@pytest.fixture(autouse=True)
-def no_fd_leak() -> Iterator[None]:
-    before = open_fds()
-    yield
-    assert open_fds() == before, "the test left file descriptors open"
 
 # --- framing and decoding ------------------------------------------------------------------
 
@@ -512,16 +504,21 @@ async def test_max_body_size() -> None:
             assert r.content == BODY
 
 
+async def bytes_streamed_until_too_large(client: Client, url: str) -> int:
+    """Stream ``url``'s body; it must end in ResponseTooLarge. How many bytes came first."""
+    received = 0
+    async with client.stream("GET", url) as r:
+        with pytest.raises(ResponseTooLarge):
+            async for chunk in r.aiter_bytes():
+                received += len(chunk)
+    return received
+
+
 async def test_max_body_size_while_streaming_a_chunked_body() -> None:
     head = response(200, b"", headers=[("Transfer-Encoding", "chunked")])
     routes = {"/": raw(head + chunked(b"y" * 5000, 100), then="keep")}
     async with Site(routes) as site, Client(max_body_size=1000) as client:
-        received = 0
-        async with client.stream("GET", site.url()) as r:
-            with pytest.raises(ResponseTooLarge):
-                async for chunk in r.aiter_bytes():
-                    received += len(chunk)
-        assert received <= 1000
+        assert await bytes_streamed_until_too_large(client, site.url()) <= 1000
 
 
 @pytest.mark.parametrize("coding", ["gzip", "deflate"])
@@ -532,12 +529,7 @@ async def test_gzip_bomb_is_capped(coding: str) -> None:
     async with Site(routes) as site, Client(max_body_size=1_000_000) as client:
         with pytest.raises(ResponseTooLarge):
             await client.get(site.url())
-        got = 0
-        async with client.stream("GET", site.url()) as r:
-            with pytest.raises(ResponseTooLarge):
-                async for chunk in r.aiter_bytes():
-                    got += len(chunk)
-        assert got <= 1_000_000
+        assert await bytes_streamed_until_too_large(client, site.url()) <= 1_000_000
 
 
 # --- what the client refuses -------------------------------------------------------------
@@ -606,22 +598,10 @@ async def test_a_closed_client_refuses_requests() -> None:
 # --- TLS ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def server_tls(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
-    return context
-
-
-async def test_https_with_a_trusted_ca(ca: trustme.CA, server_tls: ssl.SSLContext) -> None:
+async def test_https_with_a_trusted_ca(ca: trustme.CA, server_context: ssl.SSLContext) -> None:
     trusting = ssl.create_default_context()
     ca.configure_trust(trusting)
-    async with Site({"/": static(200, BODY)}, ssl=server_tls) as site:
+    async with Site({"/": static(200, BODY)}, ssl=server_context) as site:
         assert site.url().startswith("https://127.0.0.1:")
         async with Client(ssl=trusting) as client:
             first = await client.get(site.url())
@@ -636,8 +616,10 @@ async def test_https_with_a_trusted_ca(ca: trustme.CA, server_tls: ssl.SSLContex
     ]
 
 
-async def test_https_verification_failure_is_a_connect_error(server_tls: ssl.SSLContext) -> None:
-    async with Site({"/": static(200, BODY)}, ssl=server_tls) as site, Client() as client:
+async def test_https_verification_failure_is_a_connect_error(
+    server_context: ssl.SSLContext,
+) -> None:
+    async with Site({"/": static(200, BODY)}, ssl=server_context) as site, Client() as client:
         with pytest.raises(ConnectError, match=r"TLS with 127\.0\.0\.1") as caught:
             await client.get(site.url())
     assert isinstance(caught.value.__cause__, ssl.SSLCertVerificationError)

@@ -11,7 +11,6 @@ permit.
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
 
 import pytest
 from crawlsite import (
@@ -21,7 +20,6 @@ from crawlsite import (
     chunked,
     compress,
     hang,
-    open_fds,
     raw,
     redirect,
     response,
@@ -44,13 +42,6 @@ from treadle.http.client import DEFAULT_MAX_BODY_SIZE
 from treadle.testing import wait_all_tasks_blocked
 
 BODY = b"<p>hostile</p>\n" * 40
-
-
-@pytest.fixture(autouse=True)
-def no_fd_leak() -> Iterator[None]:
-    before = open_fds()
-    yield
-    assert open_fds() == before, "the test left file descriptors open"
 
 
 def reset_reused_connections() -> Handler:

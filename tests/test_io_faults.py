@@ -8,77 +8,24 @@ takes ``fw`` and runs on both (asyncio is the oracle).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import os
 import resource
 import socket
 import ssl
-import struct
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-import trustme
+from loopback import abort, address_of, buffered, echo_lines, open_fds, reset
 
 import treadle
 from treadle import get_running_loop, open_connection, start_server
-from treadle.testing import VirtualClock, run_test, wait_all_tasks_blocked
+from treadle.testing import VirtualClock
 from treadle.timeouts import timeout
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def run(fw: Any, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    """Run ``main()`` on ``fw``; on treadle with the plugin's leak and stray-error checks."""
-    return run_test(main) if fw is treadle else asyncio.run(main())
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-@pytest.fixture(autouse=True)
-def no_fd_leak() -> Iterator[None]:
-    before = open_fds()
-    yield
-    assert open_fds() == before, "the test left file descriptors open"
-
-
-async def settle(fw: Any) -> None:
-    if fw is treadle:
-        await wait_all_tasks_blocked()
-    else:
-        for _ in range(100):
-            await asyncio.sleep(0)
-
-
-def buffered(writer: Any) -> int:
-    if hasattr(writer, "transport"):
-        return int(writer.transport.get_write_buffer_size())
-    return int(writer.get_write_buffer_size())
-
-
-def abort(writer: Any) -> None:
-    (writer.transport if hasattr(writer, "transport") else writer).abort()
-
-
-def reset(sock: socket.socket) -> None:
-    """Close ``sock`` with a TCP reset rather than an orderly FIN."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
-
-
-@pytest.fixture(scope="module")
-def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """A server context with a certificate for localhost, and a client context trusting it."""
-    ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
-    return server_context, client_context
 
 
 @contextlib.asynccontextmanager
@@ -100,18 +47,6 @@ async def raw_peer(
                 await writer.wait_closed()
 
 
-async def echo_lines(reader: Any, writer: Any) -> None:
-    async for line in reader:
-        writer.write(line)
-        await writer.drain()
-    writer.close()
-
-
-def address_of(server: Any) -> tuple[str, int]:
-    host, port = server.sockets[0].getsockname()[:2]
-    return host, port
-
-
 # --- resets, dead peers and closed peers ------------------------------------------------
 
 
@@ -121,7 +56,7 @@ def test_a_reset_during_a_read_is_an_error_not_eof(fw: Any) -> None:
             peer.sendall(b"partial")
             assert await reader.read(100) == b"partial"
             reading = fw.create_task(reader.read(100))
-            await settle(fw)
+            await fw.settle()
             reset(peer)
             with pytest.raises(ConnectionResetError):
                 await reading
@@ -132,7 +67,7 @@ def test_a_reset_during_a_read_is_an_error_not_eof(fw: Any) -> None:
                 await reader.readline()
             writer.close()  # closing after the reset is quiet
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_a_reset_before_the_read_is_an_error_too(fw: Any) -> None:
@@ -142,7 +77,7 @@ def test_a_reset_before_the_read_is_an_error_too(fw: Any) -> None:
             with pytest.raises(ConnectionResetError):
                 await reader.readexactly(10)
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 @pytest.mark.parametrize("how", ["reset", "close"])
@@ -160,7 +95,7 @@ def test_writing_to_a_dead_peer_raises_at_drain(fw: Any, how: str) -> None:
             else:
                 pytest.fail("drain() never reported the dead peer")
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_a_drain_waiting_on_a_stalled_peer_raises_when_it_resets(fw: Any) -> None:
@@ -168,13 +103,13 @@ def test_a_drain_waiting_on_a_stalled_peer_raises_when_it_resets(fw: Any) -> Non
         async with raw_peer(fw, small_buffers=True) as (_, writer, peer):
             writer.write(b"s" * (4 * 1024 * 1024))
             draining = fw.create_task(writer.drain())
-            await settle(fw)
+            await fw.settle()
             assert not draining.done()
             reset(peer)
             with pytest.raises(ConnectionError):
                 await draining
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_closing_a_tls_stream_after_the_peer_reset_it(
@@ -207,10 +142,10 @@ def test_closing_a_tls_stream_after_the_peer_reset_it(
             abort(writer)
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
-        if fw is treadle:
+        if fw.module is treadle:
             assert not loop.has_reader(fd)
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_a_peer_that_closes_gives_eof(fw: Any) -> None:
@@ -227,7 +162,7 @@ def test_a_peer_that_closes_gives_eof(fw: Any) -> None:
             assert info.value.partial == b""
             assert reader.exception() is None
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_a_peer_that_never_reads_keeps_the_writer_bounded(fw: Any) -> None:
@@ -246,7 +181,7 @@ def test_a_peer_that_never_reads_keeps_the_writer_bounded(fw: Any) -> None:
             producer = fw.create_task(produce())
             for _ in range(100):
                 before = progress["written"]
-                await settle(fw)
+                await fw.settle()
                 if progress["written"] == before:
                     break
             assert not producer.done()
@@ -257,7 +192,7 @@ def test_a_peer_that_never_reads_keeps_the_writer_bounded(fw: Any) -> None:
             with pytest.raises(fw.CancelledError):
                 await producer
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 # --- timeouts and cancellation ----------------------------------------------------------
@@ -288,7 +223,7 @@ def test_a_read_cancelled_by_wait_for_leaves_the_stream_usable(fw: Any) -> None:
             peer.sendall(b"next.")
             assert await reader.readuntil(b".") == b"next."
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 # --- running out of file descriptors ----------------------------------------------------
@@ -373,31 +308,20 @@ async def test_accept_out_of_descriptors_logs_once_serves_on_and_recovers(
 # --- leaks and load ---------------------------------------------------------------------
 
 
-async def test_a_thousand_connections_leave_no_descriptor_behind() -> None:
-    before = open_fds()
-    async with await start_server(echo_lines, "127.0.0.1", 0) as server:
-        address = address_of(server)
-        for i in range(1000):
-            reader, writer = await open_connection(*address)
-            line = b"%d\n" % i
-            writer.write(line)
-            assert await reader.readline() == line
-            writer.close()
-            await writer.wait_closed()
-    assert open_fds() == before
-
-
-async def test_a_hundred_tls_connections_leave_no_descriptor_behind(
-    tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+@pytest.mark.parametrize(("tls", "connections"), [(False, 1000), (True, 100)], ids=["tcp", "tls"])
+async def test_many_connections_one_after_another_leave_no_descriptor_behind(
+    tls: bool, connections: int, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]
 ) -> None:
     server_context, client_context = tls_contexts
+    serving: dict[str, Any] = {"ssl": server_context} if tls else {}
+    connecting: dict[str, Any] = (
+        {"ssl": client_context, "server_hostname": "localhost"} if tls else {}
+    )
     before = open_fds()
-    async with await start_server(echo_lines, "127.0.0.1", 0, ssl=server_context) as server:
+    async with await start_server(echo_lines, "127.0.0.1", 0, **serving) as server:
         address = address_of(server)
-        for i in range(100):
-            reader, writer = await open_connection(
-                *address, ssl=client_context, server_hostname="localhost"
-            )
+        for i in range(connections):
+            reader, writer = await open_connection(*address, **connecting)
             line = b"%d\n" % i
             writer.write(line)
             assert await reader.readline() == line
@@ -459,4 +383,4 @@ def test_a_thousand_concurrent_clients_all_get_their_answers(fw: Any, fd_headroo
             assert answers == [b"client %d\n" % i for i in range(clients)]
             assert peak == clients
 
-    run(fw, main)
+    fw.run_guarded(main())

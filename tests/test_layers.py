@@ -1,16 +1,18 @@
 """Imports point one way: each module of treadle imports only from the layers above it.
 
-The layers are DESIGN.md's table, top to bottom. Within a layer the modules listed
-explicitly are in order too: a module may import one listed before it, never one after.
-Modules not listed are classified by name (see ``classify``); a module that fits
-nowhere fails the test until its author adds it to ``LAYERS``. Imports under
-``if TYPE_CHECKING:`` are exempt, and so are ``__init__.py`` and ``__main__.py`` (which
-re-export and dispatch). Every module must also open with a docstring.
+The layers are the table in docs/map.md (the one copy of it), top to bottom; this test
+reads it. Within a layer the modules are in order too: a module may import one listed
+before it, never one after (unless marked unordered). A folder name stands for every
+module under it. Modules not listed are classified by name (see ``classify``); a
+module that fits nowhere fails the test until its author adds it to the table. Imports
+under ``if TYPE_CHECKING:`` are exempt, and so are ``__init__.py`` and ``__main__.py``
+(which re-export and dispatch). Every module must also open with a docstring.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,29 +21,41 @@ import pytest
 import treadle
 
 PACKAGE_DIR = Path(treadle.__file__).resolve().parent
+MAP = Path(__file__).resolve().parents[1] / "docs" / "map.md"
 
-# (layer name, modules in the order they may import each other). A name may be a
-# module ("loop") or a sub-package ("testing": every module under it).
-LAYERS: list[tuple[str, list[str]]] = [
-    ("errors", ["errors"]),
-    ("core loop", ["clock", "handles", "loop"]),
-    ("futures and tasks", ["futures", "tasks", "runners"]),
-    (
-        "coordination",
-        ["sleeping", "waitqueue", "locks", "queues", "timeouts", "combinators", "taskgroups"],
-    ),
-    # tls is left unordered: streams imports it lazily (start_tls) and it imports streams.
-    ("I/O", ["threads", "sockets", "streams", "servers"]),
-    ("HTTP", []),
-    ("crawler", []),
-    ("side", []),
-]
+
+@dataclass(frozen=True)
+class Listed:
+    """A module (or folder) named in the layer table."""
+
+    name: str
+    ordered: bool
+
+
+def read_layer_table(text: str) -> list[tuple[str, list[Listed]]]:
+    """The rows of the ``| layer | modules | job |`` table under "## Layers", in order."""
+    section = text.split("\n## Layers", 1)[1].split("\n## ", 1)[0]
+    rows: list[tuple[str, list[Listed]]] = []
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or cells[0] in ("layer", "") or set(cells[0]) <= set("-: "):
+            continue
+        listed = [
+            Listed(match.group(1), ordered=match.group(2) is None)
+            for match in re.finditer(r"`([\w.]+)`( \(unordered\))?", cells[1])
+        ]
+        rows.append((cells[0], listed))
+    return rows
+
+
+# (layer name, modules in the order they may import each other), from docs/map.md.
+LAYERS = read_layer_table(MAP.read_text(encoding="utf-8"))
 LAYER_INDEX = {name: i for i, (name, _) in enumerate(LAYERS)}
 
-# Modules not listed above are classified by name, first match wins. They may import
-# any module of their own layer (their order within it is not known).
+# Modules the table does not name are classified by name, first match wins. They may
+# import any module of their own layer (their order within it is not known).
 NAME_RULES: list[tuple[tuple[str, ...], str]] = [
-    (("tour", "testing", "bench", "benchmarks"), "side"),  # whole sub-packages, by prefix
+    (("bench", "benchmarks"), "side"),  # whole sub-packages, by prefix
 ]
 KEYWORD_RULES: list[tuple[tuple[str, ...], str]] = [
     (("crawl", "demo"), "crawler"),
@@ -63,9 +77,13 @@ class Place:
 
 def classify(module: str) -> Place | None:
     """Where ``module`` (dotted, relative to treadle: "loop", "tour.cli") sits, or None."""
-    for layer, (_, names) in enumerate(LAYERS):
-        if module in names:
-            return Place(layer, names.index(module))
+    for layer, (_, listed) in enumerate(LAYERS):
+        ordered = [entry.name for entry in listed if entry.ordered]
+        for entry in listed:
+            if module == entry.name:
+                return Place(layer, ordered.index(module) if entry.ordered else None)
+            if module.startswith(entry.name + "."):  # a module of a listed folder
+                return Place(layer, None)
     top = module.split(".")[0]
     for prefixes, layer_name in NAME_RULES:
         if top.startswith(prefixes):
@@ -171,8 +189,8 @@ def violations(
     importer = classify(module)
     if importer is None:
         return [
-            f"treadle.{module} is not classified: add it to LAYERS in tests/test_layers.py "
-            "(or name it so a rule in classify() places it), per DESIGN.md's layer table"
+            f"treadle.{module} is not classified: add it to the layer table in docs/map.md "
+            "(or name it so a rule in classify() places it)"
         ]
     problems = []
     for line, target in treadle_imports(source, module, is_package=is_package):
@@ -192,7 +210,7 @@ def violations(
             if imported is None:
                 problems.append(
                     f"treadle.{module}:{line} imports treadle.{name}, which is not classified: "
-                    "add it to LAYERS in tests/test_layers.py"
+                    "add it to the layer table in docs/map.md"
                 )
             elif not may_import(importer, imported):
                 via = f" (through 'treadle.{target}')" if name != target else ""
@@ -226,11 +244,26 @@ def test_module_opens_with_a_docstring(module: str) -> None:
     assert docstring and docstring.strip(), f"treadle.{module} must open with a docstring"
 
 
-def test_the_core_modules_are_where_design_md_says() -> None:
+def test_the_core_modules_are_where_the_map_says() -> None:
     modules = all_modules()
-    for name in ("errors", "clock", "handles", "loop", "futures", "tasks", "runners", "sleeping"):
+    core = [entry.name for entry in LAYERS[LAYER_INDEX["core"]][1]]
+    assert core[0] == "core.clock" and core[-1] == "core.loop", core
+    for name in ("errors", *core, "loop", "runners", "sleeping", "testing.clock"):
         assert name in modules, f"treadle.{name} is missing"
-    assert "testing.clock" in modules
+    unplaced = [m for m in modules if classify(m) is None and m.split(".")[-1] not in EXEMPT]
+    assert not unplaced, unplaced
+
+
+def test_the_map_table_reads_as_meant() -> None:
+    text = (
+        "# Map\n\n## Layers\n\n| layer | modules | job |\n|---|---|---|\n"
+        "| one | `a`, `b` | x |\n| two | `c`, `d` (unordered), `e` | y |\n"
+        "\n## Next\n\n| z | `q` | w |\n"
+    )
+    assert read_layer_table(text) == [
+        ("one", [Listed("a", True), Listed("b", True)]),
+        ("two", [Listed("c", True), Listed("d", False), Listed("e", True)]),
+    ]
 
 
 # --- the checker itself -------------------------------------------------------------------
@@ -241,25 +274,26 @@ def _check(module: str, source: str, sources: dict[str, str] | None = None) -> l
 
 
 def test_checker_flags_an_import_from_a_lower_layer() -> None:
-    assert _check("loop", "from treadle.tasks import Task\n")
-    assert _check("errors", "import treadle.clock\n")
-    assert _check("futures", "from treadle import sleeping\n")
+    assert _check("core.loop", "from treadle.loop import EventLoop\n")
+    assert _check("errors", "import treadle.core.clock\n")
+    assert _check("core.futures", "from treadle import sleeping\n")
     assert _check("sleeping", "from treadle.testing import VirtualClock\n")
 
 
 def test_checker_flags_an_import_inside_a_function() -> None:
-    assert _check("handles", "def f():\n    from treadle.loop import EventLoop\n")
+    assert _check("core.handles", "def f():\n    from treadle.core.loop import CoreLoop\n")
 
 
 def test_checker_allows_imports_from_above() -> None:
-    assert _check("tasks", "from treadle.futures import Future\nimport treadle.errors\n") == []
+    source = "from treadle.core.futures import Future\nimport treadle.errors\n"
+    assert _check("core.tasks", source) == []
     assert _check("testing.runner", "from treadle.loop import EventLoop\n") == []
     assert _check("streams", "from treadle.sockets import sock_connect\n") == []
 
 
 def test_checker_orders_modules_within_a_layer() -> None:
-    assert _check("tasks", "from treadle.futures import Future\n") == []
-    assert _check("futures", "from treadle.tasks import Task\n")
+    assert _check("core.tasks", "from treadle.core.futures import Future\n") == []
+    assert _check("core.futures", "from treadle.core.tasks import Task\n")
     assert _check("locks", "from treadle.waitqueue import WaitQueue\n") == []
     assert _check("waitqueue", "from treadle.locks import Lock\n")
 
@@ -268,17 +302,19 @@ def test_checker_exempts_type_checking_imports() -> None:
     source = (
         "from typing import TYPE_CHECKING\n"
         "import typing\n"
-        "if TYPE_CHECKING:\n    from treadle.tasks import Task\n"
-        "if typing.TYPE_CHECKING:\n    from treadle.futures import Future\n"
+        "if TYPE_CHECKING:\n    from treadle.core.tasks import Task\n"
+        "if typing.TYPE_CHECKING:\n    from treadle.core.loop import CoreLoop\n"
     )
-    assert _check("loop", source) == []
+    assert _check("core.futures", source) == []
     # The else branch of a TYPE_CHECKING test runs, so it is checked.
-    assert _check("loop", "if TYPE_CHECKING:\n    pass\nelse:\n    import treadle.tasks\n")
+    source = "if TYPE_CHECKING:\n    pass\nelse:\n    import treadle.core.tasks\n"
+    assert _check("core.futures", source)
 
 
 def test_checker_resolves_relative_imports() -> None:
-    assert _check("loop", "from .tasks import Task\n")
-    assert _check("loop", "from . import tasks\n")
+    assert _check("core.futures", "from .tasks import Task\n")
+    assert _check("core.futures", "from . import tasks\n")
+    assert _check("core.tasks", "from .futures import Future\n") == []
     assert _check("testing.runner", "from .clock import VirtualClock\n") == []
     assert _check("testing.runner", "from ..loop import EventLoop\n") == []
     assert _check("testing.runner", "from .. import loop\n") == []
@@ -286,7 +322,7 @@ def test_checker_resolves_relative_imports() -> None:
 
 def test_checker_expands_the_package_init() -> None:
     sources = {"__init__": "from treadle.sleeping import sleep\nfrom treadle.loop import x\n"}
-    assert _check("futures", "import treadle\n", sources)
+    assert _check("core.futures", "import treadle\n", sources)
     assert _check("testing.runner", "import treadle\n", sources) == []
 
 
@@ -301,13 +337,15 @@ def test_checker_classifies_by_name() -> None:
     assert classify("http_server").layer == LAYER_INDEX["HTTP"]  # type: ignore[union-attr]
     assert classify("crawler.frontier").layer == LAYER_INDEX["crawler"]  # type: ignore[union-attr]
     assert classify("demo_site").layer == LAYER_INDEX["crawler"]  # type: ignore[union-attr]
+    assert classify("tls") == Place(LAYER_INDEX["I/O"], 3)
+    assert classify("core.tasks") == Place(LAYER_INDEX["core"], 5)
     assert classify("mystery") is None
 
 
 def test_checker_asks_for_unknown_modules_to_be_classified() -> None:
     problems = _check("mystery", "import os\n")
     assert len(problems) == 1
-    assert "add it to LAYERS" in problems[0]
-    problems = _check("tasks", "from treadle.mystery import thing\n")
+    assert "add it to the layer table" in problems[0]
+    problems = _check("core.tasks", "from treadle.mystery import thing\n")
     assert len(problems) == 1
     assert "not classified" in problems[0]

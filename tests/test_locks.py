@@ -1,7 +1,7 @@
 """Tests for the wait queue and the synchronisation primitives built on it.
 
 Where treadle mirrors asyncio, the same test body runs on both: tests that take the
-``fws`` fixture run once on treadle and once on asyncio (the oracle), and compare the
+``fw`` fixture run once on treadle and once on asyncio (the oracle), and compare the
 interleaving they record in a list. Tests of what asyncio 3.11 does not do (or does
 differently) run on treadle only, as ``async def`` tests.
 """
@@ -13,15 +13,12 @@ import contextlib
 import gc
 import threading
 import tracemalloc
-import types
 from collections.abc import Generator
 from typing import Any
 
 import pytest
-from oracle_runners import run_asyncio, run_treadle, settle_asyncio
 
 import treadle
-from treadle.errors import CancelledError
 from treadle.locks import BoundedSemaphore, Condition, Event, Lock, Semaphore
 from treadle.testing import wait_all_tasks_blocked
 from treadle.waitqueue import WaitQueue
@@ -29,46 +26,11 @@ from treadle.waitqueue import WaitQueue
 # A deadlock fails fast: no test here needs more than a fraction of a second.
 pytestmark = pytest.mark.timeout(10)
 
-# --- running one body on treadle and on asyncio -------------------------------------
 
-
-@pytest.fixture
-def fws(fw: Any) -> types.SimpleNamespace:
-    """The framework under test, with its synchronisation primitives (until the lead
-    re-exports treadle's from ``treadle``)."""
-    if fw is asyncio:
-        return types.SimpleNamespace(
-            name="asyncio",
-            run=run_asyncio,
-            settle=settle_asyncio,
-            create_task=asyncio.create_task,
-            sleep=asyncio.sleep,
-            CancelledError=asyncio.CancelledError,
-            Lock=asyncio.Lock,
-            Event=asyncio.Event,
-            Condition=asyncio.Condition,
-            Semaphore=asyncio.Semaphore,
-            BoundedSemaphore=asyncio.BoundedSemaphore,
-        )
-    return types.SimpleNamespace(
-        name="treadle",
-        run=run_treadle,
-        settle=wait_all_tasks_blocked,
-        create_task=treadle.create_task,
-        sleep=treadle.sleep,
-        CancelledError=CancelledError,
-        Lock=Lock,
-        Event=Event,
-        Condition=Condition,
-        Semaphore=Semaphore,
-        BoundedSemaphore=BoundedSemaphore,
-    )
-
-
-async def _finish(fws: Any, tasks: Any) -> None:
+async def _finish(fw: Any, tasks: Any) -> None:
     """Await every task, taking a cancellation as a normal way to end."""
     for task in tasks:
-        with contextlib.suppress(fws.CancelledError):
+        with contextlib.suppress(fw.CancelledError):
             await task
 
 
@@ -259,9 +221,9 @@ def test_parking_on_an_event_costs_a_future_not_a_coroutine_frame() -> None:
 # --- Lock -----------------------------------------------------------------------------
 
 
-def test_lock_basics(fws: Any) -> None:
+def test_lock_basics(fw: Any) -> None:
     async def main() -> None:
-        lock = fws.Lock()
+        lock = fw.Lock()
         assert not lock.locked() and "unlocked" in repr(lock)
         assert await lock.acquire() is True
         assert lock.locked() and "[locked" in repr(lock)
@@ -277,7 +239,7 @@ def test_lock_basics(fws: Any) -> None:
                 1 / 0  # noqa: B018
         assert not lock.locked()
 
-    fws.run(main())
+    fw.run_guarded(main())
 
 
 async def test_lock_release_error_says_what_is_wrong() -> None:
@@ -285,29 +247,29 @@ async def test_lock_release_error_says_what_is_wrong() -> None:
         Lock().release()
 
 
-def test_lock_is_fifo(fws: Any) -> None:
+def test_lock_is_fifo(fw: Any) -> None:
     async def main() -> list[str]:
-        lock = fws.Lock()
+        lock = fw.Lock()
         log: list[str] = []
 
         async def worker(name: str) -> None:
             async with lock:
                 log.append(name)
-                await fws.sleep(0)
+                await fw.sleep(0)
 
         await lock.acquire()
-        tasks = [fws.create_task(worker(name)) for name in "abcde"]
-        await fws.settle()
+        tasks = [fw.create_task(worker(name)) for name in "abcde"]
+        await fw.settle()
         lock.release()
-        await _finish(fws, tasks)
+        await _finish(fw, tasks)
         return log
 
-    assert fws.run(main()) == list("abcde")
+    assert fw.run_guarded(main()) == list("abcde")
 
 
-def test_lock_newcomer_does_not_barge_past_a_woken_waiter(fws: Any) -> None:
+def test_lock_newcomer_does_not_barge_past_a_woken_waiter(fw: Any) -> None:
     async def main() -> list[str]:
-        lock = fws.Lock()
+        lock = fw.Lock()
         log: list[str] = []
 
         async def waiter() -> None:
@@ -315,8 +277,8 @@ def test_lock_newcomer_does_not_barge_past_a_woken_waiter(fws: Any) -> None:
                 log.append("waiter")
 
         await lock.acquire()
-        task = fws.create_task(waiter())
-        await fws.settle()
+        task = fw.create_task(waiter())
+        await fw.settle()
         lock.release()  # wakes the waiter, which has not run yet...
         assert not lock.locked()
         await lock.acquire()  # ...so this queues behind it
@@ -325,84 +287,84 @@ def test_lock_newcomer_does_not_barge_past_a_woken_waiter(fws: Any) -> None:
         await task
         return log
 
-    assert fws.run(main()) == ["waiter", "main"]
+    assert fw.run_guarded(main()) == ["waiter", "main"]
 
 
-def _recording_lock_waiter(fws: Any, lock: Any, log: list[str]) -> Any:
+def _recording_lock_waiter(fw: Any, lock: Any, log: list[str]) -> Any:
     async def waiter(name: str) -> None:
         try:
             async with lock:
                 log.append(name)
-        except fws.CancelledError:
+        except fw.CancelledError:
             log.append(f"{name} cancelled")
             raise
 
     return waiter
 
 
-def test_lock_cancelled_after_wake_up_passes_the_lock_on(fws: Any) -> None:
+def test_lock_cancelled_after_wake_up_passes_the_lock_on(fw: Any) -> None:
     async def main() -> list[str]:
-        lock = fws.Lock()
+        lock = fw.Lock()
         log: list[str] = []
-        waiter = _recording_lock_waiter(fws, lock, log)
+        waiter = _recording_lock_waiter(fw, lock, log)
         await lock.acquire()
-        tasks = [fws.create_task(waiter(name)) for name in "abc"]
-        await fws.settle()
+        tasks = [fw.create_task(waiter(name)) for name in "abc"]
+        await fw.settle()
         lock.release()  # wakes a...
         tasks[0].cancel()  # ...which is cancelled before it runs: b must get the lock
-        await _finish(fws, tasks)
+        await _finish(fw, tasks)
         assert not lock.locked()
         return log
 
-    assert fws.run(main()) == ["a cancelled", "b", "c"]
+    assert fw.run_guarded(main()) == ["a cancelled", "b", "c"]
 
 
-def test_lock_cancelled_waiter_leaves_the_queue(fws: Any) -> None:
+def test_lock_cancelled_waiter_leaves_the_queue(fw: Any) -> None:
     async def main() -> list[str]:
-        lock = fws.Lock()
+        lock = fw.Lock()
         log: list[str] = []
-        waiter = _recording_lock_waiter(fws, lock, log)
+        waiter = _recording_lock_waiter(fw, lock, log)
         await lock.acquire()
-        tasks = [fws.create_task(waiter(name)) for name in "abc"]
-        await fws.settle()
+        tasks = [fw.create_task(waiter(name)) for name in "abc"]
+        await fw.settle()
         tasks[1].cancel()
-        await fws.settle()
+        await fw.settle()
         lock.release()
-        await _finish(fws, tasks)
+        await _finish(fw, tasks)
         assert not lock.locked()
         return log
 
-    assert fws.run(main()) == ["b cancelled", "a", "c"]
+    assert fw.run_guarded(main()) == ["b cancelled", "a", "c"]
 
 
-def test_lock_whose_only_waiter_is_cancelled_is_free_at_once(fws: Any) -> None:
+def test_lock_whose_only_waiter_is_cancelled_is_free_at_once(fw: Any) -> None:
     async def main() -> list[str]:
-        lock = fws.Lock()
+        lock = fw.Lock()
         log: list[str] = []
-        waiter = _recording_lock_waiter(fws, lock, log)
+        waiter = _recording_lock_waiter(fw, lock, log)
         await lock.acquire()
-        task = fws.create_task(waiter("a"))
-        await fws.settle()
+        task = fw.create_task(waiter("a"))
+        await fw.settle()
         task.cancel()
         lock.release()
         await lock.acquire()  # a will not take it: no need to wait for a to run
         log.append("main")
         lock.release()
-        await _finish(fws, [task])
+        await _finish(fw, [task])
         return log
 
-    assert fws.run(main()) == ["main", "a cancelled"]
+    assert fw.run_guarded(main()) == ["main", "a cancelled"]
 
 
 # --- Event ----------------------------------------------------------------------------
 
 
-def _recording_event_waiter(fws: Any, event: Any, log: list[str]) -> Any:
+def _recording_event_waiter(fw: Any, event: Any, log: list[str]) -> Any:
     async def waiter(name: str) -> None:
         log.append(f"{name} waits")
         try:
             assert await event.wait() is True
-        except fws.CancelledError:
+        except fw.CancelledError:
             log.append(f"{name} cancelled")
             raise
         log.append(f"{name} woke")
@@ -410,60 +372,60 @@ def _recording_event_waiter(fws: Any, event: Any, log: list[str]) -> Any:
     return waiter
 
 
-def test_event_wakes_every_waiter_in_order(fws: Any) -> None:
+def test_event_wakes_every_waiter_in_order(fw: Any) -> None:
     async def main() -> list[str]:
-        event = fws.Event()
+        event = fw.Event()
         log: list[str] = []
-        waiter = _recording_event_waiter(fws, event, log)
+        waiter = _recording_event_waiter(fw, event, log)
         assert not event.is_set() and "unset" in repr(event)
-        tasks = [fws.create_task(waiter(name)) for name in "abc"]
-        await fws.settle()
+        tasks = [fw.create_task(waiter(name)) for name in "abc"]
+        await fw.settle()
         event.set()
         assert event.is_set() and "[set" in repr(event)
-        await _finish(fws, tasks)
+        await _finish(fw, tasks)
         assert await event.wait() is True  # already set: no waiting
         event.set()  # twice is fine
         event.clear()
         assert not event.is_set()
         return log
 
-    assert fws.run(main()) == ["a waits", "b waits", "c waits", "a woke", "b woke", "c woke"]
+    assert fw.run_guarded(main()) == ["a waits", "b waits", "c waits", "a woke", "b woke", "c woke"]
 
 
-def test_event_waiters_woken_before_clear_still_return(fws: Any) -> None:
+def test_event_waiters_woken_before_clear_still_return(fw: Any) -> None:
     async def main() -> list[str]:
-        event = fws.Event()
+        event = fw.Event()
         log: list[str] = []
-        waiter = _recording_event_waiter(fws, event, log)
-        tasks = [fws.create_task(waiter(name)) for name in "ab"]
-        await fws.settle()
+        waiter = _recording_event_waiter(fw, event, log)
+        tasks = [fw.create_task(waiter(name)) for name in "ab"]
+        await fw.settle()
         event.set()
         event.clear()
-        await _finish(fws, tasks)
+        await _finish(fw, tasks)
         return log
 
-    assert fws.run(main()) == ["a waits", "b waits", "a woke", "b woke"]
+    assert fw.run_guarded(main()) == ["a waits", "b waits", "a woke", "b woke"]
 
 
-def test_event_cancelled_waiter_does_not_wake_a_later_one(fws: Any) -> None:
+def test_event_cancelled_waiter_does_not_wake_a_later_one(fw: Any) -> None:
     async def main() -> list[str]:
-        event = fws.Event()
+        event = fw.Event()
         log: list[str] = []
-        waiter = _recording_event_waiter(fws, event, log)
-        tasks = [fws.create_task(waiter(name)) for name in "ab"]
-        await fws.settle()
+        waiter = _recording_event_waiter(fw, event, log)
+        tasks = [fw.create_task(waiter(name)) for name in "ab"]
+        await fw.settle()
         event.set()
         event.clear()
         tasks[0].cancel()  # woken by set(), cancelled before it runs
-        tasks.append(fws.create_task(waiter("c")))  # waits for the *next* set()
-        await fws.settle()
+        tasks.append(fw.create_task(waiter("c")))  # waits for the *next* set()
+        await fw.settle()
         assert not tasks[2].done()
         log.append("set again")
         event.set()
-        await _finish(fws, tasks)
+        await _finish(fw, tasks)
         return log
 
-    assert fws.run(main()) == [
+    assert fw.run_guarded(main()) == [
         "a waits",
         "b waits",
         "a cancelled",
@@ -474,20 +436,20 @@ def test_event_cancelled_waiter_does_not_wake_a_later_one(fws: Any) -> None:
     ]
 
 
-def test_event_cancelled_waiter_leaves_the_others_waiting(fws: Any) -> None:
+def test_event_cancelled_waiter_leaves_the_others_waiting(fw: Any) -> None:
     async def main() -> list[str]:
-        event = fws.Event()
+        event = fw.Event()
         log: list[str] = []
-        waiter = _recording_event_waiter(fws, event, log)
-        tasks = [fws.create_task(waiter(name)) for name in "abc"]
-        await fws.settle()
+        waiter = _recording_event_waiter(fw, event, log)
+        tasks = [fw.create_task(waiter(name)) for name in "abc"]
+        await fw.settle()
         tasks[1].cancel()
-        await fws.settle()
+        await fw.settle()
         event.set()
-        await _finish(fws, tasks)
+        await _finish(fw, tasks)
         return log
 
-    assert fws.run(main()) == [
+    assert fw.run_guarded(main()) == [
         "a waits",
         "b waits",
         "c waits",
@@ -500,9 +462,9 @@ def test_event_cancelled_waiter_leaves_the_others_waiting(fws: Any) -> None:
 # --- Condition ------------------------------------------------------------------------
 
 
-def test_condition_needs_its_lock_held(fws: Any) -> None:
+def test_condition_needs_its_lock_held(fw: Any) -> None:
     async def main() -> None:
-        cond = fws.Condition()
+        cond = fw.Condition()
         with pytest.raises(RuntimeError):
             await cond.wait()
         with pytest.raises(RuntimeError):
@@ -511,7 +473,7 @@ def test_condition_needs_its_lock_held(fws: Any) -> None:
             cond.notify_all()
         assert not cond.locked()
 
-    fws.run(main())
+    fw.run_guarded(main())
 
 
 async def test_condition_misuse_errors_say_what_is_wrong() -> None:
@@ -526,13 +488,13 @@ async def test_condition_misuse_errors_say_what_is_wrong() -> None:
         Condition(asyncio.Lock())  # type: ignore[arg-type]
 
 
-def _recording_condition_waiter(fws: Any, cond: Any, log: list[str]) -> Any:
+def _recording_condition_waiter(fw: Any, cond: Any, log: list[str]) -> Any:
     async def waiter(name: str) -> None:
         async with cond:
             log.append(f"{name} waits")
             try:
                 assert await cond.wait() is True
-            except fws.CancelledError:
+            except fw.CancelledError:
                 log.append(f"{name} cancelled, lock held: {cond.locked()}")
                 raise
             assert cond.locked()
@@ -541,26 +503,26 @@ def _recording_condition_waiter(fws: Any, cond: Any, log: list[str]) -> Any:
     return waiter
 
 
-def test_condition_notify_wakes_waiters_in_order(fws: Any) -> None:
+def test_condition_notify_wakes_waiters_in_order(fw: Any) -> None:
     async def main() -> list[str]:
-        cond = fws.Condition()
+        cond = fw.Condition()
         log: list[str] = []
-        waiter = _recording_condition_waiter(fws, cond, log)
-        tasks = [fws.create_task(waiter(name)) for name in "abcd"]
-        await fws.settle()
+        waiter = _recording_condition_waiter(fw, cond, log)
+        tasks = [fw.create_task(waiter(name)) for name in "abcd"]
+        await fw.settle()
         async with cond:
             cond.notify()
-        await fws.settle()
+        await fw.settle()
         async with cond:
             cond.notify(2)
-        await fws.settle()
+        await fw.settle()
         log.append("notify_all")
         async with cond:
             cond.notify_all()
-        await _finish(fws, tasks)
+        await _finish(fw, tasks)
         return log
 
-    assert fws.run(main()) == [
+    assert fw.run_guarded(main()) == [
         "a waits",
         "b waits",
         "c waits",
@@ -573,26 +535,26 @@ def test_condition_notify_wakes_waiters_in_order(fws: Any) -> None:
     ]
 
 
-def test_condition_woken_waiter_waits_for_the_lock(fws: Any) -> None:
+def test_condition_woken_waiter_waits_for_the_lock(fw: Any) -> None:
     async def main() -> list[str]:
-        cond = fws.Condition()
+        cond = fw.Condition()
         log: list[str] = []
-        waiter = _recording_condition_waiter(fws, cond, log)
-        task = fws.create_task(waiter("a"))
-        await fws.settle()
+        waiter = _recording_condition_waiter(fw, cond, log)
+        task = fw.create_task(waiter("a"))
+        await fw.settle()
         async with cond:
             cond.notify()
-            await fws.settle()  # a is woken but cannot return from wait() yet
+            await fw.settle()  # a is woken but cannot return from wait() yet
             log.append("main releases")
         await task
         return log
 
-    assert fws.run(main()) == ["a waits", "main releases", "a woke"]
+    assert fw.run_guarded(main()) == ["a waits", "main releases", "a woke"]
 
 
-def test_condition_wait_for_rechecks_the_predicate(fws: Any) -> None:
+def test_condition_wait_for_rechecks_the_predicate(fw: Any) -> None:
     async def main() -> list[Any]:
-        cond = fws.Condition()
+        cond = fw.Condition()
         log: list[Any] = []
         count = 0
 
@@ -600,9 +562,9 @@ def test_condition_wait_for_rechecks_the_predicate(fws: Any) -> None:
             async with cond:
                 log.append(await cond.wait_for(lambda: count >= 3 and f"count={count}"))
 
-        task = fws.create_task(waiter())
+        task = fw.create_task(waiter())
         for _ in range(3):
-            await fws.settle()
+            await fw.settle()
             async with cond:
                 count += 1
                 log.append(count)
@@ -612,32 +574,32 @@ def test_condition_wait_for_rechecks_the_predicate(fws: Any) -> None:
             assert await cond.wait_for(lambda: "yes") == "yes"
         return log
 
-    assert fws.run(main()) == [1, 2, 3, "count=3"]
+    assert fw.run_guarded(main()) == [1, 2, 3, "count=3"]
 
 
-def test_condition_cancelled_wait_reacquires_the_lock_first(fws: Any) -> None:
+def test_condition_cancelled_wait_reacquires_the_lock_first(fw: Any) -> None:
     async def main() -> list[str]:
-        cond = fws.Condition()
+        cond = fw.Condition()
         log: list[str] = []
-        waiter = _recording_condition_waiter(fws, cond, log)
-        task = fws.create_task(waiter("a"))
-        await fws.settle()
+        waiter = _recording_condition_waiter(fw, cond, log)
+        task = fw.create_task(waiter("a"))
+        await fw.settle()
         await cond.acquire()
         task.cancel()
-        await fws.settle()  # a is cancelled, but must get the lock back before it leaves
+        await fw.settle()  # a is cancelled, but must get the lock back before it leaves
         log.append("main releases")
         cond.release()
-        await _finish(fws, [task])
+        await _finish(fw, [task])
         assert not cond.locked()
         return log
 
-    assert fws.run(main()) == ["a waits", "main releases", "a cancelled, lock held: True"]
+    assert fw.run_guarded(main()) == ["a waits", "main releases", "a cancelled, lock held: True"]
 
 
-def test_condition_shares_the_lock_it_is_given(fws: Any) -> None:
+def test_condition_shares_the_lock_it_is_given(fw: Any) -> None:
     async def main() -> None:
-        lock = fws.Lock()
-        cond = fws.Condition(lock)
+        lock = fw.Lock()
+        cond = fw.Condition(lock)
         async with lock:
             assert cond.locked()
             cond.notify()  # the lock is held, through either name
@@ -645,7 +607,7 @@ def test_condition_shares_the_lock_it_is_given(fws: Any) -> None:
             assert lock.locked()
         assert not lock.locked()
 
-    fws.run(main())
+    fw.run_guarded(main())
 
 
 async def test_condition_notified_then_cancelled_passes_the_notification_on() -> None:
@@ -685,18 +647,18 @@ async def test_condition_cancelled_while_reacquiring_passes_the_notification_on(
 # --- Semaphore and BoundedSemaphore --------------------------------------------------
 
 
-def test_semaphore_value_rules(fws: Any) -> None:
+def test_semaphore_value_rules(fw: Any) -> None:
     async def main() -> None:
         with pytest.raises(ValueError):
-            fws.Semaphore(-1)
+            fw.Semaphore(-1)
         with pytest.raises(ValueError):
-            fws.BoundedSemaphore(-1)
-        assert fws.Semaphore(0).locked()
-        one = fws.Semaphore()
+            fw.BoundedSemaphore(-1)
+        assert fw.Semaphore(0).locked()
+        one = fw.Semaphore()
         assert not one.locked()
         async with one:
             assert one.locked()
-        sem = fws.Semaphore(2)
+        sem = fw.Semaphore(2)
         assert await sem.acquire() is True
         assert not sem.locked() and "value:1" in repr(sem)
         await sem.acquire()
@@ -708,12 +670,12 @@ def test_semaphore_value_rules(fws: Any) -> None:
             await sem.acquire()
         assert sem.locked()
 
-    fws.run(main())
+    fw.run_guarded(main())
 
 
-def test_bounded_semaphore_refuses_to_grow(fws: Any) -> None:
+def test_bounded_semaphore_refuses_to_grow(fw: Any) -> None:
     async def main() -> None:
-        sem = fws.BoundedSemaphore(2)
+        sem = fw.BoundedSemaphore(2)
         with pytest.raises(ValueError):
             sem.release()
         await sem.acquire()
@@ -724,7 +686,7 @@ def test_bounded_semaphore_refuses_to_grow(fws: Any) -> None:
             sem.release()
         assert not sem.locked()
 
-    fws.run(main())
+    fw.run_guarded(main())
 
 
 async def test_semaphore_errors_say_what_is_wrong() -> None:
@@ -738,11 +700,11 @@ async def test_semaphore_errors_say_what_is_wrong() -> None:
         BoundedSemaphore(1).release()
 
 
-def _recording_semaphore_worker(fws: Any, sem: Any, log: list[str]) -> Any:
+def _recording_semaphore_worker(fw: Any, sem: Any, log: list[str]) -> Any:
     async def worker(name: str) -> None:
         try:
             await sem.acquire()
-        except fws.CancelledError:
+        except fw.CancelledError:
             log.append(f"{name} cancelled")
             raise
         log.append(name)
@@ -750,26 +712,26 @@ def _recording_semaphore_worker(fws: Any, sem: Any, log: list[str]) -> Any:
     return worker
 
 
-def test_semaphore_is_fifo(fws: Any) -> None:
+def test_semaphore_is_fifo(fw: Any) -> None:
     async def main() -> list[str]:
-        sem = fws.Semaphore(2)
+        sem = fw.Semaphore(2)
         log: list[str] = []
-        worker = _recording_semaphore_worker(fws, sem, log)
-        tasks = [fws.create_task(worker(name)) for name in "abcde"]
-        await fws.settle()
+        worker = _recording_semaphore_worker(fw, sem, log)
+        tasks = [fw.create_task(worker(name)) for name in "abcde"]
+        await fw.settle()
         for _ in range(3):
             log.append("release")
             sem.release()
-            await fws.settle()
-        await _finish(fws, tasks)
+            await fw.settle()
+        await _finish(fw, tasks)
         return log
 
-    assert fws.run(main()) == ["a", "b", "release", "c", "release", "d", "release", "e"]
+    assert fw.run_guarded(main()) == ["a", "b", "release", "c", "release", "d", "release", "e"]
 
 
-def test_semaphore_newcomer_does_not_barge(fws: Any) -> None:
+def test_semaphore_newcomer_does_not_barge(fw: Any) -> None:
     async def main() -> list[str]:
-        sem = fws.Semaphore(1)
+        sem = fw.Semaphore(1)
         log: list[str] = []
 
         async def worker() -> None:
@@ -777,8 +739,8 @@ def test_semaphore_newcomer_does_not_barge(fws: Any) -> None:
                 log.append("a")
 
         await sem.acquire()
-        task = fws.create_task(worker())
-        await fws.settle()
+        task = fw.create_task(worker())
+        await fw.settle()
         sem.release()  # the permit is a's
         assert sem.locked()
         await sem.acquire()
@@ -786,51 +748,51 @@ def test_semaphore_newcomer_does_not_barge(fws: Any) -> None:
         await task
         return log
 
-    assert fws.run(main()) == ["a", "main"]
+    assert fw.run_guarded(main()) == ["a", "main"]
 
 
-def test_semaphore_cancelled_after_wake_up_passes_the_permit_on(fws: Any) -> None:
+def test_semaphore_cancelled_after_wake_up_passes_the_permit_on(fw: Any) -> None:
     async def main() -> list[str]:
-        sem = fws.Semaphore(0)
+        sem = fw.Semaphore(0)
         log: list[str] = []
-        worker = _recording_semaphore_worker(fws, sem, log)
-        tasks = [fws.create_task(worker(name)) for name in "abc"]
-        await fws.settle()
+        worker = _recording_semaphore_worker(fw, sem, log)
+        tasks = [fw.create_task(worker(name)) for name in "abc"]
+        await fw.settle()
         sem.release()
         tasks[0].cancel()  # a was woken for the permit; b must get it
-        await fws.settle()
+        await fw.settle()
         assert not tasks[2].done() and sem.locked()
         sem.release()
-        await _finish(fws, tasks)
+        await _finish(fw, tasks)
         return log
 
-    assert fws.run(main()) == ["a cancelled", "b", "c"]
+    assert fw.run_guarded(main()) == ["a cancelled", "b", "c"]
 
 
-def test_semaphore_cancelled_waiter_leaves_the_queue(fws: Any) -> None:
+def test_semaphore_cancelled_waiter_leaves_the_queue(fw: Any) -> None:
     async def main() -> list[str]:
-        sem = fws.Semaphore(0)
+        sem = fw.Semaphore(0)
         log: list[str] = []
-        worker = _recording_semaphore_worker(fws, sem, log)
-        tasks = [fws.create_task(worker(name)) for name in "abc"]
-        await fws.settle()
+        worker = _recording_semaphore_worker(fw, sem, log)
+        tasks = [fw.create_task(worker(name)) for name in "abc"]
+        await fw.settle()
         tasks[0].cancel()
-        await fws.settle()
+        await fw.settle()
         sem.release()
         sem.release()
-        await _finish(fws, tasks)
+        await _finish(fw, tasks)
         return log
 
-    assert fws.run(main()) == ["a cancelled", "b", "c"]
+    assert fw.run_guarded(main()) == ["a cancelled", "b", "c"]
 
 
-def test_semaphore_spare_permits_reach_tasks_queued_behind_a_woken_one(fws: Any) -> None:
+def test_semaphore_spare_permits_reach_tasks_queued_behind_a_woken_one(fw: Any) -> None:
     async def main() -> list[str]:
-        sem = fws.Semaphore(0)
+        sem = fw.Semaphore(0)
         log: list[str] = []
-        worker = _recording_semaphore_worker(fws, sem, log)
-        task = fws.create_task(worker("a"))
-        await fws.settle()
+        worker = _recording_semaphore_worker(fw, sem, log)
+        task = fw.create_task(worker("a"))
+        await fw.settle()
         sem.release()  # for a, which has not run yet
         sem.release()  # nobody else waits: a spare permit
         await sem.acquire()  # queues behind a; a must hand the spare permit on
@@ -839,24 +801,24 @@ def test_semaphore_spare_permits_reach_tasks_queued_behind_a_woken_one(fws: Any)
         assert sem.locked()
         return log
 
-    assert fws.run(main()) == ["a", "main"]
+    assert fw.run_guarded(main()) == ["a", "main"]
 
 
-def test_semaphore_wakes_no_more_tasks_than_permits(fws: Any) -> None:
+def test_semaphore_wakes_no_more_tasks_than_permits(fw: Any) -> None:
     async def main() -> list[str]:
-        sem = fws.Semaphore(0)
+        sem = fw.Semaphore(0)
         log: list[str] = []
-        worker = _recording_semaphore_worker(fws, sem, log)
-        tasks = [fws.create_task(worker(name)) for name in "abc"]
-        await fws.settle()
+        worker = _recording_semaphore_worker(fw, sem, log)
+        tasks = [fw.create_task(worker(name)) for name in "abc"]
+        await fw.settle()
         sem.release()
         sem.release()
-        await fws.settle()
+        await fw.settle()
         assert not tasks[2].done() and sem.locked()
         log.append("release")
         sem.release()
-        await _finish(fws, tasks)
+        await _finish(fw, tasks)
         assert sem.locked()
         return log
 
-    assert fws.run(main()) == ["a", "b", "release", "c"]
+    assert fw.run_guarded(main()) == ["a", "b", "release", "c"]

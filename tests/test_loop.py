@@ -61,7 +61,7 @@ def spy_on_blocking(loop: Any, on_block: Callable[[float | None], None]) -> None
 
 
 def logger_name(fw: Any) -> str:
-    return "treadle" if fw is treadle else "asyncio"
+    return "treadle" if fw.module is treadle else "asyncio"
 
 
 # --- call_soon ----------------------------------------------------------------------------
@@ -84,7 +84,7 @@ def test_call_soon_passes_arguments_and_returns_a_handle(fw: Any, new_loop: Any)
     loop = new_loop()
     calls: list[tuple[Any, ...]] = []
     handle = loop.call_soon(lambda *args: calls.append(args), 1, "two", None)
-    assert isinstance(handle, asyncio.Handle if fw is asyncio else treadle.Handle)
+    assert isinstance(handle, asyncio.Handle if fw.module is asyncio else treadle.Handle)
     run_one_iteration(loop)
     assert calls == [(1, "two", None)]
 
@@ -435,7 +435,7 @@ def test_running_a_running_loop_raises(fw: Any, new_loop: Any) -> None:
     # asyncio 3.13.0-3.13.2: a refused run_forever() still runs its cleanup, which marks
     # the outer loop as not running (CPython gh-130145, fixed in 3.13.3), so a second
     # attempt would really run a nested loop. There the oracle checks the first refusal.
-    forgets_it_runs = fw is asyncio and (3, 13, 0) <= sys.version_info[:3] < (3, 13, 3)
+    forgets_it_runs = fw.module is asyncio and (3, 13, 0) <= sys.version_info[:3] < (3, 13, 3)
 
     def nested() -> None:
         for attempt in (loop.run_forever, lambda: loop.run_until_complete(loop.create_future())):
@@ -454,7 +454,10 @@ def test_running_a_running_loop_raises(fw: Any, new_loop: Any) -> None:
     for exc in errors:
         assert "already running" in str(exc)
     # The loop still works afterwards.
-    assert loop.run_until_complete(asyncio.sleep(0) if fw is asyncio else treadle.sleep(0)) is None
+    assert (
+        loop.run_until_complete(asyncio.sleep(0) if fw.module is asyncio else treadle.sleep(0))
+        is None
+    )
 
 
 def test_running_a_closed_loop_raises(fw: Any, new_loop: Any) -> None:
@@ -731,7 +734,7 @@ def test_debug_mode_warns_about_a_slow_callback(
     fw: Any, new_loop: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     loop = new_loop()
-    assert loop.get_debug() is False or fw is asyncio  # asyncio may follow -X dev
+    assert loop.get_debug() is False or fw.module is asyncio  # asyncio may follow -X dev
     loop.set_debug(True)
     assert loop.get_debug() is True
     loop.slow_callback_duration = 0.01

@@ -247,7 +247,7 @@ def test_a_failing_test_shows_its_own_line_not_the_plugin(pytester: pytest.Pytes
     for plugin_source in ("run_until_complete", "run_body", "run_test", "pytest_pyfunc_call"):
         assert plugin_source not in output
     assert "treadle/testing" not in output
-    assert "treadle/tasks.py" not in output
+    assert "treadle/core/tasks.py" not in output
 
 
 # --- virtual time and real I/O ------------------------------------------------------------------

@@ -8,60 +8,25 @@ connections, leaving ``async with server`` cancels them, and a backlog must be p
 
 from __future__ import annotations
 
-import asyncio
 import errno
-import os
 import re
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from loopback import address_of, echo_lines
 
 import treadle
 from treadle import CancelledError, create_task, get_running_loop, start_server
-from treadle.testing import run_test, wait_all_tasks_blocked
+from treadle.testing import wait_all_tasks_blocked
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def run(fw: Any, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    """Run ``main()`` on ``fw``; on treadle with the plugin's leak and stray-error checks."""
-    return run_test(main) if fw is treadle else asyncio.run(main())
-
-
-@pytest.fixture(autouse=True)
-def no_fd_leak() -> Iterator[None]:
-    before = len(os.listdir("/proc/self/fd"))
-    yield
-    assert len(os.listdir("/proc/self/fd")) == before, "the test left file descriptors open"
-
-
-async def settle(fw: Any) -> None:
-    if fw is treadle:
-        await wait_all_tasks_blocked()
-    else:
-        for _ in range(100):
-            await asyncio.sleep(0)
-
-
-async def echo_lines(reader: Any, writer: Any) -> None:
-    """Echo each line until EOF, then close (asyncio does not close for us)."""
-    async for line in reader:
-        writer.write(line)
-        await writer.drain()
-    writer.close()
-
-
-def address_of(server: Any) -> tuple[str, int]:
-    host, port = server.sockets[0].getsockname()[:2]
-    return host, port
 
 
 async def round_trip(fw: Any, address: tuple[str, int], line: bytes = b"ping\n") -> bytes:
@@ -98,7 +63,7 @@ def test_start_server_on_port_zero_serves(fw: Any) -> None:
             await server.wait_closed()
         assert not server.is_serving()
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 async def test_the_server_repr_names_its_address() -> None:
@@ -119,7 +84,7 @@ def test_start_serving_later(fw: Any) -> None:
             server.close()
             await server.wait_closed()
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_serve_forever_cancelled_cleanly(fw: Any) -> None:
@@ -127,7 +92,7 @@ def test_serve_forever_cancelled_cleanly(fw: Any) -> None:
         server = await fw.start_server(echo_lines, "127.0.0.1", 0, start_serving=False)
         address = address_of(server)
         serving = fw.create_task(server.serve_forever())
-        await settle(fw)
+        await fw.settle()
         assert server.is_serving()
         with pytest.raises(RuntimeError):
             await server.serve_forever()
@@ -139,7 +104,7 @@ def test_serve_forever_cancelled_cleanly(fw: Any) -> None:
         assert refuses(address)
         await server.wait_closed()
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_async_with_closes_the_server(fw: Any) -> None:
@@ -150,7 +115,7 @@ def test_async_with_closes_the_server(fw: Any) -> None:
         assert not server.is_serving()
         assert refuses(address)
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_close_stops_accepting_and_existing_clients_go_on(fw: Any) -> None:
@@ -169,7 +134,7 @@ def test_close_stops_accepting_and_existing_clients_go_on(fw: Any) -> None:
         await writer.wait_closed()
         await server.wait_closed()
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 async def test_wait_closed_waits_for_the_connections() -> None:
@@ -256,7 +221,7 @@ def test_a_plain_function_handler(fw: Any) -> None:
             writer.close()
             await writer.wait_closed()
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_start_server_with_a_listening_socket(fw: Any) -> None:
@@ -266,7 +231,7 @@ def test_start_server_with_a_listening_socket(fw: Any) -> None:
             assert server.sockets[0].getsockname() == sock.getsockname()
             assert await round_trip(fw, sock.getsockname()) == b"ping\n"
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_start_server_with_a_bound_socket_listens(fw: Any) -> None:
@@ -276,7 +241,7 @@ def test_start_server_with_a_bound_socket_listens(fw: Any) -> None:
         async with await fw.start_server(echo_lines, sock=sock) as server:
             assert await round_trip(fw, address_of(server)) == b"ping\n"
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_wait_closed_before_close_waits_for_the_close(fw: Any) -> None:
@@ -284,13 +249,13 @@ def test_wait_closed_before_close_waits_for_the_close(fw: Any) -> None:
         server = await fw.start_server(echo_lines, "127.0.0.1", 0)
         waiting = fw.create_task(server.wait_closed())
         try:
-            await settle(fw)
+            await fw.settle()
             assert not waiting.done()
         finally:
             server.close()
             await waiting
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 async def test_a_bad_backlog_is_refused() -> None:
@@ -309,10 +274,10 @@ def test_binding_a_port_in_use_is_an_oserror_naming_it(fw: Any) -> None:
                 await fw.start_server(echo_lines, "127.0.0.1", port)
         assert info.value.errno == errno.EADDRINUSE
         assert str(port) in str(info.value)
-        if fw is treadle:
+        if fw.module is treadle:
             assert f"127.0.0.1:{port}" in str(info.value)
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 # --- Unix sockets -----------------------------------------------------------------------
@@ -335,7 +300,7 @@ def test_unix_server_and_connection(fw: Any, tmp_path: Path) -> None:
             writer.close()
             await writer.wait_closed()
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 async def test_unix_connection_to_a_missing_path_names_it(tmp_path: Path) -> None:

@@ -9,15 +9,12 @@ with asyncio's names, run on treadle and on asyncio (the oracle) with ``fw``.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import random
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from oracle_runners import settle_asyncio
 
 import treadle
 from treadle import (
@@ -39,17 +36,6 @@ from treadle import (
 from treadle.testing import run_test, wait_all_tasks_blocked
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-@pytest.fixture(autouse=True)
-def no_fd_leak() -> Iterator[None]:
-    before = open_fds()
-    yield
-    assert open_fds() == before, "the test left file descriptors open"
 
 
 @pytest.fixture
@@ -384,19 +370,7 @@ async def test_an_unknown_host_gives_an_error_naming_it() -> None:
     assert info.value.errno is not None
 
 
-async def settle(fw: Any) -> None:
-    if fw is treadle:
-        await wait_all_tasks_blocked()
-    else:
-        await settle_asyncio()
-
-
 # --- the same operations as loop methods, with asyncio's names: run on both ---------------
-
-
-def run_on(fw: Any, main: Callable[[], Any]) -> Any:
-    """Run ``main()`` on ``fw``: the test plugin's guarded runner on treadle, asyncio.run."""
-    return run_test(main) if fw is treadle else asyncio.run(main())
 
 
 def test_loop_tcp_methods_connect_accept_send_and_receive(fw: Any) -> None:
@@ -427,7 +401,7 @@ def test_loop_tcp_methods_connect_accept_send_and_receive(fw: Any) -> None:
                 client.shutdown(socket.SHUT_WR)
                 assert await loop.sock_recv(conn, 10) == b""
 
-    run_on(fw, main)
+    fw.run_guarded(main())
 
 
 def test_loop_udp_methods(fw: Any) -> None:
@@ -440,17 +414,17 @@ def test_loop_udp_methods(fw: Any) -> None:
                 s.bind(("127.0.0.1", 0))
                 s.setblocking(False)
             receiving = fw.create_task(loop.sock_recvfrom(b, 100))
-            await settle(fw)
+            await fw.settle()
             assert await loop.sock_sendto(a, b"one", b.getsockname()) == 3
             assert await receiving == (b"one", a.getsockname())
             buf = bytearray(10)
             receiving_into = fw.create_task(loop.sock_recvfrom_into(b, buf, 4))
-            await settle(fw)
+            await fw.settle()
             await loop.sock_sendto(a, b"two!", b.getsockname())
             assert await receiving_into == (4, a.getsockname())
             assert buf[:4] == b"two!"
 
-    run_on(fw, main)
+    fw.run_guarded(main())
 
 
 def test_loop_getaddrinfo_and_getnameinfo(fw: Any) -> None:
@@ -467,7 +441,7 @@ def test_loop_getaddrinfo_and_getnameinfo(fw: Any) -> None:
         with pytest.raises(socket.gaierror):
             await loop.getaddrinfo("nonexistent.invalid", 80)
 
-    run_on(fw, main)
+    fw.run_guarded(main())
 
 
 def test_loop_sock_connect_to_a_refused_port(fw: Any) -> None:
@@ -481,7 +455,7 @@ def test_loop_sock_connect_to_a_refused_port(fw: Any) -> None:
                 with pytest.raises(ConnectionRefusedError):
                     await loop.sock_connect(client, address)
 
-    run_on(fw, main)
+    fw.run_guarded(main())
 
 
 LOOP_CALLS: dict[str, Callable[[Any, socket.socket], Any]] = {
@@ -504,7 +478,7 @@ def test_loop_methods_refuse_a_blocking_socket(fw: Any, name: str) -> None:
         with socket.socket() as sock, pytest.raises(ValueError, match="non-blocking"):
             await LOOP_CALLS[name](fw.get_running_loop(), sock)
 
-    run_on(fw, main)
+    fw.run_guarded(main())
 
 
 def test_a_cancelled_loop_sock_recv_removes_its_reader_and_loses_no_byte(fw: Any) -> None:
@@ -514,7 +488,7 @@ def test_a_cancelled_loop_sock_recv_removes_its_reader_and_loses_no_byte(fw: Any
         with a, b:
             b.setblocking(False)
             receiving = fw.create_task(loop.sock_recv(b, 100))
-            await settle(fw)
+            await fw.settle()
             a.sendall(b"racing")  # arrives together with the cancellation
             receiving.cancel()
             with pytest.raises(fw.CancelledError):
@@ -522,7 +496,7 @@ def test_a_cancelled_loop_sock_recv_removes_its_reader_and_loses_no_byte(fw: Any
             assert loop.remove_reader(b) is False  # nothing left registered
             assert await loop.sock_recv(b, 100) == b"racing"
 
-    run_on(fw, main)
+    fw.run_guarded(main())
 
 
 def test_the_module_functions_add_no_frame() -> None:

@@ -8,20 +8,24 @@ internals, said so) run on treadle only.
 
 from __future__ import annotations
 
-import asyncio
+import ast
 import contextlib
-import os
 import random
 import socket
 import struct
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+from loopback import abort, buffered, write_in_random_chunks
+from oracle_runners import TREADLE
 
 import treadle
+import treadle.streams
+import treadle.tls
 from treadle import (
     CancelledError,
     IncompleteReadError,
@@ -30,46 +34,14 @@ from treadle import (
     get_running_loop,
     open_connection,
 )
-from treadle.testing import run_test, wait_all_tasks_blocked
+from treadle.testing import wait_all_tasks_blocked
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def run(fw: Any, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    """Run ``main()`` on ``fw``; on treadle with the plugin's leak and stray-error checks."""
-    return run_test(main) if fw is treadle else asyncio.run(main())
-
-
-@pytest.fixture(autouse=True)
-def no_fd_leak() -> Iterator[None]:
-    before = len(os.listdir("/proc/self/fd"))
-    yield
-    assert len(os.listdir("/proc/self/fd")) == before, "the test left file descriptors open"
-
-
-async def settle(fw: Any) -> None:
-    """Let every other task run until it blocks (asyncio: a good many loop iterations)."""
-    if fw is treadle:
-        await wait_all_tasks_blocked()
-    else:
-        for _ in range(100):
-            await asyncio.sleep(0)
-
-
-def buffered(writer: Any) -> int:
-    """The writer's buffered byte count (asyncio keeps it on the transport)."""
-    if hasattr(writer, "transport"):
-        return int(writer.transport.get_write_buffer_size())
-    return int(writer.get_write_buffer_size())
 
 
 def set_limits(writer: Any, high: int, low: int) -> None:
     target = writer.transport if hasattr(writer, "transport") else writer
     target.set_write_buffer_limits(high=high, low=low)
-
-
-def abort(writer: Any) -> None:
-    (writer.transport if hasattr(writer, "transport") else writer).abort()
 
 
 @dataclass
@@ -151,7 +123,7 @@ def test_read_n_then_read_all_until_eof(fw: Any) -> None:
             assert await p.reader.read() == b""
             assert await p.reader.read(10) == b""
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_readline_returns_lines_then_the_partial_tail_then_nothing(fw: Any) -> None:
@@ -166,7 +138,7 @@ def test_readline_returns_lines_then_the_partial_tail_then_nothing(fw: Any) -> N
             assert p.reader.at_eof()
             assert await p.reader.readline() == b""
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_readexactly_and_incomplete_read(fw: Any) -> None:
@@ -174,7 +146,7 @@ def test_readexactly_and_incomplete_read(fw: Any) -> None:
         async with connected(fw) as p:
             reading = fw.create_task(p.reader.readexactly(6))
             p.peer_writer.write(b"abc")
-            await settle(fw)
+            await fw.settle()
             assert not reading.done()
             p.peer_writer.write(b"defghij")
             assert await reading == b"abcdef"
@@ -186,7 +158,7 @@ def test_readexactly_and_incomplete_read(fw: Any) -> None:
             assert info.value.expected == 10
             assert await p.reader.read() == b""
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_readuntil_a_separator_split_across_segments(fw: Any) -> None:
@@ -194,7 +166,7 @@ def test_readuntil_a_separator_split_across_segments(fw: Any) -> None:
         async with connected(fw) as p:
             reading = fw.create_task(p.reader.readuntil(b"\r\n\r\n"))
             p.peer_writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r")
-            await settle(fw)
+            await fw.settle()
             assert not reading.done()
             p.peer_writer.write(b"\nbody")
             assert await reading == b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -206,7 +178,7 @@ def test_readuntil_a_separator_split_across_segments(fw: Any) -> None:
             with pytest.raises(ValueError):
                 await p.reader.readuntil(b"")
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_async_iteration_yields_lines(fw: Any) -> None:
@@ -216,7 +188,7 @@ def test_async_iteration_yields_lines(fw: Any) -> None:
             p.peer_writer.write_eof()
             assert [line async for line in p.reader] == [b"a\n", b"b\n", b"c"]
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_readuntil_past_the_limit_keeps_the_bytes_buffered(fw: Any) -> None:
@@ -237,7 +209,7 @@ def test_readuntil_past_the_limit_keeps_the_bytes_buffered(fw: Any) -> None:
             assert await p.reader.readuntil(b"\n") == b"\n"
             assert await p.reader.readline() == b"short\n"
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_a_chunk_of_exactly_limit_bytes_before_the_separator_is_accepted(fw: Any) -> None:
@@ -247,7 +219,7 @@ def test_a_chunk_of_exactly_limit_bytes_before_the_separator_is_accepted(fw: Any
             assert await p.reader.readline() == b"a" * 16 + b"\n"
             assert await p.reader.readuntil(b"\r\n") == b"b" * 16 + b"\r\n"
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_read_with_a_huge_n_returns_what_is_there(fw: Any) -> None:
@@ -258,7 +230,7 @@ def test_read_with_a_huge_n_returns_what_is_there(fw: Any) -> None:
             p.peer_writer.write(b"again")
             assert await p.reader.read(sys.maxsize) == b"again"
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 async def test_readline_past_the_limit_raises_and_keeps_the_bytes() -> None:
@@ -278,14 +250,14 @@ def test_limit_must_be_positive(fw: Any) -> None:
             with pytest.raises(ValueError):
                 await fw.open_connection("127.0.0.1", 9, limit=limit)
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_two_tasks_reading_at_once_is_a_clear_error(fw: Any) -> None:
     async def main() -> None:
         async with connected(fw) as p:
             first = fw.create_task(p.reader.read(10))
-            await settle(fw)
+            await fw.settle()
             with pytest.raises(RuntimeError):
                 await p.reader.read(10)
             with pytest.raises(RuntimeError):
@@ -294,7 +266,7 @@ def test_two_tasks_reading_at_once_is_a_clear_error(fw: Any) -> None:
             assert await first == b"for the fi"
             assert await p.reader.read(10) == b"rst"
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 async def test_the_second_reader_error_says_what_is_wrong() -> None:
@@ -375,7 +347,7 @@ def test_write_writelines_and_write_eof(fw: Any) -> None:
             p.peer_writer.close()
             assert await p.reader.read() == b"reply"
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_write_needs_bytes(fw: Any) -> None:
@@ -384,7 +356,7 @@ def test_write_needs_bytes(fw: Any) -> None:
             with pytest.raises(TypeError):
                 p.writer.write("text")
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_close_flushes_then_the_peer_sees_eof(fw: Any) -> None:
@@ -399,7 +371,7 @@ def test_close_flushes_then_the_peer_sees_eof(fw: Any) -> None:
             assert p.peer_reader.at_eof()
             p.writer.close()  # closing twice is harmless
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 async def test_the_writer_closes_at_the_end_of_async_with() -> None:
@@ -426,7 +398,7 @@ def test_get_extra_info(fw: Any) -> None:
             assert p.writer.get_extra_info("no such thing", 42) == 42
             assert p.writer.get_extra_info("no such thing") is None
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_local_addr(fw: Any) -> None:
@@ -434,7 +406,7 @@ def test_local_addr(fw: Any) -> None:
         async with connected(fw, local_addr=("127.0.0.1", 0)) as p:
             assert p.writer.get_extra_info("sockname")[0] == "127.0.0.1"
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 # --- backpressure -----------------------------------------------------------------------
@@ -461,7 +433,7 @@ def test_drain_blocks_above_high_water_until_the_peer_reads(fw: Any) -> None:
             producer = fw.create_task(produce())
             for _ in range(100):  # until the producer stops making progress
                 before = progress["written"]
-                await settle(fw)
+                await fw.settle()
                 if progress["written"] == before:
                     break
             assert not producer.done()
@@ -473,7 +445,7 @@ def test_drain_blocks_above_high_water_until_the_peer_reads(fw: Any) -> None:
             assert received == chunk * rounds
             assert progress["max_buffered"] <= HIGH + len(chunk)
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_several_tasks_draining_at_once_all_wake(fw: Any) -> None:
@@ -484,14 +456,14 @@ def test_several_tasks_draining_at_once_all_wake(fw: Any) -> None:
             p.writer.write(payload)
             assert buffered(p.writer) > HIGH
             drains = [fw.create_task(p.writer.drain()) for _ in range(3)]
-            await settle(fw)
+            await fw.settle()
             assert not any(d.done() for d in drains)
             assert await p.peer_reader.readexactly(len(payload)) == payload
             for d in drains:
                 await d
             await p.writer.drain()
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 async def test_a_cancelled_drain_leaves_the_others_waiting() -> None:
@@ -515,7 +487,7 @@ def test_set_write_buffer_limits_rejects_low_above_high() -> None:
             with pytest.raises(ValueError):
                 p.writer.set_write_buffer_limits(high=10, low=20)
 
-    run(treadle, main)
+    TREADLE.run_guarded(main())
 
 
 def test_every_byte_in_order_with_random_chunk_sizes_both_ways(fw: Any) -> None:
@@ -524,14 +496,7 @@ def test_every_byte_in_order_with_random_chunk_sizes_both_ways(fw: Any) -> None:
             payload = random.Random(5).randbytes(6 * 1024 * 1024)
 
             async def send() -> None:
-                rng = random.Random(6)
-                view = memoryview(payload)
-                sent = 0
-                while sent < len(payload):
-                    n = rng.randint(1, 150_000)
-                    p.writer.write(view[sent : sent + n])
-                    sent += n
-                    await p.writer.drain()
+                await write_in_random_chunks(p.writer, payload, random.Random(6), 150_000)
                 p.writer.write_eof()
 
             async def echo() -> None:
@@ -555,7 +520,7 @@ def test_every_byte_in_order_with_random_chunk_sizes_both_ways(fw: Any) -> None:
             assert len(received) == len(payload)
             assert received == payload
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 # --- connecting -------------------------------------------------------------------------
@@ -575,7 +540,7 @@ def test_a_refused_connection_raises_connection_refused(fw: Any, refused_port: i
             await fw.open_connection("127.0.0.1", refused_port)
         assert str(refused_port) in str(info.value)
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 async def test_the_refusal_names_the_host_and_every_address_tried(
@@ -643,7 +608,7 @@ def test_a_reset_right_after_accept_belongs_to_the_first_read_not_the_connect(fw
         port = server.sockets[0].getsockname()[1]
         # The connect succeeded: open_connection must not report "could not connect".
         reader, writer = await fw.open_connection("127.0.0.1", port)
-        await settle(fw)
+        await fw.settle()
         with pytest.raises(ConnectionResetError):
             await reader.read(10)
         writer.close()
@@ -652,4 +617,111 @@ def test_a_reset_right_after_accept_belongs_to_the_first_read_not_the_connect(fw
         server.close()
         await server.wait_closed()
 
-    run(fw, main)
+    fw.run_guarded(main())
+
+
+# --- the shape of the read path -----------------------------------------------------------
+#
+# One receive routine: every read path (the readiness callback, read()'s fast path, the
+# fill of readexactly/readuntil, TLS) receives through Connection.receive, which alone
+# calls a socket's recv in streams.py and classifies the outcome; over TLS the socket is
+# read in one place too. And the streams ask their connection to change its state.
+
+RECEIVING_CALLS = {"recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg"}
+MUTATING_METHODS = {"append", "clear", "extend", "insert", "pop", "remove", "update"}
+
+
+def _functions_calling(source: str, names: set[str]) -> list[str]:
+    """``Class.method`` (or ``function``) for each call of an attribute named in ``names``."""
+    found: list[str] = []
+
+    def visit(node: ast.AST, where: list[str]) -> None:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            where = [*where, node.name]
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in names
+        ):
+            found.append(".".join(where))
+        for child in ast.iter_child_nodes(node):
+            visit(child, where)
+
+    visit(ast.parse(source), [])
+    return found
+
+
+def _connection_edits(source: str, class_name: str) -> list[str]:
+    """Places in ``class_name`` that change the connection's fields rather than ask it."""
+    [cls] = [
+        n
+        for n in ast.walk(ast.parse(source))
+        if isinstance(n, ast.ClassDef) and n.name == class_name
+    ]
+
+    def mentions_connection(node: ast.AST, aliases: set[str]) -> bool:
+        return any(
+            (isinstance(n, ast.Attribute) and n.attr == "_conn")
+            or (isinstance(n, ast.Name) and n.id in aliases)
+            for n in ast.walk(node)
+        )
+
+    edits = []
+    for method in cls.body:
+        if not isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        aliases: set[str] = set()  # local names bound to the connection or its fields
+        for node in ast.walk(method):
+            if isinstance(node, ast.Assign) and mentions_connection(node.value, aliases):
+                aliases.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        for node in ast.walk(method):
+            # What each statement changes: the object an assignment, a del or an
+            # in-place operator reaches into, or the receiver of a mutating call.
+            changed: list[ast.expr] = []
+            if isinstance(node, ast.Assign | ast.Delete):
+                changed = [
+                    t.value for t in node.targets if isinstance(t, ast.Attribute | ast.Subscript)
+                ]
+            elif isinstance(node, ast.AugAssign):
+                target = node.target
+                changed = [
+                    target.value if isinstance(target, ast.Attribute | ast.Subscript) else target
+                ]
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in MUTATING_METHODS
+            ):
+                changed = [node.func.value]
+            if any(mentions_connection(c, aliases) for c in changed):
+                edits.append(f"{class_name}.{method.name}:{node.lineno}")
+    return edits
+
+
+def _source(module: Any) -> str:
+    return Path(module.__file__).read_text(encoding="utf-8")
+
+
+def test_one_receive_routine_reads_the_socket() -> None:
+    assert _functions_calling(_source(treadle.streams), RECEIVING_CALLS) == ["Connection.receive"]
+    assert _functions_calling(_source(treadle.tls), RECEIVING_CALLS) == [
+        "TLSLayer.receive_ciphertext"
+    ]
+
+
+def test_the_streams_ask_their_connection_and_never_edit_it() -> None:
+    source = _source(treadle.streams)
+    assert _connection_edits(source, "StreamReader") == []
+    assert _connection_edits(source, "StreamWriter") == []
+    # The check itself finds edits, direct and through a local name.
+    edits = (
+        "class R:\n"
+        "    def a(self):\n        self._conn.eof = True\n"
+        "    def b(self):\n        buffer = self._conn.rbuf\n        del buffer[:3]\n"
+        "    def c(self):\n        c = self._conn\n        c.rbuf.clear()\n"
+        "    def d(self):\n        c = self._conn\n        c.rbuf += b'x'\n"
+        "    def e(self):\n        buffer = self._conn.rbuf\n        buffer += b'x'\n"
+        "    def f(self, connection):\n        self._conn = connection\n"
+        "    def g(self):\n        c = self._conn\n        return c.take(c.rbuf.find(b'x'))\n"
+    )
+    assert _connection_edits(edits, "R") == ["R.a:3", "R.b:6", "R.c:9", "R.d:12", "R.e:15"]

@@ -1,44 +1,24 @@
 """Tests for ``TaskGroup``.
 
-The tests that take ``ns`` run twice: on treadle and on asyncio (the oracle); they use
+The tests that take ``fw`` run twice: on treadle and on asyncio (the oracle); they use
 no time at all, only futures completed in a chosen order. The ``async def`` tests are
 treadle-only.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import gc
 import inspect
-import types
 from typing import Any
 
 import pytest
-from oracle_runners import run_asyncio_checking_errors, treadle_coordination
 
 import treadle
 from treadle import timeouts
 from treadle.errors import CancelledError
 from treadle.taskgroups import TaskGroup
 from treadle.testing import VirtualClock, wait_all_tasks_blocked
-
-# --- the oracle fixture -------------------------------------------------------------------
-
-
-def _asyncio_namespace() -> Any:
-    ns = types.SimpleNamespace(name="asyncio", CancelledError=asyncio.CancelledError)
-    for name in ("create_task", "current_task", "get_running_loop", "sleep", "TaskGroup"):
-        setattr(ns, name, getattr(asyncio, name))
-    ns.timeout = asyncio.timeout
-    ns.run = run_asyncio_checking_errors
-    return ns
-
-
-@pytest.fixture(params=["treadle", "asyncio"])
-def ns(request: pytest.FixtureRequest) -> Any:
-    """treadle's names, or asyncio's: the same test body must pass on both."""
-    return treadle_coordination() if request.param == "treadle" else _asyncio_namespace()
 
 
 async def _wait_on(fut: Any, log: list[str], name: str) -> Any:
@@ -52,9 +32,9 @@ async def _wait_on(fut: Any, log: list[str], name: str) -> Any:
     return value
 
 
-async def _fail_soon(ns: Any, log: list[str], exc: BaseException, steps: int = 1) -> None:
+async def _fail_soon(fw: Any, log: list[str], exc: BaseException, steps: int = 1) -> None:
     for _ in range(steps):
-        await ns.sleep(0)
+        await fw.sleep(0)
     log.append(f"raise {exc!r}")
     raise exc
 
@@ -66,13 +46,13 @@ def _group_summary(group: BaseExceptionGroup[Any]) -> tuple[str, list[str]]:
 # --- conformance with asyncio -------------------------------------------------------------
 
 
-def test_block_waits_for_every_task(ns: Any) -> None:
+def test_block_waits_for_every_task(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> list[Any]:
-        loop = ns.get_running_loop()
+        loop = fw.get_running_loop()
         a, b = loop.create_future(), loop.create_future()
-        async with ns.TaskGroup() as tg:
+        async with fw.TaskGroup() as tg:
             ta = tg.create_task(_wait_on(a, log, "a"))
             tb = tg.create_task(_wait_on(b, log, "b"), name="bee")
             loop.call_soon(b.set_result, 2)
@@ -82,30 +62,30 @@ def test_block_waits_for_every_task(ns: Any) -> None:
         assert tb.get_name() == "bee"
         return [ta.result(), tb.result()]
 
-    assert ns.run(main()) == [1, 2]
+    assert fw.run_guarded(main()) == [1, 2]
     assert log == ["body done", "b done", "a done", "block done"]
 
 
-def test_failure_cancels_siblings_and_body(ns: Any) -> None:
+def test_failure_cancels_siblings_and_body(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        loop = ns.get_running_loop()
+        loop = fw.get_running_loop()
         never = loop.create_future()
         try:
-            async with ns.TaskGroup() as tg:
+            async with fw.TaskGroup() as tg:
                 tg.create_task(_wait_on(never, log, "sibling"))
-                tg.create_task(_fail_soon(ns, log, ValueError("boom")))
+                tg.create_task(_fail_soon(fw, log, ValueError("boom")))
                 try:
                     await loop.create_future()
-                except ns.CancelledError:
+                except fw.CancelledError:
                     log.append("body CancelledError")
                     raise
         except ExceptionGroup as group:
             log.append(repr(_group_summary(group)))
-        log.append(f"cancelling={ns.current_task().cancelling()}")
+        log.append(f"cancelling={fw.current_task().cancelling()}")
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == [
         "raise ValueError('boom')",
         "sibling CancelledError",
@@ -115,36 +95,36 @@ def test_failure_cancels_siblings_and_body(ns: Any) -> None:
     ]
 
 
-def test_all_failures_are_collected(ns: Any) -> None:
+def test_all_failures_are_collected(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
         try:
-            async with ns.TaskGroup() as tg:
-                tg.create_task(_fail_soon(ns, log, ValueError(1)))
-                tg.create_task(_fail_soon(ns, log, KeyError(2)))
+            async with fw.TaskGroup() as tg:
+                tg.create_task(_fail_soon(fw, log, ValueError(1)))
+                tg.create_task(_fail_soon(fw, log, KeyError(2)))
         except ExceptionGroup as group:
             log.append(repr(_group_summary(group)))
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log[-1] == repr(("ExceptionGroup", ["KeyError(2)", "ValueError(1)"]))
 
 
-def test_failure_while_the_block_waits_at_its_end(ns: Any) -> None:
+def test_failure_while_the_block_waits_at_its_end(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        loop = ns.get_running_loop()
+        loop = fw.get_running_loop()
         never = loop.create_future()
         try:
-            async with ns.TaskGroup() as tg:
+            async with fw.TaskGroup() as tg:
                 tg.create_task(_wait_on(never, log, "sibling"))
-                tg.create_task(_fail_soon(ns, log, ValueError("late"), steps=3))
+                tg.create_task(_fail_soon(fw, log, ValueError("late"), steps=3))
                 log.append("body done")
         except ExceptionGroup as group:
             log.append(repr(_group_summary(group)))
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == [
         "body done",
         "raise ValueError('late')",
@@ -153,116 +133,116 @@ def test_failure_while_the_block_waits_at_its_end(ns: Any) -> None:
     ]
 
 
-def test_body_error_cancels_the_tasks_and_joins_the_group(ns: Any) -> None:
+def test_body_error_cancels_the_tasks_and_joins_the_group(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        never = ns.get_running_loop().create_future()
+        never = fw.get_running_loop().create_future()
         try:
-            async with ns.TaskGroup() as tg:
+            async with fw.TaskGroup() as tg:
                 tg.create_task(_wait_on(never, log, "child"))
-                await ns.sleep(0)
+                await fw.sleep(0)
                 raise LookupError("body")
         except ExceptionGroup as group:
             log.append(repr(_group_summary(group)))
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == ["child CancelledError", repr(("ExceptionGroup", ["LookupError('body')"]))]
 
 
-def test_outside_cancel_propagates_after_the_tasks_finish(ns: Any) -> None:
+def test_outside_cancel_propagates_after_the_tasks_finish(fw: Any) -> None:
     log: list[str] = []
 
-    async def stubborn(ns: Any) -> None:
+    async def stubborn(fw: Any) -> None:
         try:
-            await ns.get_running_loop().create_future()
-        except ns.CancelledError:
-            await ns.sleep(0)
+            await fw.get_running_loop().create_future()
+        except fw.CancelledError:
+            await fw.sleep(0)
             log.append("child cleaned up")
             raise
 
     async def parent(started: Any) -> None:
         try:
-            async with ns.TaskGroup() as tg:
-                tg.create_task(stubborn(ns))
+            async with fw.TaskGroup() as tg:
+                tg.create_task(stubborn(fw))
                 started.set_result(None)
-                await ns.get_running_loop().create_future()
-        except ns.CancelledError:
+                await fw.get_running_loop().create_future()
+        except fw.CancelledError:
             log.append("parent CancelledError")
             raise
 
     async def main() -> None:
-        started = ns.get_running_loop().create_future()
-        task = ns.create_task(parent(started))
+        started = fw.get_running_loop().create_future()
+        task = fw.create_task(parent(started))
         await started
         task.cancel()
-        with pytest.raises(ns.CancelledError):
+        with pytest.raises(fw.CancelledError):
             await task
         log.append(f"cancelled={task.cancelled()}")
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == ["child cleaned up", "parent CancelledError", "cancelled=True"]
 
 
-def test_outside_cancel_while_the_block_waits_at_its_end(ns: Any) -> None:
+def test_outside_cancel_while_the_block_waits_at_its_end(fw: Any) -> None:
     log: list[str] = []
 
     async def parent(started: Any) -> None:
-        never = ns.get_running_loop().create_future()
+        never = fw.get_running_loop().create_future()
         try:
-            async with ns.TaskGroup() as tg:
+            async with fw.TaskGroup() as tg:
                 tg.create_task(_wait_on(never, log, "child"))
                 started.set_result(None)
-        except ns.CancelledError:
+        except fw.CancelledError:
             log.append("parent CancelledError")
             raise
 
     async def main() -> None:
-        started = ns.get_running_loop().create_future()
-        task = ns.create_task(parent(started))
+        started = fw.get_running_loop().create_future()
+        task = fw.create_task(parent(started))
         await started
-        await ns.sleep(0)
+        await fw.sleep(0)
         task.cancel()
-        with pytest.raises(ns.CancelledError):
+        with pytest.raises(fw.CancelledError):
             await task
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == ["child CancelledError", "parent CancelledError"]
 
 
-def test_create_task_before_entering_is_an_error(ns: Any) -> None:
+def test_create_task_before_entering_is_an_error(fw: Any) -> None:
     async def main() -> None:
-        coro = ns.sleep(0)
+        coro = fw.sleep(0)
         with pytest.raises(RuntimeError):
-            ns.TaskGroup().create_task(coro)
+            fw.TaskGroup().create_task(coro)
         coro.close()  # asyncio 3.11 leaves it open
 
-    ns.run(main())
+    fw.run_guarded(main())
 
 
-def test_create_task_after_the_group_finished_is_an_error(ns: Any) -> None:
+def test_create_task_after_the_group_finished_is_an_error(fw: Any) -> None:
     async def main() -> None:
-        async with ns.TaskGroup() as tg:
+        async with fw.TaskGroup() as tg:
             pass
-        coro = ns.sleep(0)
+        coro = fw.sleep(0)
         with pytest.raises(RuntimeError):
             tg.create_task(coro)
         coro.close()
 
-    ns.run(main())
+    fw.run_guarded(main())
 
 
-def test_create_task_while_shutting_down_is_an_error(ns: Any) -> None:
+def test_create_task_while_shutting_down_is_an_error(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
         try:
-            async with ns.TaskGroup() as tg:
-                tg.create_task(_fail_soon(ns, log, ValueError("x")))
+            async with fw.TaskGroup() as tg:
+                tg.create_task(_fail_soon(fw, log, ValueError("x")))
                 try:
-                    await ns.get_running_loop().create_future()
-                except ns.CancelledError:
-                    coro = ns.sleep(0)
+                    await fw.get_running_loop().create_future()
+                except fw.CancelledError:
+                    coro = fw.sleep(0)
                     try:
                         tg.create_task(coro)
                     except RuntimeError:
@@ -272,54 +252,54 @@ def test_create_task_while_shutting_down_is_an_error(ns: Any) -> None:
         except ExceptionGroup:
             log.append("group")
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == ["raise ValueError('x')", "refused", "group"]
 
 
-def test_tasks_may_start_tasks_while_the_block_waits(ns: Any) -> None:
+def test_tasks_may_start_tasks_while_the_block_waits(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        async with ns.TaskGroup() as tg:
+        async with fw.TaskGroup() as tg:
 
             async def spawner() -> None:
-                await ns.sleep(0)
-                tg.create_task(_wait_on(ns.sleep(0, "late"), log, "late child"))
+                await fw.sleep(0)
+                tg.create_task(_wait_on(fw.sleep(0, "late"), log, "late child"))
                 log.append("spawned")
 
             tg.create_task(spawner())
             log.append("body done")
         log.append("block done")
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == ["body done", "spawned", "late child done", "block done"]
 
 
-def test_entering_twice_is_an_error(ns: Any) -> None:
+def test_entering_twice_is_an_error(fw: Any) -> None:
     async def main() -> None:
-        tg = ns.TaskGroup()
+        tg = fw.TaskGroup()
         async with tg:
             with pytest.raises(RuntimeError):
                 async with tg:
                     pass
 
-    ns.run(main())
+    fw.run_guarded(main())
 
 
-def test_keyboard_interrupt_in_body_comes_out_as_itself(ns: Any) -> None:
+def test_keyboard_interrupt_in_body_comes_out_as_itself(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        never = ns.get_running_loop().create_future()
+        never = fw.get_running_loop().create_future()
         try:
-            async with ns.TaskGroup() as tg:
+            async with fw.TaskGroup() as tg:
                 tg.create_task(_wait_on(never, log, "child"))
-                await ns.sleep(0)
+                await fw.sleep(0)
                 raise KeyboardInterrupt
         except KeyboardInterrupt:
             log.append("KeyboardInterrupt")
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == ["child CancelledError", "KeyboardInterrupt"]
 
 
@@ -327,36 +307,36 @@ class _Fatal(BaseException):
     pass
 
 
-def test_base_exception_in_a_task_makes_a_base_exception_group(ns: Any) -> None:
+def test_base_exception_in_a_task_makes_a_base_exception_group(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
         try:
-            async with ns.TaskGroup() as tg:
-                tg.create_task(_fail_soon(ns, log, _Fatal("f")))
-                tg.create_task(_fail_soon(ns, log, ValueError("v")))
+            async with fw.TaskGroup() as tg:
+                tg.create_task(_fail_soon(fw, log, _Fatal("f")))
+                tg.create_task(_fail_soon(fw, log, ValueError("v")))
         except BaseExceptionGroup as group:
             log.append(repr(_group_summary(group)))
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log[-1] == repr(("BaseExceptionGroup", ["ValueError('v')", "_Fatal('f')"]))
 
 
-def test_nested_groups(ns: Any) -> None:
+def test_nested_groups(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        never = ns.get_running_loop().create_future()
+        never = fw.get_running_loop().create_future()
         try:
-            async with ns.TaskGroup() as outer:
+            async with fw.TaskGroup() as outer:
                 outer.create_task(_wait_on(never, log, "outer child"))
-                async with ns.TaskGroup() as inner:
-                    inner.create_task(_fail_soon(ns, log, ValueError("deep")))
+                async with fw.TaskGroup() as inner:
+                    inner.create_task(_fail_soon(fw, log, ValueError("deep")))
         except ExceptionGroup as group:
             log.append(repr(_group_summary(group)))
             log.append(repr(_group_summary(group.exceptions[0])))
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == [
         "raise ValueError('deep')",
         "outer child CancelledError",
@@ -370,19 +350,19 @@ def test_nested_groups(ns: Any) -> None:
     ]
 
 
-def test_timeout_around_a_group_is_a_timeout_error(ns: Any) -> None:
+def test_timeout_around_a_group_is_a_timeout_error(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        never = ns.get_running_loop().create_future()
+        never = fw.get_running_loop().create_future()
         try:
-            async with ns.timeout(0.002), ns.TaskGroup() as tg:
+            async with fw.timeout(0.002), fw.TaskGroup() as tg:
                 tg.create_task(_wait_on(never, log, "child"))
         except TimeoutError:
             log.append("TimeoutError")
-        log.append(f"cancelling={ns.current_task().cancelling()}")
+        log.append(f"cancelling={fw.current_task().cancelling()}")
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == ["child CancelledError", "TimeoutError", "cancelling=0"]
 
 

@@ -21,7 +21,7 @@ import treadle
 
 def generator_coroutine(fw: Any) -> Any:
     """``treadle.coroutine``, or its asyncio counterpart ``types.coroutine``."""
-    return treadle.coroutine if fw is treadle else types.coroutine
+    return treadle.coroutine if fw.module is treadle else types.coroutine
 
 
 # --- driving coroutines and generators ----------------------------------------------------

@@ -1,178 +1,158 @@
 """Tests for ``timeout``, ``timeout_at`` and ``Timeout``.
 
-The tests that take ``ns`` run twice: on treadle and on asyncio (the oracle), with tiny
-real delays. The ``async def`` tests are treadle-only and run on virtual time.
+The tests that take ``fw`` run twice: on treadle (on virtual time) and on asyncio (the
+oracle), with tiny real delays. The ``async def`` tests are treadle-only and run on
+virtual time.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
-import types
 from typing import Any
 
 import pytest
-from oracle_runners import run_asyncio_checking_errors, treadle_coordination
 
 import treadle
 from treadle.errors import CancelledError
 from treadle.testing import VirtualClock
 from treadle.timeouts import Timeout, timeout, timeout_at
 
-# --- the oracle fixture -------------------------------------------------------------------
-
-
-def _asyncio_namespace() -> Any:
-    ns = types.SimpleNamespace(name="asyncio", CancelledError=asyncio.CancelledError)
-    for name in ("create_task", "current_task", "get_running_loop", "sleep", "timeout"):
-        setattr(ns, name, getattr(asyncio, name))
-    ns.timeout_at = asyncio.timeout_at
-    ns.run = run_asyncio_checking_errors
-    return ns
-
-
-@pytest.fixture(params=["treadle", "asyncio"])
-def ns(request: pytest.FixtureRequest) -> Any:
-    """treadle's names, or asyncio's: the same test body must pass on both."""
-    return treadle_coordination() if request.param == "treadle" else _asyncio_namespace()
-
-
 # --- conformance with asyncio -------------------------------------------------------------
 
 
-def test_expiry_cancels_the_block_and_raises_builtin_timeout_error(ns: Any) -> None:
+def test_expiry_cancels_the_block_and_raises_builtin_timeout_error(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        cm = ns.timeout(0.005)
+        cm = fw.timeout(0.005)
         try:
             async with cm:
                 try:
-                    await ns.sleep(10)
-                except ns.CancelledError:
+                    await fw.sleep(10)
+                except fw.CancelledError:
                     log.append("body cancelled")
                     raise
         except TimeoutError as exc:
             assert type(exc) is TimeoutError
-            assert isinstance(exc.__cause__, ns.CancelledError)
+            assert isinstance(exc.__cause__, fw.CancelledError)
             log.append("TimeoutError")
-        log.append(f"expired={cm.expired()} cancelling={ns.current_task().cancelling()}")
+        log.append(f"expired={cm.expired()} cancelling={fw.current_task().cancelling()}")
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == ["body cancelled", "TimeoutError", "expired=True cancelling=0"]
 
 
-def test_block_that_finishes_in_time_is_not_touched(ns: Any) -> None:
+def test_block_that_finishes_in_time_is_not_touched(fw: Any) -> None:
     async def main() -> str:
-        async with ns.timeout(10) as cm:
-            await ns.sleep(0)
+        async with fw.timeout(10) as cm:
+            await fw.sleep(0)
         assert not cm.expired()
-        await ns.sleep(0)  # the disarmed timer must not cancel us later
-        return f"cancelling={ns.current_task().cancelling()}"
+        await fw.sleep(0)  # the disarmed timer must not cancel us later
+        return f"cancelling={fw.current_task().cancelling()}"
 
-    assert ns.run(main()) == "cancelling=0"
+    assert fw.run_guarded(main()) == "cancelling=0"
 
 
-def test_none_means_no_deadline(ns: Any) -> None:
+def test_none_means_no_deadline(fw: Any) -> None:
     async def main() -> tuple[Any, bool]:
-        async with ns.timeout(None) as cm:
-            await ns.sleep(0.002)
+        async with fw.timeout(None) as cm:
+            await fw.sleep(0.002)
         return cm.when(), cm.expired()
 
-    assert ns.run(main()) == (None, False)
+    assert fw.run_guarded(main()) == (None, False)
 
 
-def test_zero_delay_expires_at_the_first_suspension(ns: Any) -> None:
+def test_zero_delay_expires_at_the_first_suspension(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
         with pytest.raises(TimeoutError):
-            async with ns.timeout(0):
+            async with fw.timeout(0):
                 log.append("body runs")
-                await ns.sleep(10)
+                await fw.sleep(10)
         log.append("after")
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == ["body runs", "after"]
 
 
-def test_outside_cancel_propagates_as_cancelled_error(ns: Any) -> None:
+def test_outside_cancel_propagates_as_cancelled_error(fw: Any) -> None:
     log: list[str] = []
 
     async def worker(started: Any) -> None:
         try:
-            async with ns.timeout(10):
+            async with fw.timeout(10):
                 started.set_result(None)
-                await ns.sleep(10)
+                await fw.sleep(10)
         except TimeoutError:
             log.append("TimeoutError: wrong")
-        except ns.CancelledError:
+        except fw.CancelledError:
             log.append("CancelledError")
             raise
 
     async def main() -> None:
-        started = ns.get_running_loop().create_future()
-        task = ns.create_task(worker(started))
+        started = fw.get_running_loop().create_future()
+        task = fw.create_task(worker(started))
         await started
         task.cancel()
-        with pytest.raises(ns.CancelledError):
+        with pytest.raises(fw.CancelledError):
             await task
         log.append(f"task cancelled={task.cancelled()}")
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == ["CancelledError", "task cancelled=True"]
 
 
-def test_outside_cancel_and_expiry_together_cancel_wins(ns: Any) -> None:
+def test_outside_cancel_and_expiry_together_cancel_wins(fw: Any) -> None:
     log: list[str] = []
 
     async def worker(started: Any, holder: list[Any]) -> None:
         try:
-            async with ns.timeout(10) as cm:
+            async with fw.timeout(10) as cm:
                 holder.append(cm)
                 started.set_result(None)
-                await ns.sleep(10)
+                await fw.sleep(10)
         except TimeoutError:
             log.append("TimeoutError: wrong")
-        except ns.CancelledError:
+        except fw.CancelledError:
             log.append(f"CancelledError expired={holder[0].expired()}")
             raise
 
     async def main() -> None:
-        loop = ns.get_running_loop()
+        loop = fw.get_running_loop()
         started = loop.create_future()
         holder: list[Any] = []
-        task = ns.create_task(worker(started, holder))
+        task = fw.create_task(worker(started, holder))
         await started
         holder[0].reschedule(loop.time())  # due now: fires on the next iteration
         task.cancel()
-        with pytest.raises(ns.CancelledError):
+        with pytest.raises(fw.CancelledError):
             await task
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == ["CancelledError expired=True"]
 
 
-def test_nested_outer_expires_first(ns: Any) -> None:
+def test_nested_outer_expires_first(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
         try:
-            async with ns.timeout(0.005) as outer:
+            async with fw.timeout(0.005) as outer:
                 try:
-                    async with ns.timeout(10) as inner:
-                        await ns.sleep(10)
+                    async with fw.timeout(10) as inner:
+                        await fw.sleep(10)
                 except TimeoutError:
                     log.append("inner TimeoutError: wrong")
-                except ns.CancelledError:
+                except fw.CancelledError:
                     log.append("inner block sees CancelledError")
                     raise
         except TimeoutError:
             log.append("outer TimeoutError")
         log.append(f"outer={outer.expired()} inner={inner.expired()}")
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == [
         "inner block sees CancelledError",
         "outer TimeoutError",
@@ -180,43 +160,43 @@ def test_nested_outer_expires_first(ns: Any) -> None:
     ]
 
 
-def test_nested_inner_expires_first(ns: Any) -> None:
+def test_nested_inner_expires_first(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        async with ns.timeout(10) as outer:
+        async with fw.timeout(10) as outer:
             try:
-                async with ns.timeout(0.002) as inner:
-                    await ns.sleep(10)
+                async with fw.timeout(0.002) as inner:
+                    await fw.sleep(10)
             except TimeoutError:
                 log.append("inner TimeoutError")
-            await ns.sleep(0)
+            await fw.sleep(0)
             log.append("outer block carries on")
         log.append(f"outer={outer.expired()} inner={inner.expired()}")
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == ["inner TimeoutError", "outer block carries on", "outer=False inner=True"]
 
 
-def test_nested_with_the_same_deadline_the_outer_reports_it(ns: Any) -> None:
+def test_nested_with_the_same_deadline_the_outer_reports_it(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        when = ns.get_running_loop().time() + 0.005
+        when = fw.get_running_loop().time() + 0.005
         try:
-            async with ns.timeout_at(when) as outer:
+            async with fw.timeout_at(when) as outer:
                 try:
-                    async with ns.timeout_at(when) as inner:
-                        await ns.sleep(10)
-                except ns.CancelledError:
+                    async with fw.timeout_at(when) as inner:
+                        await fw.sleep(10)
+                except fw.CancelledError:
                     log.append("inner passes the cancellation on")
                     raise
         except TimeoutError:
             log.append("outer TimeoutError")
         log.append(f"outer={outer.expired()} inner={inner.expired()}")
-        log.append(f"cancelling={ns.current_task().cancelling()}")
+        log.append(f"cancelling={fw.current_task().cancelling()}")
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == [
         "inner passes the cancellation on",
         "outer TimeoutError",
@@ -225,78 +205,78 @@ def test_nested_with_the_same_deadline_the_outer_reports_it(ns: Any) -> None:
     ]
 
 
-def test_reschedule_moves_the_deadline(ns: Any) -> None:
+def test_reschedule_moves_the_deadline(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        loop = ns.get_running_loop()
-        async with ns.timeout(0.001) as cm:
+        loop = fw.get_running_loop()
+        async with fw.timeout(0.001) as cm:
             cm.reschedule(loop.time() + 10)
-            await ns.sleep(0.005)  # past the first deadline
+            await fw.sleep(0.005)  # past the first deadline
             log.append("later deadline kept")
             cm.reschedule(None)
             assert cm.when() is None
-            await ns.sleep(0.002)
+            await fw.sleep(0.002)
             log.append("no deadline")
         try:
-            async with ns.timeout(10) as cm:
+            async with fw.timeout(10) as cm:
                 when = loop.time() + 0.001
                 cm.reschedule(when)
                 assert cm.when() == when
-                await ns.sleep(10)
+                await fw.sleep(10)
         except TimeoutError:
             log.append("earlier deadline fired")
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == ["later deadline kept", "no deadline", "earlier deadline fired"]
 
 
-def test_reschedule_after_exit_is_an_error(ns: Any) -> None:
+def test_reschedule_after_exit_is_an_error(fw: Any) -> None:
     async def main() -> None:
-        async with ns.timeout(10) as cm:
+        async with fw.timeout(10) as cm:
             pass
         with pytest.raises(RuntimeError):
             cm.reschedule(None)
 
-    ns.run(main())
+    fw.run_guarded(main())
 
 
-def test_block_that_swallows_the_cancellation_ends_normally(ns: Any) -> None:
+def test_block_that_swallows_the_cancellation_ends_normally(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        async with ns.timeout(0.002) as cm:
+        async with fw.timeout(0.002) as cm:
             try:
-                await ns.sleep(10)
-            except ns.CancelledError:
+                await fw.sleep(10)
+            except fw.CancelledError:
                 log.append("swallowed")
-        log.append(f"expired={cm.expired()} cancelling={ns.current_task().cancelling()}")
+        log.append(f"expired={cm.expired()} cancelling={fw.current_task().cancelling()}")
 
-    ns.run(main())
+    fw.run_guarded(main())
     assert log == ["swallowed", "expired=True cancelling=0"]
 
 
-def test_other_exception_after_expiry_propagates_unchanged(ns: Any) -> None:
+def test_other_exception_after_expiry_propagates_unchanged(fw: Any) -> None:
     async def main() -> int:
         with pytest.raises(KeyError):
-            async with ns.timeout(0.002):
+            async with fw.timeout(0.002):
                 try:
-                    await ns.sleep(10)
-                except ns.CancelledError:
+                    await fw.sleep(10)
+                except fw.CancelledError:
                     raise KeyError("cleanup failed") from None
-        return int(ns.current_task().cancelling())
+        return int(fw.current_task().cancelling())
 
-    assert ns.run(main()) == 0
+    assert fw.run_guarded(main()) == 0
 
 
-def test_exception_in_time_propagates(ns: Any) -> None:
+def test_exception_in_time_propagates(fw: Any) -> None:
     async def main() -> None:
         with pytest.raises(ZeroDivisionError):
-            async with ns.timeout(10):
-                await ns.sleep(0)
+            async with fw.timeout(10):
+                await fw.sleep(0)
                 1 / 0  # noqa: B018
 
-    ns.run(main())
+    fw.run_guarded(main())
 
 
 # --- treadle only: virtual time, bad input, and 3.12 behaviour ----------------------------

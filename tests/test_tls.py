@@ -8,61 +8,24 @@ they are kept to a few tenths of a second.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
-import os
 import random
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import trustme
+from loopback import address_of, write_in_random_chunks
 
 import treadle
 from treadle import get_running_loop, open_connection, start_server
-from treadle.testing import run_test, wait_all_tasks_blocked
+from treadle.testing import wait_all_tasks_blocked
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def run(fw: Any, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    """Run ``main()`` on ``fw``; on treadle with the plugin's leak and stray-error checks."""
-    return run_test(main) if fw is treadle else asyncio.run(main())
-
-
-@pytest.fixture(autouse=True)
-def no_fd_leak() -> Iterator[None]:
-    before = len(os.listdir("/proc/self/fd"))
-    yield
-    assert len(os.listdir("/proc/self/fd")) == before, "the test left file descriptors open"
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def server_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
-    return context
-
-
-@pytest.fixture
-def client_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
-
-
-def address_of(server: Any) -> tuple[str, int]:
-    host, port = server.sockets[0].getsockname()[:2]
-    return host, port
 
 
 async def echo(reader: Any, writer: Any) -> None:
@@ -93,23 +56,15 @@ def test_echo_several_megabytes_over_tls(
                 host, port, ssl=client_context, server_hostname="localhost"
             )
 
-            async def send() -> None:
-                rng = random.Random(12)
-                view = memoryview(payload)
-                sent = 0
-                while sent < len(payload):
-                    n = rng.randint(1, 100_000)
-                    writer.write(view[sent : sent + n])
-                    sent += n
-                    await writer.drain()
-
-            sending = fw.create_task(send())
+            sending = fw.create_task(
+                write_in_random_chunks(writer, payload, random.Random(12), 100_000)
+            )
             received = await reader.readexactly(len(payload))
             await sending
             assert received == payload
             await close(writer)
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_certificates_are_verified_by_default(fw: Any, server_context: ssl.SSLContext) -> None:
@@ -118,7 +73,7 @@ def test_certificates_are_verified_by_default(fw: Any, server_context: ssl.SSLCo
             with pytest.raises(ssl.SSLCertVerificationError):
                 await fw.open_connection("localhost", address_of(server)[1], ssl=True)
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_the_host_name_is_checked(
@@ -131,7 +86,7 @@ def test_the_host_name_is_checked(
                     *address_of(server), ssl=client_context, server_hostname="wrong.example"
                 )
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_a_server_hostname_is_required_to_check_against(
@@ -143,7 +98,7 @@ def test_a_server_hostname_is_required_to_check_against(
             with sock, pytest.raises(ValueError):
                 await fw.open_connection(sock=sock, ssl=client_context)
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 def test_the_server_sees_the_sni_name(
@@ -167,7 +122,7 @@ def test_the_server_sees_the_sni_name(
             _, writer = await fw.open_connection("localhost", port, ssl=client_context)
             await close(writer)
 
-    run(fw, main)
+    fw.run_guarded(main())
     assert seen == ["localhost", "localhost"]
 
 
@@ -205,7 +160,7 @@ def test_tls_extra_info(
             assert await reader.readline() == b"still works\n"
             await close(writer)
 
-    run(fw, main)
+    fw.run_guarded(main())
 
 
 async def test_tls_streams_cannot_half_close(
@@ -425,3 +380,39 @@ async def test_the_peers_close_notify_reads_as_eof(
     finally:
         peer.finish.set()
     assert await serving == "clean shutdown"
+
+
+# --- a broken session ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["read", "readexactly", "readline"])
+def test_a_corrupt_record_raises_the_ssl_error_from_every_read(
+    fw: Any, how: str, server_context: ssl.SSLContext, client_context: ssl.SSLContext
+) -> None:
+    # Regression: the stored error was copied as OSError(errno, strerror), which turned
+    # an SSLError (errno 1) into a PermissionError for readexactly() and readline().
+    def script(tls: ssl.SSLSocket) -> object:
+        # An application-data record of garbage, written under the TLS layer.
+        socket.socket.sendall(tls, b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+        return None
+
+    async def main() -> None:
+        peer = ThreadPeer(server_context, script)
+        serving = fw.get_running_loop().run_in_executor(None, peer.serve)
+        try:
+            reader, writer = await fw.open_connection(
+                *peer.address, ssl=client_context, server_hostname="localhost"
+            )
+            read = getattr(reader, how)
+            with pytest.raises(ssl.SSLError) as first:
+                await (read(100) if how != "readline" else read())
+            assert type(first.value) is ssl.SSLError, repr(first.value)
+            writer.close()
+            # asyncio's wait_closed() raises the error again, treadle's does not.
+            with contextlib.suppress(ssl.SSLError):
+                await writer.wait_closed()
+        finally:
+            peer.finish.set()
+            await serving
+
+    fw.run_guarded(main())

@@ -19,12 +19,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-import trustme
-from oracle_runners import settle_asyncio
+from oracle_runners import ASYNCIO, TREADLE
 
 import treadle
 from treadle import CancelledError
-from treadle.testing import wait_all_tasks_blocked
 
 TREADLE_DIR = os.path.dirname(os.path.abspath(treadle.__file__))
 THIS_FILE = os.path.abspath(__file__)
@@ -315,13 +313,6 @@ def test_no_code_of_treadle_suspends_inside_an_except_block() -> None:
     assert found == []
 
 
-async def settle(fw: Any) -> None:
-    if fw is treadle:
-        await wait_all_tasks_blocked()
-    else:
-        await settle_asyncio()
-
-
 def chain_of(exc: BaseException) -> list[BaseException]:
     """``exc`` and every exception chained to it, each once."""
     found: list[BaseException] = []
@@ -347,7 +338,7 @@ async def cancelled_error_during(fw: Any, read: Callable[[], Awaitable[Any]]) ->
             raise
 
     task = fw.create_task(reading())
-    await settle(fw)
+    await fw.settle()
     task.cancel()
     with pytest.raises(fw.CancelledError):
         await task
@@ -405,16 +396,6 @@ def test_stream_read_timeout_and_cancellation_have_no_context(fw: Any, method: s
             await writer.wait_closed()
 
     fw.run(main())
-
-
-@pytest.fixture(scope="module")
-def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    ca = trustme.CA()
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(server)
-    client = ssl.create_default_context()
-    ca.configure_trust(client)
-    return server, client
 
 
 def test_tls_read_timeout_and_cancellation_have_no_context(
@@ -523,7 +504,7 @@ async def frames_program(fw: Any, case: str) -> None:
                     await read_forever(reader)
             elif case == "cancel":
                 task = fw.create_task(read_forever(reader))
-                await settle(fw)
+                await fw.settle()
                 task.cancel()
                 await task
             elif case == "raise from":
@@ -543,15 +524,15 @@ def run_frames_program(fw: Any, case: str) -> BaseException:
 
 @pytest.mark.parametrize("case", ["timeout", "cancel", "raise from", "raise while handling"])
 def test_tracebacks_are_as_short_as_asyncios(case: str) -> None:
-    ours, our_users = outcome(run_frames_program(treadle, case), "treadle")
-    theirs, their_users = outcome(run_frames_program(asyncio, case), "asyncio")
+    ours, our_users = outcome(run_frames_program(TREADLE, case), "treadle")
+    theirs, their_users = outcome(run_frames_program(ASYNCIO, case), "asyncio")
     assert our_users == their_users  # trimming loses none of the user's frames
     assert ours <= theirs, (ours, theirs)
 
 
 @pytest.mark.parametrize("case", ["timeout", "cancel", "raise from", "raise while handling"])
 def test_the_treadle_frames_left_show_meaningful_lines(case: str) -> None:
-    exc = run_frames_program(treadle, case)
+    exc = run_frames_program(TREADLE, case)
     for link in chain_of(exc):
         for frame in frames_of(link):
             if os.path.abspath(frame.filename).startswith(TREADLE_DIR + os.sep):

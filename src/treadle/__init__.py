@@ -1,24 +1,35 @@
 """treadle: a coroutine framework you can read in an afternoon and run in production.
 
-An event loop of callbacks (``loop``), a Future for a result not yet known
-(``futures``), and a Task that drives a coroutine or generator by sending it each
-result (``tasks``); coordination, I/O, HTTP and a crawler are built on top. This module
-re-exports the public API and is the only one that imports from every layer.
+The core (``treadle/core/``): an event loop of callbacks, a Future for a result not
+yet known, and a Task that drives a coroutine or generator by sending it each result.
+``treadle.loop.EventLoop`` adds asyncio's services to the core loop; coordination, I/O,
+HTTP and a crawler are built on top (docs/map.md is the map). This module re-exports the
+public API and is the only one that imports from every layer.
 """
 
 from __future__ import annotations
 
-from treadle.clock import Clock, MonotonicClock
 from treadle.combinators import (
     ALL_COMPLETED,
     FIRST_COMPLETED,
     FIRST_EXCEPTION,
     as_completed,
     awaiting,
+    coroutine,
+    ensure_future,
     gather,
     shield,
     wait,
     wait_for,
+)
+from treadle.core.clock import Clock, MonotonicClock
+from treadle.core.futures import Future, isfuture
+from treadle.core.handles import Handle, TimerHandle
+from treadle.core.tasks import (
+    Task,
+    all_tasks,
+    current_task,
+    iscoroutine,
 )
 from treadle.errors import (
     CancelledError,
@@ -29,10 +40,8 @@ from treadle.errors import (
     QueueFull,
     QueueShutDown,
 )
-from treadle.futures import Future, isfuture, wrap_future
-from treadle.handles import Handle, TimerHandle
 from treadle.locks import BoundedSemaphore, Condition, Event, Lock, Semaphore
-from treadle.loop import EventLoop, get_running_loop
+from treadle.loop import EventLoop, create_task, get_running_loop, wrap_future
 from treadle.queues import LifoQueue, PriorityQueue, Queue
 from treadle.runners import new_event_loop, run
 from treadle.servers import Server, start_server, start_unix_server
@@ -50,19 +59,11 @@ from treadle.sockets import (
     wait_readable,
     wait_writable,
 )
-from treadle.streams import StreamReader, StreamWriter, open_connection, open_unix_connection
+from treadle.streams import StreamReader, StreamWriter
 from treadle.taskgroups import TaskGroup
-from treadle.tasks import (
-    Task,
-    all_tasks,
-    coroutine,
-    create_task,
-    current_task,
-    ensure_future,
-    iscoroutine,
-)
 from treadle.threads import to_thread
 from treadle.timeouts import Timeout, timeout, timeout_at
+from treadle.tls import open_connection, open_unix_connection
 
 __version__ = "0.1.0"
 

@@ -1,6 +1,8 @@
 """Waiting on awaitables: ``gather``, ``wait``, ``wait_for``, ``as_completed``, ``shield``.
 
+``coroutine`` marks a generator function so ``async def`` code can await it, and
 ``awaiting`` lets a generator coroutine ``yield from`` any awaitable, typed.
+``ensure_future`` makes a future of any awaitable.
 
 Each is a small piece of plumbing between futures: done callbacks that count, copy
 an outcome across, or release one waiter future. Names, arguments and semantics are
@@ -11,17 +13,18 @@ and ``timeouts`` (``wait_for`` is a ``timeout()`` block around an ``await``).
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import inspect
 import types
 from collections import deque
-from collections.abc import Awaitable, Coroutine, Generator, Iterable
-from typing import Any, Generic, Literal, Protocol, TypeAlias, TypeVar, overload
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
+from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeAlias, TypeVar, overload
 
+from treadle.core.futures import Future, isfuture
+from treadle.core.tasks import iscoroutine
 from treadle.errors import CancelledError
-from treadle.futures import Future, isfuture
 from treadle.loop import EventLoop, get_running_loop
 from treadle.sleeping import check_seconds
-from treadle.tasks import ensure_future, iscoroutine
 from treadle.timeouts import timeout as _timeout
 
 __all__ = [
@@ -30,6 +33,8 @@ __all__ = [
     "FIRST_EXCEPTION",
     "as_completed",
     "awaiting",
+    "coroutine",
+    "ensure_future",
     "gather",
     "shield",
     "wait",
@@ -37,6 +42,7 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 _T1 = TypeVar("_T1")
 _T2 = TypeVar("_T2")
 _T3 = TypeVar("_T3")
@@ -119,13 +125,15 @@ class _GatheringFuture(Future[list[Any]]):
     as ``gather`` describes.
     """
 
-    __slots__ = ("_cancel_requested", "_children")
+    __slots__ = ("_cancel_requested", "_children", "_last_child_cancel_message")
 
     def __init__(self, children: list[Future[Any]], *, loop: EventLoop) -> None:
         super().__init__(loop=loop)
         self._children = children
         # Invariant: True once cancel() reached at least one child.
         self._cancel_requested = False
+        # The message of the cancel() that reached the last child, if one did.
+        self._last_child_cancel_message: str | None = None
 
     def cancel(self, msg: str | None = None) -> bool:
         """Cancel every child not done yet; True if any was cancelled."""
@@ -135,6 +143,8 @@ class _GatheringFuture(Future[list[Any]]):
         for child in self._children:
             if child.cancel(msg=msg):
                 cancelled_any = True
+                if child is self._children[-1]:
+                    self._last_child_cancel_message = msg
         if cancelled_any:
             self._cancel_requested = True
         return cancelled_any
@@ -344,8 +354,16 @@ def gather(*aws: _AwaitableOrGenerator[Any], return_exceptions: bool = False) ->
                 results.append(child.result() if exc is None else exc)
         if outer._cancel_requested:
             # gather() was cancelled: even though every child is accounted for, the
-            # awaiting task asked to be cancelled and must see CancelledError.
-            outer.set_exception(_cancelled_error(fut) if fut.cancelled() else CancelledError())
+            # awaiting task asked to be cancelled and must see CancelledError. As in
+            # asyncio, it is the last child's (in argument order), whichever ended last.
+            # (A last child that ended otherwise gives the message it was cancelled with.)
+            last = children[-1]
+            if last.cancelled():
+                outer.set_exception(_cancelled_error(last))
+            else:
+                message = outer._last_child_cancel_message
+                error = CancelledError() if message is None else CancelledError(message)
+                outer.set_exception(error)
         else:
             outer.set_result(results)
 
@@ -601,6 +619,26 @@ def as_completed(
 # --- awaiting: await from a generator coroutine ------------------------------------------
 
 
+def coroutine(
+    func: Callable[_P, Generator[Any, Any, _T]],
+) -> Callable[_P, Coroutine[object, object, _T]]:
+    """Mark a generator function as a coroutine, so ``async def`` code can ``await`` it.
+
+    Inside it, ``yield from`` works on futures, generators and native coroutines alike
+    (``yield from treadle.awaiting(aw)`` is the typed way; see docs/typing.md).
+    """
+    # Typed Coroutine[object, object, _T], not [Any, Any, _T]: an explicit Any in an
+    # argument makes mypy give up on gather()'s overloads and infer Any.
+    if inspect.iscoroutinefunction(func):
+        return func
+    target = func.func if isinstance(func, functools.partial) else func
+    if not inspect.isgeneratorfunction(target):
+        raise TypeError(
+            f"treadle.coroutine expects a generator function (a def with yield), got {func!r}"
+        )
+    return types.coroutine(func)  # type: ignore[return-value]
+
+
 def awaiting(aw: _AwaitableOrGenerator[_T]) -> Generator[Any, Any, _T]:
     """``yield from awaiting(aw)`` in a generator coroutine is ``await aw`` in ``async def``.
 
@@ -659,3 +697,25 @@ def shield(aw: _AwaitableOrGenerator[_T]) -> Future[_T]:
     inner.add_done_callback(inner_done)
     outer.add_done_callback(outer_done)
     return outer
+
+
+async def _await(awaitable: Awaitable[_T]) -> _T:
+    return await awaitable
+
+
+def ensure_future(
+    obj: Awaitable[_T] | Generator[Any, Any, _T], *, loop: EventLoop | None = None
+) -> Future[_T]:
+    """``obj`` if it is a future; a Task running it if it is a coroutine, a generator or
+    another awaitable."""
+    if isfuture(obj):
+        fut: Future[_T] = obj  # type: ignore[assignment]
+        if loop is not None and fut.get_loop() is not loop:
+            raise ValueError("the future belongs to a different loop than the one given")
+        return fut
+    loop = get_running_loop() if loop is None else loop
+    if iscoroutine(obj):
+        return loop.create_task(obj)  # type: ignore[arg-type]
+    if inspect.isawaitable(obj):
+        return loop.create_task(_await(obj))
+    raise TypeError(f"a future, a coroutine or an awaitable was expected, got {obj!r}")

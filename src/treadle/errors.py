@@ -33,6 +33,12 @@ class CancelledError(BaseException):
     code does not swallow a cancellation by accident.
     """
 
+    # No slots of its own, so its layout is BaseException's: ``treadle.aio`` makes
+    # asyncio's CancelledError a subclass of this one (a class's bases can be swapped
+    # only between bases of the same layout), so ``except CancelledError`` in treadle's
+    # code also catches the cancellations of asyncio's tasks.
+    __slots__ = ()
+
 
 class InvalidStateError(Exception):
     """A future was used in a way its state does not allow, such as setting a result twice."""

@@ -4,7 +4,7 @@ Same names, API and semantics as asyncio's, and fair: tasks get through in the o
 they started waiting, and one that arrives while others wait queues behind them. Each
 primitive keeps its own state and parks its waiters on a ``WaitQueue``, which makes
 them safe under cancellation. Coordination layer: imports ``treadle.errors`` and
-``treadle.waitqueue`` (itself built on ``treadle.loop`` and ``treadle.futures``).
+``treadle.waitqueue`` (itself built on the core's suspend/resume seam).
 """
 
 from __future__ import annotations

@@ -14,11 +14,11 @@ from collections.abc import Coroutine, Generator
 from types import FrameType
 from typing import Any, TypeVar
 
-from treadle.clock import Clock
+from treadle.core.clock import Clock
+from treadle.core.futures import Future
+from treadle.core.tasks import Task, all_tasks, iscoroutine
 from treadle.errors import CancelledError
-from treadle.futures import Future
 from treadle.loop import EventLoop, _get_running_loop
-from treadle.tasks import Task, all_tasks, iscoroutine
 
 __all__ = ["new_event_loop", "run"]
 

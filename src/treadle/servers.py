@@ -5,7 +5,7 @@ listening socket); each accepted connection gets a StreamReader/StreamWriter pai
 a task running the user's handler. A failing handler is logged with the peer's address
 and the server goes on. When ``accept`` runs out of file descriptors the server logs it
 once, pauses accepting, keeps serving its clients and retries later.
-I/O layer: imports ``streams``, ``sockets`` and the layers above.
+I/O layer: imports ``tls``, ``streams``, ``sockets`` and the layers above.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ import stat
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Self
 
+from treadle.core.futures import Future
+from treadle.core.tasks import Task
 from treadle.errors import CancelledError
-from treadle.futures import Future
 from treadle.loop import EventLoop, get_running_loop
 from treadle.sockets import format_address, getaddrinfo
-from treadle.streams import DEFAULT_LIMIT, StreamReader, StreamWriter, connect_stream
-from treadle.tasks import Task
+from treadle.streams import DEFAULT_LIMIT, StreamReader, StreamWriter
+from treadle.tls import connect_stream
 
 __all__ = ["Server", "start_server", "start_unix_server"]
 

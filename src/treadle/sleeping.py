@@ -10,7 +10,7 @@ import types
 from collections.abc import Generator
 from typing import Any, TypeVar, overload
 
-from treadle.futures import Future
+from treadle.core.futures import Future
 from treadle.loop import get_running_loop
 
 __all__ = ["check_delay", "check_seconds", "sleep"]

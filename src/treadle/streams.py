@@ -1,38 +1,50 @@
-"""Buffered streams over a socket: ``StreamReader``, ``StreamWriter``, ``open_connection``.
+"""Buffered streams over a socket: ``StreamReader``, ``StreamWriter`` and their ``Connection``.
 
 Every byte is delivered in order or a clear error is raised. The hot path is short:
 
 * A read that finds bytes buffered, or the socket readable right now, returns without a
   Future, a callback or a trip through the ready queue. Only when the socket would
-  block does the reader park on a Future until the selector reports data.
+  block does the reader suspend (``treadle.core.tasks.suspend``) until the selector
+  reports data.
 * Once a reader has waited, the socket stays registered for reading; the readiness
   callback moves bytes into the buffer, so no system call is spent re-registering
   between messages. Reading pauses when the buffer passes twice the limit.
 * Writes go straight to the socket when it can take them; what it can't is buffered,
   and ``drain()`` blocks above the high-water mark until the buffer falls below the low.
 
+A ``Connection`` moves bytes through two hooks (tornado's ``read_from_fd`` and
+``write_to_fd``): receive and transmit. Plain, they are the socket's ``recv`` and the
+connection's own send queue; a ``StreamLayer`` (TLS, in ``tls.py``) supplies its own
+pair and takes part in closing. The functions that open connections, with TLS as an
+option, live in ``tls.py`` too: this module never imports it.
+
 I/O layer: imports ``sockets`` and the layers above.
 """
 
 from __future__ import annotations
 
+import copy
 import socket
-import ssl as ssl_module
 from collections.abc import AsyncIterator, Iterable
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
+from treadle.core.futures import Future
+from treadle.core.tasks import Waiter, current_waiter, resume, suspend
 from treadle.errors import IncompleteReadError, LimitOverrunError
-from treadle.futures import Future
 from treadle.loop import EventLoop, get_running_loop
 from treadle.sockets import Buffer, format_address, getaddrinfo, sock_connect
-from treadle.tasks import Task, park
 
 __all__ = [
     "DEFAULT_LIMIT",
+    "Connection",
+    "StreamLayer",
     "StreamReader",
     "StreamWriter",
-    "open_connection",
-    "open_unix_connection",
+    "check_limit",
+    "connect_tcp",
+    "connect_unix",
+    "connection_over",
+    "stream_pair",
 ]
 
 DEFAULT_LIMIT = 64 * 1024
@@ -47,16 +59,39 @@ def _wake(fut: Future[None] | None) -> None:
         fut.set_result(None)
 
 
-class _Connection:
-    """One connected socket and its buffers, shared by a StreamReader and a StreamWriter.
+class StreamLayer(Protocol):
+    """A layer between a connection and its socket (TLS is one): its hooks and its close.
 
-    Subclassed by ``tls.TLSConnection``, which encrypts in ``write`` and decrypts in ``recv``.
+    The connection receives and transmits through the layer's two hooks, and lets it
+    take part in a close: a layer may have an exchange of its own to finish (TLS's
+    close_notify) before the socket can close.
     """
 
-    # Whether the sending side can be closed alone (not over TLS).
-    supports_eof = True
-    # Whether received bytes can wait below the buffer (in a TLS engine): see holds_unread.
-    may_hold_unread = False
+    def receive(self, nbytes: int) -> bytes:
+        """Up to ``nbytes`` for the reader; ``b''`` at the end; BlockingIOError if none yet."""
+
+    def transmit(self, data: Buffer) -> None:
+        """Take the writer's bytes; put what goes on the wire in ``Connection.queue``."""
+
+    def holds_unread(self) -> bool:
+        """Whether received bytes wait inside the layer, where the selector can't see them."""
+
+    def begin_close(self) -> None:
+        """``close()`` was called: start the layer's closing exchange, if it has one."""
+
+    def closing_exchange_done(self) -> bool:
+        """Whether the socket may close once the send buffer is flushed."""
+
+    def socket_closing(self) -> None:
+        """The socket closes now (flushed, aborted or failed): drop what the layer awaits."""
+
+
+class Connection:
+    """One connected socket and its buffers, shared by a StreamReader and a StreamWriter.
+
+    The streams ask it (by its methods) to receive, hand out buffered bytes, send and
+    close; it keeps the state. Made by ``connection_over``.
+    """
 
     # Slots: an idle connection should cost as little memory as it can.
     __slots__ = (
@@ -68,6 +103,7 @@ class _Connection:
         "extra",
         "fd",
         "high_water",
+        "layer",
         "limit",
         "loop",
         "low_water",
@@ -86,22 +122,24 @@ class _Connection:
         self.fd = sock.fileno()
         self.loop = loop
         self.limit = limit
+        # The layer whose hooks bytes pass through (TLS), or None: the socket's own.
+        self.layer: StreamLayer | None = None
         # Bytes received and not yet read by the user.
         self.rbuf = bytearray()
+        # Invariant: True once the peer has finished sending (or the connection closed).
         self.eof = False
         # A receive error, raised once the buffered bytes have been read.
         self.read_error: BaseException | None = None
-        # The task waiting in wait_readable (parked), or a Future when the waiter is
-        # not a treadle Task.
-        self.read_waiter: Task[Any] | Future[None] | None = None
+        # The task suspended in wait_readable, as resume() takes it.
+        self.read_waiter: Waiter | None = None
         # Invariant: True exactly while _on_readable is registered with the loop.
         self.reading = False
-        # Bytes written by the user that the socket has not taken yet.
+        # Bytes for the wire (ciphertext over TLS) that the socket has not taken yet.
         self.wbuf = bytearray()
         # Invariant: True exactly while _on_writable is registered with the loop.
         self.writing = False
         self.write_error: BaseException | None = None
-        self.drain_waiters: list[Future[None]] = []
+        self.drain_waiters: list[Waiter] = []
         self.high_water = _HIGH_WATER
         self.low_water = _LOW_WATER
         self.eof_requested = False
@@ -114,38 +152,85 @@ class _Connection:
             except OSError:
                 self.extra[key] = None
 
+    def insert_layer(self, layer: StreamLayer) -> None:
+        """Pass every byte through ``layer``'s hooks from now on (before any is read)."""
+        self.layer = layer
+
+    def add_extra_info(self, **info: Any) -> None:
+        """Add to what ``StreamWriter.get_extra_info`` answers."""
+        self.extra.update(info)
+
     # --- receiving ----------------------------------------------------------------------
+    #
+    # Every read path receives through receive(): the readiness callback, and the
+    # reader's own attempts when the callback isn't registered. It calls the receive
+    # hook and is the one place that tells bytes, EOF, "nothing yet" and errors apart.
 
-    def recv(self, nbytes: int) -> bytes:
-        """Bytes from the peer now; ``b''`` at EOF; BlockingIOError if none are ready."""
-        return self.sock.recv(nbytes)
+    def receive(self, nbytes: int) -> bytes | None:
+        """Receive once through the hook, and note what the outcome means for the stream.
 
-    def holds_unread(self) -> bool:
-        """Whether received bytes wait below the buffer, where the selector can't see them."""
-        return False
-
-    def _on_readable(self) -> None:
-        """The selector says the socket is readable: move what arrived into the buffer."""
+        Returns the bytes received, for the caller to deliver or to buffer; ``b''`` when
+        nothing more will come: at EOF (``eof`` is set) or after an error (``read_error``
+        is set, for the reader to raise once the buffer is read); None if nothing is ready.
+        """
+        layer = self.layer
         try:
-            data = self.recv(max(self.limit, 65536))
-        except (BlockingIOError, InterruptedError, ssl_module.SSLWantReadError):
-            return
+            data = self.sock.recv(nbytes) if layer is None else layer.receive(nbytes)
+        except (BlockingIOError, InterruptedError):
+            return None
         except OSError as exc:
-            self.read_failed(exc)
-            return
-        if data:
-            self.rbuf += data
-            if len(self.rbuf) >= 2 * self.limit:
-                self.stop_reading()  # nobody is reading: stop until someone waits
-        else:
+            self.read_error = exc
+            self.stop_reading()
+            self.wake_reader()
+            return b""
+        if not data:
             self.eof = True
             self.stop_reading()
-        self.wake_reader()
+            self.wake_reader()
+        return data
 
-    def read_failed(self, exc: BaseException) -> None:
-        self.read_error = exc
-        self.stop_reading()
-        self.wake_reader()
+    def receive_into_buffer(self) -> bool:
+        """Receive once into the buffer and wake the reader; False if nothing was ready.
+
+        The readiness callback, and the reader's way to fill the buffer itself.
+        """
+        data = self.receive(max(self.limit, 65536))
+        if data is None:
+            return False
+        if data:
+            rbuf = self.rbuf
+            rbuf += data
+            # Nobody has read for a while: stop taking bytes from the socket, so the
+            # kernel's buffers fill and TCP pushes back on the peer instead of this
+            # buffer growing without bound. Twice the limit (asyncio's threshold too)
+            # holds a whole line or header up to the limit with room to spare; the
+            # reader registers the callback again when it next has to wait.
+            if len(rbuf) >= 2 * self.limit:
+                self.stop_reading()
+            self.wake_reader()
+        return True
+
+    # The readiness callback registered by wait_readable.
+    _on_readable = receive_into_buffer
+
+    def take(self, n: int) -> bytes:
+        """Remove and return up to ``n`` buffered bytes."""
+        rbuf = self.rbuf
+        if len(rbuf) <= n:
+            data = bytes(rbuf)
+            rbuf.clear()
+        else:
+            data = bytes(rbuf[:n])
+            del rbuf[:n]
+        return data
+
+    def take_all(self) -> bytes:
+        """Remove and return every buffered byte."""
+        return self.take(len(self.rbuf))
+
+    def unread(self, data: Buffer) -> None:
+        """Put ``data`` back in front of the buffer, to be read first."""
+        self.rbuf[:0] = data
 
     def stop_reading(self) -> None:
         if self.reading:
@@ -162,29 +247,19 @@ class _Connection:
         if not self.reading and not self.closing:
             self.reading = True
             self.loop.add_reader(self.fd, self._on_readable)
-        task = self.loop._current_task
-        if type(task) is Task:
-            self.read_waiter = task
-            try:
-                await park()
-            finally:
-                self.read_waiter = None
-            return
-        self.read_waiter = waiter = self.loop.create_future()
+        self.read_waiter = waiter = current_waiter()
         try:
-            await waiter
+            await suspend(waiter)
         finally:
             self.read_waiter = None
 
     def wake_reader(self) -> None:
         """Wake the task waiting to read, if any."""
         waiter = self.read_waiter
-        if waiter is None:
-            return
-        if type(waiter) is Task:
-            waiter._unpark()
-        elif not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            # Inline: from the readiness callback the reader's step runs right here,
+            # saving a trip through the ready queue per message (core/tasks.py).
+            resume(waiter, inline=True)
 
     # --- sending ------------------------------------------------------------------------
 
@@ -198,9 +273,14 @@ class _Connection:
             raise RuntimeError("write() called after write_eof()")
 
     def write(self, data: Buffer) -> None:
+        """Send the writer's bytes through the transmit hook."""
         if self.write_error is not None or self.closing or self.eof_requested:
             self.check_writable()
-        self.queue(data)
+        layer = self.layer
+        if layer is None:
+            self.queue(data)
+        else:
+            layer.transmit(data)
 
     def queue(self, data: Buffer) -> None:
         """Send ``data`` now if the socket takes it; buffer the rest and watch for room."""
@@ -211,7 +291,7 @@ class _Connection:
             return
         try:
             sent = self.sock.send(data)
-        except (BlockingIOError, InterruptedError, ssl_module.SSLWantWriteError):
+        except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError as exc:
             self.write_failed(exc)
@@ -234,7 +314,7 @@ class _Connection:
         """The socket can take more: send from the buffer, wake drainers below low water."""
         try:
             sent = self.sock.send(self.wbuf)
-        except (BlockingIOError, InterruptedError, ssl_module.SSLWantWriteError):
+        except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
             self.write_failed(exc)
@@ -249,8 +329,22 @@ class _Connection:
     def buffer_flushed(self) -> None:
         """Everything written has reached the socket: finish a pending EOF or close."""
         if self.closing:
-            self.finish_close()
+            self.close_if_done()
         elif self.eof_requested:
+            self.shutdown_write()
+
+    def can_write_eof(self) -> bool:
+        """Whether the sending side can be closed alone (not under a layer such as TLS)."""
+        return self.layer is None
+
+    def write_eof(self) -> None:
+        """Close the sending side once the buffer is flushed."""
+        if not self.can_write_eof():
+            raise RuntimeError("write_eof() is not supported over TLS; use close()")
+        if self.closing or self.eof_requested:
+            return
+        self.eof_requested = True
+        if not self.wbuf:
             self.shutdown_write()
 
     def shutdown_write(self) -> None:
@@ -268,20 +362,24 @@ class _Connection:
         if self.closing:
             self.finish_close()
 
+    def set_write_buffer_limits(self, high: int, low: int) -> None:
+        """Set the high- and low-water marks of the send buffer, in bytes."""
+        self.high_water, self.low_water = high, low
+
     def _wake_drainers(self) -> None:
         waiters, self.drain_waiters = self.drain_waiters, []
         for waiter in waiters:
-            _wake(waiter)
+            resume(waiter)
 
     async def drain(self) -> None:
         if self.write_error is not None:
             raise _fresh(self.write_error)
         if len(self.wbuf) <= self.high_water:
             return
-        waiter: Future[None] = self.loop.create_future()
+        waiter = current_waiter()
         self.drain_waiters.append(waiter)
         try:
-            await waiter
+            await suspend(waiter)
         finally:
             if waiter in self.drain_waiters:
                 self.drain_waiters.remove(waiter)
@@ -291,7 +389,11 @@ class _Connection:
     # --- closing ------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop reading; close the socket once the write buffer is flushed."""
+        """Stop reading; close the socket once the send buffer is flushed.
+
+        Under a layer, also once the layer's closing exchange is done (see
+        ``StreamLayer.begin_close``).
+        """
         if self.closing:
             return
         self.closing = True
@@ -299,7 +401,17 @@ class _Connection:
         if not self.eof:
             self.eof = True
             self.wake_reader()
-        if not self.wbuf:
+        if self.layer is not None:
+            self.layer.begin_close()
+        self.close_if_done()
+
+    def close_if_done(self) -> None:
+        """Close the socket if close() was called, the buffer is flushed and the layer agrees."""
+        if (
+            self.closing
+            and not self.wbuf
+            and (self.layer is None or self.layer.closing_exchange_done())
+        ):
             self.finish_close()
 
     def abort(self) -> None:
@@ -313,6 +425,8 @@ class _Connection:
             return
         self.stop_reading()
         self.stop_writing()
+        if self.layer is not None:
+            self.layer.socket_closing()
         self.eof = True
         self.sock.close()
         self.closed.set_result(None)
@@ -321,9 +435,13 @@ class _Connection:
 
 
 def _fresh(exc: BaseException) -> BaseException:
-    """A new exception like ``exc``, so raising it again does not grow its traceback."""
-    if isinstance(exc, OSError) and exc.errno is not None:
-        return OSError(exc.errno, exc.strerror)
+    """A copy of a stored error, so raising it again does not grow its traceback.
+
+    A copy of the same type: ``OSError(errno, strerror)`` would turn an SSLError (errno
+    1) into a PermissionError.
+    """
+    if isinstance(exc, OSError):
+        return copy.copy(exc)
     return exc
 
 
@@ -336,7 +454,7 @@ class StreamReader:
 
     __slots__ = ("_conn", "_limit")
 
-    def __init__(self, connection: _Connection) -> None:
+    def __init__(self, connection: Connection) -> None:
         self._conn = connection
         self._limit = connection.limit
 
@@ -358,29 +476,12 @@ class StreamReader:
         return len(self._conn.rbuf)
 
     async def _fill(self) -> None:
-        """Receive more into the buffer once (or note EOF or an error)."""
+        """Receive more into the buffer once (or note EOF or an error), waiting if need be."""
         c = self._conn
-        if c.reading and not (c.may_hold_unread and c.holds_unread()):
-            # As in read(): the readiness callback will bring what arrives.
+        # As in read(): receive now only if the callback may not have brought it all.
+        unseen = not c.reading or (c.layer is not None and c.layer.holds_unread())
+        if not unseen or not c.receive_into_buffer():
             await c.wait_readable()
-            return
-        data: bytes | None
-        try:
-            data = c.recv(max(self._limit, 65536))
-        except (BlockingIOError, InterruptedError, ssl_module.SSLWantReadError):
-            data = None
-        except OSError as exc:
-            c.read_failed(exc)
-            return
-        if data is None:
-            # Waiting outside the except block: a timeout or a cancellation during the
-            # wait must not carry the BlockingIOError as its context.
-            await c.wait_readable()
-        elif data:
-            c.rbuf += data
-        else:
-            c.eof = True
-            c.stop_reading()
 
     def _check_error(self) -> None:
         error = self._conn.read_error
@@ -395,43 +496,27 @@ class StreamReader:
             return b""
         c = self._conn
         while True:
-            buffer = c.rbuf
-            if buffer:
-                if len(buffer) <= n:
-                    data = bytes(buffer)
-                    buffer.clear()
-                else:
-                    data = bytes(buffer[:n])
-                    del buffer[:n]
-                return data
+            if c.rbuf:
+                return c.take(n)
             if c.read_error is not None:
                 raise _fresh(c.read_error)
             if c.eof:
                 return b""
-            if c.reading and not (c.may_hold_unread and c.holds_unread()):
-                # The readiness callback is registered and picks data up the moment it
-                # arrives, so an empty buffer means nothing has: trying recv() here
-                # would only fail (a system call and an exception per message).
-                await c.wait_readable()
-                continue
-            # Fast path: the socket may have bytes right now. (Bounded: recv() allocates
-            # the whole size it is asked for up front.)
-            received: bytes | None
-            try:
-                received = c.recv(min(n, _MAX_RECV))
-            except (BlockingIOError, InterruptedError, ssl_module.SSLWantReadError):
-                received = None
-            except OSError as exc:
-                c.read_failed(exc)
-                raise
-            if received is None:
-                # Outside the except block, as in _fill().
-                await c.wait_readable()
-                continue
-            if not received:
-                c.eof = True
-                c.stop_reading()
-            return received
+            # While the readiness callback is registered it takes everything the socket
+            # has, so an empty buffer means nothing has arrived: a recv() would only fail
+            # (a system call and an exception per message). Except under a layer: TLS
+            # decrypts a record at a time, and the next may already sit in its engine,
+            # taken off the socket with this one, where no readiness event announces it.
+            if not c.reading or (c.layer is not None and c.layer.holds_unread()):
+                # Fast path: the socket may have bytes right now, and they go to the
+                # caller without a copy into the buffer. (Bounded: recv() allocates the
+                # whole size it is asked for up front.)
+                received = c.receive(min(n, _MAX_RECV))
+                if received:
+                    return received
+                if received is not None:
+                    continue  # EOF or an error, noted: the checks above report it
+            await c.wait_readable()
 
     async def _read_all(self) -> bytes:
         chunks: list[bytes] = []
@@ -444,7 +529,7 @@ class StreamReader:
         except BaseException:
             # Cancelled or failed before EOF: give back what was gathered, so that no
             # byte is lost and the next read starts where this one did.
-            self._conn.rbuf[:0] = b"".join(chunks)
+            self._conn.unread(b"".join(chunks))
             raise
 
     async def readexactly(self, n: int) -> bytes:
@@ -452,17 +537,12 @@ class StreamReader:
         if n < 0:
             raise ValueError(f"readexactly() size must be zero or more, got {n}")
         c = self._conn
-        buffer = c.rbuf
-        while len(buffer) < n:
+        while len(c.rbuf) < n:
             self._check_error()
             if c.eof:
-                partial = bytes(buffer)
-                buffer.clear()
-                raise IncompleteReadError(partial, n)
+                raise IncompleteReadError(c.take_all(), n)
             await self._fill()
-        data = bytes(buffer[:n])
-        del buffer[:n]
-        return data
+        return c.take(n)
 
     async def readuntil(self, separator: bytes = b"\n") -> bytes:
         """Bytes up to and including ``separator``.
@@ -473,22 +553,19 @@ class StreamReader:
         if not separator:
             raise ValueError("readuntil() separator must not be empty")
         c = self._conn
-        buffer = c.rbuf
+        buffer = c.rbuf  # searched here, changed only by the connection
         seplen = len(separator)
         offset = 0
         while True:
             found = buffer.find(separator, offset)
             if found >= 0:
-                end = found + seplen
                 if found > self._limit:
                     raise LimitOverrunError(
                         f"separator found {found} bytes in, past the stream limit of "
                         f"{self._limit} bytes",
                         found,
                     )
-                data = bytes(buffer[:end])
-                del buffer[:end]
-                return data
+                return c.take(found + seplen)
             offset = max(0, len(buffer) + 1 - seplen)
             if offset > self._limit:
                 raise LimitOverrunError(
@@ -497,9 +574,7 @@ class StreamReader:
                 )
             self._check_error()
             if c.eof:
-                partial = bytes(buffer)
-                buffer.clear()
-                raise IncompleteReadError(partial, None)
+                raise IncompleteReadError(c.take_all(), None)
             await self._fill()
 
     async def readline(self) -> bytes:
@@ -530,7 +605,7 @@ class StreamWriter:
 
     __slots__ = ("_conn", "_reader")
 
-    def __init__(self, connection: _Connection, reader: StreamReader | None = None) -> None:
+    def __init__(self, connection: Connection, reader: StreamReader | None = None) -> None:
         self._conn = connection
         self._reader = reader
 
@@ -561,18 +636,11 @@ class StreamWriter:
 
     def can_write_eof(self) -> bool:
         """Whether ``write_eof()`` is supported (not over TLS)."""
-        return self._conn.supports_eof
+        return self._conn.can_write_eof()
 
     def write_eof(self) -> None:
         """Close the sending side once the buffer is flushed; reading goes on."""
-        c = self._conn
-        if not c.supports_eof:
-            raise RuntimeError("write_eof() is not supported over TLS; use close()")
-        if c.closing or c.eof_requested:
-            return
-        c.eof_requested = True
-        if not c.wbuf:
-            c.shutdown_write()
+        self._conn.write_eof()
 
     async def drain(self) -> None:
         """Wait while the write buffer is above its high-water mark.
@@ -591,7 +659,7 @@ class StreamWriter:
         low = high // 4 if low is None else low
         if not 0 <= low <= high:
             raise ValueError(f"need 0 <= low <= high, got high={high} low={low}")
-        self._conn.high_water, self._conn.low_water = high, low
+        self._conn.set_write_buffer_limits(high, low)
 
     def get_write_buffer_size(self) -> int:
         """How many written bytes the socket has not taken yet."""
@@ -638,89 +706,34 @@ class StreamWriter:
         return self._reader
 
 
-def _check_limit(limit: int) -> None:
+def check_limit(limit: int) -> None:
+    """Raise ValueError unless ``limit`` is a positive number of bytes."""
     if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
         raise ValueError(f"limit must be a positive number of bytes, got {limit!r}")
 
 
-async def connect_stream(
-    sock: socket.socket,
-    *,
-    limit: int = DEFAULT_LIMIT,
-    ssl: ssl_module.SSLContext | bool | None = None,
-    server_side: bool = False,
-    server_hostname: str | None = None,
-    ssl_handshake_timeout: float | None = None,
-    ssl_shutdown_timeout: float | None = None,
-) -> tuple[StreamReader, StreamWriter]:
-    """Streams over a connected socket (made non-blocking here), with TLS if ``ssl`` is set."""
-    _check_limit(limit)
+def connection_over(sock: socket.socket, limit: int = DEFAULT_LIMIT) -> Connection:
+    """A connection over a connected socket, made non-blocking here (TCP_NODELAY for TCP)."""
+    check_limit(limit)
     sock.setblocking(False)
     if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    loop = get_running_loop()
-    if ssl:
-        from treadle.tls import start_tls
+    return Connection(sock, get_running_loop(), limit)
 
-        return await start_tls(
-            sock,
-            loop,
-            limit=limit,
-            ssl=ssl,
-            server_side=server_side,
-            server_hostname=server_hostname,
-            handshake_timeout=ssl_handshake_timeout,
-            shutdown_timeout=ssl_shutdown_timeout,
-        )
-    connection = _Connection(sock, loop, limit)
+
+def stream_pair(connection: Connection) -> tuple[StreamReader, StreamWriter]:
+    """A StreamReader and a StreamWriter on ``connection``."""
     reader = StreamReader(connection)
     return reader, StreamWriter(connection, reader)
 
 
-async def open_connection(
-    host: str | None = None,
-    port: int | str | None = None,
-    *,
-    ssl: ssl_module.SSLContext | bool | None = None,
-    server_hostname: str | None = None,
-    limit: int = DEFAULT_LIMIT,
-    local_addr: tuple[str, int] | None = None,
-    sock: socket.socket | None = None,
-    ssl_handshake_timeout: float | None = None,
-    ssl_shutdown_timeout: float | None = None,
-) -> tuple[StreamReader, StreamWriter]:
-    """Connect to ``host:port`` over TCP (TLS if ``ssl``); ``(reader, writer)``.
-
-    Each resolved address is tried in turn; if all fail, the error names the host and
-    every address tried. ``ssl=True`` uses a default context that verifies certificates.
-    """
-    _check_limit(limit)
-    if sock is None:
-        if host is None or port is None:
-            raise ValueError("open_connection() needs host and port (or sock=)")
-        sock = await _connect_tcp(host, port, local_addr)
-    elif host is not None or port is not None:
-        raise ValueError("give either host and port, or sock=, not both")
-    if ssl and server_hostname is None:
-        server_hostname = host
-    try:
-        return await connect_stream(
-            sock,
-            limit=limit,
-            ssl=ssl,
-            server_hostname=server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout,
-            ssl_shutdown_timeout=ssl_shutdown_timeout,
-        )
-    except BaseException:
-        sock.close()
-        raise
-
-
-async def _connect_tcp(
-    host: str, port: int | str, local_addr: tuple[str, int] | None
+async def connect_tcp(
+    host: str, port: int | str, local_addr: tuple[str, int] | None = None
 ) -> socket.socket:
-    """A socket connected to the first of ``host``'s addresses that accepts."""
+    """A non-blocking socket connected to the first of ``host``'s addresses that accepts.
+
+    If all fail, the error names the host and every address tried.
+    """
     infos = await getaddrinfo(host, port, type=socket.SOCK_STREAM)
     if not infos:
         raise OSError(f"getaddrinfo({host!r}) returned no addresses")
@@ -753,15 +766,8 @@ async def _connect_tcp(
     raise OSError(message)
 
 
-async def open_unix_connection(
-    path: str,
-    *,
-    ssl: ssl_module.SSLContext | bool | None = None,
-    server_hostname: str | None = None,
-    limit: int = DEFAULT_LIMIT,
-) -> tuple[StreamReader, StreamWriter]:
-    """Connect to the Unix socket at ``path``; ``(reader, writer)``."""
-    _check_limit(limit)
+async def connect_unix(path: str) -> socket.socket:
+    """A non-blocking socket connected to the Unix socket at ``path``."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
@@ -771,7 +777,7 @@ async def open_unix_connection(
             raise OSError(
                 exc.errno, f"could not connect to Unix socket {path!r}: {exc.strerror}"
             ) from None
-        return await connect_stream(sock, limit=limit, ssl=ssl, server_hostname=server_hostname)
+        return sock
     except BaseException:
         sock.close()
         raise

@@ -15,10 +15,10 @@ from contextvars import Context
 from types import TracebackType
 from typing import Any, TypeVar
 
+from treadle.core.futures import Future
+from treadle.core.tasks import Task, current_task, iscoroutine
 from treadle.errors import CancelledError
-from treadle.futures import Future
 from treadle.loop import EventLoop, get_running_loop
-from treadle.tasks import Task, current_task, iscoroutine
 
 __all__ = ["TaskGroup"]
 

@@ -13,10 +13,10 @@ import math
 from types import TracebackType
 from typing import Any, Protocol
 
+from treadle.core.tasks import Task, current_task
 from treadle.errors import CancelledError
 from treadle.loop import get_running_loop
 from treadle.sleeping import check_seconds
-from treadle.tasks import Task, current_task
 
 __all__ = ["Timeout", "timeout", "timeout_at"]
 

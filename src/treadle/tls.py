@@ -1,84 +1,121 @@
-"""TLS over a stream connection: the standard library's ``ssl_module.SSLObject`` over memory BIOs.
+"""TLS under stream connections, and the functions that open streams with or without it.
 
-``TLSConnection`` is the plain stream connection with encryption slotted in at two
-places: ``write`` encrypts into the outgoing BIO before queueing ciphertext on the
-socket, and ``recv`` feeds received ciphertext to the incoming BIO and returns what
-decrypts. The handshake has a timeout; ``close`` sends close_notify and waits for the
-peer's, up to a shutdown timeout after which the socket is simply closed.
-I/O layer: imports ``streams``, ``sockets`` and the layers above.
+``TLSLayer`` is the standard library's ``SSLObject`` over two memory BIOs, plugged into
+a ``streams.Connection`` as its layer: the receive hook decrypts (pulling ciphertext
+from the socket whenever the engine asks for more), the transmit hook encrypts and
+queues the ciphertext on the connection's send buffer. The handshake has a timeout;
+a close goes through the close_notify exchange (``_CloseState``), up to a shutdown
+timeout after which the socket is simply closed.
+
+``open_connection``, ``open_unix_connection`` and ``connect_stream`` live here, not in
+``streams``, because TLS is one of their options and ``streams`` never imports this
+module. I/O layer: imports ``streams``, ``sockets`` and the layers above.
 """
 
 from __future__ import annotations
 
+import enum
 import socket
 import ssl as ssl_module
 
-from treadle.handles import TimerHandle
-from treadle.loop import EventLoop
+from treadle.core.handles import TimerHandle
 from treadle.sockets import Buffer, wait_readable
-from treadle.streams import StreamReader, StreamWriter, _Connection
+from treadle.streams import (
+    DEFAULT_LIMIT,
+    Connection,
+    StreamReader,
+    StreamWriter,
+    check_limit,
+    connect_tcp,
+    connect_unix,
+    connection_over,
+    stream_pair,
+)
 from treadle.timeouts import timeout
 
-__all__ = ["TLSConnection", "start_tls"]
+__all__ = [
+    "TLSLayer",
+    "connect_stream",
+    "open_connection",
+    "open_unix_connection",
+    "start_tls",
+]
 
 HANDSHAKE_TIMEOUT = 60.0
 SHUTDOWN_TIMEOUT = 30.0
+# The most ciphertext one recv() asks for.
+_CIPHERTEXT_CHUNK = 65536
 
 
-class TLSConnection(_Connection):
-    """A stream connection that speaks TLS."""
+class _CloseState(enum.Enum):
+    """Where a TLS connection stands in the close_notify exchange.
 
-    supports_eof = False
-    may_hold_unread = True
+    Each side ends a TLS session with a close_notify alert, so that the other can tell
+    a stream that finished from one cut short by an attacker or a crash. The states:
+
+    * ``OPEN``: no close_notify either way.
+    * ``PEER_CLOSED``: the peer's close_notify (or a bare EOF, which the standard
+      library also reads as the end) was read; the reader sees EOF. On ``close()`` we
+      answer with ours and have nothing left to wait for: ``DONE``.
+    * ``AWAITING_PEER``: ``close()`` sent ours first. A reader of our own reads on,
+      feeding ciphertext to the engine, until the peer's close_notify or EOF arrives
+      (``DONE``); if it does not come within the shutdown timeout, the connection is
+      aborted.
+    * ``DONE``: the exchange is over, or the session is broken (a failed write, an SSL
+      error) and there is nobody to exchange with. The socket closes once the
+      ciphertext still buffered (our close_notify with it) is flushed.
+    """
+
+    OPEN = enum.auto()
+    PEER_CLOSED = enum.auto()
+    AWAITING_PEER = enum.auto()
+    DONE = enum.auto()
+
+
+class TLSLayer:
+    """TLS under a stream connection: its receive and transmit hooks, and its close."""
 
     __slots__ = (
+        "_close_state",
         "_shutdown_timer",
+        "connection",
         "incoming",
         "outgoing",
-        "peer_closed",
         "shutdown_timeout",
         "sslobj",
     )
 
     def __init__(
         self,
-        sock: socket.socket,
-        loop: EventLoop,
-        limit: int,
+        connection: Connection,
         sslobj: ssl_module.SSLObject,
         incoming: ssl_module.MemoryBIO,
         outgoing: ssl_module.MemoryBIO,
         shutdown_timeout: float,
     ) -> None:
-        super().__init__(sock, loop, limit)
+        self.connection = connection
         self.sslobj = sslobj
+        # Ciphertext received and not yet decrypted; ciphertext made and not yet queued.
         self.incoming = incoming
         self.outgoing = outgoing
         self.shutdown_timeout = shutdown_timeout
-        # Invariant: True once the peer's close_notify (or EOF) has been seen.
-        self.peer_closed = False
+        self._close_state = _CloseState.OPEN
+        # Invariant: set exactly while the state is AWAITING_PEER (with its reader).
         self._shutdown_timer: TimerHandle | None = None
 
-    def fill_extra_info(self) -> None:
-        self.extra.update(
-            ssl_object=self.sslobj,
-            peercert=self.sslobj.getpeercert(),
-            cipher=self.sslobj.cipher(),
-            compression=self.sslobj.compression(),
-            sslcontext=self.sslobj.context,
-        )
+    def session_info(self) -> dict[str, object]:
+        """What ``get_extra_info`` adds over TLS, once the handshake is done."""
+        return {
+            "ssl_object": self.sslobj,
+            "peercert": self.sslobj.getpeercert(),
+            "cipher": self.sslobj.cipher(),
+            "compression": self.sslobj.compression(),
+            "sslcontext": self.sslobj.context,
+        }
 
-    def holds_unread(self) -> bool:
-        # Decrypted bytes in the TLS engine, or ciphertext not yet decrypted: both are
-        # off the socket, so no readiness event will announce them.
-        return self.sslobj.pending() > 0 or self.incoming.pending > 0
+    # --- the hooks ----------------------------------------------------------------------
 
-    def flush_outgoing(self) -> None:
-        """Queue whatever ciphertext the TLS engine produced on the socket."""
-        if self.outgoing.pending:
-            self.queue(self.outgoing.read())
-
-    def recv(self, nbytes: int) -> bytes:
+    def receive(self, nbytes: int) -> bytes:
         """Decrypted bytes; ``b''`` at close_notify or EOF; BlockingIOError if none ready."""
         while True:
             try:
@@ -88,56 +125,93 @@ class TLSConnection(_Connection):
             except (ssl_module.SSLZeroReturnError, ssl_module.SSLEOFError):
                 # The peer closed: with close_notify (zero return) or without it (a
                 # "ragged EOF", which the standard library also treats as EOF).
-                self.peer_closed = True
+                if self._close_state is _CloseState.OPEN:
+                    self._close_state = _CloseState.PEER_CLOSED
                 return b""
             finally:
                 # Reading can produce records to send (session tickets, key updates).
-                if not self.closed.done():
-                    self.flush_outgoing()
+                if not self.connection.closed.done():
+                    self.flush()
             # The engine wants ciphertext. Received outside the except block, so that a
             # socket error (or the BlockingIOError that means "wait") carries no
             # SSLWantReadError as its context.
-            ciphertext = self.sock.recv(max(nbytes, 65536))
-            if ciphertext:
-                self.incoming.write(ciphertext)
-            else:
-                self.incoming.write_eof()
+            self.receive_ciphertext(max(nbytes, _CIPHERTEXT_CHUNK))
 
-    def write(self, data: Buffer) -> None:
-        self.check_writable()
+    def transmit(self, data: Buffer) -> None:
+        """Encrypt ``data`` and queue the ciphertext on the connection."""
         if not data:
             return
         try:
             self.sslobj.write(data)
         except ssl_module.SSLError as exc:
-            self.write_failed(exc)
+            self.connection.write_failed(exc)
             raise
-        self.flush_outgoing()
+        self.flush()
 
-    def close(self) -> None:
-        """Send close_notify, then close once the peer answers or the timeout passes."""
-        if self.closing:
-            return
-        self.closing = True
-        self.stop_reading()
-        self.eof = True
-        self.wake_reader()
-        if self.write_error is not None or self.peer_closed:
+    def holds_unread(self) -> bool:
+        """Whether decrypted bytes, or ciphertext not yet decrypted, wait in the engine.
+
+        A recv() takes whatever the socket has, often more than one record; the engine
+        decrypts one record per read. What is left has left the socket, so the selector
+        will not report it: the reader must ask the engine before waiting.
+        """
+        return self.sslobj.pending() > 0 or self.incoming.pending > 0
+
+    # --- ciphertext ---------------------------------------------------------------------
+
+    def receive_ciphertext(self, nbytes: int) -> bool:
+        """Feed what the socket has to the engine; False at EOF; BlockingIOError if nothing.
+
+        The one place the socket is read over TLS: the receive hook, the handshake and
+        the close_notify reader all come here.
+        """
+        ciphertext = self.connection.sock.recv(nbytes)
+        if ciphertext:
+            self.incoming.write(ciphertext)
+            return True
+        self.incoming.write_eof()
+        return False
+
+    def flush(self) -> None:
+        """Queue whatever ciphertext the engine produced on the connection."""
+        if self.outgoing.pending:
+            self.connection.queue(self.outgoing.read())
+
+    # --- closing ------------------------------------------------------------------------
+
+    def begin_close(self) -> None:
+        """Send our close_notify; wait for the peer's unless it came or can't come."""
+        connection = self.connection
+        if connection.write_error is not None or self._close_state is _CloseState.PEER_CLOSED:
             self._unwrap_quietly()
-            self.flush_outgoing()
-            if not self.wbuf:
-                self.finish_close()
+            self._close_state = _CloseState.DONE
+            self.flush()
             return
         if self._unwrap_quietly():
-            self.peer_closed = True
-        self.flush_outgoing()
-        if self.closed.done():
+            self._close_state = _CloseState.DONE
+        self.flush()
+        if connection.closed.done():
             return  # sending close_notify failed (the peer is gone) and closed the socket
-        if not self.peer_closed:
-            self.loop.add_reader(self.fd, self._on_shutdown_readable)
-            self._shutdown_timer = self.loop.call_later(self.shutdown_timeout, self.abort)
-        if not self.wbuf and self.peer_closed:
-            self.finish_close()
+        if self._close_state is not _CloseState.DONE:
+            self._close_state = _CloseState.AWAITING_PEER
+            connection.loop.add_reader(connection.fd, self._on_shutdown_readable)
+            self._shutdown_timer = connection.loop.call_later(
+                self.shutdown_timeout, connection.abort
+            )
+
+    def closing_exchange_done(self) -> bool:
+        """Whether the socket may close once flushed: not while awaiting the peer."""
+        return self._close_state is not _CloseState.AWAITING_PEER
+
+    def socket_closing(self) -> None:
+        """The socket closes now: stop waiting for the peer's close_notify."""
+        self._stop_awaiting_peer()
+
+    def _stop_awaiting_peer(self) -> None:
+        if self._shutdown_timer is not None:
+            self._shutdown_timer.cancel()
+            self._shutdown_timer = None
+            self.connection.loop.remove_reader(self.connection.fd)
 
     def _unwrap_quietly(self) -> bool:
         """Start (or finish) the close_notify exchange; True when it is complete."""
@@ -150,49 +224,59 @@ class TLSConnection(_Connection):
         return True
 
     def _on_shutdown_readable(self) -> None:
-        """During close: read until the peer's close_notify (or EOF) arrives."""
+        """While AWAITING_PEER: read until the peer's close_notify (or EOF) arrives."""
         try:
-            ciphertext = self.sock.recv(65536)
+            arrived = self.receive_ciphertext(_CIPHERTEXT_CHUNK)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            ciphertext = b""
-        if ciphertext:
-            self.incoming.write(ciphertext)
-            if not self._unwrap_quietly():
-                return
-        self.peer_closed = True
-        self.loop.remove_reader(self.fd)
-        if not self.wbuf:
-            self.finish_close()
+            arrived = False  # the peer is gone: nothing more will come
+        if arrived and not self._unwrap_quietly():
+            return
+        self._stop_awaiting_peer()
+        self._close_state = _CloseState.DONE
+        self.connection.close_if_done()
 
-    def buffer_flushed(self) -> None:
-        if self.closing and not self.peer_closed:
-            return  # still waiting for the peer's close_notify
-        super().buffer_flushed()
+    # --- the handshake ------------------------------------------------------------------
 
-    def finish_close(self) -> None:
-        if self._shutdown_timer is not None:
-            self._shutdown_timer.cancel()
-            self._shutdown_timer = None
-        if not self.reading and self.sock.fileno() >= 0:
-            # The close_notify reader, if it is still registered.
-            self.loop.remove_reader(self.fd)
-        super().finish_close()
+    async def handshake(self) -> None:
+        """Run the handshake to its end, receiving ciphertext as the engine asks."""
+        sslobj = self.sslobj
+        while True:
+            try:
+                sslobj.do_handshake()
+                break
+            except ssl_module.SSLWantReadError:
+                pass
+            # Nothing below runs inside the except block: an error raised here (or a
+            # cancellation while waiting) must not carry an SSLWantReadError as context.
+            self.flush()
+            try:
+                arrived: bool | None = self.receive_ciphertext(_CIPHERTEXT_CHUNK)
+            except (BlockingIOError, InterruptedError):
+                arrived = None
+            if arrived is None:
+                await wait_readable(self.connection.sock)
+            elif not arrived:
+                raise ConnectionResetError(
+                    f"{self.connection.extra.get('peername')} closed the connection during "
+                    "the TLS handshake"
+                )
+        self.flush()
+        if self.connection.write_error is not None:
+            raise self.connection.write_error
 
 
 async def start_tls(
-    sock: socket.socket,
-    loop: EventLoop,
+    connection: Connection,
     *,
-    limit: int,
     ssl: ssl_module.SSLContext | bool,
     server_side: bool,
     server_hostname: str | None,
     handshake_timeout: float | None,
     shutdown_timeout: float | None,
-) -> tuple[StreamReader, StreamWriter]:
-    """Run the TLS handshake on a connected non-blocking socket; streams over it."""
+) -> None:
+    """Put TLS under a fresh connection and run the handshake (aborting it on failure)."""
     context = _context_for(ssl, server_side)
     if not server_side and context.check_hostname and not server_hostname:
         raise ValueError(
@@ -207,18 +291,17 @@ async def start_tls(
         server_side=server_side,
         server_hostname=None if server_side else server_hostname,
     )
-    connection = TLSConnection(
-        sock,
-        loop,
-        limit,
+    layer = TLSLayer(
+        connection,
         sslobj,
         incoming,
         outgoing,
         SHUTDOWN_TIMEOUT if shutdown_timeout is None else shutdown_timeout,
     )
+    connection.insert_layer(layer)
     try:
         async with timeout(HANDSHAKE_TIMEOUT if handshake_timeout is None else handshake_timeout):
-            await _handshake(connection)
+            await layer.handshake()
     except TimeoutError:
         connection.abort()
         raise TimeoutError(
@@ -227,9 +310,7 @@ async def start_tls(
     except BaseException:
         connection.abort()
         raise
-    connection.fill_extra_info()
-    reader = StreamReader(connection)
-    return reader, StreamWriter(connection, reader)
+    connection.add_extra_info(**layer.session_info())
 
 
 def _context_for(context: ssl_module.SSLContext | bool, server_side: bool) -> ssl_module.SSLContext:
@@ -240,31 +321,85 @@ def _context_for(context: ssl_module.SSLContext | bool, server_side: bool) -> ss
     return ssl_module.create_default_context()
 
 
-async def _handshake(connection: TLSConnection) -> None:
-    sslobj = connection.sslobj
-    sock = connection.sock
-    while True:
-        try:
-            sslobj.do_handshake()
-            break
-        except ssl_module.SSLWantReadError:
-            pass
-        # Nothing below runs inside the except block: an error raised here (or a
-        # cancellation while waiting) must not carry an SSLWantReadError as context.
-        connection.flush_outgoing()
-        try:
-            data = sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            data = None
-        if data is None:
-            await wait_readable(sock)
-            continue
-        if not data:
-            raise ConnectionResetError(
-                f"{connection.extra.get('peername')} closed the connection during the "
-                "TLS handshake"
-            )
-        connection.incoming.write(data)
-    connection.flush_outgoing()
-    if connection.write_error is not None:
-        raise connection.write_error
+# --- opening streams --------------------------------------------------------------------
+
+
+async def connect_stream(
+    sock: socket.socket,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    ssl: ssl_module.SSLContext | bool | None = None,
+    server_side: bool = False,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
+) -> tuple[StreamReader, StreamWriter]:
+    """Streams over a connected socket (made non-blocking here), with TLS if ``ssl`` is set."""
+    connection = connection_over(sock, limit)
+    if ssl:
+        await start_tls(
+            connection,
+            ssl=ssl,
+            server_side=server_side,
+            server_hostname=server_hostname,
+            handshake_timeout=ssl_handshake_timeout,
+            shutdown_timeout=ssl_shutdown_timeout,
+        )
+    return stream_pair(connection)
+
+
+async def open_connection(
+    host: str | None = None,
+    port: int | str | None = None,
+    *,
+    ssl: ssl_module.SSLContext | bool | None = None,
+    server_hostname: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    local_addr: tuple[str, int] | None = None,
+    sock: socket.socket | None = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
+) -> tuple[StreamReader, StreamWriter]:
+    """Connect to ``host:port`` over TCP (TLS if ``ssl``); ``(reader, writer)``.
+
+    Each resolved address is tried in turn; if all fail, the error names the host and
+    every address tried. ``ssl=True`` uses a default context that verifies certificates.
+    """
+    check_limit(limit)
+    if sock is None:
+        if host is None or port is None:
+            raise ValueError("open_connection() needs host and port (or sock=)")
+        sock = await connect_tcp(host, port, local_addr)
+    elif host is not None or port is not None:
+        raise ValueError("give either host and port, or sock=, not both")
+    if ssl and server_hostname is None:
+        server_hostname = host
+    try:
+        return await connect_stream(
+            sock,
+            limit=limit,
+            ssl=ssl,
+            server_hostname=server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+        )
+    except BaseException:
+        sock.close()
+        raise
+
+
+async def open_unix_connection(
+    path: str,
+    *,
+    ssl: ssl_module.SSLContext | bool | None = None,
+    server_hostname: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> tuple[StreamReader, StreamWriter]:
+    """Connect to the Unix socket at ``path``; ``(reader, writer)``."""
+    check_limit(limit)
+    sock = await connect_unix(path)
+    try:
+        return await connect_stream(sock, limit=limit, ssl=ssl, server_hostname=server_hostname)
+    except BaseException:
+        sock.close()
+        raise

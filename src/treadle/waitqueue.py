@@ -1,20 +1,22 @@
-"""WaitQueue: the one FIFO queue of parked tasks under every lock, event and queue.
+"""WaitQueue: the one FIFO queue of waiting tasks under every lock, event and queue.
 
-A task *parks* by awaiting a fresh Future in the queue; another task *unparks* it by
-setting that Future's result. The subtle part of every synchronisation primitive, that
-a cancelled waiter must leave the queue and must never swallow a wake-up meant for
-another, is solved here once for Lock, Event, Condition, Semaphore and Queue.
-Coordination layer: imports only ``treadle.loop`` and ``treadle.futures``.
+A task *parks* here through the core's suspend/resume seam (``treadle.core.tasks``);
+another task *unparks* it by resuming it. The subtle part of every synchronisation
+primitive, that a cancelled waiter must leave the queue and must never swallow a
+wake-up meant for another, is solved here once for Lock, Event, Condition, Semaphore
+and Queue. Coordination layer: imports only the core.
 """
 
 from __future__ import annotations
 
 import contextlib
+import types
 from collections import deque
 from collections.abc import Callable, Generator
+from typing import Any
 
-from treadle.futures import Future
-from treadle.loop import EventLoop, get_running_loop
+from treadle.core.running import get_running_loop
+from treadle.core.tasks import Waiter, current_waiter, is_suspended, resume, suspend
 
 __all__ = ["WaitQueue"]
 
@@ -35,25 +37,27 @@ class WaitQueue:
     ``still_worth_passing`` check to ``park()``, so a stale wake-up dies with its task
     instead of sending the next task to the back of the queue for nothing.
 
-    A parked task costs one Future and one deque slot, and no coroutine frame of its own.
+    A parked task costs a deque slot and the ``park()`` generator, no Future.
     """
 
     __slots__ = ("_parked", "_woken")
 
     def __init__(self) -> None:
-        # The futures of parked tasks not woken yet, oldest first. May also hold
-        # cancelled futures whose tasks have not yet run to take them out; everything
-        # that reads the deque skips those.
-        self._parked: deque[_Waiter] = deque()
-        # Invariant: how many tasks were woken and have not yet resumed from park().
-        self._woken = 0
+        # The waiters of parked tasks not woken yet, oldest first. May also hold tasks
+        # cancelled but not yet run to take themselves out; everything that reads the
+        # deque skips those (they are no longer suspended).
+        self._parked: deque[Waiter] = deque()
+        # The tasks woken and not yet resumed from park(), each with whether unpark()
+        # (True) or unpark_all() (False) woke it. Invariant: none of them is in _parked.
+        self._woken: dict[Waiter, bool] = {}
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} parked={len(self) - self._woken} woken={self._woken}>"
+        woken = len(self._woken)
+        return f"<{type(self).__name__} parked={len(self) - woken} woken={woken}>"
 
     def __len__(self) -> int:
         """How many tasks are parked here and have not resumed yet, woken or not."""
-        return self._woken + sum(1 for fut in self._parked if not fut.done())
+        return len(self._woken) + sum(1 for waiter in self._parked if is_suspended(waiter))
 
     def __bool__(self) -> bool:
         """Whether any task is parked here and has not resumed yet, woken or not.
@@ -66,7 +70,7 @@ class WaitQueue:
             return True
         parked = self._parked
         while parked:
-            if not parked[0].done():
+            if is_suspended(parked[0]):
                 return True
             parked.popleft()  # cancelled: its task has not run yet to take it out
         return False
@@ -74,44 +78,51 @@ class WaitQueue:
     @property
     def woken(self) -> int:
         """How many tasks were woken and have not resumed from ``park()`` yet."""
-        return self._woken
+        return len(self._woken)
 
-    def park(self, still_worth_passing: Callable[[], bool] | None = None) -> Future[bool]:
+    @types.coroutine
+    def park(
+        self, still_worth_passing: Callable[[], bool] | None = None
+    ) -> Generator[Any, Any, bool]:
         """Queue the current task; ``await queue.park()`` suspends it until it is woken.
 
         The awaited value is True if ``unpark()`` woke the task, False if
         ``unpark_all()`` did. If the task is cancelled while parked, it leaves the queue
         and CancelledError propagates; if it had already been woken by ``unpark()``, the
         wake-up passes to the next task (only if ``still_worth_passing()`` says so, when
-        given). Await the result at once, exactly once.
+        given). Await it at once, exactly once.
         """
         parked = self._parked
-        loop = get_running_loop()
-        if parked and parked[-1].get_loop() is not loop:
+        if parked and parked[-1].get_loop() is not get_running_loop():
             raise RuntimeError(
                 f"{self!r} has tasks of another event loop parked on it; a lock, event "
                 "or queue can be shared only by the tasks of one loop"
             )
-        waiter = _Waiter(self, loop, still_worth_passing)
+        waiter = current_waiter()
         parked.append(waiter)
-        return waiter
+        try:
+            yield from suspend(waiter)
+        except BaseException:
+            self._leave(waiter, still_worth_passing)
+            raise
+        return self._woken.pop(waiter)
 
-    def _leave(self, fut: _Waiter) -> None:
-        """The task parked on ``fut`` is leaving by an exception (cancellation, mostly)."""
-        if fut.done() and not fut.cancelled():
+    def _leave(self, waiter: Waiter, still_worth_passing: Callable[[], bool] | None) -> None:
+        """The task parked on ``waiter`` is leaving by an exception (cancellation, mostly)."""
+        woken_by_unpark = self._woken.pop(waiter, None)
+        if woken_by_unpark is not None:
             # Woken, then cancelled before it could run. The wake-up was meant for
             # whoever was first in line; that is no longer this task.
-            self._woken -= 1
-            if fut.result() and (fut._still_worth_passing is None or fut._still_worth_passing()):
+            if woken_by_unpark and (still_worth_passing is None or still_worth_passing()):
                 self.unpark()
             return
-        # Not woken. The future is still queued, unless unpark() already skipped it.
+        # Not woken. The waiter is still queued, unless unpark() already skipped it.
         parked = self._parked
-        if parked and parked[-1] is fut:
+        if parked and parked[-1] is waiter:
             parked.pop()
         else:
             with contextlib.suppress(ValueError):
-                parked.remove(fut)
+                parked.remove(waiter)
 
     def unpark(self, count: int = 1) -> int:
         """Wake the first ``count`` parked tasks (fewer if fewer wait); how many woke.
@@ -122,24 +133,23 @@ class WaitQueue:
         if not parked:
             return 0
         woke = 0
+        woken = self._woken
         while woke < count and parked:
-            fut = parked.popleft()
-            if not fut.done():  # skip the cancelled
-                fut.set_result(True)
+            waiter = parked.popleft()
+            if resume(waiter, True):  # False: cancelled meanwhile, skipped
+                woken[waiter] = True
                 woke += 1
-        self._woken += woke
         return woke
 
     def unpark_all(self) -> int:
         """Wake every parked task; how many woke. A wake-up from here is never passed on."""
-        parked = self._parked
+        parked, self._parked = self._parked, deque()
         woke = 0
-        for fut in parked:
-            if not fut.done():
-                fut.set_result(False)
+        woken = self._woken
+        for waiter in parked:
+            if resume(waiter, False):
+                woken[waiter] = False
                 woke += 1
-        parked.clear()
-        self._woken += woke
         return woke
 
     def unpark_for(self, available: int) -> int:
@@ -149,44 +159,5 @@ class WaitQueue:
         items, free slots): after taking, a task calls this with what is left, so that
         units nobody woken is counting on go to the tasks queued behind it.
         """
-        return self.unpark(available - self._woken) if available > self._woken else 0
-
-
-class _Waiter(Future[bool]):
-    """The future a task parks on: also the one place a parked task resumes or leaves.
-
-    Why a Future subclass rather than ``async def park()``: the bookkeeping runs inside
-    the ``__await__`` generator every awaited future has anyway, so a parked task costs
-    one future and a deque slot, not another coroutine frame as well (about 200 bytes
-    each, and a crawler may park ten thousand tasks on one queue). It speaks the
-    protocol every Task understands: ``_asyncio_future_blocking`` set, then yield self.
-    """
-
-    __slots__ = ("_queue", "_still_worth_passing")
-
-    def __init__(
-        self, queue: WaitQueue, loop: EventLoop, still_worth_passing: Callable[[], bool] | None
-    ) -> None:
-        super().__init__(loop=loop)
-        self._queue = queue
-        # Whether a wake-up this task cannot use should go to the next task (None: yes).
-        self._still_worth_passing = still_worth_passing
-
-    def __await__(self) -> Generator[Future[bool], None, bool]:
-        try:
-            if not self.done():
-                self._asyncio_future_blocking = True
-                yield self  # The Task resumes us once unpark() or a cancel is done with us.
-                if not self.done():
-                    raise RuntimeError(
-                        "a coroutine was resumed before the future it awaits was done; "
-                        "futures must be awaited by a treadle Task"
-                    )
-            woken_by_unpark = self.result()
-        except BaseException:
-            self._queue._leave(self)
-            raise
-        self._queue._woken -= 1
-        return woken_by_unpark
-
-    __iter__ = __await__  # ``yield from queue.park()`` in generator-based coroutines
+        woken = len(self._woken)
+        return self.unpark(available - woken) if available > woken else 0

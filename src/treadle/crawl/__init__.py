@@ -1,11 +1,12 @@
 """The crawler: the classic design of a frontier queue, worker tasks, a seen-set, a join.
 
 The crawler itself (``crawler``) fetches with treadle's HTTP client; its command line
-is ``cli``, and ``demosite`` serves the generated demo site. The pure parts do no I/O
-and import only the standard library (and each other): URL rules (``urls``), link
-extraction and charset detection (``links``), robots.txt policy (``robots``), the
-per-URL record (``records``), the report (``report``) and the demo site's content
-(``demosite_content``).
+is ``cli``, and ``demosite`` serves the generated demo site. ``state`` keeps a
+resumable crawl in SQLite and ``warc`` archives its exchanges (warcio). The pure parts
+do no I/O and import only the standard library (and each other): URL rules (``urls``),
+link extraction and charset detection (``links``, with lexbor when selectolax is
+installed), robots.txt policy (``robots``), the per-URL record (``records``), the
+report (``report``) and the demo site's content (``demosite_content``).
 """
 
 from __future__ import annotations

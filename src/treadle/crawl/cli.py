@@ -9,8 +9,11 @@ finished. ``--demo`` crawls a generated site served in the same process.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import IO, NoReturn
 
@@ -19,7 +22,9 @@ from treadle.crawl.crawler import DEFAULT_MAX_PER_HOST, DEFAULT_USER_AGENT, Craw
 from treadle.crawl.demosite import DemoSiteServer
 from treadle.crawl.demosite_content import DemoSite
 from treadle.crawl.records import Record
+from treadle.crawl.state import CrawlState, StateError, repair_json_lines
 from treadle.crawl.urls import is_http_url
+from treadle.crawl.warc import WarcArchive, WarcError
 
 __all__ = ["demo_site_main", "main"]
 
@@ -90,6 +95,7 @@ EXIT_ROOT_FAILED = 3
 EXIT_STOPPED_BY_LIMIT = 4
 EXIT_BROKEN_LINKS = 5
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 EXIT_CODES = f"""exit status:
   {EXIT_OK}    the crawl completed and every root was fetched (2xx or 3xx)
@@ -99,6 +105,7 @@ EXIT_CODES = f"""exit status:
   {EXIT_STOPPED_BY_LIMIT}    --max-pages or --max-time stopped the crawl
   {EXIT_BROKEN_LINKS}    with --fail-on-broken: a fetched URL was broken (4xx, 5xx or error)
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
+  {EXIT_TERMINATED}  stopped by SIGTERM (as by Ctrl-C: the report is printed, --state saved)
 When several apply, the smallest non-zero status is given."""
 
 POLITENESS = f"""politeness: at most --max-per-host requests at once to one host
@@ -228,6 +235,16 @@ def _crawl_parser() -> _OneLineParser:
         "--json", metavar="FILE", help="write one JSON line per finished URL to FILE ('-': stdout)"
     )
     output.add_argument(
+        "--state", metavar="FILE",
+        help="keep the crawl's frontier, seen set and finished URLs in this SQLite file;"
+        " run the same command again to resume a crawl that was stopped or killed",
+    )
+    output.add_argument(
+        "--warc", metavar="FILE",
+        help="archive every exchange to this gzipped WARC/1.1 file (FILE.warc.gz); with"
+        " --state, a resumed crawl appends to it",
+    )
+    output.add_argument(
         "--report", choices=("text", "json"), default="text",
         help="the end-of-crawl report as text for people or one JSON object for programs",
     )
@@ -263,21 +280,59 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"--{option} {pattern!r} is not a valid regular expression: {exc}")
     if not args.user_agent.strip() or any(ch in args.user_agent for ch in "\r\n"):
         parser.error(f"--user-agent must be one non-empty line, got {args.user_agent!r}")
+    if args.state is not None and args.demo:
+        parser.error(
+            "--state resumes a crawl of the same ROOT, and --demo serves on a new port each"
+            " time: serve the demo with 'treadle demo-site --port 8080' and crawl"
+            " http://127.0.0.1:8080/ instead"
+        )
+    state: CrawlState | None = None
+    if args.state is not None:
+        try:
+            state = CrawlState(args.state)
+        except StateError as exc:
+            parser.error(str(exc))
     json_file: IO[str] | None = None
     if args.json is not None:
         try:
-            json_file = (
-                sys.stdout
-                if args.json == "-"
-                else open(args.json, "w", encoding="utf-8")  # noqa: SIM115 (closed in finally)
-            )
+            if args.json == "-":
+                json_file = sys.stdout
+            elif state is not None:
+                # A resumed crawl's file keeps its lines; a torn last one is cut and
+                # records committed but not yet written are added (each URL once).
+                repair_json_lines(args.json, state.saved_records())
+                json_file = open(args.json, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+            else:
+                json_file = open(args.json, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
         except OSError as exc:
             parser.error(f"cannot write --json file {args.json!r}: {exc.strerror}")
+        except StateError as exc:
+            parser.error(str(exc))
+    warc: WarcArchive | None = None
+    if args.warc is not None:
+        if importlib.util.find_spec("warcio") is None:
+            parser.error("--warc needs warcio: pip install 'treadle[crawl]'")
+        try:
+            warc = WarcArchive(
+                args.warc,
+                info={
+                    "software": f"treadle {treadle.__version__}",
+                    "http-header-user-agent": args.user_agent,
+                    "robots": "ignore" if args.no_robots else "obey",
+                    "treadle-payload": "as read: de-chunked and decompressed; response heads"
+                    " rewritten to match, original values under X-Treadle-Orig-*",
+                },
+                resume_at=state.warc_length() if state is not None else None,
+            )
+        except WarcError as exc:
+            parser.error(str(exc))
     args.json_failed = False
     status = EXIT_INTERRUPTED
     try:
-        status = _run_crawl(args, json_file)
+        status = _run_crawl(args, json_file, state, warc)
     finally:
+        if warc is not None:
+            warc.close()
         if json_file is not None and json_file is not sys.stdout:
             try:
                 json_file.close()
@@ -295,7 +350,12 @@ def _report_json_error(path: str, error: OSError) -> None:
     print(f"treadle crawl: error: cannot write --json file {path!r}: {reason}", file=sys.stderr)
 
 
-def _run_crawl(args: argparse.Namespace, json_file: IO[str] | None) -> int:
+def _run_crawl(
+    args: argparse.Namespace,
+    json_file: IO[str] | None,
+    state: CrawlState | None,
+    warc: WarcArchive | None,
+) -> int:
     crawler: Crawler | None = None
     progress = _Progress(quiet=args.quiet, verbose=args.verbose)
 
@@ -347,6 +407,8 @@ def _run_crawl(args: argparse.Namespace, json_file: IO[str] | None) -> int:
                     else DEMO_RETRY_BACKOFF if args.demo else RETRY_BACKOFF
                 ),
                 on_record=on_record,
+                state=state,
+                warc=warc,
             )
             ticker = treadle.create_task(progress.run(crawler))
             try:
@@ -361,14 +423,20 @@ def _run_crawl(args: argparse.Namespace, json_file: IO[str] | None) -> int:
     interrupted = False
     output_error: OSError | None = None
     try:
-        treadle.run(crawl())
+        with _TerminateAsInterrupt() as terminate:
+            treadle.run(crawl())
     except KeyboardInterrupt:
         interrupted = True
     except _JsonWriteError as exc:
         # Writing --json failed (a full disk, say): the crawl stopped; say so once.
         output_error = exc.error
+    except StateError as exc:
+        print(f"treadle crawl: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     finally:
         progress.stop()
+        if state is not None:
+            state.close()
     if output_error is not None:
         args.json_failed = True
         _report_json_error(args.json, output_error)
@@ -377,13 +445,16 @@ def _run_crawl(args: argparse.Namespace, json_file: IO[str] | None) -> int:
     report_out = sys.stderr if json_file is sys.stdout else sys.stdout
     if interrupted:
         print("Interrupted: the report covers the URLs that finished.", file=report_out)
+        if state is not None:
+            print(f"The crawl is saved in {args.state}: run the same command to resume it.",
+                  file=report_out)
     crawl_report = crawler.report()
     if args.report == "json":
         report_out.write(crawl_report.to_json() + "\n")
     else:
         report_out.write(crawl_report.format())
     if interrupted:
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if terminate.terminated else EXIT_INTERRUPTED
     if output_error is not None:
         return EXIT_OUTPUT_FAILED
     if crawl_report.failed_roots:
@@ -393,6 +464,28 @@ def _run_crawl(args: argparse.Namespace, json_file: IO[str] | None) -> int:
     if args.fail_on_broken and crawl_report.broken:
         return EXIT_BROKEN_LINKS
     return EXIT_OK
+
+
+class _TerminateAsInterrupt:
+    """While active, SIGTERM stops the crawl the way Ctrl-C does: the main task is
+    cancelled, so the report is printed and the state saved; ``terminated`` says if it came."""
+
+    def __init__(self) -> None:
+        self.terminated = False
+        self._previous: object = None
+
+    def __enter__(self) -> _TerminateAsInterrupt:
+        if threading.current_thread() is threading.main_thread():  # only it gets signals
+            self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)  # type: ignore[arg-type]
+
+    def _on_sigterm(self, signum: int, frame: object) -> None:
+        self.terminated = True
+        signal.raise_signal(signal.SIGINT)
 
 
 class _Progress:

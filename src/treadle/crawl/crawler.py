@@ -17,11 +17,13 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import treadle
 from treadle.combinators import FIRST_COMPLETED, gather, wait
-from treadle.crawl.links import decode_html, extract_links
+from treadle.core.futures import Future
+from treadle.crawl.links import LEXBOR, STDLIB, decode_html, default_parser, extract_links
 from treadle.crawl.politeness import HostGate
 from treadle.crawl.records import Record
 from treadle.crawl.report import CrawlReport, HostActivity, ProgressSnapshot
@@ -34,7 +36,9 @@ from treadle.crawl.retries import (
 )
 from treadle.crawl.robots import RobotsPolicy, robots_url
 from treadle.crawl.sitemaps import SITEMAP_MAX_SIZE, read_sitemap
+from treadle.crawl.state import CrawlState, SavedJob, Snapshot
 from treadle.crawl.urls import Scope, is_http_url, normalize_url, origin
+from treadle.crawl.warc import Exchange, WarcArchive
 from treadle.errors import (
     CancelledError,
     ConnectError,
@@ -43,12 +47,11 @@ from treadle.errors import (
     ResponseTooLarge,
     SitemapError,
 )
-from treadle.futures import Future
 from treadle.http import Client, Response
-from treadle.loop import get_running_loop
+from treadle.loop import create_task, get_running_loop
 from treadle.queues import Queue
 from treadle.sleeping import check_delay, sleep
-from treadle.tasks import create_task
+from treadle.threads import to_thread
 from treadle.timeouts import timeout
 
 __all__ = [
@@ -83,6 +86,16 @@ _DEFAULT_SITEMAP_PATH = "/sitemap.xml"
 _ROBOTS_MAX_SIZE = 500 * 1024
 # Connecting takes one round trip; a host that has not answered in 10 s is not there.
 _MAX_CONNECT_TIMEOUT = 10.0
+# A page at least this big is parsed in a worker thread, so that the loop keeps serving
+# the other fetches: lexbor parses without the GIL, and the Python around it (and all of
+# html.parser) gives the GIL up every switch interval (5 ms). Below it, a page costs
+# about 1 ms (lexbor at ~90 MB/s plus its links' normalisation) or 8 ms (html.parser
+# at ~8 MB/s) on the loop, less than a thread hand-off is worth (docs/crawling.md).
+_PARSE_IN_THREAD_BYTES = {LEXBOR: 128 * 1024, STDLIB: 32 * 1024}
+# How often the state file (--state) is committed, and after how many changes at most:
+# a crash loses at most this much work, and a commit costs ~0.1 ms, not per record.
+_STATE_COMMIT_INTERVAL = 0.25
+_STATE_COMMIT_CHANGES = 2000
 
 
 @dataclass(slots=True)
@@ -99,6 +112,8 @@ class _Job:
     referrer: str | None
     redirects_left: int
     is_sitemap: bool = False
+    # The exchanges of its tries, archived (--warc) together once the URL is done.
+    exchanges: list[Exchange] = field(default_factory=list)
 
 
 class _FetchFailed(Exception):
@@ -120,7 +135,13 @@ class Crawler:
     ``max_retry_wait``. ``on_record`` is called with each record as it is made.
     ``sitemaps``: read the sitemaps of the roots' origins (those robots.txt names, else
     ``/sitemap.xml``; indexes one level deep; gzipped or not) and crawl the in-scope
-    page URLs they list, as if a root linked to them (depth 1).
+    page URLs they list, as if a root linked to them (depth 1). ``parser`` names the
+    HTML tokenizer (``treadle.crawl.links.PARSERS``; lexbor when selectolax is installed).
+    ``state``: keep the frontier, the seen set and the finished URLs there, and resume
+    the crawl it holds; ``on_record`` is then called once a record is committed to it
+    (a few times a second), and the records of earlier runs are in ``records`` from the
+    start (see ``treadle.crawl.state``). ``warc``: archive every exchange of the pages
+    and sitemaps there, when their URL is done (see ``treadle.crawl.warc``).
     """
 
     def __init__(
@@ -147,6 +168,9 @@ class Crawler:
         max_retry_wait: float = 120.0,
         on_record: Callable[[Record], object] | None = None,
         rng: random.Random | None = None,
+        parser: str | None = None,
+        state: CrawlState | None = None,
+        warc: WarcArchive | None = None,
     ) -> None:
         roots = [roots] if isinstance(roots, str) else list(roots)
         if not roots:
@@ -175,6 +199,9 @@ class Crawler:
             ("max_retry_wait", max_retry_wait),
         ):
             check_delay(seconds, name)
+        # Checked (and a missing selectolax named) here, not at the first page.
+        extract_links("", roots[0], parser=parser)
+        self.parser = parser or default_parser()
         if not user_agent or any(ch in user_agent for ch in "\r\n"):
             raise ValueError(f"user_agent must be one non-empty line, got {user_agent!r}")
         self.roots = [normalize_url(root) for root in roots]
@@ -197,6 +224,8 @@ class Crawler:
         self.retry_backoff = retry_backoff
         self.max_retry_wait = max_retry_wait
         self.on_record = on_record
+        self._state = state
+        self._warc = warc
         self._rng = rng or random.Random()
         self.records: list[Record] = []
         # Every URL ever put on the frontier (so each is fetched at most once).
@@ -295,6 +324,8 @@ class Crawler:
         self._loop_started = loop.time()
         self._monotonic_started = time.monotonic()
         self._frontier = Queue()
+        if self._state is not None:
+            self._restore(self._state.load(self.roots))
         for root in self.roots:
             self._add(root, depth=0, referrer=None, redirects_left=self.max_redirect)
         if not self.obey_robots:
@@ -319,6 +350,7 @@ class Crawler:
                 create_task(self._work(), name=f"crawl-worker-{i}") for i in range(self.max_tasks)
             ]
             joined = create_task(self._frontier.join())
+            saver = create_task(self._save_state_periodically())
             try:
                 done, _ = await wait(
                     [joined, self._failed], timeout=self.max_time, return_when=FIRST_COMPLETED
@@ -326,11 +358,12 @@ class Crawler:
                 if not done:
                     self._stop(LIMIT_MAX_TIME)
             finally:
-                for task in [*workers, joined]:
+                for task in [*workers, joined, saver]:
                     task.cancel()
-                await gather(*workers, joined, return_exceptions=True)
+                await gather(*workers, joined, saver, return_exceptions=True)
                 self._client = None
                 self._ended = loop.time()
+                self._save_state()
             # Whatever did not finish is left: fetches cut short, then the frontier.
             self.left.extend(self._in_flight)
             self._in_flight.clear()
@@ -339,6 +372,49 @@ class Crawler:
             if self._failed.done():
                 self._failed.result()  # raises what stopped the crawl
         return self.records
+
+    def _restore(self, saved: Snapshot) -> None:
+        """Take up the crawl a state file holds: its frontier, seen sets and outcomes."""
+        assert self._frontier is not None
+        self.seen |= saved.seen
+        self._sitemaps_seen |= saved.sitemaps_seen
+        self.records.extend(saved.records)
+        self.errors += sum(record.exception is not None for record in saved.records)
+        self.sitemaps.extend(saved.sitemaps)
+        self.disallowed.extend(saved.disallowed)
+        self.too_deep.update(dict.fromkeys(saved.too_deep))
+        for job in saved.frontier:
+            self._frontier.put_nowait(
+                _Job(job.url, job.depth, job.referrer, job.redirects_left, job.is_sitemap)
+            )
+
+    async def _save_state_periodically(self) -> None:
+        if self._state is None:
+            return
+        while True:
+            await sleep(_STATE_COMMIT_INTERVAL)
+            self._save_state()
+
+    def _save_state(self) -> None:
+        """Commit the state's pending changes, then hand on the records that made durable."""
+        if self._state is None:
+            return
+        try:
+            if self._warc is not None and self._state.pending:
+                # The archive's records up to here are exactly those of URLs this
+                # commit marks done: a resumed crawl cuts the file back to it.
+                self._state.note_warc_length(self._warc.flush())
+            records = self._state.commit()
+        except Exception as exc:
+            self._fail(exc)
+            raise
+        for record in records:
+            self._hand_on(record)
+
+    def _fail(self, exc: BaseException) -> None:
+        """Stop the crawl: crawl() raises ``exc``."""
+        if self._failed is not None and not self._failed.done():
+            self._failed.set_exception(exc)
 
     def _stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -358,12 +434,18 @@ class Crawler:
         if url in seen:
             return False
         if not is_sitemap and self.max_depth is not None and depth > self.max_depth:
+            if url not in self.too_deep and self._state is not None:
+                self._state.too_deep(url, depth)
             self.too_deep[url] = None
             return False
         self.too_deep.pop(url, None)
         seen.add(url)
         assert self._frontier is not None
         self._frontier.put_nowait(_Job(url, depth, referrer, redirects_left, is_sitemap))
+        if self._state is not None:
+            self._state.queued(SavedJob(url, depth, referrer, redirects_left, is_sitemap))
+            if self._state.pending >= _STATE_COMMIT_CHANGES:
+                self._save_state()
         return True
 
     def _queue_sitemaps(self, key: str, declared: list[str]) -> None:
@@ -403,6 +485,8 @@ class Crawler:
     async def _visit(self, job: _Job) -> None:
         if self.obey_robots and not (await self._robots_for(job.url)).allowed(job.url):
             self.disallowed.append(job.url)
+            if self._state is not None:
+                self._state.disallowed(job.url)
             return
         if self.max_pages is not None and self._claimed >= self.max_pages:
             self._stop(LIMIT_MAX_PAGES)
@@ -419,8 +503,16 @@ class Crawler:
             record = Record(url=job.url, exception=f"{type(exc).__name__}: {exc}")
             record.error_kind = "bug"
         del self._in_flight[job.url]
+        if self._warc is not None:
+            metadata = {"hopsFromSeed": str(job.depth)}
+            if job.referrer is not None:
+                metadata["via"] = job.referrer
+            for exchange in job.exchanges:
+                self._warc.archive(exchange, metadata)
         if job.is_sitemap:
             self.sitemaps.append(record)
+            if self._state is not None:
+                self._state.fetched(record, is_sitemap=True)
         else:
             self._finish(record)
 
@@ -428,14 +520,19 @@ class Crawler:
         if record.exception is not None:
             self.errors += 1
         self.records.append(record)
+        if self._state is not None:
+            self._state.fetched(record)  # handed on once committed
+        else:
+            self._hand_on(record)
+
+    def _hand_on(self, record: Record) -> None:
         if self.on_record is not None:
             try:
                 self.on_record(record)
             except Exception as exc:
                 # Losing records silently (a full disk under --json, say) is worse than
                 # stopping: the crawl ends and crawl() raises this.
-                if self._failed is not None and not self._failed.done():
-                    self._failed.set_exception(exc)
+                self._fail(exc)
 
     # --- fetching -------------------------------------------------------------------------
 
@@ -553,18 +650,26 @@ class Crawler:
             raise _FetchFailed() from exc
 
     async def _take_response(self, job: _Job, record: Record, response: Response) -> None:
-        if response.status in _REDIRECTS:
-            self._follow_redirect(job, record, response.headers.get("location"))
-            return
+        arrived = datetime.now(UTC)
         length = _content_length(response)
         media_type = (record.content_type or "").split(";", 1)[0].strip().lower()
-        if response.status != 200 or not (job.is_sitemap or media_type in _HTML_TYPES):
-            # Nothing to parse: read a small body to keep the connection, skip a big one
-            # (leaving the stream unread closes the connection). Its size is no error.
-            if length is not None and length <= _DRAIN_LIMIT:
-                async for _ in response.aiter_bytes():
+        if response.status in _REDIRECTS or response.status != 200 or not (
+            job.is_sitemap or media_type in _HTML_TYPES
+        ):
+            # Nothing to parse: read a small body to keep the connection (a redirect's
+            # only when archiving it), skip a big one (leaving the stream unread closes
+            # the connection). Its size is no error.
+            chunks: list[bytes] | None = None
+            drain = response.status not in _REDIRECTS or self._warc is not None
+            if drain and length is not None and length <= _DRAIN_LIMIT:
+                chunks = []
+                async for chunk in response.aiter_bytes():
+                    chunks.append(chunk)
                     record.size = response.bytes_received
             record.size = response.bytes_received
+            self._keep_exchange(job, response, arrived, chunks)
+            if response.status in _REDIRECTS:
+                self._follow_redirect(job, record, response.headers.get("location"))
             return
         body_limit = self._sitemap_max_size if job.is_sitemap else self.max_size
         if length is not None and length > body_limit:
@@ -578,12 +683,17 @@ class Crawler:
             chunks.append(chunk)
             record.size = response.bytes_received
         record.size = response.bytes_received
+        self._keep_exchange(job, response, arrived, chunks)
         body = b"".join(chunks)
         if job.is_sitemap:
             self._take_sitemap(job, record, body)
             return
-        text, record.encoding = decode_html(body, record.content_type)
-        links = [link for link in extract_links(text, job.url) if self.scope.allows(link)]
+        if len(body) >= _PARSE_IN_THREAD_BYTES[self.parser]:
+            record.encoding, links = await to_thread(
+                self._read_page, body, record.content_type, job.url
+            )
+        else:
+            record.encoding, links = self._read_page(body, record.content_type, job.url)
         record.num_urls = len(links)
         record.num_new_urls = sum(
             self._add(
@@ -591,6 +701,34 @@ class Crawler:
             )
             for link in links
         )
+
+    def _keep_exchange(
+        self, job: _Job, response: Response, arrived: datetime, chunks: list[bytes] | None
+    ) -> None:
+        """Keep the exchange for the archive (``chunks`` None: the body was not read)."""
+        if self._warc is None:
+            return
+        job.exchanges.append(
+            Exchange(
+                url=job.url,
+                request_head=response.request_head,
+                date=arrived,
+                http_version=response.http_version,
+                status=response.status,
+                reason=response.reason,
+                headers=list(response.headers.items()),
+                body=b"".join(chunks or ()),
+                body_complete=chunks is not None,
+            )
+        )
+
+    def _read_page(
+        self, body: bytes, content_type: str | None, url: str
+    ) -> tuple[str, list[str]]:
+        """The encoding of an HTML page and its in-scope links (pure: any thread may run it)."""
+        text, encoding = decode_html(body, content_type, parser=self.parser)
+        links = extract_links(text, url, parser=self.parser)
+        return encoding, [link for link in links if self.scope.allows(link)]
 
     def _take_sitemap(self, job: _Job, record: Record, body: bytes) -> None:
         """Queue what the sitemap in ``body`` lists: pages in scope, or (an index) sitemaps."""

@@ -76,9 +76,7 @@ class Record:
 
     def to_json(self) -> str:
         """One JSON Lines line (no newline), keys in the order the fields are declared."""
-        return json.dumps(
-            {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
-        )
+        return json.dumps({name: getattr(self, name) for name in _FIELD_ORDER})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Record:
@@ -108,4 +106,5 @@ class Record:
         return cls.from_dict(data)
 
 
-_FIELD_NAMES = frozenset(field.name for field in dataclasses.fields(Record))
+_FIELD_ORDER = tuple(field.name for field in dataclasses.fields(Record))
+_FIELD_NAMES = frozenset(_FIELD_ORDER)

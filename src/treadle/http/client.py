@@ -5,7 +5,7 @@ returns a ``Response`` whose body is read whole (the default) or streamed. Timeo
 cover connecting, each read, and the whole request; caps bound the head and the body.
 Redirects are returned as they are unless following is asked for. Every failure is an
 ``HTTPError`` that gives back the connection's pool permits, and every call counts the
-requests it wrote (``requests_sent``). HTTP layer: imports treadle's streams,
+requests it wrote (``requests_sent``). HTTP layer: imports treadle's streams and tls,
 coordination and errors.
 """
 
@@ -29,8 +29,8 @@ from treadle.errors import (
 from treadle.http.connection import HeadLimits, HTTPConnection, Response, _StaleConnection
 from treadle.locks import Semaphore
 from treadle.sleeping import check_delay
-from treadle.streams import open_connection
 from treadle.timeouts import timeout
+from treadle.tls import open_connection
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_USER_AGENT", "Client"]
 
@@ -361,7 +361,7 @@ class Client:
                 except BaseException:
                     connection.close()
                     raise
-                return Response(
+                response = Response(
                     url=target.url,
                     method=method,
                     parser=parser,
@@ -370,6 +370,8 @@ class Client:
                     max_body_size=max_body_size,
                     release=release,
                 )
+                response.request_head = head
+                return response
             raise AssertionError("unreachable: the second attempt always returns or raises")
         except BaseException:
             release(None)

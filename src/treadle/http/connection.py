@@ -390,6 +390,9 @@ class Response:
         # Requests the call wrote to the wire for this response (retries and redirects
         # included); set by the client.
         self.requests_sent = 1
+        # The head of the request this response answers, as written to the wire (set by
+        # the client; a crawler archiving the exchange records it).
+        self.request_head = b""
         self._parser = parser
         self._connection: HTTPConnection | None = connection
         self._read_timeout = read_timeout

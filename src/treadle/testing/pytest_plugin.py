@@ -54,6 +54,22 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
+def aio_virtual_time() -> Iterator[Callable[[Any], Any]]:
+    """``run(coro)`` for asyncio code: runs it on a treadle.aio loop on virtual time.
+
+    One loop (``treadle.aio.testing.virtual_time_loop``) serves every call in the test
+    and is closed after it. Works in a plain ``def`` test; see docs/aio.md for
+    pytest-asyncio.
+    """
+    import asyncio  # only here: loading the plugin must not import asyncio
+
+    from treadle.aio.testing import virtual_time_loop
+
+    with asyncio.Runner(loop_factory=virtual_time_loop) as runner:
+        yield runner.run
+
+
+@pytest.fixture
 def virtual_clock() -> VirtualClock:
     """A ``VirtualClock``: the test's loop jumps to the next timer whenever it is idle.
 

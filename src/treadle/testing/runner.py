@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import treadle
-from treadle.clock import Clock
+from treadle.core.clock import Clock
 from treadle.testing.clock import ThreadCountingPool, VirtualClock
 
 __all__ = [

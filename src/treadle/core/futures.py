@@ -3,23 +3,24 @@
 A coroutine waits for a Future by awaiting it (``await fut``) or, from a generator,
 with ``yield from fut``: both suspend the coroutine by yielding the Future up to the
 Task driving it, which resumes the coroutine when the Future is done (``tasks.py``).
-Imports the core loop layer only.
+Imports ``errors`` and the running-loop record; it knows the loop's class only by name
+(the loop module imports this one, to make futures).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import enum
-import itertools
-import types
 from collections.abc import Callable, Generator
 from contextvars import Context, copy_context
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from treadle.core.running import get_running_loop
 from treadle.errors import CancelledError, InvalidStateError
-from treadle.loop import EventLoop, chain_concurrent_future, get_running_loop
 
-__all__ = ["Future", "isfuture", "wrap_future"]
+if TYPE_CHECKING:
+    from treadle.core.loop import CoreLoop
+
+__all__ = ["Future", "isfuture"]
 
 _T = TypeVar("_T")
 
@@ -34,54 +35,6 @@ _PENDING = _State.PENDING
 _CANCELLED = _State.CANCELLED
 _FINISHED = _State.FINISHED
 
-# The directory of treadle's own source: frames from here are trimmed from tracebacks.
-_PACKAGE_DIR = __file__.rsplit("/", 1)[0].rsplit("\\", 1)[0]
-
-
-def trim_traceback(tb: types.TracebackType | None) -> types.TracebackType | None:
-    """``tb`` without treadle's own frames, except the innermost (where the error arose).
-
-    The await chain runs through Task steps and Future plumbing; a user reading a
-    traceback wants their own frames in call order, so those are unlinked.
-    """
-    if tb is None:
-        return None
-    frames = []
-    while tb is not None:
-        frames.append(tb)
-        tb = tb.tb_next
-    kept = [
-        entry
-        for i, entry in enumerate(frames)
-        if i == len(frames) - 1 or not entry.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR)
-    ]
-    for entry, following in itertools.pairwise(kept):
-        entry.tb_next = following
-    kept[-1].tb_next = None
-    return kept[0]
-
-
-def trim_tracebacks(exc: BaseException) -> None:
-    """Trim the traceback of ``exc`` and of every exception chained to it.
-
-    Follows ``__cause__``, ``__context__`` and the members of an exception group, each
-    exception once (a chain may loop back on itself).
-    """
-    seen: set[int] = set()
-    pending = [exc]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        current.__traceback__ = trim_traceback(current.__traceback__)
-        for linked in (current.__cause__, current.__context__):
-            if linked is not None:
-                pending.append(linked)
-        if isinstance(current, BaseExceptionGroup):
-            pending.extend(current.exceptions)
-
-
 class Future(Generic[_T]):
     """A result that will be set later, by ``set_result``, ``set_exception`` or ``cancel``.
 
@@ -90,18 +43,9 @@ class Future(Generic[_T]):
     """
 
     __slots__ = (
-        "__weakref__",
-        "_asyncio_future_blocking",
-        "_callback0",
-        "_callbacks",
-        "_cancel_message",
-        "_context0",
-        "_exception",
-        "_log_traceback",
-        "_loop",
-        "_result",
-        "_state",
-    )
+        "__weakref__", "_asyncio_future_blocking", "_callback0", "_callbacks", "_cancel_message",
+        "_context0", "_exception", "_log_traceback", "_loop", "_result", "_state",
+    )  # fmt: skip
 
     _state: _State
     # The result; once an exception is set instead, the traceback it had then (a slot
@@ -117,7 +61,7 @@ class Future(Generic[_T]):
     _callbacks: list[tuple[Callable[[Any], object], Context]] | None
     _cancel_message: str | None
 
-    def __init__(self, *, loop: EventLoop | None = None) -> None:
+    def __init__(self, *, loop: CoreLoop | None = None) -> None:
         self._loop = get_running_loop() if loop is None else loop
         self._state = _PENDING
         self._result = None
@@ -155,7 +99,7 @@ class Future(Generic[_T]):
         }
         self._loop.call_exception_handler(context)
 
-    def get_loop(self) -> EventLoop:
+    def get_loop(self) -> CoreLoop:
         """The loop this future belongs to."""
         return self._loop
 
@@ -304,18 +248,3 @@ class Future(Generic[_T]):
 def isfuture(obj: object) -> bool:
     """Whether ``obj`` is a future (treadle's, or one that speaks the same protocol)."""
     return not isinstance(obj, type) and getattr(obj, "_asyncio_future_blocking", None) is not None
-
-
-def wrap_future(fut: Any, *, loop: EventLoop | None = None) -> Future[Any]:
-    """A treadle Future that follows a ``concurrent.futures.Future`` (or returns a treadle one)."""
-    if isfuture(fut):
-        return fut  # type: ignore[no-any-return]
-    if not isinstance(fut, concurrent.futures.Future):
-        raise TypeError(f"wrap_future() needs a concurrent.futures.Future, got {fut!r}")
-    loop = get_running_loop() if loop is None else loop
-    new: Future[Any] = Future(loop=loop)
-    chain_concurrent_future(fut, new, loop)
-    return new
-
-
-EventLoop._future_type = Future

@@ -1,0 +1,38 @@
+"""The running-loop record: which loop, if any, is running in this thread.
+
+A leaf, so that Future and Task can find the running loop without importing the loop
+module (which imports them, to make them). Imports nothing from treadle at run time.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from treadle.core.loop import CoreLoop
+
+__all__ = ["get_running_loop", "running"]
+
+
+class _RunningLoop(threading.local):
+    # The loop whose run_forever() is on this thread's stack, or None.
+    loop: CoreLoop | None = None
+
+
+running = _RunningLoop()
+
+
+def get_running_loop() -> CoreLoop:
+    """The loop running in this thread; RuntimeError when there is none."""
+    loop = running.loop
+    if loop is None:
+        raise RuntimeError(
+            "no running event loop: call this from a coroutine run by treadle.run()"
+        )
+    return loop
+
+
+def _get_running_loop() -> CoreLoop | None:
+    """The loop running in this thread, or None."""
+    return running.loop
