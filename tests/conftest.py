@@ -20,6 +20,7 @@ import asyncio
 import gc
 import inspect
 import os
+import signal
 import ssl
 import sys
 import time
@@ -43,6 +44,12 @@ settings.register_profile(
     "long", max_examples=5_000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile("short")
+
+# A suite started as a background job of a script inherits SIGINT ignored, and so would
+# the programs the Ctrl-C tests start (Python keeps an inherited SIG_IGN): they would
+# never see the Ctrl-C they are sent. The tests need Ctrl-C to work as in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_configure(config: pytest.Config) -> None:

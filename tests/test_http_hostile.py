@@ -475,6 +475,7 @@ def plans(draw: st.DrawFn, index: int) -> Plan:
         then = draw(st.sampled_from([then, then, "close", "reset"]))
         outcome = "any" if then == "reset" else "ok"
     elif fault == "extra":
+        answered = len(wire)
         wire += payload if method == "HEAD" else draw(st.sampled_from(EXTRAS))
     elif fault == "truncate":
         wire = wire[: draw(st.integers(0, len(wire) - 1))]
@@ -488,7 +489,14 @@ def plans(draw: st.DrawFn, index: int) -> Plan:
     if outcome == "ok" and space.endswith("\t") and framing == "chunked":
         outcome = "error"  # llhttp misframes "chunked<TAB>": the client refuses it
     body = b"" if method == "HEAD" else body
-    split = draw(st.integers(0, len(wire)))
+    if fault == "extra":
+        # Not split where the response ends: bytes past it that come only after the client
+        # has sent the next request on the connection can't be told from the next
+        # response (HTTP/1.1 has no way to), so the client can discard the connection
+        # only if they come with the response. (Split there, the next request failed.)
+        split = draw(st.integers(0, len(wire)).filter(lambda at: at != answered))
+    else:
+        split = draw(st.integers(0, len(wire)))
     return Plan(method, body, wire, split, then, outcome)
 
 

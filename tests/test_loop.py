@@ -261,6 +261,23 @@ def test_cancelled_timers_do_not_pile_up_in_the_heap() -> None:
         loop.close()
 
 
+def test_a_due_timer_runs_once_in_the_iteration_that_purges_cancelled_timers(
+    fw: Any, new_loop: Any
+) -> None:
+    # Regression: the purge put the live timers in a new heap while the iteration went
+    # on popping due timers from the old one, so a timer due then ran again later (a
+    # Timeout's stale callback cancelled its task inside the next timeout block).
+    loop = new_loop()
+    calls: list[str] = []
+    loop.call_at(loop.time() - 1, calls.append, "due")
+    cancelled = [loop.call_later(1000 + i, print) for i in range(500)]
+    for timer in cancelled:
+        timer.cancel()
+    for _ in range(3):
+        run_one_iteration(loop)
+    assert calls == ["due"]
+
+
 def test_cancelled_timers_at_the_top_of_the_heap_are_dropped() -> None:
     loop = treadle.EventLoop()
     try:

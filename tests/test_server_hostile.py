@@ -199,14 +199,35 @@ async def non_reader(served: Served) -> Cleanup:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
     sock.setblocking(False)
-    await treadle.sock_connect(sock, served.address)
-    if served.tls:
-        context = tls_contexts()[1]
-        _reader, writer = await treadle.open_connection(
-            sock=sock, ssl=context, server_hostname="localhost"
-        )
-    else:
-        _reader, writer = await treadle.open_connection(sock=sock)
+    try:
+        await treadle.sock_connect(sock, served.address)
+        if served.tls:
+            context = tls_contexts()[1]
+            _reader, writer = await treadle.open_connection(
+                sock=sock, ssl=context, server_hostname="localhost"
+            )
+        else:
+            _reader, writer = await treadle.open_connection(sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        await push_until_refused(served, writer)
+    except BaseException:
+        # A failed run closes its socket now: left to the garbage collector, it would
+        # fail whichever later test is running then (ResourceWarning, fd count).
+        writer.abort()
+        raise
+
+    async def close() -> None:
+        writer.abort()
+        await writer.wait_closed()
+
+    return close
+
+
+async def push_until_refused(served: Served, writer: Any) -> None:
+    """Write until 20 drains in a row time out; the server's buffers must stay bounded."""
     sent = 0
     unchanged = 0
     while unchanged < 20:
@@ -221,12 +242,6 @@ async def non_reader(served: Served) -> Cleanup:
         assert sent < 64 * 1024 * 1024, "the server took 64 MiB it could not send"
         for server_writer in served.writers:
             assert server_writer.get_write_buffer_size() <= 64 * 1024 + 16 * len(LINE)
-
-    async def close() -> None:
-        writer.abort()
-        await writer.wait_closed()
-
-    return close
 
 
 async def crowd(served: Served, size: int = 60) -> Cleanup:
@@ -301,12 +316,11 @@ HOSTILE = {
 async def survive(tls: bool, behaviours: list[str]) -> None:
     """Run the hostile clients one after another with a well-behaved client between them."""
     async with echo_server(tls) as served:
-        cleanups = []
-        for name in behaviours:
-            cleanups.append(await HOSTILE[name](served))
-            await round_trip(served)  # the others are still served
-        for cleanup in cleanups:
-            await cleanup()
+        # The cleanups run even if a client fails, so a failed run leaks no socket.
+        async with contextlib.AsyncExitStack() as cleanups:
+            for name in behaviours:
+                cleanups.push_async_callback(await HOSTILE[name](served))
+                await round_trip(served)  # the others are still served
         await round_trip(served)
     check_reports(served, behaviours)
 

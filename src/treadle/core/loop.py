@@ -399,14 +399,17 @@ class CoreLoop:
         self._cancelled_timers += 1
 
     def _purge_cancelled_timers(self) -> None:
+        timers = self._timers
         live = []
-        for entry in self._timers:
+        for entry in timers:
             if entry[2]._cancelled:
                 entry[2]._scheduled = False
             else:
                 live.append(entry)
         heapify(live)
-        self._timers = live
+        # In place, not a new list: _run_once goes on popping due timers from the list it
+        # holds, and a timer popped from an old list but kept in a new one ran twice.
+        timers[:] = live
         self._cancelled_timers = 0
 
     # --- file descriptors ---------------------------------------------------------------
