@@ -5,7 +5,8 @@ base classes, run once on uvloop and once on stock asyncio). Its names are the m
 own (``fw.sleep``, ``fw.Lock``, ``fw.start_server`` ...), plus ``run_guarded``, which runs
 a test's main coroutine and fails on tasks left running or errors reported to the loop's
 exception handler (on treadle on virtual time, where a deadlock fails at once instead of
-hanging), and ``settle``, which waits until every other task is blocked. conftest.py
+hanging), ``settle``, which waits until every other task is blocked, and
+``cancel_and_wait``, which cancels a task and checks it ends cancelled. conftest.py
 offers it to tests as the ``fw`` fixture. Imports treadle's public API and asyncio.
 """
 
@@ -15,6 +16,8 @@ import asyncio
 from collections.abc import Coroutine
 from types import ModuleType
 from typing import Any
+
+import pytest
 
 import treadle
 from treadle.errors import CancelledError
@@ -72,6 +75,13 @@ class Framework:
             if step >= ASYNCIO_SETTLE_ITERATIONS and not loop._ready:  # type: ignore[attr-defined]
                 return
         raise RuntimeError(f"settle(): other tasks kept running for {SETTLE_STEP_LIMIT} steps")
+
+    async def cancel_and_wait(self, task: Any) -> None:
+        """Cancel ``task`` and await it; fail unless awaiting it raises ``CancelledError``."""
+        __tracebackhide__ = True
+        task.cancel()
+        with pytest.raises(self.module.CancelledError):
+            await task
 
 
 TREADLE = Framework(treadle)

@@ -193,9 +193,7 @@ def test_cancelling_the_task_awaiting_gather_cancels_the_children(
 
         task = fw.create_task(parent())
         await _let_run(fw)
-        task.cancel()
-        with pytest.raises(fw.CancelledError):
-            await task
+        await fw.cancel_and_wait(task)
         log.append(f"parent cancelled={task.cancelled()}")
 
     fw.run_guarded(main())
@@ -356,9 +354,7 @@ def test_wait_timeout_returns_what_is_done_and_cancels_nothing(fw: Any) -> None:
         done, pending = await fw.wait([quick, stuck], timeout=0.002)
         assert (done, pending) == ({quick}, {stuck})
         assert not stuck.done()
-        stuck.cancel()
-        with pytest.raises(fw.CancelledError):
-            await stuck
+        await fw.cancel_and_wait(stuck)
 
     fw.run_guarded(main())
 
@@ -593,9 +589,7 @@ def test_wait_for_outside_cancel_is_not_a_timeout(fw: Any) -> None:
         task = fw.create_task(waiter(started))
         await started
         await _let_run(fw)
-        task.cancel()
-        with pytest.raises(fw.CancelledError):
-            await task
+        await fw.cancel_and_wait(task)
         log.append(f"cancelled={task.cancelled()}")
 
     fw.run_guarded(main())
@@ -814,9 +808,7 @@ def test_shield_inner_keeps_running_when_outer_cancelled(fw: Any) -> None:
 
         task = fw.create_task(outer())
         await _let_run(fw)
-        task.cancel()
-        with pytest.raises(fw.CancelledError):
-            await task
+        await fw.cancel_and_wait(task)
         log.append(f"outer cancelled, inner done={inner.done()}")
         release.set_result("r")
         log.append(f"inner result={await inner}")
