@@ -5,15 +5,17 @@ base classes, run once on uvloop and once on stock asyncio). Its names are the m
 own (``fw.sleep``, ``fw.Lock``, ``fw.start_server`` ...), plus ``run_guarded``, which runs
 a test's main coroutine and fails on tasks left running or errors reported to the loop's
 exception handler (on treadle on virtual time, where a deadlock fails at once instead of
-hanging), ``settle``, which waits until every other task is blocked, and
-``cancel_and_wait``, which cancels a task and checks it ends cancelled. conftest.py
+hanging), ``settle``, which waits until every other task is blocked, ``cancel_and_wait``,
+which cancels a task and checks it ends cancelled, and ``finish``, which awaits tasks
+that may end cancelled; ``wait_on`` is a child task that logs how it ends. conftest.py
 offers it to tests as the ``fw`` fixture. Imports treadle's public API and asyncio.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import contextlib
+from collections.abc import Coroutine, Iterable
 from types import ModuleType
 from typing import Any
 
@@ -82,6 +84,23 @@ class Framework:
         task.cancel()
         with pytest.raises(self.module.CancelledError):
             await task
+
+    async def finish(self, tasks: Iterable[Any]) -> None:
+        """Await every task, taking a cancellation as a normal way to end."""
+        for task in tasks:
+            with contextlib.suppress(self.module.CancelledError):
+                await task
+
+
+async def wait_on(fut: Any, log: list[str], name: str) -> Any:
+    """A child that waits for ``fut``, logging how it ends: ``name done`` or the error."""
+    try:
+        value = await fut
+    except BaseException as exc:
+        log.append(f"{name} {type(exc).__name__}")
+        raise
+    log.append(f"{name} done")
+    return value
 
 
 TREADLE = Framework(treadle)

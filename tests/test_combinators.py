@@ -18,6 +18,7 @@ from collections.abc import Generator
 from typing import Any
 
 import pytest
+from oracle_runners import wait_on
 
 import treadle
 from treadle.combinators import (
@@ -32,17 +33,6 @@ from treadle.combinators import (
 )
 from treadle.errors import CancelledError
 from treadle.testing import VirtualClock, wait_all_tasks_blocked
-
-
-async def _wait_on(fut: Any, log: list[str], name: str) -> Any:
-    """A child that waits for ``fut``, logging how it ends."""
-    try:
-        value = await fut
-    except BaseException as exc:
-        log.append(f"{name} {type(exc).__name__}")
-        raise
-    log.append(f"{name} done")
-    return value
 
 
 async def _let_run(fw: Any, times: int = 3) -> None:
@@ -60,7 +50,7 @@ def test_gather_results_in_argument_order(fw: Any) -> None:
     async def main() -> list[Any]:
         loop = fw.get_running_loop()
         a, b, c = (loop.create_future() for _ in range(3))
-        gathered = fw.gather(_wait_on(a, log, "a"), _wait_on(b, log, "b"), _wait_on(c, log, "c"))
+        gathered = fw.gather(wait_on(a, log, "a"), wait_on(b, log, "b"), wait_on(c, log, "c"))
         await _let_run(fw)
         c.set_result(3)
         await _let_run(fw)
@@ -162,7 +152,7 @@ def test_cancelling_gather_cancels_the_children(fw: Any) -> None:
     async def main() -> None:
         loop = fw.get_running_loop()
         futs = [loop.create_future() for _ in range(2)]
-        children = [fw.create_task(_wait_on(f, log, f"c{i}")) for i, f in enumerate(futs)]
+        children = [fw.create_task(wait_on(f, log, f"c{i}")) for i, f in enumerate(futs)]
         gathered = fw.gather(*children)
         await _let_run(fw)
         assert gathered.cancel()
@@ -186,7 +176,7 @@ def test_cancelling_the_task_awaiting_gather_cancels_the_children(
 
         async def parent() -> None:
             await fw.gather(
-                *(_wait_on(f, log, f"c{i}") for i, f in enumerate(futs)),
+                *(wait_on(f, log, f"c{i}") for i, f in enumerate(futs)),
                 return_exceptions=return_exceptions,
             )
             log.append("parent returned: wrong")
@@ -203,7 +193,7 @@ def test_cancelling_the_task_awaiting_gather_cancels_the_children(
 def test_gather_cancel_message_reaches_the_awaiter(fw: Any) -> None:
     async def main() -> tuple[Any, ...]:
         fut = fw.get_running_loop().create_future()
-        gathered = fw.gather(_wait_on(fut, [], "c"))
+        gathered = fw.gather(wait_on(fut, [], "c"))
         await _let_run(fw)
         gathered.cancel("stop now")
         try:
@@ -222,8 +212,8 @@ def test_child_cancelled_from_outside(fw: Any, return_exceptions: bool) -> None:
     async def main() -> None:
         loop = fw.get_running_loop()
         victim_fut, other_fut = loop.create_future(), loop.create_future()
-        victim = fw.create_task(_wait_on(victim_fut, log, "victim"))
-        other = fw.create_task(_wait_on(other_fut, log, "other"))
+        victim = fw.create_task(wait_on(victim_fut, log, "victim"))
+        other = fw.create_task(wait_on(other_fut, log, "other"))
         gathered = fw.gather(victim, other, return_exceptions=return_exceptions)
         await _let_run(fw)
         victim.cancel()
@@ -306,8 +296,8 @@ def test_wait_first_completed(fw: Any) -> None:
     async def main() -> None:
         loop = fw.get_running_loop()
         a, b = loop.create_future(), loop.create_future()
-        ta = fw.create_task(_wait_on(a, [], "a"))
-        tb = fw.create_task(_wait_on(b, [], "b"))
+        ta = fw.create_task(wait_on(a, [], "a"))
+        tb = fw.create_task(wait_on(b, [], "b"))
         loop.call_soon(b.set_result, "b")
         done, pending = await fw.wait({ta, tb}, return_when=fw.FIRST_COMPLETED)
         assert (done, pending) == ({tb}, {ta})
@@ -323,7 +313,7 @@ def test_wait_first_exception_and_all_completed(fw: Any) -> None:
     async def main() -> None:
         loop = fw.get_running_loop()
         a, b, c = (loop.create_future() for _ in range(3))
-        tasks = [fw.create_task(_wait_on(f, log, n)) for f, n in ((a, "a"), (b, "b"), (c, "c"))]
+        tasks = [fw.create_task(wait_on(f, log, n)) for f, n in ((a, "a"), (b, "b"), (c, "c"))]
         loop.call_soon(a.set_result, 1)
         loop.call_soon(b.set_exception, ValueError("b"))
         done, pending = await fw.wait(tasks, return_when=fw.FIRST_EXCEPTION)
@@ -350,7 +340,7 @@ def test_wait_timeout_returns_what_is_done_and_cancels_nothing(fw: Any) -> None:
     async def main() -> None:
         never = fw.get_running_loop().create_future()
         quick = fw.create_task(fw.sleep(0))
-        stuck = fw.create_task(_wait_on(never, [], "stuck"))
+        stuck = fw.create_task(wait_on(never, [], "stuck"))
         done, pending = await fw.wait([quick, stuck], timeout=0.002)
         assert (done, pending) == ({quick}, {stuck})
         assert not stuck.done()
@@ -516,7 +506,7 @@ def test_wait_for_zero_timeout(fw: Any) -> None:
         done.set_result("ready")
         assert await fw.wait_for(done, 0) == "ready"
         pending = loop.create_future()
-        task = fw.create_task(_wait_on(pending, log, "task"))
+        task = fw.create_task(wait_on(pending, log, "task"))
         await _let_run(fw)
         with pytest.raises(TimeoutError):
             await fw.wait_for(task, 0)
@@ -801,7 +791,7 @@ def test_shield_inner_keeps_running_when_outer_cancelled(fw: Any) -> None:
 
     async def main() -> None:
         release = fw.get_running_loop().create_future()
-        inner = fw.create_task(_wait_on(release, log, "inner"))
+        inner = fw.create_task(wait_on(release, log, "inner"))
 
         async def outer() -> None:
             await fw.shield(inner)
