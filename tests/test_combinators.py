@@ -14,11 +14,11 @@ import gc
 import math
 import sys
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 import pytest
-from oracle_runners import wait_on
+from oracle_runners import TREADLE, wait_on
 
 import treadle
 from treadle.combinators import (
@@ -829,7 +829,13 @@ def test_shield_of_a_done_future_is_that_future(fw: Any) -> None:
     fw.run_guarded(main())
 
 
-async def test_shield_reports_a_late_exception_of_its_own_task() -> None:
+def _late_failure(
+    message: str,
+) -> tuple[list[dict[str, Any]], treadle.Future[None], Callable[[], Coroutine[Any, Any, None]]]:
+    """What the running loop reports from now on, a release, and work that fails once released.
+
+    The work raises ``RuntimeError(message)`` after ``release`` gets a result.
+    """
     loop = treadle.get_running_loop()
     reported: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _, context: reported.append(context))
@@ -837,16 +843,20 @@ async def test_shield_reports_a_late_exception_of_its_own_task() -> None:
 
     async def work() -> None:
         await release
-        raise RuntimeError("failed after the shield was cancelled")
+        raise RuntimeError(message)
+
+    return reported, release, work
+
+
+async def test_shield_reports_a_late_exception_of_its_own_task() -> None:
+    reported, release, work = _late_failure("failed after the shield was cancelled")
 
     async def outer() -> None:
         await shield(work())
 
     task = treadle.create_task(outer())
     await wait_all_tasks_blocked()
-    task.cancel()
-    with pytest.raises(CancelledError):
-        await task
+    await TREADLE.cancel_and_wait(task)
     release.set_result(None)
     await wait_all_tasks_blocked()
     assert len(reported) == 1
@@ -855,15 +865,7 @@ async def test_shield_reports_a_late_exception_of_its_own_task() -> None:
 
 
 async def test_shield_leaves_a_late_exception_on_a_given_task() -> None:
-    loop = treadle.get_running_loop()
-    reported: list[dict[str, Any]] = []
-    loop.set_exception_handler(lambda _, context: reported.append(context))
-    release: treadle.Future[None] = loop.create_future()
-
-    async def work() -> None:
-        await release
-        raise RuntimeError("mine to see")
-
+    reported, release, work = _late_failure("mine to see")
     inner = treadle.create_task(work())
     outer = shield(inner)
     await wait_all_tasks_blocked()
