@@ -6,16 +6,17 @@ own (``fw.sleep``, ``fw.Lock``, ``fw.start_server`` ...), plus ``run_guarded``, 
 a test's main coroutine and fails on tasks left running or errors reported to the loop's
 exception handler (on treadle on virtual time, where a deadlock fails at once instead of
 hanging), ``settle``, which waits until every other task is blocked, ``cancel_and_wait``,
-which cancels a task and checks it ends cancelled, and ``finish``, which awaits tasks
-that may end cancelled; ``wait_on`` is a child task that logs how it ends. conftest.py
-offers it to tests as the ``fw`` fixture. Imports treadle's public API and asyncio.
+which cancels a task and checks it ends cancelled, ``start_each``, which starts a task per
+name and lets them all block, and ``finish``, which awaits tasks that may end cancelled.
+``wait_on`` is a child task that logs how it ends. conftest.py offers ``Framework`` to
+tests as the ``fw`` fixture. Imports treadle's public API and asyncio.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from types import ModuleType
 from typing import Any
 
@@ -84,6 +85,14 @@ class Framework:
         task.cancel()
         with pytest.raises(self.module.CancelledError):
             await task
+
+    async def start_each(
+        self, function: Callable[[str], Coroutine[Any, Any, Any]], names: Iterable[str]
+    ) -> list[Any]:
+        """A task running ``function(name)`` for each name, in order; once all are blocked."""
+        tasks = [self.module.create_task(function(name)) for name in names]
+        await self.settle()
+        return tasks
 
     async def finish(self, tasks: Iterable[Any]) -> None:
         """Await every task, taking a cancellation as a normal way to end."""

@@ -251,8 +251,7 @@ def test_lock_is_fifo(fw: Any) -> None:
                 await fw.sleep(0)
 
         await lock.acquire()
-        tasks = [fw.create_task(worker(name)) for name in "abcde"]
-        await fw.settle()
+        tasks = await fw.start_each(worker, "abcde")
         lock.release()
         await fw.finish(tasks)
         return log
@@ -301,8 +300,7 @@ def test_lock_cancelled_after_wake_up_passes_the_lock_on(fw: Any) -> None:
         log: list[str] = []
         waiter = _recording_lock_waiter(fw, lock, log)
         await lock.acquire()
-        tasks = [fw.create_task(waiter(name)) for name in "abc"]
-        await fw.settle()
+        tasks = await fw.start_each(waiter, "abc")
         lock.release()  # wakes a...
         tasks[0].cancel()  # ...which is cancelled before it runs: b must get the lock
         await fw.finish(tasks)
@@ -318,8 +316,7 @@ def test_lock_cancelled_waiter_leaves_the_queue(fw: Any) -> None:
         log: list[str] = []
         waiter = _recording_lock_waiter(fw, lock, log)
         await lock.acquire()
-        tasks = [fw.create_task(waiter(name)) for name in "abc"]
-        await fw.settle()
+        tasks = await fw.start_each(waiter, "abc")
         tasks[1].cancel()
         await fw.settle()
         lock.release()
@@ -371,8 +368,7 @@ def test_event_wakes_every_waiter_in_order(fw: Any) -> None:
         log: list[str] = []
         waiter = _recording_event_waiter(fw, event, log)
         assert not event.is_set() and "unset" in repr(event)
-        tasks = [fw.create_task(waiter(name)) for name in "abc"]
-        await fw.settle()
+        tasks = await fw.start_each(waiter, "abc")
         event.set()
         assert event.is_set() and "[set" in repr(event)
         await fw.finish(tasks)
@@ -390,8 +386,7 @@ def test_event_waiters_woken_before_clear_still_return(fw: Any) -> None:
         event = fw.Event()
         log: list[str] = []
         waiter = _recording_event_waiter(fw, event, log)
-        tasks = [fw.create_task(waiter(name)) for name in "ab"]
-        await fw.settle()
+        tasks = await fw.start_each(waiter, "ab")
         event.set()
         event.clear()
         await fw.finish(tasks)
@@ -405,8 +400,7 @@ def test_event_cancelled_waiter_does_not_wake_a_later_one(fw: Any) -> None:
         event = fw.Event()
         log: list[str] = []
         waiter = _recording_event_waiter(fw, event, log)
-        tasks = [fw.create_task(waiter(name)) for name in "ab"]
-        await fw.settle()
+        tasks = await fw.start_each(waiter, "ab")
         event.set()
         event.clear()
         tasks[0].cancel()  # woken by set(), cancelled before it runs
@@ -434,8 +428,7 @@ def test_event_cancelled_waiter_leaves_the_others_waiting(fw: Any) -> None:
         event = fw.Event()
         log: list[str] = []
         waiter = _recording_event_waiter(fw, event, log)
-        tasks = [fw.create_task(waiter(name)) for name in "abc"]
-        await fw.settle()
+        tasks = await fw.start_each(waiter, "abc")
         tasks[1].cancel()
         await fw.settle()
         event.set()
@@ -501,8 +494,7 @@ def test_condition_notify_wakes_waiters_in_order(fw: Any) -> None:
         cond = fw.Condition()
         log: list[str] = []
         waiter = _recording_condition_waiter(fw, cond, log)
-        tasks = [fw.create_task(waiter(name)) for name in "abcd"]
-        await fw.settle()
+        tasks = await fw.start_each(waiter, "abcd")
         async with cond:
             cond.notify()
         await fw.settle()
@@ -710,8 +702,7 @@ def test_semaphore_is_fifo(fw: Any) -> None:
         sem = fw.Semaphore(2)
         log: list[str] = []
         worker = _recording_semaphore_worker(fw, sem, log)
-        tasks = [fw.create_task(worker(name)) for name in "abcde"]
-        await fw.settle()
+        tasks = await fw.start_each(worker, "abcde")
         for _ in range(3):
             log.append("release")
             sem.release()
@@ -749,8 +740,7 @@ def test_semaphore_cancelled_after_wake_up_passes_the_permit_on(fw: Any) -> None
         sem = fw.Semaphore(0)
         log: list[str] = []
         worker = _recording_semaphore_worker(fw, sem, log)
-        tasks = [fw.create_task(worker(name)) for name in "abc"]
-        await fw.settle()
+        tasks = await fw.start_each(worker, "abc")
         sem.release()
         tasks[0].cancel()  # a was woken for the permit; b must get it
         await fw.settle()
@@ -767,8 +757,7 @@ def test_semaphore_cancelled_waiter_leaves_the_queue(fw: Any) -> None:
         sem = fw.Semaphore(0)
         log: list[str] = []
         worker = _recording_semaphore_worker(fw, sem, log)
-        tasks = [fw.create_task(worker(name)) for name in "abc"]
-        await fw.settle()
+        tasks = await fw.start_each(worker, "abc")
         tasks[0].cancel()
         await fw.settle()
         sem.release()
@@ -802,8 +791,7 @@ def test_semaphore_wakes_no_more_tasks_than_permits(fw: Any) -> None:
         sem = fw.Semaphore(0)
         log: list[str] = []
         worker = _recording_semaphore_worker(fw, sem, log)
-        tasks = [fw.create_task(worker(name)) for name in "abc"]
-        await fw.settle()
+        tasks = await fw.start_each(worker, "abc")
         sem.release()
         sem.release()
         await fw.settle()

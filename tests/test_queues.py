@@ -116,8 +116,7 @@ def test_getters_are_served_in_order(fw: Any) -> None:
         queue = fw.Queue()
         log: list[Any] = []
         getter = _recording_getter(fw, queue, log)
-        tasks = [fw.create_task(getter(name)) for name in "abc"]
-        await fw.settle()
+        tasks = await fw.start_each(getter, "abc")
         for item in [1, 2, 3]:
             queue.put_nowait(item)
         await fw.finish(tasks)
@@ -205,8 +204,7 @@ def test_join_waits_for_every_task_done(fw: Any) -> None:
             await queue.join()
             log.append(f"{name} joined")
 
-        joiners = [fw.create_task(joiner(name)) for name in "xy"]
-        await fw.settle()
+        joiners = await fw.start_each(joiner, "xy")
         queue.get_nowait()
         queue.get_nowait()
         queue.task_done()
@@ -235,8 +233,7 @@ def test_cancelled_get_after_wake_up_loses_no_item(fw: Any) -> None:
         queue = fw.Queue()
         log: list[Any] = []
         getter = _recording_getter(fw, queue, log)
-        tasks = [fw.create_task(getter(name)) for name in "abc"]
-        await fw.settle()
+        tasks = await fw.start_each(getter, "abc")
         queue.put_nowait("x")  # wakes a...
         tasks[0].cancel()  # ...cancelled before it runs: b must get x
         await fw.settle()
@@ -405,8 +402,7 @@ def test_a_stale_wake_up_is_not_passed_on_by_a_cancelled_getter(fw: Any) -> None
         queue = fw.Queue()
         log: list[Any] = []
         getter = _recording_getter(fw, queue, log)
-        tasks = [fw.create_task(getter(name)) for name in "abc"]
-        await fw.settle()
+        tasks = await fw.start_each(getter, "abc")
         queue.put_nowait("x")
         log.append(f"main got {queue.get_nowait()}")
         tasks[0].cancel()
@@ -528,8 +524,7 @@ def test_shutdown_with_items_left_lets_waiting_getters_take_them(fw: Any) -> Non
         queue = fw.Queue()
         log: list[Any] = []
         getter = _recording_getter(fw, queue, log)
-        tasks = [fw.create_task(getter(name)) for name in "abc"]
-        await fw.settle()
+        tasks = await fw.start_each(getter, "abc")
         queue.put_nowait("x")
         queue.shutdown()
         await tasks[0]
