@@ -13,7 +13,7 @@ import inspect
 from typing import Any
 
 import pytest
-from oracle_runners import wait_on
+from oracle_runners import TREADLE, wait_on
 
 import treadle
 from treadle import timeouts
@@ -382,9 +382,7 @@ async def test_outside_cancel_is_kept_when_tasks_failed() -> None:
 
     task = treadle.create_task(parent())
     await wait_all_tasks_blocked()
-    task.cancel()
-    with pytest.raises(CancelledError):
-        await task
+    await TREADLE.cancel_and_wait(task)
     assert log == ["caught the group", "still cancelled"]
 
 
