@@ -1,7 +1,7 @@
 """Helpers for tests that talk over loopback sockets, on treadle or on asyncio.
 
-Open descriptors, a server's address, a line echo handler, a writer of random-sized
-chunks, ways to end a connection
+Open descriptors, a server's address, line echo handlers and a client sending one line,
+a writer of random-sized chunks, ways to end a connection
 (abort a writer, reset a socket), a writer's buffered byte count, and TLS contexts from
 a throwaway trustme CA (no key is committed). conftest.py offers the TLS contexts as
 fixtures. Imports only the standard library and trustme.
@@ -37,6 +37,25 @@ async def echo_lines(reader: Any, writer: Any) -> None:
         writer.write(line)
         await writer.drain()
     writer.close()
+
+
+async def echo_one_line(reader: Any, writer: Any) -> None:
+    """Echo the first line, then close the connection and wait until it is closed."""
+    writer.write(await reader.readline())
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
+async def send_line(open_connection: Any, server: Any, line: bytes) -> bytes:
+    """Connect to ``server`` with ``open_connection`` (either framework's), send ``line``;
+    the line that comes back. Closes the connection."""
+    reader, writer = await open_connection(*address_of(server))
+    writer.write(line)
+    answer: bytes = await reader.readline()
+    writer.close()
+    await writer.wait_closed()
+    return answer
 
 
 async def write_in_random_chunks(

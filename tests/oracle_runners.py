@@ -5,16 +5,22 @@ base classes, run once on uvloop and once on stock asyncio). Its names are the m
 own (``fw.sleep``, ``fw.Lock``, ``fw.start_server`` ...), plus ``run_guarded``, which runs
 a test's main coroutine and fails on tasks left running or errors reported to the loop's
 exception handler (on treadle on virtual time, where a deadlock fails at once instead of
-hanging), and ``settle``, which waits until every other task is blocked. conftest.py
-offers it to tests as the ``fw`` fixture. Imports treadle's public API and asyncio.
+hanging), ``settle``, which waits until every other task is blocked, ``cancel_and_wait``,
+which cancels a task and checks it ends cancelled, ``start_each``, which starts a task per
+name and lets them all block, and ``finish``, which awaits tasks that may end cancelled.
+``wait_on`` is a child task that logs how it ends. conftest.py offers ``Framework`` to
+tests as the ``fw`` fixture. Imports treadle's public API and asyncio.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import contextlib
+from collections.abc import Callable, Coroutine, Iterable
 from types import ModuleType
 from typing import Any
+
+import pytest
 
 import treadle
 from treadle.errors import CancelledError
@@ -72,6 +78,38 @@ class Framework:
             if step >= ASYNCIO_SETTLE_ITERATIONS and not loop._ready:  # type: ignore[attr-defined]
                 return
         raise RuntimeError(f"settle(): other tasks kept running for {SETTLE_STEP_LIMIT} steps")
+
+    async def cancel_and_wait(self, task: Any) -> None:
+        """Cancel ``task`` and await it; fail unless awaiting it raises ``CancelledError``."""
+        __tracebackhide__ = True
+        task.cancel()
+        with pytest.raises(self.module.CancelledError):
+            await task
+
+    async def start_each(
+        self, function: Callable[[str], Coroutine[Any, Any, Any]], names: Iterable[str]
+    ) -> list[Any]:
+        """A task running ``function(name)`` for each name, in order; once all are blocked."""
+        tasks = [self.module.create_task(function(name)) for name in names]
+        await self.settle()
+        return tasks
+
+    async def finish(self, tasks: Iterable[Any]) -> None:
+        """Await every task, taking a cancellation as a normal way to end."""
+        for task in tasks:
+            with contextlib.suppress(self.module.CancelledError):
+                await task
+
+
+async def wait_on(fut: Any, log: list[str], name: str) -> Any:
+    """A child that waits for ``fut``, logging how it ends: ``name done`` or the error."""
+    try:
+        value = await fut
+    except BaseException as exc:
+        log.append(f"{name} {type(exc).__name__}")
+        raise
+    log.append(f"{name} done")
+    return value
 
 
 TREADLE = Framework(treadle)

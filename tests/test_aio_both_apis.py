@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
+from loopback import echo_one_line, send_line
 
 import treadle
 import treadle.aio
@@ -23,13 +24,6 @@ _T = TypeVar("_T")
 def run_aio(main: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     with asyncio.Runner(loop_factory=treadle.aio.new_event_loop) as runner:
         return runner.run(main())
-
-
-async def echo_line(reader: Any, writer: Any) -> None:
-    writer.write(await reader.readline())
-    await writer.drain()
-    writer.close()
-    await writer.wait_closed()
 
 
 # --- treadle's API inside asyncio tasks ---------------------------------------------------
@@ -47,22 +41,12 @@ def test_treadle_sleep_and_current_task_inside_an_asyncio_task() -> None:
 
 def test_treadle_streams_talk_to_asyncio_streams_both_ways() -> None:
     async def main() -> tuple[bytes, bytes]:
-        asyncio_server = await asyncio.start_server(echo_line, "127.0.0.1", 0)
-        treadle_server = await treadle.start_server(echo_line, "127.0.0.1", 0)
+        asyncio_server = await asyncio.start_server(echo_one_line, "127.0.0.1", 0)
+        treadle_server = await treadle.start_server(echo_one_line, "127.0.0.1", 0)
         async with asyncio_server:
-            port = asyncio_server.sockets[0].getsockname()[1]
-            reader, writer = await treadle.open_connection("127.0.0.1", port)
-            writer.write(b"to asyncio\n")
-            first = await reader.readline()
-            writer.close()
-            await writer.wait_closed()
+            first = await send_line(treadle.open_connection, asyncio_server, b"to asyncio\n")
         async with treadle_server:
-            port = treadle_server.sockets[0].getsockname()[1]
-            areader, awriter = await asyncio.open_connection("127.0.0.1", port)
-            awriter.write(b"to treadle\n")
-            second = await areader.readline()
-            awriter.close()
-            await awriter.wait_closed()
+            second = await send_line(asyncio.open_connection, treadle_server, b"to treadle\n")
         return first, second
 
     assert run_aio(main) == (b"to asyncio\n", b"to treadle\n")

@@ -21,6 +21,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
+from loopback import echo_one_line, send_line
 
 import treadle
 import treadle.aio
@@ -279,21 +280,9 @@ def test_the_policy_makes_treadle_aio_loops() -> None:
 
 def test_tcp_streams_echo() -> None:
     async def main() -> bytes:
-        async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            writer.write(await reader.readline())
-            await writer.drain()
-            writer.close()
-            await writer.wait_closed()
-
-        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        server = await asyncio.start_server(echo_one_line, "127.0.0.1", 0)
         async with server:
-            port = server.sockets[0].getsockname()[1]
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"ping\n")
-            line = await reader.readline()
-            writer.close()
-            await writer.wait_closed()
-            return line
+            return await send_line(asyncio.open_connection, server, b"ping\n")
 
     assert run_aio(main) == b"ping\n"
 

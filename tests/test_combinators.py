@@ -14,10 +14,11 @@ import gc
 import math
 import sys
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 import pytest
+from oracle_runners import TREADLE, wait_on
 
 import treadle
 from treadle.combinators import (
@@ -32,17 +33,6 @@ from treadle.combinators import (
 )
 from treadle.errors import CancelledError
 from treadle.testing import VirtualClock, wait_all_tasks_blocked
-
-
-async def _wait_on(fut: Any, log: list[str], name: str) -> Any:
-    """A child that waits for ``fut``, logging how it ends."""
-    try:
-        value = await fut
-    except BaseException as exc:
-        log.append(f"{name} {type(exc).__name__}")
-        raise
-    log.append(f"{name} done")
-    return value
 
 
 async def _let_run(fw: Any, times: int = 3) -> None:
@@ -60,7 +50,7 @@ def test_gather_results_in_argument_order(fw: Any) -> None:
     async def main() -> list[Any]:
         loop = fw.get_running_loop()
         a, b, c = (loop.create_future() for _ in range(3))
-        gathered = fw.gather(_wait_on(a, log, "a"), _wait_on(b, log, "b"), _wait_on(c, log, "c"))
+        gathered = fw.gather(wait_on(a, log, "a"), wait_on(b, log, "b"), wait_on(c, log, "c"))
         await _let_run(fw)
         c.set_result(3)
         await _let_run(fw)
@@ -162,7 +152,7 @@ def test_cancelling_gather_cancels_the_children(fw: Any) -> None:
     async def main() -> None:
         loop = fw.get_running_loop()
         futs = [loop.create_future() for _ in range(2)]
-        children = [fw.create_task(_wait_on(f, log, f"c{i}")) for i, f in enumerate(futs)]
+        children = [fw.create_task(wait_on(f, log, f"c{i}")) for i, f in enumerate(futs)]
         gathered = fw.gather(*children)
         await _let_run(fw)
         assert gathered.cancel()
@@ -186,16 +176,14 @@ def test_cancelling_the_task_awaiting_gather_cancels_the_children(
 
         async def parent() -> None:
             await fw.gather(
-                *(_wait_on(f, log, f"c{i}") for i, f in enumerate(futs)),
+                *(wait_on(f, log, f"c{i}") for i, f in enumerate(futs)),
                 return_exceptions=return_exceptions,
             )
             log.append("parent returned: wrong")
 
         task = fw.create_task(parent())
         await _let_run(fw)
-        task.cancel()
-        with pytest.raises(fw.CancelledError):
-            await task
+        await fw.cancel_and_wait(task)
         log.append(f"parent cancelled={task.cancelled()}")
 
     fw.run_guarded(main())
@@ -205,7 +193,7 @@ def test_cancelling_the_task_awaiting_gather_cancels_the_children(
 def test_gather_cancel_message_reaches_the_awaiter(fw: Any) -> None:
     async def main() -> tuple[Any, ...]:
         fut = fw.get_running_loop().create_future()
-        gathered = fw.gather(_wait_on(fut, [], "c"))
+        gathered = fw.gather(wait_on(fut, [], "c"))
         await _let_run(fw)
         gathered.cancel("stop now")
         try:
@@ -224,8 +212,8 @@ def test_child_cancelled_from_outside(fw: Any, return_exceptions: bool) -> None:
     async def main() -> None:
         loop = fw.get_running_loop()
         victim_fut, other_fut = loop.create_future(), loop.create_future()
-        victim = fw.create_task(_wait_on(victim_fut, log, "victim"))
-        other = fw.create_task(_wait_on(other_fut, log, "other"))
+        victim = fw.create_task(wait_on(victim_fut, log, "victim"))
+        other = fw.create_task(wait_on(other_fut, log, "other"))
         gathered = fw.gather(victim, other, return_exceptions=return_exceptions)
         await _let_run(fw)
         victim.cancel()
@@ -308,8 +296,8 @@ def test_wait_first_completed(fw: Any) -> None:
     async def main() -> None:
         loop = fw.get_running_loop()
         a, b = loop.create_future(), loop.create_future()
-        ta = fw.create_task(_wait_on(a, [], "a"))
-        tb = fw.create_task(_wait_on(b, [], "b"))
+        ta = fw.create_task(wait_on(a, [], "a"))
+        tb = fw.create_task(wait_on(b, [], "b"))
         loop.call_soon(b.set_result, "b")
         done, pending = await fw.wait({ta, tb}, return_when=fw.FIRST_COMPLETED)
         assert (done, pending) == ({tb}, {ta})
@@ -325,7 +313,7 @@ def test_wait_first_exception_and_all_completed(fw: Any) -> None:
     async def main() -> None:
         loop = fw.get_running_loop()
         a, b, c = (loop.create_future() for _ in range(3))
-        tasks = [fw.create_task(_wait_on(f, log, n)) for f, n in ((a, "a"), (b, "b"), (c, "c"))]
+        tasks = [fw.create_task(wait_on(f, log, n)) for f, n in ((a, "a"), (b, "b"), (c, "c"))]
         loop.call_soon(a.set_result, 1)
         loop.call_soon(b.set_exception, ValueError("b"))
         done, pending = await fw.wait(tasks, return_when=fw.FIRST_EXCEPTION)
@@ -352,13 +340,11 @@ def test_wait_timeout_returns_what_is_done_and_cancels_nothing(fw: Any) -> None:
     async def main() -> None:
         never = fw.get_running_loop().create_future()
         quick = fw.create_task(fw.sleep(0))
-        stuck = fw.create_task(_wait_on(never, [], "stuck"))
+        stuck = fw.create_task(wait_on(never, [], "stuck"))
         done, pending = await fw.wait([quick, stuck], timeout=0.002)
         assert (done, pending) == ({quick}, {stuck})
         assert not stuck.done()
-        stuck.cancel()
-        with pytest.raises(fw.CancelledError):
-            await stuck
+        await fw.cancel_and_wait(stuck)
 
     fw.run_guarded(main())
 
@@ -520,7 +506,7 @@ def test_wait_for_zero_timeout(fw: Any) -> None:
         done.set_result("ready")
         assert await fw.wait_for(done, 0) == "ready"
         pending = loop.create_future()
-        task = fw.create_task(_wait_on(pending, log, "task"))
+        task = fw.create_task(wait_on(pending, log, "task"))
         await _let_run(fw)
         with pytest.raises(TimeoutError):
             await fw.wait_for(task, 0)
@@ -593,9 +579,7 @@ def test_wait_for_outside_cancel_is_not_a_timeout(fw: Any) -> None:
         task = fw.create_task(waiter(started))
         await started
         await _let_run(fw)
-        task.cancel()
-        with pytest.raises(fw.CancelledError):
-            await task
+        await fw.cancel_and_wait(task)
         log.append(f"cancelled={task.cancelled()}")
 
     fw.run_guarded(main())
@@ -643,9 +627,7 @@ async def test_wait_for_outside_cancel_with_the_result_is_not_swallowed() -> Non
     task = treadle.create_task(wait_for(fut, 10))
     await wait_all_tasks_blocked()
     fut.set_result("too late")
-    task.cancel()
-    with pytest.raises(CancelledError):
-        await task
+    await TREADLE.cancel_and_wait(task)
 
 
 async def test_wait_for_fires_at_the_deadline(virtual_clock: VirtualClock) -> None:
@@ -807,16 +789,14 @@ def test_shield_inner_keeps_running_when_outer_cancelled(fw: Any) -> None:
 
     async def main() -> None:
         release = fw.get_running_loop().create_future()
-        inner = fw.create_task(_wait_on(release, log, "inner"))
+        inner = fw.create_task(wait_on(release, log, "inner"))
 
         async def outer() -> None:
             await fw.shield(inner)
 
         task = fw.create_task(outer())
         await _let_run(fw)
-        task.cancel()
-        with pytest.raises(fw.CancelledError):
-            await task
+        await fw.cancel_and_wait(task)
         log.append(f"outer cancelled, inner done={inner.done()}")
         release.set_result("r")
         log.append(f"inner result={await inner}")
@@ -847,7 +827,13 @@ def test_shield_of_a_done_future_is_that_future(fw: Any) -> None:
     fw.run_guarded(main())
 
 
-async def test_shield_reports_a_late_exception_of_its_own_task() -> None:
+def _late_failure(
+    message: str,
+) -> tuple[list[dict[str, Any]], treadle.Future[None], Callable[[], Coroutine[Any, Any, None]]]:
+    """What the running loop reports from now on, a release, and work that fails once released.
+
+    The work raises ``RuntimeError(message)`` after ``release`` gets a result.
+    """
     loop = treadle.get_running_loop()
     reported: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _, context: reported.append(context))
@@ -855,16 +841,20 @@ async def test_shield_reports_a_late_exception_of_its_own_task() -> None:
 
     async def work() -> None:
         await release
-        raise RuntimeError("failed after the shield was cancelled")
+        raise RuntimeError(message)
+
+    return reported, release, work
+
+
+async def test_shield_reports_a_late_exception_of_its_own_task() -> None:
+    reported, release, work = _late_failure("failed after the shield was cancelled")
 
     async def outer() -> None:
         await shield(work())
 
     task = treadle.create_task(outer())
     await wait_all_tasks_blocked()
-    task.cancel()
-    with pytest.raises(CancelledError):
-        await task
+    await TREADLE.cancel_and_wait(task)
     release.set_result(None)
     await wait_all_tasks_blocked()
     assert len(reported) == 1
@@ -873,15 +863,7 @@ async def test_shield_reports_a_late_exception_of_its_own_task() -> None:
 
 
 async def test_shield_leaves_a_late_exception_on_a_given_task() -> None:
-    loop = treadle.get_running_loop()
-    reported: list[dict[str, Any]] = []
-    loop.set_exception_handler(lambda _, context: reported.append(context))
-    release: treadle.Future[None] = loop.create_future()
-
-    async def work() -> None:
-        await release
-        raise RuntimeError("mine to see")
-
+    reported, release, work = _late_failure("mine to see")
     inner = treadle.create_task(work())
     outer = shield(inner)
     await wait_all_tasks_blocked()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from crawlsite import Site, page, raw, redirect, static
+from processes import interrupt, reaped, spawn
 
 import treadle
 from treadle.__main__ import main
@@ -207,10 +207,7 @@ def test_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
 def test_ctrl_c_reports_what_finished(tmp_path: Path) -> None:
     out = tmp_path / "crawl.jsonl"
     args = ["crawl", "--demo", "--pages", "2000", "--max-tasks", "5", "--json", str(out), "-v"]
-    process = subprocess.Popen(
-        [*TREADLE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
+    with reaped(spawn([*TREADLE, *args])) as process:
         assert process.stderr is not None
         assert "serving a demo site" in process.stderr.readline()
         # -v prints a line per finished URL, after its JSON line is written and flushed.
@@ -218,12 +215,7 @@ def test_ctrl_c_reports_what_finished(tmp_path: Path) -> None:
             assert "http://127.0.0.1:" in process.stderr.readline()
         written = len(out.read_text(encoding="utf-8").splitlines())
         assert written >= 20
-        process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        stdout, stderr = interrupt(process, timeout=30)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert stdout.startswith("Interrupted: the report covers the URLs that finished.\n")
@@ -236,13 +228,7 @@ def test_ctrl_c_reports_what_finished(tmp_path: Path) -> None:
 
 
 def test_demo_site_serves_until_ctrl_c() -> None:
-    process = subprocess.Popen(
-        [*TREADLE, "demo-site", "--port", "0", "--pages", "10"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with reaped(spawn([*TREADLE, "demo-site", "--port", "0", "--pages", "10"])) as process:
         assert process.stdout is not None
         line = process.stdout.readline()
         found = re.search(r"Serving a demo site of 10 pages at (http://127\.0\.0\.1:\d+/) ", line)
@@ -257,12 +243,7 @@ def test_demo_site_serves_until_ctrl_c() -> None:
             urllib.request.urlopen(root + "page/10", timeout=10)
         assert caught.value.code == 404
         caught.value.close()
-        process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        stdout, stderr = interrupt(process, timeout=30)
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert stdout == "", "nothing after the serving line"

@@ -9,7 +9,6 @@ differently) run on treadle only, as ``async def`` tests.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import threading
 import tracemalloc
@@ -17,6 +16,7 @@ from collections.abc import Generator
 from typing import Any
 
 import pytest
+from oracle_runners import TREADLE
 
 import treadle
 from treadle.locks import BoundedSemaphore, Condition, Event, Lock, Semaphore
@@ -25,13 +25,6 @@ from treadle.waitqueue import WaitQueue
 
 # A deadlock fails fast: no test here needs more than a fraction of a second.
 pytestmark = pytest.mark.timeout(10)
-
-
-async def _finish(fw: Any, tasks: Any) -> None:
-    """Await every task, taking a cancellation as a normal way to end."""
-    for task in tasks:
-        with contextlib.suppress(fw.CancelledError):
-            await task
 
 
 # --- WaitQueue ------------------------------------------------------------------------
@@ -61,7 +54,7 @@ async def test_waitqueue_wakes_in_fifo_order_and_counts() -> None:
     assert log[2:] == [("c", False), ("d", False)]
     assert len(queue) == 0 and not queue
     assert queue.unpark() == 0 and queue.unpark_all() == 0
-    await _finish(treadle, tasks)
+    await TREADLE.finish(tasks)
 
 
 async def test_waitqueue_cancelled_waiter_leaves_and_is_skipped() -> None:
@@ -103,7 +96,7 @@ async def test_waitqueue_woken_then_cancelled_passes_the_wake_up_on() -> None:
     assert tasks[0].cancelled() and not tasks[2].done()
     assert queue.woken == 0 and len(queue) == 1
     queue.unpark()
-    await _finish(treadle, tasks)
+    await TREADLE.finish(tasks)
     assert log == ["b", "c"]
 
 
@@ -136,7 +129,7 @@ async def test_waitqueue_unpark_for_wakes_only_the_surplus() -> None:
     assert queue.unpark_for(3) == 2
     assert queue.woken == 3
     queue.unpark_all()
-    await _finish(treadle, tasks)
+    await TREADLE.finish(tasks)
 
 
 async def test_waitqueue_park_works_from_a_generator_coroutine() -> None:
@@ -258,10 +251,9 @@ def test_lock_is_fifo(fw: Any) -> None:
                 await fw.sleep(0)
 
         await lock.acquire()
-        tasks = [fw.create_task(worker(name)) for name in "abcde"]
-        await fw.settle()
+        tasks = await fw.start_each(worker, "abcde")
         lock.release()
-        await _finish(fw, tasks)
+        await fw.finish(tasks)
         return log
 
     assert fw.run_guarded(main()) == list("abcde")
@@ -308,11 +300,10 @@ def test_lock_cancelled_after_wake_up_passes_the_lock_on(fw: Any) -> None:
         log: list[str] = []
         waiter = _recording_lock_waiter(fw, lock, log)
         await lock.acquire()
-        tasks = [fw.create_task(waiter(name)) for name in "abc"]
-        await fw.settle()
+        tasks = await fw.start_each(waiter, "abc")
         lock.release()  # wakes a...
         tasks[0].cancel()  # ...which is cancelled before it runs: b must get the lock
-        await _finish(fw, tasks)
+        await fw.finish(tasks)
         assert not lock.locked()
         return log
 
@@ -325,12 +316,11 @@ def test_lock_cancelled_waiter_leaves_the_queue(fw: Any) -> None:
         log: list[str] = []
         waiter = _recording_lock_waiter(fw, lock, log)
         await lock.acquire()
-        tasks = [fw.create_task(waiter(name)) for name in "abc"]
-        await fw.settle()
+        tasks = await fw.start_each(waiter, "abc")
         tasks[1].cancel()
         await fw.settle()
         lock.release()
-        await _finish(fw, tasks)
+        await fw.finish(tasks)
         assert not lock.locked()
         return log
 
@@ -350,7 +340,7 @@ def test_lock_whose_only_waiter_is_cancelled_is_free_at_once(fw: Any) -> None:
         await lock.acquire()  # a will not take it: no need to wait for a to run
         log.append("main")
         lock.release()
-        await _finish(fw, [task])
+        await fw.finish([task])
         return log
 
     assert fw.run_guarded(main()) == ["main", "a cancelled"]
@@ -378,11 +368,10 @@ def test_event_wakes_every_waiter_in_order(fw: Any) -> None:
         log: list[str] = []
         waiter = _recording_event_waiter(fw, event, log)
         assert not event.is_set() and "unset" in repr(event)
-        tasks = [fw.create_task(waiter(name)) for name in "abc"]
-        await fw.settle()
+        tasks = await fw.start_each(waiter, "abc")
         event.set()
         assert event.is_set() and "[set" in repr(event)
-        await _finish(fw, tasks)
+        await fw.finish(tasks)
         assert await event.wait() is True  # already set: no waiting
         event.set()  # twice is fine
         event.clear()
@@ -397,11 +386,10 @@ def test_event_waiters_woken_before_clear_still_return(fw: Any) -> None:
         event = fw.Event()
         log: list[str] = []
         waiter = _recording_event_waiter(fw, event, log)
-        tasks = [fw.create_task(waiter(name)) for name in "ab"]
-        await fw.settle()
+        tasks = await fw.start_each(waiter, "ab")
         event.set()
         event.clear()
-        await _finish(fw, tasks)
+        await fw.finish(tasks)
         return log
 
     assert fw.run_guarded(main()) == ["a waits", "b waits", "a woke", "b woke"]
@@ -412,8 +400,7 @@ def test_event_cancelled_waiter_does_not_wake_a_later_one(fw: Any) -> None:
         event = fw.Event()
         log: list[str] = []
         waiter = _recording_event_waiter(fw, event, log)
-        tasks = [fw.create_task(waiter(name)) for name in "ab"]
-        await fw.settle()
+        tasks = await fw.start_each(waiter, "ab")
         event.set()
         event.clear()
         tasks[0].cancel()  # woken by set(), cancelled before it runs
@@ -422,7 +409,7 @@ def test_event_cancelled_waiter_does_not_wake_a_later_one(fw: Any) -> None:
         assert not tasks[2].done()
         log.append("set again")
         event.set()
-        await _finish(fw, tasks)
+        await fw.finish(tasks)
         return log
 
     assert fw.run_guarded(main()) == [
@@ -441,12 +428,11 @@ def test_event_cancelled_waiter_leaves_the_others_waiting(fw: Any) -> None:
         event = fw.Event()
         log: list[str] = []
         waiter = _recording_event_waiter(fw, event, log)
-        tasks = [fw.create_task(waiter(name)) for name in "abc"]
-        await fw.settle()
+        tasks = await fw.start_each(waiter, "abc")
         tasks[1].cancel()
         await fw.settle()
         event.set()
-        await _finish(fw, tasks)
+        await fw.finish(tasks)
         return log
 
     assert fw.run_guarded(main()) == [
@@ -508,8 +494,7 @@ def test_condition_notify_wakes_waiters_in_order(fw: Any) -> None:
         cond = fw.Condition()
         log: list[str] = []
         waiter = _recording_condition_waiter(fw, cond, log)
-        tasks = [fw.create_task(waiter(name)) for name in "abcd"]
-        await fw.settle()
+        tasks = await fw.start_each(waiter, "abcd")
         async with cond:
             cond.notify()
         await fw.settle()
@@ -519,7 +504,7 @@ def test_condition_notify_wakes_waiters_in_order(fw: Any) -> None:
         log.append("notify_all")
         async with cond:
             cond.notify_all()
-        await _finish(fw, tasks)
+        await fw.finish(tasks)
         return log
 
     assert fw.run_guarded(main()) == [
@@ -589,7 +574,7 @@ def test_condition_cancelled_wait_reacquires_the_lock_first(fw: Any) -> None:
         await fw.settle()  # a is cancelled, but must get the lock back before it leaves
         log.append("main releases")
         cond.release()
-        await _finish(fw, [task])
+        await fw.finish([task])
         assert not cond.locked()
         return log
 
@@ -625,7 +610,7 @@ async def test_condition_notified_then_cancelled_passes_the_notification_on() ->
     assert not tasks[2].done()
     async with cond:
         cond.notify()
-    await _finish(treadle, tasks)
+    await TREADLE.finish(tasks)
     assert log[-1] == "c woke"
 
 
@@ -640,7 +625,7 @@ async def test_condition_cancelled_while_reacquiring_passes_the_notification_on(
         await wait_all_tasks_blocked()  # a was notified and now waits for the lock
         tasks[0].cancel()
         await wait_all_tasks_blocked()
-    await _finish(treadle, tasks)
+    await TREADLE.finish(tasks)
     assert log == ["a waits", "b waits", "a cancelled, lock held: True", "b woke"]
 
 
@@ -717,13 +702,12 @@ def test_semaphore_is_fifo(fw: Any) -> None:
         sem = fw.Semaphore(2)
         log: list[str] = []
         worker = _recording_semaphore_worker(fw, sem, log)
-        tasks = [fw.create_task(worker(name)) for name in "abcde"]
-        await fw.settle()
+        tasks = await fw.start_each(worker, "abcde")
         for _ in range(3):
             log.append("release")
             sem.release()
             await fw.settle()
-        await _finish(fw, tasks)
+        await fw.finish(tasks)
         return log
 
     assert fw.run_guarded(main()) == ["a", "b", "release", "c", "release", "d", "release", "e"]
@@ -756,14 +740,13 @@ def test_semaphore_cancelled_after_wake_up_passes_the_permit_on(fw: Any) -> None
         sem = fw.Semaphore(0)
         log: list[str] = []
         worker = _recording_semaphore_worker(fw, sem, log)
-        tasks = [fw.create_task(worker(name)) for name in "abc"]
-        await fw.settle()
+        tasks = await fw.start_each(worker, "abc")
         sem.release()
         tasks[0].cancel()  # a was woken for the permit; b must get it
         await fw.settle()
         assert not tasks[2].done() and sem.locked()
         sem.release()
-        await _finish(fw, tasks)
+        await fw.finish(tasks)
         return log
 
     assert fw.run_guarded(main()) == ["a cancelled", "b", "c"]
@@ -774,13 +757,12 @@ def test_semaphore_cancelled_waiter_leaves_the_queue(fw: Any) -> None:
         sem = fw.Semaphore(0)
         log: list[str] = []
         worker = _recording_semaphore_worker(fw, sem, log)
-        tasks = [fw.create_task(worker(name)) for name in "abc"]
-        await fw.settle()
+        tasks = await fw.start_each(worker, "abc")
         tasks[0].cancel()
         await fw.settle()
         sem.release()
         sem.release()
-        await _finish(fw, tasks)
+        await fw.finish(tasks)
         return log
 
     assert fw.run_guarded(main()) == ["a cancelled", "b", "c"]
@@ -809,15 +791,14 @@ def test_semaphore_wakes_no_more_tasks_than_permits(fw: Any) -> None:
         sem = fw.Semaphore(0)
         log: list[str] = []
         worker = _recording_semaphore_worker(fw, sem, log)
-        tasks = [fw.create_task(worker(name)) for name in "abc"]
-        await fw.settle()
+        tasks = await fw.start_each(worker, "abc")
         sem.release()
         sem.release()
         await fw.settle()
         assert not tasks[2].done() and sem.locked()
         log.append("release")
         sem.release()
-        await _finish(fw, tasks)
+        await fw.finish(tasks)
         assert sem.locked()
         return log
 

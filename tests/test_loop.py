@@ -31,6 +31,34 @@ def run_one_iteration(loop: Any) -> None:
     loop.run_forever()
 
 
+def runtime_errors_in_one_iteration(
+    loop: Any, action: Callable[[], object], *, from_another_thread: bool = False
+) -> list[RuntimeError]:
+    """Call ``action`` from a callback of one iteration of ``loop``; the RuntimeErrors it raised.
+
+    With ``from_another_thread``, the callback calls it in a thread it starts and joins.
+    """
+    errors: list[RuntimeError] = []
+
+    def calling() -> None:
+        try:
+            action()
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    def in_loop() -> None:
+        if not from_another_thread:
+            calling()
+            return
+        thread = threading.Thread(target=calling)
+        thread.start()
+        thread.join()
+
+    loop.call_soon(in_loop)
+    run_one_iteration(loop)
+    return errors
+
+
 class _PollSpy:
     """Wraps treadle's poller (or asyncio's selector) and calls ``on_block`` before blocking."""
 
@@ -105,19 +133,14 @@ def test_a_callback_scheduled_during_an_iteration_waits_for_the_next(
         else:
             loop.stop()
 
-    def a() -> None:
-        log.append("a")
-        loop.call_soon(b)
-
-    def b() -> None:
-        log.append("b")
-        loop.call_soon(c)
-
-    def c() -> None:
-        log.append("c")
+    def chain(names: str) -> None:
+        # Logs the first name, and schedules the rest for the next iteration.
+        log.append(names[0])
+        if names[1:]:
+            loop.call_soon(chain, names[1:])
 
     loop.call_soon(ticker)
-    loop.call_soon(a)
+    loop.call_soon(chain, "abc")
     loop.run_forever()
     assert log == ["tick1", "a", "tick2", "b", "tick3", "c", "tick4"]
 
@@ -477,16 +500,7 @@ def test_running_a_closed_loop_raises(fw: Any, new_loop: Any) -> None:
 
 def test_closing_a_running_loop_raises(fw: Any, new_loop: Any) -> None:
     loop = new_loop()
-    errors: list[BaseException] = []
-
-    def close_me() -> None:
-        try:
-            loop.close()
-        except RuntimeError as exc:
-            errors.append(exc)
-
-    loop.call_soon(close_me)
-    run_one_iteration(loop)
+    errors = runtime_errors_in_one_iteration(loop, loop.close)
     assert len(errors) == 1
     assert "running" in str(errors[0])
     assert not loop.is_closed()
@@ -528,21 +542,9 @@ def test_call_soon_threadsafe_wakes_a_loop_blocked_in_the_selector(fw: Any, new_
 def test_debug_mode_rejects_call_soon_from_another_thread(fw: Any, new_loop: Any) -> None:
     loop = new_loop()
     loop.set_debug(True)
-    errors: list[BaseException] = []
-
-    def from_thread() -> None:
-        try:
-            loop.call_soon(print)
-        except RuntimeError as exc:
-            errors.append(exc)
-
-    def in_loop() -> None:
-        thread = threading.Thread(target=from_thread)
-        thread.start()
-        thread.join()
-
-    loop.call_soon(in_loop)
-    run_one_iteration(loop)
+    errors = runtime_errors_in_one_iteration(
+        loop, lambda: loop.call_soon(print), from_another_thread=True
+    )
     assert len(errors) == 1
     assert "thread" in str(errors[0]).lower()
 
@@ -638,17 +640,24 @@ def test_remove_reader_stops_the_callbacks(fw: Any, new_loop: Any, sockpair: Any
     assert calls == ["read"]
 
 
-def test_add_reader_replaces_the_earlier_reader(fw: Any, new_loop: Any, sockpair: Any) -> None:
+@pytest.mark.parametrize("kind", ["reader", "writer"])
+def test_add_reader_or_writer_replaces_the_earlier_one(
+    fw: Any, new_loop: Any, sockpair: Any, kind: str
+) -> None:
     loop = new_loop()
     a, b = sockpair
+    add, remove = getattr(loop, f"add_{kind}"), getattr(loop, f"remove_{kind}")
+    b.send(b"x")  # a is readable, and writable all along
     calls: list[str] = []
-    loop.add_reader(a, calls.append, "first")
-    loop.add_reader(a.fileno(), calls.append, "second")
-    b.send(b"x")
+    add(a, calls.append, "first")
+    add(a.fileno(), calls.append, "second")  # the same fd, named by its number
     run_one_iteration(loop)
     assert calls == ["second"]
-    assert loop.remove_reader(a) is True
-    assert loop.remove_reader(a) is False
+    assert remove(a) is True
+    assert remove(a) is False
+    add(a, calls.append, "third")
+    assert remove(a.fileno()) is True
+    assert remove(a) is False
 
 
 @pytest.mark.parametrize("as_object", [False, True], ids=["fd", "fileobj"])
@@ -669,18 +678,6 @@ def test_add_writer_calls_back_when_writable(
     loop.run_until_complete(fut)
     assert a.recv(100) == b"ping"
     assert loop.remove_writer(target) is False
-
-
-def test_add_writer_replaces_the_earlier_writer(fw: Any, new_loop: Any, sockpair: Any) -> None:
-    loop = new_loop()
-    _, b = sockpair
-    calls: list[str] = []
-    loop.add_writer(b, calls.append, "first")
-    loop.add_writer(b, calls.append, "second")
-    run_one_iteration(loop)
-    assert calls == ["second"]
-    assert loop.remove_writer(b.fileno()) is True
-    assert loop.remove_writer(b) is False
 
 
 def test_reader_and_writer_on_the_same_fd(fw: Any, new_loop: Any, sockpair: Any) -> None:
@@ -884,16 +881,7 @@ def test_stop_before_run_forever_runs_one_iteration(fw: Any, new_loop: Any) -> N
 def test_running_a_loop_inside_another_running_loop_raises(fw: Any, new_loop: Any) -> None:
     outer = new_loop()
     inner = new_loop()
-    errors: list[BaseException] = []
-
-    def nested() -> None:
-        try:
-            inner.run_forever()
-        except RuntimeError as exc:
-            errors.append(exc)
-
-    outer.call_soon(nested)
-    run_one_iteration(outer)
+    errors = runtime_errors_in_one_iteration(outer, inner.run_forever)
     assert len(errors) == 1
     assert not inner.is_running()
 
@@ -996,21 +984,9 @@ def test_debug_mode_rejects_setting_a_future_from_another_thread(fw: Any, new_lo
     loop.set_debug(True)
     fut = loop.create_future()
     fut.add_done_callback(lambda f: None)
-    errors: list[BaseException] = []
-
-    def from_thread() -> None:
-        try:
-            fut.set_result(1)
-        except RuntimeError as exc:
-            errors.append(exc)
-
-    def in_loop() -> None:
-        thread = threading.Thread(target=from_thread)
-        thread.start()
-        thread.join()
-
-    loop.call_soon(in_loop)
-    run_one_iteration(loop)
+    errors = runtime_errors_in_one_iteration(
+        loop, lambda: fut.set_result(1), from_another_thread=True
+    )
     assert len(errors) == 1
 
 

@@ -8,7 +8,6 @@ error for a bad ``maxsize``) is tested on treadle only.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Coroutine
 from typing import Any
 
@@ -24,13 +23,6 @@ pytestmark = pytest.mark.timeout(10)
 def _needs_shutdown(fw: Any) -> None:
     if not hasattr(fw, "QueueShutDown"):  # asyncio's is new in Python 3.13
         pytest.skip("asyncio.Queue.shutdown() is new in Python 3.13")
-
-
-async def _finish(cancelled_error: type[BaseException], tasks: Any) -> None:
-    """Await every task, taking a cancellation as a normal way to end."""
-    for task in tasks:
-        with contextlib.suppress(cancelled_error):
-            await task
 
 
 def _recording_getter(fw: Any, queue: Any, log: list[Any]) -> Any:
@@ -124,11 +116,10 @@ def test_getters_are_served_in_order(fw: Any) -> None:
         queue = fw.Queue()
         log: list[Any] = []
         getter = _recording_getter(fw, queue, log)
-        tasks = [fw.create_task(getter(name)) for name in "abc"]
-        await fw.settle()
+        tasks = await fw.start_each(getter, "abc")
         for item in [1, 2, 3]:
             queue.put_nowait(item)
-        await _finish(fw.CancelledError, tasks)
+        await fw.finish(tasks)
         return log
 
     assert fw.run_guarded(main()) == ["a got 1", "b got 2", "c got 3"]
@@ -146,7 +137,7 @@ def test_put_blocks_while_full_and_putters_are_served_in_order(fw: Any) -> None:
         for _ in range(4):
             log.append(f"got {await queue.get()}")
             await fw.settle()
-        await _finish(fw.CancelledError, tasks)
+        await fw.finish(tasks)
         return log
 
     assert fw.run_guarded(main()) == [
@@ -213,8 +204,7 @@ def test_join_waits_for_every_task_done(fw: Any) -> None:
             await queue.join()
             log.append(f"{name} joined")
 
-        joiners = [fw.create_task(joiner(name)) for name in "xy"]
-        await fw.settle()
+        joiners = await fw.start_each(joiner, "xy")
         queue.get_nowait()
         queue.get_nowait()
         queue.task_done()
@@ -222,7 +212,7 @@ def test_join_waits_for_every_task_done(fw: Any) -> None:
         await fw.settle()
         queue.task_done()
         log.append("two done")
-        await _finish(fw.CancelledError, joiners)
+        await fw.finish(joiners)
         with pytest.raises(ValueError):
             queue.task_done()
         return log
@@ -243,14 +233,13 @@ def test_cancelled_get_after_wake_up_loses_no_item(fw: Any) -> None:
         queue = fw.Queue()
         log: list[Any] = []
         getter = _recording_getter(fw, queue, log)
-        tasks = [fw.create_task(getter(name)) for name in "abc"]
-        await fw.settle()
+        tasks = await fw.start_each(getter, "abc")
         queue.put_nowait("x")  # wakes a...
         tasks[0].cancel()  # ...cancelled before it runs: b must get x
         await fw.settle()
         assert not tasks[2].done()
         queue.put_nowait("y")
-        await _finish(fw.CancelledError, tasks)
+        await fw.finish(tasks)
         assert queue.empty()
         return log
 
@@ -266,7 +255,7 @@ def test_cancelled_get_with_no_other_getter_leaves_the_item(fw: Any) -> None:
         await fw.settle()
         queue.put_nowait("x")
         task.cancel()
-        await _finish(fw.CancelledError, [task])
+        await fw.finish([task])
         log.append(f"left: {queue.get_nowait()}")
         return log
 
@@ -287,7 +276,7 @@ def test_cancelled_put_inserts_nothing(fw: Any) -> None:
         log.append(f"got {queue.get_nowait()}")
         await fw.settle()
         log.append(f"got {queue.get_nowait()}")
-        await _finish(fw.CancelledError, tasks)
+        await fw.finish(tasks)
         assert queue.empty()
         return log
 
@@ -309,7 +298,7 @@ def test_cancelled_put_after_wake_up_passes_the_free_slot_on(fw: Any) -> None:
         log.append(f"got {queue.get_nowait()}")
         await fw.settle()
         log.append(f"got {queue.get_nowait()}")
-        await _finish(fw.CancelledError, tasks)
+        await fw.finish(tasks)
         return log
 
     assert fw.run_guarded(main()) == [
@@ -413,15 +402,14 @@ def test_a_stale_wake_up_is_not_passed_on_by_a_cancelled_getter(fw: Any) -> None
         queue = fw.Queue()
         log: list[Any] = []
         getter = _recording_getter(fw, queue, log)
-        tasks = [fw.create_task(getter(name)) for name in "abc"]
-        await fw.settle()
+        tasks = await fw.start_each(getter, "abc")
         queue.put_nowait("x")
         log.append(f"main got {queue.get_nowait()}")
         tasks[0].cancel()
         await fw.settle()
         queue.put_nowait("y")
         queue.put_nowait("z")
-        await _finish(fw.CancelledError, tasks)
+        await fw.finish(tasks)
         return log
 
     assert fw.run_guarded(main()) == ["main got x", "a cancelled", "b got y", "c got z"]
@@ -442,7 +430,7 @@ def test_a_stale_wake_up_is_not_passed_on_by_a_cancelled_putter(fw: Any) -> None
         for _ in range(3):
             log.append(f"got {queue.get_nowait()}")
             await fw.settle()
-        await _finish(fw.CancelledError, tasks)
+        await fw.finish(tasks)
         return log
 
     assert fw.run_guarded(main()) == [
@@ -536,8 +524,7 @@ def test_shutdown_with_items_left_lets_waiting_getters_take_them(fw: Any) -> Non
         queue = fw.Queue()
         log: list[Any] = []
         getter = _recording_getter(fw, queue, log)
-        tasks = [fw.create_task(getter(name)) for name in "abc"]
-        await fw.settle()
+        tasks = await fw.start_each(getter, "abc")
         queue.put_nowait("x")
         queue.shutdown()
         await tasks[0]

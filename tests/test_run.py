@@ -8,13 +8,13 @@ from __future__ import annotations
 import gc
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import threading
 from typing import Any
 
 import pytest
+from processes import interrupt, reaped, spawn
 
 import treadle
 
@@ -342,23 +342,11 @@ _CTRL_C_SCRIPT = textwrap.dedent(
 def test_ctrl_c_runs_finally_blocks_then_raises_keyboard_interrupt(fw: Any) -> None:
     script = _CTRL_C_SCRIPT.format(fw=fw.__name__)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(
-        [sys.executable, "-c", script],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
+    with reaped(spawn([sys.executable, "-c", script], env=env)) as process:
         assert process.stdout is not None
         ready = process.stdout.readline()
         assert ready == "ready\n"
-        process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        stdout, stderr = interrupt(process, timeout=20)
     assert "finally ran" in stdout
     assert "run returned" not in stdout
     assert process.returncode != 0

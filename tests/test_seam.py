@@ -10,6 +10,7 @@ import socket
 from typing import Any
 
 import pytest
+from oracle_runners import TREADLE
 
 import treadle
 from treadle.core.tasks import Task, Waiter, current_waiter, is_suspended, resume, suspend
@@ -78,9 +79,7 @@ def test_a_cancel_after_resume_but_before_the_step_wins() -> None:
         slot = Slot()
         task = await _suspended(slot)
         assert resume(task, "value") is True
-        task.cancel()
-        with pytest.raises(treadle.CancelledError):
-            await task
+        await TREADLE.cancel_and_wait(task)
 
     treadle.run(main())
 

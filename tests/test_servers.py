@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 from loopback import address_of, echo_lines
+from processes import interrupt, spawn
 
 import treadle
 from treadle import CancelledError, create_task, get_running_loop, start_server
@@ -97,9 +97,7 @@ def test_serve_forever_cancelled_cleanly(fw: Any) -> None:
         with pytest.raises(RuntimeError):
             await server.serve_forever()
         assert await round_trip(fw, address) == b"ping\n"
-        serving.cancel()
-        with pytest.raises(fw.CancelledError):
-            await serving
+        await fw.cancel_and_wait(serving)
         assert not server.is_serving()
         assert refuses(address)
         await server.wait_closed()
@@ -313,12 +311,7 @@ async def test_unix_connection_to_a_missing_path_names_it(tmp_path: Path) -> Non
 
 
 def test_the_echo_examples_round_trip() -> None:
-    server = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "echo_server.py"), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    server = spawn([sys.executable, str(EXAMPLES / "echo_server.py"), "--port", "0"])
     try:
         assert server.stdout is not None
         first = server.stdout.readline()
@@ -340,13 +333,5 @@ def test_the_echo_examples_round_trip() -> None:
         )
         assert (piped.returncode, piped.stdout) == (0, "from\nstdin\n")
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            _, err = server.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            # Killed and reaped here: a server left running would be collected during a
-            # later test, and fail that one (ResourceWarning, fd count).
-            server.kill()
-            server.communicate()
-            raise
+        _, err = interrupt(server, timeout=20)
     assert server.returncode == 0, err

@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from oracle_runners import TREADLE
 
 import treadle
 from treadle import (
-    CancelledError,
     create_task,
     get_running_loop,
     getaddrinfo,
@@ -226,9 +226,7 @@ async def test_cancelled_recv_unregisters_and_the_next_recv_gets_the_data(tcp_pa
     receiving = create_task(sock_recv(b, 100))
     await wait_all_tasks_blocked()
     assert loop.has_reader(b)
-    receiving.cancel()
-    with pytest.raises(CancelledError):
-        await receiving
+    await TREADLE.cancel_and_wait(receiving)
     assert not loop.has_reader(b)
     a.sendall(b"after the cancel")
     assert await sock_recv(b, 100) == b"after the cancel"
@@ -240,9 +238,7 @@ async def test_data_arriving_with_the_cancellation_is_not_lost(tcp_pair: Any) ->
     receiving = create_task(sock_recv(b, 100))
     await wait_all_tasks_blocked()
     a.sendall(b"racing")
-    receiving.cancel()
-    with pytest.raises(CancelledError):
-        await receiving
+    await TREADLE.cancel_and_wait(receiving)
     assert await sock_recv(b, 100) == b"racing"
 
 
@@ -255,9 +251,7 @@ async def test_cancelled_recv_into_and_recvfrom_unregister(tcp_pair: Any, udp_pa
     await wait_all_tasks_blocked()
     assert loop.has_reader(b) and loop.has_reader(u2)
     for task in tasks:
-        task.cancel()
-        with pytest.raises(CancelledError):
-            await task
+        await TREADLE.cancel_and_wait(task)
     assert not loop.has_reader(b) and not loop.has_reader(u2)
     a.sendall(b"tcp")
     u1.sendto(b"udp", u2.getsockname())
@@ -272,9 +266,7 @@ async def test_cancelled_sendall_unregisters_its_writer(tcp_pair: Any) -> None:
     sending = create_task(sock_sendall(a, b"y" * 1024 * 1024))
     await wait_all_tasks_blocked()
     assert loop.has_writer(a)
-    sending.cancel()
-    with pytest.raises(CancelledError):
-        await sending
+    await TREADLE.cancel_and_wait(sending)
     assert not loop.has_writer(a)
 
 
@@ -285,9 +277,7 @@ async def test_cancelled_accept_unregisters_and_the_next_accept_works() -> None:
         accepting = create_task(sock_accept(listener))
         await wait_all_tasks_blocked()
         assert loop.has_reader(listener)
-        accepting.cancel()
-        with pytest.raises(CancelledError):
-            await accepting
+        await TREADLE.cancel_and_wait(accepting)
         assert not loop.has_reader(listener)
         with socket.create_connection(listener.getsockname()) as client:
             conn, address = await sock_accept(listener)
@@ -323,17 +313,13 @@ async def test_two_waiters_on_one_socket_is_an_error(tcp_pair: Any) -> None:
     await wait_all_tasks_blocked()
     with pytest.raises(RuntimeError, match="already waiting to read"):
         await wait_readable(b)
-    reading.cancel()
-    with pytest.raises(CancelledError):
-        await reading
+    await TREADLE.cancel_and_wait(reading)
     fill_send_buffer(a)
     writing = create_task(wait_writable(a))
     await wait_all_tasks_blocked()
     with pytest.raises(RuntimeError, match="already waiting to write"):
         await wait_writable(a)
-    writing.cancel()
-    with pytest.raises(CancelledError):
-        await writing
+    await TREADLE.cancel_and_wait(writing)
     assert not loop.has_reader(b) and not loop.has_writer(a)
 
 
@@ -490,9 +476,7 @@ def test_a_cancelled_loop_sock_recv_removes_its_reader_and_loses_no_byte(fw: Any
             receiving = fw.create_task(loop.sock_recv(b, 100))
             await fw.settle()
             a.sendall(b"racing")  # arrives together with the cancellation
-            receiving.cancel()
-            with pytest.raises(fw.CancelledError):
-                await receiving
+            await fw.cancel_and_wait(receiving)
             assert loop.remove_reader(b) is False  # nothing left registered
             assert await loop.sock_recv(b, 100) == b"racing"
 

@@ -13,23 +13,13 @@ import inspect
 from typing import Any
 
 import pytest
+from oracle_runners import TREADLE, wait_on
 
 import treadle
 from treadle import timeouts
 from treadle.errors import CancelledError
 from treadle.taskgroups import TaskGroup
 from treadle.testing import VirtualClock, wait_all_tasks_blocked
-
-
-async def _wait_on(fut: Any, log: list[str], name: str) -> Any:
-    """A child that waits for ``fut``, logging how it ends."""
-    try:
-        value = await fut
-    except BaseException as exc:
-        log.append(f"{name} {type(exc).__name__}")
-        raise
-    log.append(f"{name} done")
-    return value
 
 
 async def _fail_soon(fw: Any, log: list[str], exc: BaseException, steps: int = 1) -> None:
@@ -53,8 +43,8 @@ def test_block_waits_for_every_task(fw: Any) -> None:
         loop = fw.get_running_loop()
         a, b = loop.create_future(), loop.create_future()
         async with fw.TaskGroup() as tg:
-            ta = tg.create_task(_wait_on(a, log, "a"))
-            tb = tg.create_task(_wait_on(b, log, "b"), name="bee")
+            ta = tg.create_task(wait_on(a, log, "a"))
+            tb = tg.create_task(wait_on(b, log, "b"), name="bee")
             loop.call_soon(b.set_result, 2)
             loop.call_soon(a.set_result, 1)
             log.append("body done")
@@ -74,7 +64,7 @@ def test_failure_cancels_siblings_and_body(fw: Any) -> None:
         never = loop.create_future()
         try:
             async with fw.TaskGroup() as tg:
-                tg.create_task(_wait_on(never, log, "sibling"))
+                tg.create_task(wait_on(never, log, "sibling"))
                 tg.create_task(_fail_soon(fw, log, ValueError("boom")))
                 try:
                     await loop.create_future()
@@ -118,7 +108,7 @@ def test_failure_while_the_block_waits_at_its_end(fw: Any) -> None:
         never = loop.create_future()
         try:
             async with fw.TaskGroup() as tg:
-                tg.create_task(_wait_on(never, log, "sibling"))
+                tg.create_task(wait_on(never, log, "sibling"))
                 tg.create_task(_fail_soon(fw, log, ValueError("late"), steps=3))
                 log.append("body done")
         except ExceptionGroup as group:
@@ -140,7 +130,7 @@ def test_body_error_cancels_the_tasks_and_joins_the_group(fw: Any) -> None:
         never = fw.get_running_loop().create_future()
         try:
             async with fw.TaskGroup() as tg:
-                tg.create_task(_wait_on(never, log, "child"))
+                tg.create_task(wait_on(never, log, "child"))
                 await fw.sleep(0)
                 raise LookupError("body")
         except ExceptionGroup as group:
@@ -175,9 +165,7 @@ def test_outside_cancel_propagates_after_the_tasks_finish(fw: Any) -> None:
         started = fw.get_running_loop().create_future()
         task = fw.create_task(parent(started))
         await started
-        task.cancel()
-        with pytest.raises(fw.CancelledError):
-            await task
+        await fw.cancel_and_wait(task)
         log.append(f"cancelled={task.cancelled()}")
 
     fw.run_guarded(main())
@@ -191,7 +179,7 @@ def test_outside_cancel_while_the_block_waits_at_its_end(fw: Any) -> None:
         never = fw.get_running_loop().create_future()
         try:
             async with fw.TaskGroup() as tg:
-                tg.create_task(_wait_on(never, log, "child"))
+                tg.create_task(wait_on(never, log, "child"))
                 started.set_result(None)
         except fw.CancelledError:
             log.append("parent CancelledError")
@@ -202,9 +190,7 @@ def test_outside_cancel_while_the_block_waits_at_its_end(fw: Any) -> None:
         task = fw.create_task(parent(started))
         await started
         await fw.sleep(0)
-        task.cancel()
-        with pytest.raises(fw.CancelledError):
-            await task
+        await fw.cancel_and_wait(task)
 
     fw.run_guarded(main())
     assert log == ["child CancelledError", "parent CancelledError"]
@@ -264,7 +250,7 @@ def test_tasks_may_start_tasks_while_the_block_waits(fw: Any) -> None:
 
             async def spawner() -> None:
                 await fw.sleep(0)
-                tg.create_task(_wait_on(fw.sleep(0, "late"), log, "late child"))
+                tg.create_task(wait_on(fw.sleep(0, "late"), log, "late child"))
                 log.append("spawned")
 
             tg.create_task(spawner())
@@ -293,7 +279,7 @@ def test_keyboard_interrupt_in_body_comes_out_as_itself(fw: Any) -> None:
         never = fw.get_running_loop().create_future()
         try:
             async with fw.TaskGroup() as tg:
-                tg.create_task(_wait_on(never, log, "child"))
+                tg.create_task(wait_on(never, log, "child"))
                 await fw.sleep(0)
                 raise KeyboardInterrupt
         except KeyboardInterrupt:
@@ -329,7 +315,7 @@ def test_nested_groups(fw: Any) -> None:
         never = fw.get_running_loop().create_future()
         try:
             async with fw.TaskGroup() as outer:
-                outer.create_task(_wait_on(never, log, "outer child"))
+                outer.create_task(wait_on(never, log, "outer child"))
                 async with fw.TaskGroup() as inner:
                     inner.create_task(_fail_soon(fw, log, ValueError("deep")))
         except ExceptionGroup as group:
@@ -357,7 +343,7 @@ def test_timeout_around_a_group_is_a_timeout_error(fw: Any) -> None:
         never = fw.get_running_loop().create_future()
         try:
             async with fw.timeout(0.002), fw.TaskGroup() as tg:
-                tg.create_task(_wait_on(never, log, "child"))
+                tg.create_task(wait_on(never, log, "child"))
         except TimeoutError:
             log.append("TimeoutError")
         log.append(f"cancelling={fw.current_task().cancelling()}")
@@ -396,9 +382,7 @@ async def test_outside_cancel_is_kept_when_tasks_failed() -> None:
 
     task = treadle.create_task(parent())
     await wait_all_tasks_blocked()
-    task.cancel()
-    with pytest.raises(CancelledError):
-        await task
+    await TREADLE.cancel_and_wait(task)
     assert log == ["caught the group", "still cancelled"]
 
 

@@ -87,9 +87,7 @@ def test_cancelling_the_awaiting_task(fw: Any) -> None:
 
         task = fw.create_task(fw.to_thread(blocking))
         await entered
-        task.cancel()
-        with pytest.raises(fw.CancelledError):
-            await task
+        await fw.cancel_and_wait(task)
         log.append("task cancelled")
         release.set()
 

@@ -276,9 +276,19 @@ def _new_server(
     return server
 
 
-def _check_backlog(backlog: int) -> None:
+def _check_server_arguments(client_connected_cb: ClientHandler, backlog: int) -> None:
+    """The checks ``start_server`` and ``start_unix_server`` share, before any socket."""
+    if not callable(client_connected_cb):
+        raise TypeError(f"client_connected_cb must be callable, got {client_connected_cb!r}")
     if not isinstance(backlog, int) or isinstance(backlog, bool) or backlog < 1:
         raise ValueError(f"backlog must be a positive integer, got {backlog!r}")
+
+
+def _listen_on(sock: socket.socket, backlog: int) -> socket.socket:
+    """``sock``, made non-blocking and listening (harmless if it listens already)."""
+    sock.setblocking(False)
+    sock.listen(backlog)
+    return sock
 
 
 async def start_server(
@@ -303,17 +313,13 @@ async def start_server(
     ``client_connected_cb(reader, writer)`` runs in its own task per connection (it may
     be a coroutine function or a plain function); the stream is closed when it returns.
     """
-    if not callable(client_connected_cb):
-        raise TypeError(f"client_connected_cb must be callable, got {client_connected_cb!r}")
-    _check_backlog(backlog)
+    _check_server_arguments(client_connected_cb, backlog)
     if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
         raise TypeError("a server's ssl= must be an ssl.SSLContext with a certificate loaded")
     if sock is not None:
         if host is not None or port is not None:
             raise ValueError("give either host and port, or sock=, not both")
-        sock.setblocking(False)
-        sock.listen(backlog)  # harmless if it listens already; needed if it was only bound
-        sockets = [sock]
+        sockets = [_listen_on(sock, backlog)]
     else:
         sockets = await _bind_tcp(host, port, family, flags, backlog, reuse_address, reuse_port)
     return _new_server(
@@ -397,9 +403,7 @@ async def start_unix_server(
     start_serving: bool = True,
 ) -> Server:
     """Listen on the Unix socket ``path`` and serve each client, as ``start_server``."""
-    if not callable(client_connected_cb):
-        raise TypeError(f"client_connected_cb must be callable, got {client_connected_cb!r}")
-    _check_backlog(backlog)
+    _check_server_arguments(client_connected_cb, backlog)
     if sock is None:
         if path is None:
             raise ValueError("start_unix_server() needs a path (or sock=)")
@@ -423,11 +427,8 @@ async def start_unix_server(
             raise
     elif path is not None:
         raise ValueError("give either path or sock=, not both")
-    sock.setblocking(False)
-    sock.listen(backlog)  # harmless if it listens already; needed if it was only bound
-    sockets = [sock]
     return _new_server(
-        sockets,
+        [_listen_on(sock, backlog)],
         client_connected_cb,
         limit=limit,
         backlog=backlog,
