@@ -70,6 +70,10 @@ def ask(pid: int, *, timeout: float = 1.0) -> Snapshot:
             raise IntrospectionError(f"not allowed to connect to {path}: {exc.strerror}") from None
         except TimeoutError:
             raise IntrospectionError(f"process {pid} did not answer in time") from None
+        except ConnectionResetError:
+            raise IntrospectionError(
+                f"process {pid} closed the connection without an answer"
+            ) from None
     try:
         answer: dict[str, Any] = json.loads(b"".join(chunks))
     except ValueError:

@@ -121,6 +121,14 @@ class _Server:
     def _answer(self, conn: socket.socket) -> None:
         if peer_uid(conn) != os.getuid():
             conn.sendall(b'{"error": "refused: not the same user"}\n')
+            # Closing with the client's request unread would reset the connection and
+            # could lose the refusal before the client reads it: end our side, then
+            # discard (never parse) what it sent until it hangs up, within bounds.
+            conn.shutdown(socket.SHUT_WR)
+            conn.settimeout(_REQUEST_TIMEOUT)
+            discarded = 0
+            while discarded < _MAX_REQUEST and (chunk := conn.recv(_MAX_REQUEST)):
+                discarded += len(chunk)
             return
         conn.settimeout(_REQUEST_TIMEOUT)
         request = b""
