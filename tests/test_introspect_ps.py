@@ -278,8 +278,12 @@ def test_the_server_refuses_a_peer_of_another_uid(monkeypatch: pytest.MonkeyPatc
     with ours, theirs:
         assert server.peer_uid(ours) == os.getuid()
         monkeypatch.setattr(server, "peer_uid", lambda conn: os.getuid() + 1)
+        # The other user's request: read and discarded, never parsed.
+        theirs.sendall(b'{"timeout": "not even a number"}\n')
+        theirs.shutdown(socket.SHUT_WR)
         server._Server._answer(None, ours)  # type: ignore[arg-type]
         assert theirs.recv(1000) == b'{"error": "refused: not the same user"}\n'
+        assert theirs.recv(1000) == b""  # the server ended its side: no reset
 
 
 def test_a_program_that_never_asked_opens_nothing(
