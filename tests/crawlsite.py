@@ -5,6 +5,7 @@ so a test can serve what no well-behaved server would: garbage, a reset (SO_LING
 then close), a body cut short, a response held open until the test says so. The site
 records what it saw: connections and requests open at once (and their peaks), the
 paths requested in order, and a count per path. Built on treadle's ``start_server``.
+Also the keys of a crawl record's JSON Lines line, which the crawler tests check.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from treadle.testing import wait_all_tasks_blocked
 
 __all__ = [
     "HTML",
+    "RECORD_FIELDS",
     "Exchange",
     "Gate",
     "Handler",
@@ -45,12 +47,32 @@ __all__ = [
     "redirect",
     "refused_port",
     "reset",
+    "reset_reused_connections",
     "response",
     "sequence",
     "static",
 ]
 
 HTML = "text/html; charset=utf-8"
+
+# The keys of a crawl record's JSON Lines line, in their stable order.
+RECORD_FIELDS = [
+    "url",
+    "status",
+    "next_url",
+    "exception",
+    "size",
+    "content_type",
+    "encoding",
+    "num_urls",
+    "num_new_urls",
+    "started",
+    "elapsed",
+    "tries",
+    "referrer",
+    "depth",
+    "error_kind",
+]
 
 
 @dataclasses.dataclass(slots=True)
@@ -350,6 +372,21 @@ def static(
 
     async def handler(exchange: Exchange) -> None:
         await exchange.send(data)
+
+    return handler
+
+
+def reset_reused_connections(answer: Handler) -> Handler:
+    """A handler letting ``answer`` answer the first request of each connection and
+    resetting the connection on any later one (one handler may serve several paths)."""
+    answered: set[int] = set()
+
+    async def handler(exchange: Exchange) -> None:
+        if exchange.request.connection in answered:
+            exchange.reset()
+            return
+        answered.add(exchange.request.connection)
+        await answer(exchange)
 
     return handler
 
