@@ -436,7 +436,8 @@ async def hang(exchange: Exchange) -> None:
 class Gate:
     """Holds requests until the test lets them through.
 
-    ``hold(handler)`` wraps a handler so that it first waits at the gate. ``open()``
+    ``hold(handler)`` wraps a handler so that it first waits at the gate;
+    ``held_pages(count)`` is a site whose root links to ``count`` held pages. ``open()``
     lets everyone through from then on; ``release()`` lets through only those waiting
     now. ``pulse()`` is a task body that releases the waiting batch each time every
     task is blocked: the client under test has sent all it will send, so the server
@@ -462,6 +463,12 @@ class Gate:
             await handler(exchange)
 
         return held
+
+    def held_pages(self, count: int) -> dict[str, Handler]:
+        """A site's routes: ``/`` links to ``/slow/0`` ... ``/slow/<count - 1>``, pages
+        that wait at this gate."""
+        slow = [f"/slow/{i}" for i in range(count)]
+        return {"/": page(*slow)} | {path: self.hold(page()) for path in slow}
 
     def release(self) -> None:
         event, self._event = self._event, treadle.Event()

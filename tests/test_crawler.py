@@ -573,12 +573,8 @@ async def test_robots_crawl_delay_spaces_the_requests() -> None:
 
 async def test_max_tasks_bounds_the_requests_a_server_sees() -> None:
     gate = Gate()
-    slow = [f"/slow/{i}" for i in range(10)]
-    async with Site({"/": page(*slow)}) as site:
-        for path in slow:
-            site[path] = gate.hold(page())
-        async with gate.pulsing():
-            _, records = await crawl(site.url(), max_tasks=3)
+    async with Site(gate.held_pages(10)) as site, gate.pulsing():
+        _, records = await crawl(site.url(), max_tasks=3)
     assert len(records) == 11
     assert site.stats.peak_requests == 3
     assert site.stats.peak_connections <= 3
