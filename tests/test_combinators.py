@@ -444,23 +444,16 @@ def test_wait_for_none_waits_as_long_as_it_takes(fw: Any) -> None:
 def test_wait_for_timeout_cancels_the_inner_then_raises(fw: Any) -> None:
     log: list[str] = []
 
-    async def inner() -> None:
-        try:
-            await fw.sleep(10)
-        except fw.CancelledError:
-            log.append("inner cancelled")
-            raise
-
     async def main() -> None:
         try:
-            await fw.wait_for(inner(), 0.002)
+            await fw.wait_for(wait_on(fw.sleep(10), log, "inner"), 0.002)
         except TimeoutError as exc:
             assert type(exc) is TimeoutError
             log.append("TimeoutError")
         log.append(f"cancelling={fw.current_task().cancelling()}")
 
     fw.run_guarded(main())
-    assert log == ["inner cancelled", "TimeoutError", "cancelling=0"]
+    assert log == ["inner CancelledError", "TimeoutError", "cancelling=0"]
 
 
 def test_wait_for_timeout_cancels_a_task_and_waits_for_it(fw: Any) -> None:
@@ -564,8 +557,7 @@ def test_wait_for_result_arriving_with_the_deadline_times_out(fw: Any) -> None:
 def test_wait_for_outside_cancel_is_not_a_timeout(fw: Any) -> None:
     log: list[str] = []
 
-    async def waiter(started: Any) -> None:
-        started.set_result(None)
+    async def waiter() -> None:
         try:
             await fw.wait_for(fw.sleep(10), 5)
         except TimeoutError:
@@ -575,10 +567,8 @@ def test_wait_for_outside_cancel_is_not_a_timeout(fw: Any) -> None:
             raise
 
     async def main() -> None:
-        started = fw.get_running_loop().create_future()
-        task = fw.create_task(waiter(started))
-        await started
-        await _let_run(fw)
+        task = fw.create_task(waiter())
+        await fw.settle()
         await fw.cancel_and_wait(task)
         log.append(f"cancelled={task.cancelled()}")
 

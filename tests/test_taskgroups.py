@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import gc
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -85,19 +86,40 @@ def test_failure_cancels_siblings_and_body(fw: Any) -> None:
     ]
 
 
-def test_all_failures_are_collected(fw: Any) -> None:
+class _Fatal(BaseException):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("errors", "expected"),
+    [
+        pytest.param(
+            lambda: [ValueError(1), KeyError(2)],
+            ("ExceptionGroup", ["KeyError(2)", "ValueError(1)"]),
+            id="all-failures-are-collected",
+        ),
+        pytest.param(
+            lambda: [_Fatal("f"), ValueError("v")],
+            ("BaseExceptionGroup", ["ValueError('v')", "_Fatal('f')"]),
+            id="a-base-exception-in-a-task-makes-a-base-exception-group",
+        ),
+    ],
+)
+def test_the_group_collects_every_failure(
+    fw: Any, errors: Callable[[], list[BaseException]], expected: tuple[str, list[str]]
+) -> None:
     log: list[str] = []
 
     async def main() -> None:
         try:
             async with fw.TaskGroup() as tg:
-                tg.create_task(_fail_soon(fw, log, ValueError(1)))
-                tg.create_task(_fail_soon(fw, log, KeyError(2)))
-        except ExceptionGroup as group:
+                for error in errors():
+                    tg.create_task(_fail_soon(fw, log, error))
+        except BaseExceptionGroup as group:
             log.append(repr(_group_summary(group)))
 
     fw.run_guarded(main())
-    assert log[-1] == repr(("ExceptionGroup", ["KeyError(2)", "ValueError(1)"]))
+    assert log[-1] == repr(expected)
 
 
 def test_failure_while_the_block_waits_at_its_end(fw: Any) -> None:
@@ -123,7 +145,20 @@ def test_failure_while_the_block_waits_at_its_end(fw: Any) -> None:
     ]
 
 
-def test_body_error_cancels_the_tasks_and_joins_the_group(fw: Any) -> None:
+@pytest.mark.parametrize(
+    ("error", "comes_out_as"),
+    [
+        pytest.param(
+            LookupError("body"),
+            repr(("ExceptionGroup", ["LookupError('body')"])),
+            id="an-error-joins-the-group",
+        ),
+        pytest.param(KeyboardInterrupt(), "KeyboardInterrupt()", id="keyboard-interrupt-as-itself"),
+    ],
+)
+def test_body_error_cancels_the_tasks_and_comes_out(
+    fw: Any, error: BaseException, comes_out_as: str
+) -> None:
     log: list[str] = []
 
     async def main() -> None:
@@ -132,12 +167,14 @@ def test_body_error_cancels_the_tasks_and_joins_the_group(fw: Any) -> None:
             async with fw.TaskGroup() as tg:
                 tg.create_task(wait_on(never, log, "child"))
                 await fw.sleep(0)
-                raise LookupError("body")
+                raise error
         except ExceptionGroup as group:
             log.append(repr(_group_summary(group)))
+        except KeyboardInterrupt as interrupt:
+            log.append(repr(interrupt))
 
     fw.run_guarded(main())
-    assert log == ["child CancelledError", repr(("ExceptionGroup", ["LookupError('body')"]))]
+    assert log == ["child CancelledError", comes_out_as]
 
 
 def test_outside_cancel_propagates_after_the_tasks_finish(fw: Any) -> None:
@@ -151,20 +188,18 @@ def test_outside_cancel_propagates_after_the_tasks_finish(fw: Any) -> None:
             log.append("child cleaned up")
             raise
 
-    async def parent(started: Any) -> None:
+    async def parent() -> None:
         try:
             async with fw.TaskGroup() as tg:
                 tg.create_task(stubborn(fw))
-                started.set_result(None)
                 await fw.get_running_loop().create_future()
         except fw.CancelledError:
             log.append("parent CancelledError")
             raise
 
     async def main() -> None:
-        started = fw.get_running_loop().create_future()
-        task = fw.create_task(parent(started))
-        await started
+        task = fw.create_task(parent())
+        await fw.settle()
         await fw.cancel_and_wait(task)
         log.append(f"cancelled={task.cancelled()}")
 
@@ -175,21 +210,18 @@ def test_outside_cancel_propagates_after_the_tasks_finish(fw: Any) -> None:
 def test_outside_cancel_while_the_block_waits_at_its_end(fw: Any) -> None:
     log: list[str] = []
 
-    async def parent(started: Any) -> None:
+    async def parent() -> None:
         never = fw.get_running_loop().create_future()
         try:
             async with fw.TaskGroup() as tg:
                 tg.create_task(wait_on(never, log, "child"))
-                started.set_result(None)
         except fw.CancelledError:
             log.append("parent CancelledError")
             raise
 
     async def main() -> None:
-        started = fw.get_running_loop().create_future()
-        task = fw.create_task(parent(started))
-        await started
-        await fw.sleep(0)
+        task = fw.create_task(parent())
+        await fw.settle()  # the parent waits at the block's end
         await fw.cancel_and_wait(task)
 
     fw.run_guarded(main())
@@ -270,42 +302,6 @@ def test_entering_twice_is_an_error(fw: Any) -> None:
                     pass
 
     fw.run_guarded(main())
-
-
-def test_keyboard_interrupt_in_body_comes_out_as_itself(fw: Any) -> None:
-    log: list[str] = []
-
-    async def main() -> None:
-        never = fw.get_running_loop().create_future()
-        try:
-            async with fw.TaskGroup() as tg:
-                tg.create_task(wait_on(never, log, "child"))
-                await fw.sleep(0)
-                raise KeyboardInterrupt
-        except KeyboardInterrupt:
-            log.append("KeyboardInterrupt")
-
-    fw.run_guarded(main())
-    assert log == ["child CancelledError", "KeyboardInterrupt"]
-
-
-class _Fatal(BaseException):
-    pass
-
-
-def test_base_exception_in_a_task_makes_a_base_exception_group(fw: Any) -> None:
-    log: list[str] = []
-
-    async def main() -> None:
-        try:
-            async with fw.TaskGroup() as tg:
-                tg.create_task(_fail_soon(fw, log, _Fatal("f")))
-                tg.create_task(_fail_soon(fw, log, ValueError("v")))
-        except BaseExceptionGroup as group:
-            log.append(repr(_group_summary(group)))
-
-    fw.run_guarded(main())
-    assert log[-1] == repr(("BaseExceptionGroup", ["ValueError('v')", "_Fatal('f')"]))
 
 
 def test_nested_groups(fw: Any) -> None:
