@@ -259,29 +259,6 @@ def test_lock_is_fifo(fw: Any) -> None:
     assert fw.run_guarded(main()) == list("abcde")
 
 
-def test_lock_newcomer_does_not_barge_past_a_woken_waiter(fw: Any) -> None:
-    async def main() -> list[str]:
-        lock = fw.Lock()
-        log: list[str] = []
-
-        async def waiter() -> None:
-            async with lock:
-                log.append("waiter")
-
-        await lock.acquire()
-        task = fw.create_task(waiter())
-        await fw.settle()
-        lock.release()  # wakes the waiter, which has not run yet...
-        assert not lock.locked()
-        await lock.acquire()  # ...so this queues behind it
-        log.append("main")
-        lock.release()
-        await task
-        return log
-
-    assert fw.run_guarded(main()) == ["waiter", "main"]
-
-
 def _recording_lock_waiter(fw: Any, lock: Any, log: list[str]) -> Any:
     async def waiter(name: str) -> None:
         try:
@@ -292,39 +269,6 @@ def _recording_lock_waiter(fw: Any, lock: Any, log: list[str]) -> Any:
             raise
 
     return waiter
-
-
-def test_lock_cancelled_after_wake_up_passes_the_lock_on(fw: Any) -> None:
-    async def main() -> list[str]:
-        lock = fw.Lock()
-        log: list[str] = []
-        waiter = _recording_lock_waiter(fw, lock, log)
-        await lock.acquire()
-        tasks = await fw.start_each(waiter, "abc")
-        lock.release()  # wakes a...
-        tasks[0].cancel()  # ...which is cancelled before it runs: b must get the lock
-        await fw.finish(tasks)
-        assert not lock.locked()
-        return log
-
-    assert fw.run_guarded(main()) == ["a cancelled", "b", "c"]
-
-
-def test_lock_cancelled_waiter_leaves_the_queue(fw: Any) -> None:
-    async def main() -> list[str]:
-        lock = fw.Lock()
-        log: list[str] = []
-        waiter = _recording_lock_waiter(fw, lock, log)
-        await lock.acquire()
-        tasks = await fw.start_each(waiter, "abc")
-        tasks[1].cancel()
-        await fw.settle()
-        lock.release()
-        await fw.finish(tasks)
-        assert not lock.locked()
-        return log
-
-    assert fw.run_guarded(main()) == ["b cancelled", "a", "c"]
 
 
 def test_lock_whose_only_waiter_is_cancelled_is_free_at_once(fw: Any) -> None:
@@ -685,23 +629,25 @@ async def test_semaphore_errors_say_what_is_wrong() -> None:
         BoundedSemaphore(1).release()
 
 
-def _recording_semaphore_worker(fw: Any, sem: Any, log: list[str]) -> Any:
-    async def worker(name: str) -> None:
+def _recording_acquirer(fw: Any, primitive: Any, log: list[str]) -> Any:
+    """A task body that acquires ``primitive`` (a Lock or a Semaphore) and keeps it."""
+
+    async def acquirer(name: str) -> None:
         try:
-            await sem.acquire()
+            await primitive.acquire()
         except fw.CancelledError:
             log.append(f"{name} cancelled")
             raise
         log.append(name)
 
-    return worker
+    return acquirer
 
 
 def test_semaphore_is_fifo(fw: Any) -> None:
     async def main() -> list[str]:
         sem = fw.Semaphore(2)
         log: list[str] = []
-        worker = _recording_semaphore_worker(fw, sem, log)
+        worker = _recording_acquirer(fw, sem, log)
         tasks = await fw.start_each(worker, "abcde")
         for _ in range(3):
             log.append("release")
@@ -713,66 +659,11 @@ def test_semaphore_is_fifo(fw: Any) -> None:
     assert fw.run_guarded(main()) == ["a", "b", "release", "c", "release", "d", "release", "e"]
 
 
-def test_semaphore_newcomer_does_not_barge(fw: Any) -> None:
-    async def main() -> list[str]:
-        sem = fw.Semaphore(1)
-        log: list[str] = []
-
-        async def worker() -> None:
-            async with sem:
-                log.append("a")
-
-        await sem.acquire()
-        task = fw.create_task(worker())
-        await fw.settle()
-        sem.release()  # the permit is a's
-        assert sem.locked()
-        await sem.acquire()
-        log.append("main")
-        await task
-        return log
-
-    assert fw.run_guarded(main()) == ["a", "main"]
-
-
-def test_semaphore_cancelled_after_wake_up_passes_the_permit_on(fw: Any) -> None:
-    async def main() -> list[str]:
-        sem = fw.Semaphore(0)
-        log: list[str] = []
-        worker = _recording_semaphore_worker(fw, sem, log)
-        tasks = await fw.start_each(worker, "abc")
-        sem.release()
-        tasks[0].cancel()  # a was woken for the permit; b must get it
-        await fw.settle()
-        assert not tasks[2].done() and sem.locked()
-        sem.release()
-        await fw.finish(tasks)
-        return log
-
-    assert fw.run_guarded(main()) == ["a cancelled", "b", "c"]
-
-
-def test_semaphore_cancelled_waiter_leaves_the_queue(fw: Any) -> None:
-    async def main() -> list[str]:
-        sem = fw.Semaphore(0)
-        log: list[str] = []
-        worker = _recording_semaphore_worker(fw, sem, log)
-        tasks = await fw.start_each(worker, "abc")
-        tasks[0].cancel()
-        await fw.settle()
-        sem.release()
-        sem.release()
-        await fw.finish(tasks)
-        return log
-
-    assert fw.run_guarded(main()) == ["a cancelled", "b", "c"]
-
-
 def test_semaphore_spare_permits_reach_tasks_queued_behind_a_woken_one(fw: Any) -> None:
     async def main() -> list[str]:
         sem = fw.Semaphore(0)
         log: list[str] = []
-        worker = _recording_semaphore_worker(fw, sem, log)
+        worker = _recording_acquirer(fw, sem, log)
         task = fw.create_task(worker("a"))
         await fw.settle()
         sem.release()  # for a, which has not run yet
@@ -790,7 +681,7 @@ def test_semaphore_wakes_no_more_tasks_than_permits(fw: Any) -> None:
     async def main() -> list[str]:
         sem = fw.Semaphore(0)
         log: list[str] = []
-        worker = _recording_semaphore_worker(fw, sem, log)
+        worker = _recording_acquirer(fw, sem, log)
         tasks = await fw.start_each(worker, "abc")
         sem.release()
         sem.release()
@@ -803,3 +694,80 @@ def test_semaphore_wakes_no_more_tasks_than_permits(fw: Any) -> None:
         return log
 
     assert fw.run_guarded(main()) == ["a", "b", "release", "c"]
+
+
+# --- Lock and Semaphore: handing over on release ---------------------------------------
+
+
+async def _taken(fw: Any, kind: str) -> Any:
+    """A held Lock, or a Semaphore with no permit left: the next acquire() waits."""
+    if kind == "Lock":
+        lock = fw.Lock()
+        await lock.acquire()
+        return lock
+    return fw.Semaphore(0)
+
+
+# A released Lock looks free even while it waits for the task it woke; a Semaphore's
+# permit is the woken task's, so it stays locked.
+@pytest.mark.parametrize(("kind", "stays_locked"), [("Lock", False), ("Semaphore", True)])
+def test_a_newcomer_does_not_barge_past_a_woken_waiter(
+    fw: Any, kind: str, stays_locked: bool
+) -> None:
+    async def main() -> list[str]:
+        primitive = await _taken(fw, kind)
+        log: list[str] = []
+
+        async def waiter() -> None:
+            async with primitive:
+                log.append("waiter")
+
+        task = fw.create_task(waiter())
+        await fw.settle()
+        primitive.release()  # wakes the waiter, which has not run yet...
+        assert primitive.locked() is stays_locked
+        await primitive.acquire()  # ...so this queues behind it
+        log.append("main")
+        primitive.release()
+        await task
+        return log
+
+    assert fw.run_guarded(main()) == ["waiter", "main"]
+
+
+@pytest.mark.parametrize("kind", ["Lock", "Semaphore"])
+def test_cancelled_after_wake_up_passes_it_on(fw: Any, kind: str) -> None:
+    async def main() -> list[str]:
+        primitive = await _taken(fw, kind)
+        log: list[str] = []
+        tasks = await fw.start_each(_recording_acquirer(fw, primitive, log), "abc")
+        primitive.release()  # wakes a...
+        tasks[0].cancel()  # ...which is cancelled before it runs: b must get it
+        await fw.settle()
+        assert not tasks[2].done() and primitive.locked()  # and only b
+        primitive.release()
+        await fw.finish(tasks)
+        primitive.release()  # c's
+        assert not primitive.locked()
+        return log
+
+    assert fw.run_guarded(main()) == ["a cancelled", "b", "c"]
+
+
+@pytest.mark.parametrize("kind", ["Lock", "Semaphore"])
+@pytest.mark.parametrize("cancelled", ["a", "b"])
+def test_cancelled_waiter_leaves_the_queue(fw: Any, kind: str, cancelled: str) -> None:
+    async def main() -> list[str]:
+        primitive = await _taken(fw, kind)
+        log: list[str] = []
+        tasks = await fw.start_each(_recording_acquirer(fw, primitive, log), "abc")
+        tasks["abc".index(cancelled)].cancel()
+        await fw.settle()
+        for _ in range(2):
+            primitive.release()
+            await fw.settle()
+        await fw.finish(tasks)
+        return log
+
+    others = [name for name in "abc" if name != cancelled]
+    assert fw.run_guarded(main()) == [f"{cancelled} cancelled", *others]
