@@ -5,7 +5,8 @@ base classes, run once on uvloop and once on stock asyncio). Its names are the m
 own (``fw.sleep``, ``fw.Lock``, ``fw.start_server`` ...), plus ``run_guarded``, which runs
 a test's main coroutine and fails on tasks left running or errors reported to the loop's
 exception handler (on treadle on virtual time, where a deadlock fails at once instead of
-hanging), ``settle``, which waits until every other task is blocked, ``cancel_and_wait``,
+hanging), ``run_logged``, which runs one given a list to log in and returns the list,
+``settle``, which waits until every other task is blocked, ``cancel_and_wait``,
 which cancels a task and checks it ends cancelled, ``start_each``, which starts a task per
 name and lets them all block, and ``finish``, which awaits tasks that may end cancelled.
 ``wait_on`` is a child task that logs how it ends. conftest.py offers ``Framework`` to
@@ -67,6 +68,14 @@ class Framework:
             return run_test(_watched, main, clock=VirtualClock() if virtual_time else None)
         return _run_asyncio_guarded(main)
 
+    def run_logged(self, main: Callable[[list[Any]], Coroutine[Any, Any, None]]) -> list[Any]:
+        """Run ``main(log)`` as ``run_guarded`` does, with a fresh list for it to record
+        the interleaving in; return the list, for the test to compare."""
+        __tracebackhide__ = True
+        log: list[Any] = []
+        self.run_guarded(main(log))
+        return log
+
     async def settle(self) -> None:
         """Return once every other task is blocked and no callback is ready to run."""
         if self.module is treadle:
@@ -80,11 +89,13 @@ class Framework:
         raise RuntimeError(f"settle(): other tasks kept running for {SETTLE_STEP_LIMIT} steps")
 
     async def cancel_and_wait(self, task: Any) -> None:
-        """Cancel ``task`` and await it; fail unless awaiting it raises ``CancelledError``."""
+        """Cancel ``task`` and await it; fail unless awaiting it raises ``CancelledError``
+        and the task ends cancelled."""
         __tracebackhide__ = True
         task.cancel()
         with pytest.raises(self.module.CancelledError):
             await task
+        assert task.cancelled(), f"{task!r} did not end cancelled"
 
     async def start_each(
         self, function: Callable[[str], Coroutine[Any, Any, Any]], names: Iterable[str]

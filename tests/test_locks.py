@@ -241,9 +241,8 @@ async def test_lock_release_error_says_what_is_wrong() -> None:
 
 
 def test_lock_is_fifo(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         lock = fw.Lock()
-        log: list[str] = []
 
         async def worker(name: str) -> None:
             async with lock:
@@ -254,9 +253,8 @@ def test_lock_is_fifo(fw: Any) -> None:
         tasks = await fw.start_each(worker, "abcde")
         lock.release()
         await fw.finish(tasks)
-        return log
 
-    assert fw.run_guarded(main()) == list("abcde")
+    assert fw.run_logged(main) == list("abcde")
 
 
 def _recording_lock_waiter(fw: Any, lock: Any, log: list[str]) -> Any:
@@ -272,9 +270,8 @@ def _recording_lock_waiter(fw: Any, lock: Any, log: list[str]) -> Any:
 
 
 def test_lock_whose_only_waiter_is_cancelled_is_free_at_once(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         lock = fw.Lock()
-        log: list[str] = []
         waiter = _recording_lock_waiter(fw, lock, log)
         await lock.acquire()
         task = fw.create_task(waiter("a"))
@@ -285,9 +282,8 @@ def test_lock_whose_only_waiter_is_cancelled_is_free_at_once(fw: Any) -> None:
         log.append("main")
         lock.release()
         await fw.finish([task])
-        return log
 
-    assert fw.run_guarded(main()) == ["main", "a cancelled"]
+    assert fw.run_logged(main) == ["main", "a cancelled"]
 
 
 # --- Event ----------------------------------------------------------------------------
@@ -307,9 +303,8 @@ def _recording_event_waiter(fw: Any, event: Any, log: list[str]) -> Any:
 
 
 def test_event_wakes_every_waiter_in_order(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         event = fw.Event()
-        log: list[str] = []
         waiter = _recording_event_waiter(fw, event, log)
         assert not event.is_set() and "unset" in repr(event)
         tasks = await fw.start_each(waiter, "abc")
@@ -320,29 +315,25 @@ def test_event_wakes_every_waiter_in_order(fw: Any) -> None:
         event.set()  # twice is fine
         event.clear()
         assert not event.is_set()
-        return log
 
-    assert fw.run_guarded(main()) == ["a waits", "b waits", "c waits", "a woke", "b woke", "c woke"]
+    assert fw.run_logged(main) == ["a waits", "b waits", "c waits", "a woke", "b woke", "c woke"]
 
 
 def test_event_waiters_woken_before_clear_still_return(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         event = fw.Event()
-        log: list[str] = []
         waiter = _recording_event_waiter(fw, event, log)
         tasks = await fw.start_each(waiter, "ab")
         event.set()
         event.clear()
         await fw.finish(tasks)
-        return log
 
-    assert fw.run_guarded(main()) == ["a waits", "b waits", "a woke", "b woke"]
+    assert fw.run_logged(main) == ["a waits", "b waits", "a woke", "b woke"]
 
 
 def test_event_cancelled_waiter_does_not_wake_a_later_one(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         event = fw.Event()
-        log: list[str] = []
         waiter = _recording_event_waiter(fw, event, log)
         tasks = await fw.start_each(waiter, "ab")
         event.set()
@@ -354,9 +345,8 @@ def test_event_cancelled_waiter_does_not_wake_a_later_one(fw: Any) -> None:
         log.append("set again")
         event.set()
         await fw.finish(tasks)
-        return log
 
-    assert fw.run_guarded(main()) == [
+    assert fw.run_logged(main) == [
         "a waits",
         "b waits",
         "a cancelled",
@@ -368,18 +358,16 @@ def test_event_cancelled_waiter_does_not_wake_a_later_one(fw: Any) -> None:
 
 
 def test_event_cancelled_waiter_leaves_the_others_waiting(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         event = fw.Event()
-        log: list[str] = []
         waiter = _recording_event_waiter(fw, event, log)
         tasks = await fw.start_each(waiter, "abc")
         tasks[1].cancel()
         await fw.settle()
         event.set()
         await fw.finish(tasks)
-        return log
 
-    assert fw.run_guarded(main()) == [
+    assert fw.run_logged(main) == [
         "a waits",
         "b waits",
         "c waits",
@@ -434,9 +422,8 @@ def _recording_condition_waiter(fw: Any, cond: Any, log: list[str]) -> Any:
 
 
 def test_condition_notify_wakes_waiters_in_order(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         cond = fw.Condition()
-        log: list[str] = []
         waiter = _recording_condition_waiter(fw, cond, log)
         tasks = await fw.start_each(waiter, "abcd")
         async with cond:
@@ -449,9 +436,8 @@ def test_condition_notify_wakes_waiters_in_order(fw: Any) -> None:
         async with cond:
             cond.notify_all()
         await fw.finish(tasks)
-        return log
 
-    assert fw.run_guarded(main()) == [
+    assert fw.run_logged(main) == [
         "a waits",
         "b waits",
         "c waits",
@@ -465,9 +451,8 @@ def test_condition_notify_wakes_waiters_in_order(fw: Any) -> None:
 
 
 def test_condition_woken_waiter_waits_for_the_lock(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         cond = fw.Condition()
-        log: list[str] = []
         waiter = _recording_condition_waiter(fw, cond, log)
         task = fw.create_task(waiter("a"))
         await fw.settle()
@@ -476,15 +461,13 @@ def test_condition_woken_waiter_waits_for_the_lock(fw: Any) -> None:
             await fw.settle()  # a is woken but cannot return from wait() yet
             log.append("main releases")
         await task
-        return log
 
-    assert fw.run_guarded(main()) == ["a waits", "main releases", "a woke"]
+    assert fw.run_logged(main) == ["a waits", "main releases", "a woke"]
 
 
 def test_condition_wait_for_rechecks_the_predicate(fw: Any) -> None:
-    async def main() -> list[Any]:
+    async def main(log: list[Any]) -> None:
         cond = fw.Condition()
-        log: list[Any] = []
         count = 0
 
         async def waiter() -> None:
@@ -501,15 +484,13 @@ def test_condition_wait_for_rechecks_the_predicate(fw: Any) -> None:
         await task
         async with cond:  # already true: returns at once
             assert await cond.wait_for(lambda: "yes") == "yes"
-        return log
 
-    assert fw.run_guarded(main()) == [1, 2, 3, "count=3"]
+    assert fw.run_logged(main) == [1, 2, 3, "count=3"]
 
 
 def test_condition_cancelled_wait_reacquires_the_lock_first(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         cond = fw.Condition()
-        log: list[str] = []
         waiter = _recording_condition_waiter(fw, cond, log)
         task = fw.create_task(waiter("a"))
         await fw.settle()
@@ -520,9 +501,8 @@ def test_condition_cancelled_wait_reacquires_the_lock_first(fw: Any) -> None:
         cond.release()
         await fw.finish([task])
         assert not cond.locked()
-        return log
 
-    assert fw.run_guarded(main()) == ["a waits", "main releases", "a cancelled, lock held: True"]
+    assert fw.run_logged(main) == ["a waits", "main releases", "a cancelled, lock held: True"]
 
 
 def test_condition_shares_the_lock_it_is_given(fw: Any) -> None:
@@ -644,9 +624,8 @@ def _recording_acquirer(fw: Any, primitive: Any, log: list[str]) -> Any:
 
 
 def test_semaphore_is_fifo(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         sem = fw.Semaphore(2)
-        log: list[str] = []
         worker = _recording_acquirer(fw, sem, log)
         tasks = await fw.start_each(worker, "abcde")
         for _ in range(3):
@@ -654,15 +633,13 @@ def test_semaphore_is_fifo(fw: Any) -> None:
             sem.release()
             await fw.settle()
         await fw.finish(tasks)
-        return log
 
-    assert fw.run_guarded(main()) == ["a", "b", "release", "c", "release", "d", "release", "e"]
+    assert fw.run_logged(main) == ["a", "b", "release", "c", "release", "d", "release", "e"]
 
 
 def test_semaphore_spare_permits_reach_tasks_queued_behind_a_woken_one(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         sem = fw.Semaphore(0)
-        log: list[str] = []
         worker = _recording_acquirer(fw, sem, log)
         task = fw.create_task(worker("a"))
         await fw.settle()
@@ -672,15 +649,13 @@ def test_semaphore_spare_permits_reach_tasks_queued_behind_a_woken_one(fw: Any) 
         log.append("main")
         await task
         assert sem.locked()
-        return log
 
-    assert fw.run_guarded(main()) == ["a", "main"]
+    assert fw.run_logged(main) == ["a", "main"]
 
 
 def test_semaphore_wakes_no_more_tasks_than_permits(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         sem = fw.Semaphore(0)
-        log: list[str] = []
         worker = _recording_acquirer(fw, sem, log)
         tasks = await fw.start_each(worker, "abc")
         sem.release()
@@ -691,9 +666,8 @@ def test_semaphore_wakes_no_more_tasks_than_permits(fw: Any) -> None:
         sem.release()
         await fw.finish(tasks)
         assert sem.locked()
-        return log
 
-    assert fw.run_guarded(main()) == ["a", "b", "release", "c"]
+    assert fw.run_logged(main) == ["a", "b", "release", "c"]
 
 
 # --- Lock and Semaphore: handing over on release ---------------------------------------
@@ -714,9 +688,8 @@ async def _taken(fw: Any, kind: str) -> Any:
 def test_a_newcomer_does_not_barge_past_a_woken_waiter(
     fw: Any, kind: str, stays_locked: bool
 ) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         primitive = await _taken(fw, kind)
-        log: list[str] = []
 
         async def waiter() -> None:
             async with primitive:
@@ -730,16 +703,14 @@ def test_a_newcomer_does_not_barge_past_a_woken_waiter(
         log.append("main")
         primitive.release()
         await task
-        return log
 
-    assert fw.run_guarded(main()) == ["waiter", "main"]
+    assert fw.run_logged(main) == ["waiter", "main"]
 
 
 @pytest.mark.parametrize("kind", ["Lock", "Semaphore"])
 def test_cancelled_after_wake_up_passes_it_on(fw: Any, kind: str) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         primitive = await _taken(fw, kind)
-        log: list[str] = []
         tasks = await fw.start_each(_recording_acquirer(fw, primitive, log), "abc")
         primitive.release()  # wakes a...
         tasks[0].cancel()  # ...which is cancelled before it runs: b must get it
@@ -749,17 +720,15 @@ def test_cancelled_after_wake_up_passes_it_on(fw: Any, kind: str) -> None:
         await fw.finish(tasks)
         primitive.release()  # c's
         assert not primitive.locked()
-        return log
 
-    assert fw.run_guarded(main()) == ["a cancelled", "b", "c"]
+    assert fw.run_logged(main) == ["a cancelled", "b", "c"]
 
 
 @pytest.mark.parametrize("kind", ["Lock", "Semaphore"])
 @pytest.mark.parametrize("cancelled", ["a", "b"])
 def test_cancelled_waiter_leaves_the_queue(fw: Any, kind: str, cancelled: str) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         primitive = await _taken(fw, kind)
-        log: list[str] = []
         tasks = await fw.start_each(_recording_acquirer(fw, primitive, log), "abc")
         tasks["abc".index(cancelled)].cancel()
         await fw.settle()
@@ -767,7 +736,6 @@ def test_cancelled_waiter_leaves_the_queue(fw: Any, kind: str, cancelled: str) -
             primitive.release()
             await fw.settle()
         await fw.finish(tasks)
-        return log
 
     others = [name for name in "abc" if name != cancelled]
-    assert fw.run_guarded(main()) == [f"{cancelled} cancelled", *others]
+    assert fw.run_logged(main) == [f"{cancelled} cancelled", *others]

@@ -100,10 +100,9 @@ def test_outside_cancel_propagates_as_cancelled_error(fw: Any, expiring_too: boo
         if expiring_too:
             cm.reschedule(loop.time())  # due now: fires on the next iteration
         await fw.cancel_and_wait(task)
-        log.append(f"task cancelled={task.cancelled()}")
 
     fw.run_guarded(main())
-    assert log == [f"CancelledError expired={expiring_too}", "task cancelled=True"]
+    assert log == [f"CancelledError expired={expiring_too}"]
 
 
 @pytest.mark.parametrize("inner_later_by", [10, 0], ids=["outer-expires-first", "same-deadline"])
