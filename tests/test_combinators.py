@@ -181,9 +181,7 @@ def test_cancelling_the_task_awaiting_gather_cancels_the_children(
             )
             log.append("parent returned: wrong")
 
-        task = fw.create_task(parent())
-        await _let_run(fw)
-        await fw.cancel_and_wait(task)
+        await fw.cancel_when_blocked(parent())
 
     fw.run_guarded(main())
     assert log == ["c0 CancelledError", "c1 CancelledError"]
@@ -565,12 +563,7 @@ def test_wait_for_outside_cancel_is_not_a_timeout(fw: Any) -> None:
             log.append("CancelledError")
             raise
 
-    async def main() -> None:
-        task = fw.create_task(waiter())
-        await fw.settle()
-        await fw.cancel_and_wait(task)
-
-    fw.run_guarded(main())
+    fw.run_guarded(fw.cancel_when_blocked(waiter()))
     assert log == ["CancelledError"]
 
 
@@ -782,9 +775,7 @@ def test_shield_inner_keeps_running_when_outer_cancelled(fw: Any) -> None:
         async def outer() -> None:
             await fw.shield(inner)
 
-        task = fw.create_task(outer())
-        await _let_run(fw)
-        await fw.cancel_and_wait(task)
+        await fw.cancel_when_blocked(outer())
         log.append(f"outer cancelled, inner done={inner.done()}")
         release.set_result("r")
         log.append(f"inner result={await inner}")

@@ -197,12 +197,7 @@ def test_outside_cancel_propagates_after_the_tasks_finish(fw: Any) -> None:
             log.append("parent CancelledError")
             raise
 
-    async def main() -> None:
-        task = fw.create_task(parent())
-        await fw.settle()
-        await fw.cancel_and_wait(task)
-
-    fw.run_guarded(main())
+    fw.run_guarded(fw.cancel_when_blocked(parent()))
     assert log == ["child cleaned up", "parent CancelledError"]
 
 
@@ -218,12 +213,7 @@ def test_outside_cancel_while_the_block_waits_at_its_end(fw: Any) -> None:
             log.append("parent CancelledError")
             raise
 
-    async def main() -> None:
-        task = fw.create_task(parent())
-        await fw.settle()  # the parent waits at the block's end
-        await fw.cancel_and_wait(task)
-
-    fw.run_guarded(main())
+    fw.run_guarded(fw.cancel_when_blocked(parent()))  # the parent waits at the block's end
     assert log == ["child CancelledError", "parent CancelledError"]
 
 
