@@ -487,41 +487,6 @@ def test_wait_for_inner_exception_propagates(fw: Any) -> None:
     fw.run_guarded(main())
 
 
-def test_wait_for_zero_timeout(fw: Any) -> None:
-    log: list[str] = []
-
-    async def main() -> None:
-        loop = fw.get_running_loop()
-        done = loop.create_future()
-        done.set_result("ready")
-        assert await fw.wait_for(done, 0) == "ready"
-        pending = loop.create_future()
-        task = fw.create_task(wait_on(pending, log, "task"))
-        await _let_run(fw)
-        with pytest.raises(TimeoutError):
-            await fw.wait_for(task, 0)
-        log.append(f"task cancelled={task.cancelled()}")
-
-    fw.run_guarded(main())
-    assert log == ["task CancelledError", "task cancelled=True"]
-
-
-def test_wait_for_zero_timeout_never_starts_a_coroutine(fw: Any) -> None:
-    log: list[str] = []
-
-    async def side_effect() -> None:
-        log.append("started: wrong")
-        await fw.sleep(0)
-
-    async def main() -> None:
-        with pytest.raises(TimeoutError):
-            await fw.wait_for(side_effect(), 0)
-        await _let_run(fw)
-
-    fw.run_guarded(main())
-    assert log == []
-
-
 def test_wait_for_result_arriving_with_the_deadline_times_out(fw: Any) -> None:
     # The future completes in the loop iteration where the deadline timer runs, just
     # before it: block the loop past the deadline, then complete the future from the
