@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextvars
 import gc
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -28,6 +28,11 @@ async def _fail_soon(fw: Any, log: list[str], exc: BaseException, steps: int = 1
         await fw.sleep(0)
     log.append(f"raise {exc!r}")
     raise exc
+
+
+def _waits_forever(fw: Any, log: list[str], name: str) -> Coroutine[Any, Any, Any]:
+    """A child waiting on a future nobody completes, logging how it ends (``wait_on``)."""
+    return wait_on(fw.get_running_loop().create_future(), log, name)
 
 
 def _group_summary(group: BaseExceptionGroup[Any]) -> tuple[str, list[str]]:
@@ -62,10 +67,9 @@ def test_failure_cancels_siblings_and_body(fw: Any) -> None:
 
     async def main() -> None:
         loop = fw.get_running_loop()
-        never = loop.create_future()
         try:
             async with fw.TaskGroup() as tg:
-                tg.create_task(wait_on(never, log, "sibling"))
+                tg.create_task(_waits_forever(fw, log, "sibling"))
                 tg.create_task(_fail_soon(fw, log, ValueError("boom")))
                 try:
                     await loop.create_future()
@@ -126,11 +130,9 @@ def test_failure_while_the_block_waits_at_its_end(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        loop = fw.get_running_loop()
-        never = loop.create_future()
         try:
             async with fw.TaskGroup() as tg:
-                tg.create_task(wait_on(never, log, "sibling"))
+                tg.create_task(_waits_forever(fw, log, "sibling"))
                 tg.create_task(_fail_soon(fw, log, ValueError("late"), steps=3))
                 log.append("body done")
         except ExceptionGroup as group:
@@ -162,10 +164,9 @@ def test_body_error_cancels_the_tasks_and_comes_out(
     log: list[str] = []
 
     async def main() -> None:
-        never = fw.get_running_loop().create_future()
         try:
             async with fw.TaskGroup() as tg:
-                tg.create_task(wait_on(never, log, "child"))
+                tg.create_task(_waits_forever(fw, log, "child"))
                 await fw.sleep(0)
                 raise error
         except ExceptionGroup as group:
@@ -205,10 +206,9 @@ def test_outside_cancel_while_the_block_waits_at_its_end(fw: Any) -> None:
     log: list[str] = []
 
     async def parent() -> None:
-        never = fw.get_running_loop().create_future()
         try:
             async with fw.TaskGroup() as tg:
-                tg.create_task(wait_on(never, log, "child"))
+                tg.create_task(_waits_forever(fw, log, "child"))
         except fw.CancelledError:
             log.append("parent CancelledError")
             raise
@@ -297,10 +297,9 @@ def test_nested_groups(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        never = fw.get_running_loop().create_future()
         try:
             async with fw.TaskGroup() as outer:
-                outer.create_task(wait_on(never, log, "outer child"))
+                outer.create_task(_waits_forever(fw, log, "outer child"))
                 async with fw.TaskGroup() as inner:
                     inner.create_task(_fail_soon(fw, log, ValueError("deep")))
         except ExceptionGroup as group:
@@ -325,10 +324,9 @@ def test_timeout_around_a_group_is_a_timeout_error(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        never = fw.get_running_loop().create_future()
         try:
             async with fw.timeout(0.002), fw.TaskGroup() as tg:
-                tg.create_task(wait_on(never, log, "child"))
+                tg.create_task(_waits_forever(fw, log, "child"))
         except TimeoutError:
             log.append("TimeoutError")
         log.append(f"cancelling={fw.current_task().cancelling()}")
