@@ -272,10 +272,8 @@ def _recording_lock_waiter(fw: Any, lock: Any, log: list[str]) -> Any:
 def test_lock_whose_only_waiter_is_cancelled_is_free_at_once(fw: Any) -> None:
     async def main(log: list[str]) -> None:
         lock = fw.Lock()
-        waiter = _recording_lock_waiter(fw, lock, log)
         await lock.acquire()
-        task = fw.create_task(waiter("a"))
-        await fw.settle()
+        [task] = await fw.start_each(_recording_lock_waiter(fw, lock, log), "a")
         task.cancel()
         lock.release()
         await lock.acquire()  # a will not take it: no need to wait for a to run
@@ -305,9 +303,8 @@ def _recording_event_waiter(fw: Any, event: Any, log: list[str]) -> Any:
 def test_event_wakes_every_waiter_in_order(fw: Any) -> None:
     async def main(log: list[str]) -> None:
         event = fw.Event()
-        waiter = _recording_event_waiter(fw, event, log)
         assert not event.is_set() and "unset" in repr(event)
-        tasks = await fw.start_each(waiter, "abc")
+        tasks = await fw.start_each(_recording_event_waiter(fw, event, log), "abc")
         event.set()
         assert event.is_set() and "[set" in repr(event)
         await fw.finish(tasks)
@@ -322,8 +319,7 @@ def test_event_wakes_every_waiter_in_order(fw: Any) -> None:
 def test_event_waiters_woken_before_clear_still_return(fw: Any) -> None:
     async def main(log: list[str]) -> None:
         event = fw.Event()
-        waiter = _recording_event_waiter(fw, event, log)
-        tasks = await fw.start_each(waiter, "ab")
+        tasks = await fw.start_each(_recording_event_waiter(fw, event, log), "ab")
         event.set()
         event.clear()
         await fw.finish(tasks)
@@ -360,8 +356,7 @@ def test_event_cancelled_waiter_does_not_wake_a_later_one(fw: Any) -> None:
 def test_event_cancelled_waiter_leaves_the_others_waiting(fw: Any) -> None:
     async def main(log: list[str]) -> None:
         event = fw.Event()
-        waiter = _recording_event_waiter(fw, event, log)
-        tasks = await fw.start_each(waiter, "abc")
+        tasks = await fw.start_each(_recording_event_waiter(fw, event, log), "abc")
         tasks[1].cancel()
         await fw.settle()
         event.set()
@@ -424,8 +419,7 @@ def _recording_condition_waiter(fw: Any, cond: Any, log: list[str]) -> Any:
 def test_condition_notify_wakes_waiters_in_order(fw: Any) -> None:
     async def main(log: list[str]) -> None:
         cond = fw.Condition()
-        waiter = _recording_condition_waiter(fw, cond, log)
-        tasks = await fw.start_each(waiter, "abcd")
+        tasks = await fw.start_each(_recording_condition_waiter(fw, cond, log), "abcd")
         async with cond:
             cond.notify()
         await fw.settle()
@@ -453,9 +447,7 @@ def test_condition_notify_wakes_waiters_in_order(fw: Any) -> None:
 def test_condition_woken_waiter_waits_for_the_lock(fw: Any) -> None:
     async def main(log: list[str]) -> None:
         cond = fw.Condition()
-        waiter = _recording_condition_waiter(fw, cond, log)
-        task = fw.create_task(waiter("a"))
-        await fw.settle()
+        [task] = await fw.start_each(_recording_condition_waiter(fw, cond, log), "a")
         async with cond:
             cond.notify()
             await fw.settle()  # a is woken but cannot return from wait() yet
@@ -491,9 +483,7 @@ def test_condition_wait_for_rechecks_the_predicate(fw: Any) -> None:
 def test_condition_cancelled_wait_reacquires_the_lock_first(fw: Any) -> None:
     async def main(log: list[str]) -> None:
         cond = fw.Condition()
-        waiter = _recording_condition_waiter(fw, cond, log)
-        task = fw.create_task(waiter("a"))
-        await fw.settle()
+        [task] = await fw.start_each(_recording_condition_waiter(fw, cond, log), "a")
         await cond.acquire()
         task.cancel()
         await fw.settle()  # a is cancelled, but must get the lock back before it leaves
@@ -626,8 +616,7 @@ def _recording_acquirer(fw: Any, primitive: Any, log: list[str]) -> Any:
 def test_semaphore_is_fifo(fw: Any) -> None:
     async def main(log: list[str]) -> None:
         sem = fw.Semaphore(2)
-        worker = _recording_acquirer(fw, sem, log)
-        tasks = await fw.start_each(worker, "abcde")
+        tasks = await fw.start_each(_recording_acquirer(fw, sem, log), "abcde")
         for _ in range(3):
             log.append("release")
             sem.release()
@@ -640,9 +629,7 @@ def test_semaphore_is_fifo(fw: Any) -> None:
 def test_semaphore_spare_permits_reach_tasks_queued_behind_a_woken_one(fw: Any) -> None:
     async def main(log: list[str]) -> None:
         sem = fw.Semaphore(0)
-        worker = _recording_acquirer(fw, sem, log)
-        task = fw.create_task(worker("a"))
-        await fw.settle()
+        [task] = await fw.start_each(_recording_acquirer(fw, sem, log), "a")
         sem.release()  # for a, which has not run yet
         sem.release()  # nobody else waits: a spare permit
         await sem.acquire()  # queues behind a; a must hand the spare permit on
@@ -656,8 +643,7 @@ def test_semaphore_spare_permits_reach_tasks_queued_behind_a_woken_one(fw: Any) 
 def test_semaphore_wakes_no_more_tasks_than_permits(fw: Any) -> None:
     async def main(log: list[str]) -> None:
         sem = fw.Semaphore(0)
-        worker = _recording_acquirer(fw, sem, log)
-        tasks = await fw.start_each(worker, "abc")
+        tasks = await fw.start_each(_recording_acquirer(fw, sem, log), "abc")
         sem.release()
         sem.release()
         await fw.settle()

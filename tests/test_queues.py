@@ -114,8 +114,7 @@ def test_queue_is_generic(fw: Any) -> None:
 def test_getters_are_served_in_order(fw: Any) -> None:
     async def main(log: list[Any]) -> None:
         queue = fw.Queue()
-        getter = _recording_getter(fw, queue, log)
-        tasks = await fw.start_each(getter, "abc")
+        tasks = await fw.start_each(_recording_getter(fw, queue, log), "abc")
         for item in [1, 2, 3]:
             queue.put_nowait(item)
         await fw.finish(tasks)
@@ -150,9 +149,7 @@ def test_put_blocks_while_full_and_putters_are_served_in_order(fw: Any) -> None:
 def test_getter_woken_for_an_item_taken_by_get_nowait_waits_again(fw: Any) -> None:
     async def main(log: list[Any]) -> None:
         queue = fw.Queue()
-        getter = _recording_getter(fw, queue, log)
-        task = fw.create_task(getter("a"))
-        await fw.settle()
+        [task] = await fw.start_each(_recording_getter(fw, queue, log), "a")
         queue.put_nowait(1)  # wakes a...
         log.append(f"main got {queue.get_nowait()}")  # ...but the item is gone
         await fw.settle()
@@ -221,8 +218,7 @@ async def test_task_done_error_says_what_is_wrong() -> None:
 def test_cancelled_get_after_wake_up_loses_no_item(fw: Any) -> None:
     async def main(log: list[Any]) -> None:
         queue = fw.Queue()
-        getter = _recording_getter(fw, queue, log)
-        tasks = await fw.start_each(getter, "abc")
+        tasks = await fw.start_each(_recording_getter(fw, queue, log), "abc")
         queue.put_nowait("x")  # wakes a...
         tasks[0].cancel()  # ...cancelled before it runs: b must get x
         await fw.settle()
@@ -237,9 +233,7 @@ def test_cancelled_get_after_wake_up_loses_no_item(fw: Any) -> None:
 def test_cancelled_get_with_no_other_getter_leaves_the_item(fw: Any) -> None:
     async def main(log: list[Any]) -> None:
         queue = fw.Queue()
-        getter = _recording_getter(fw, queue, log)
-        task = fw.create_task(getter("a"))
-        await fw.settle()
+        [task] = await fw.start_each(_recording_getter(fw, queue, log), "a")
         queue.put_nowait("x")
         task.cancel()
         await fw.finish([task])
@@ -320,9 +314,7 @@ def test_get_returns_at_once_when_an_item_is_there_even_if_a_getter_was_woken(
 def test_get_takes_an_item_put_while_a_woken_getter_waits_to_run(fw: Any) -> None:
     async def main(log: list[Any]) -> None:
         queue = fw.Queue()
-        getter = _recording_getter(fw, queue, log)
-        task = fw.create_task(getter("a"))
-        await fw.settle()
+        [task] = await fw.start_each(_recording_getter(fw, queue, log), "a")
         queue.put_nowait("x")  # for a, which has not run yet
         queue.put_nowait("y")  # nobody else waits
         log.append(f"main got {await queue.get()}")
@@ -336,10 +328,8 @@ def test_put_returns_at_once_when_there_is_room_even_if_a_putter_was_woken(
 ) -> None:
     async def main(log: list[Any]) -> None:
         queue = fw.Queue(maxsize=1)
-        putter = _recording_putter(fw, queue, log)
         queue.put_nowait("kept")
-        task = fw.create_task(putter("p"))
-        await fw.settle()
+        [task] = await fw.start_each(_recording_putter(fw, queue, log), "p")
         log.append(f"got {queue.get_nowait()}")  # wakes p, which has not run yet
         assert not queue.full()
         await queue.put("main")
@@ -357,11 +347,9 @@ def test_spare_free_slots_let_put_through_before_a_woken_putter(fw: Any) -> None
     async def main() -> list[Any]:
         queue = fw.Queue(maxsize=2)
         log: list[Any] = []
-        putter = _recording_putter(fw, queue, log)
         queue.put_nowait("k1")
         queue.put_nowait("k2")
-        task = fw.create_task(putter("p"))
-        await fw.settle()
+        [task] = await fw.start_each(_recording_putter(fw, queue, log), "p")
         queue.get_nowait()  # a slot for p, which has not run yet
         queue.get_nowait()  # a spare slot
         await queue.put("main")
@@ -376,8 +364,7 @@ def test_a_stale_wake_up_is_not_passed_on_by_a_cancelled_getter(fw: Any) -> None
     # to wake b for, so b keeps its place in line ahead of c.
     async def main(log: list[Any]) -> None:
         queue = fw.Queue()
-        getter = _recording_getter(fw, queue, log)
-        tasks = await fw.start_each(getter, "abc")
+        tasks = await fw.start_each(_recording_getter(fw, queue, log), "abc")
         queue.put_nowait("x")
         log.append(f"main got {queue.get_nowait()}")
         tasks[0].cancel()
@@ -492,8 +479,7 @@ def test_shutdown_with_items_left_lets_waiting_getters_take_them(fw: Any) -> Non
 
     async def main(log: list[Any]) -> None:
         queue = fw.Queue()
-        getter = _recording_getter(fw, queue, log)
-        tasks = await fw.start_each(getter, "abc")
+        tasks = await fw.start_each(_recording_getter(fw, queue, log), "abc")
         queue.put_nowait("x")
         queue.shutdown()
         await tasks[0]
@@ -555,9 +541,7 @@ def test_immediate_shutdown_makes_waiting_getters_raise_at_once(fw: Any) -> None
 
     async def main(log: list[Any]) -> None:
         queue = fw.Queue()
-        getter = _recording_getter(fw, queue, log)
-        task = fw.create_task(getter("a"))
-        await fw.settle()
+        [task] = await fw.start_each(_recording_getter(fw, queue, log), "a")
         queue.put_nowait("x")  # a is woken for x...
         queue.shutdown(immediate=True)  # ...which is dropped before a runs
         with pytest.raises(fw.QueueShutDown):
