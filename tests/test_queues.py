@@ -49,6 +49,13 @@ def _recording_putter(fw: Any, queue: Any, log: list[Any]) -> Any:
     return putter
 
 
+def _full_queue(fw: Any) -> Any:
+    """A queue of one slot, taken by ``"kept"``: the next ``put()`` waits."""
+    queue = fw.Queue(maxsize=1)
+    queue.put_nowait("kept")
+    return queue
+
+
 # --- ordering ---------------------------------------------------------------------------
 
 
@@ -162,11 +169,8 @@ def test_getter_woken_for_an_item_taken_by_get_nowait_waits_again(fw: Any) -> No
 
 def test_putter_woken_for_a_slot_taken_by_put_nowait_waits_again(fw: Any) -> None:
     async def main(log: list[Any]) -> None:
-        queue = fw.Queue(maxsize=1)
-        putter = _recording_putter(fw, queue, log)
-        queue.put_nowait("kept")
-        task = fw.create_task(putter("p"))
-        await fw.settle()
+        queue = _full_queue(fw)
+        [task] = await fw.start_each(_recording_putter(fw, queue, log), "p")
         log.append(f"got {queue.get_nowait()}")  # wakes p's putter...
         queue.put_nowait("main")  # ...but the free slot is gone
         await fw.settle()
@@ -244,11 +248,8 @@ def test_cancelled_get_with_no_other_getter_leaves_the_item(fw: Any) -> None:
 
 def test_cancelled_put_inserts_nothing(fw: Any) -> None:
     async def main(log: list[Any]) -> None:
-        queue = fw.Queue(maxsize=1)
-        putter = _recording_putter(fw, queue, log)
-        queue.put_nowait("kept")
-        tasks = [fw.create_task(putter(item)) for item in ["p", "q"]]
-        await fw.settle()
+        queue = _full_queue(fw)
+        tasks = await fw.start_each(_recording_putter(fw, queue, log), ["p", "q"])
         tasks[0].cancel()
         await fw.settle()
         assert queue.qsize() == 1
@@ -263,11 +264,8 @@ def test_cancelled_put_inserts_nothing(fw: Any) -> None:
 
 def test_cancelled_put_after_wake_up_passes_the_free_slot_on(fw: Any) -> None:
     async def main(log: list[Any]) -> None:
-        queue = fw.Queue(maxsize=1)
-        putter = _recording_putter(fw, queue, log)
-        queue.put_nowait("kept")
-        tasks = [fw.create_task(putter(item)) for item in ["p", "q", "r"]]
-        await fw.settle()
+        queue = _full_queue(fw)
+        tasks = await fw.start_each(_recording_putter(fw, queue, log), ["p", "q", "r"])
         log.append(f"got {queue.get_nowait()}")  # wakes p's putter...
         tasks[0].cancel()  # ...cancelled before it runs: q goes in instead
         await fw.settle()
@@ -327,8 +325,7 @@ def test_put_returns_at_once_when_there_is_room_even_if_a_putter_was_woken(
     fw: Any,
 ) -> None:
     async def main(log: list[Any]) -> None:
-        queue = fw.Queue(maxsize=1)
-        queue.put_nowait("kept")
+        queue = _full_queue(fw)
         [task] = await fw.start_each(_recording_putter(fw, queue, log), "p")
         log.append(f"got {queue.get_nowait()}")  # wakes p, which has not run yet
         assert not queue.full()
@@ -378,11 +375,8 @@ def test_a_stale_wake_up_is_not_passed_on_by_a_cancelled_getter(fw: Any) -> None
 
 def test_a_stale_wake_up_is_not_passed_on_by_a_cancelled_putter(fw: Any) -> None:
     async def main(log: list[Any]) -> None:
-        queue = fw.Queue(maxsize=1)
-        putter = _recording_putter(fw, queue, log)
-        queue.put_nowait("kept")
-        tasks = [fw.create_task(putter(item)) for item in "pqr"]
-        await fw.settle()
+        queue = _full_queue(fw)
+        tasks = await fw.start_each(_recording_putter(fw, queue, log), "pqr")
         log.append(f"got {queue.get_nowait()}")  # wakes p...
         queue.put_nowait("main")  # ...takes p's slot...
         tasks[0].cancel()  # ...and p leaves: q keeps its place ahead of r
@@ -451,8 +445,7 @@ def test_shutdown_wakes_blocked_getters_and_putters(fw: Any) -> None:
 
     async def main(log: list[str]) -> None:
         getters = fw.Queue()
-        putters = fw.Queue(maxsize=1)
-        putters.put_nowait("kept")
+        putters = _full_queue(fw)
 
         async def expect_shutdown(name: str, operation: Coroutine[Any, Any, Any]) -> None:
             try:
@@ -494,8 +487,7 @@ def test_shutdown_wakes_a_putter_that_then_finds_room_and_is_refused(fw: Any) ->
     _needs_shutdown(fw)
 
     async def main() -> None:
-        queue = fw.Queue(maxsize=1)
-        queue.put_nowait("kept")
+        queue = _full_queue(fw)
         task = fw.create_task(queue.put("late"))
         await fw.settle()
         queue.get_nowait()  # room for the putter...
