@@ -12,7 +12,7 @@ import asyncio
 import gc
 import threading
 import tracemalloc
-from collections.abc import Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 import pytest
@@ -32,6 +32,16 @@ pytestmark = pytest.mark.timeout(10)
 
 async def _park(queue: WaitQueue) -> bool:
     return await queue.park()
+
+
+def _logging_parker(queue: WaitQueue, log: list[str]) -> Callable[[str], Coroutine[Any, Any, None]]:
+    """A task body that parks on ``queue``, then logs its name."""
+
+    async def parker(name: str) -> None:
+        await queue.park()
+        log.append(name)
+
+    return parker
 
 
 async def test_waitqueue_wakes_in_fifo_order_and_counts() -> None:
@@ -60,19 +70,13 @@ async def test_waitqueue_wakes_in_fifo_order_and_counts() -> None:
 async def test_waitqueue_cancelled_waiter_leaves_and_is_skipped() -> None:
     queue = WaitQueue()
     log: list[str] = []
-
-    async def parker(name: str) -> None:
-        await queue.park()
-        log.append(name)
-
-    tasks = {name: treadle.create_task(parker(name)) for name in "abc"}
-    await wait_all_tasks_blocked()
-    tasks["a"].cancel()
+    a, _, c = await TREADLE.start_each(_logging_parker(queue, log), "abc")
+    a.cancel()
     assert len(queue) == 2  # a cancelled future is not a waiter, even before its task runs
     assert queue.unpark() == 1  # skips a, wakes b
     await wait_all_tasks_blocked()
-    assert log == ["b"] and tasks["a"].cancelled()
-    tasks["c"].cancel()
+    assert log == ["b"] and a.cancelled()
+    c.cancel()
     assert not queue  # c, the last waiter, is cancelled: nobody waits any more
     await wait_all_tasks_blocked()
     assert len(queue) == 0 and not queue._parked
@@ -82,13 +86,7 @@ async def test_waitqueue_cancelled_waiter_leaves_and_is_skipped() -> None:
 async def test_waitqueue_woken_then_cancelled_passes_the_wake_up_on() -> None:
     queue = WaitQueue()
     log: list[str] = []
-
-    async def parker(name: str) -> None:
-        await queue.park()
-        log.append(name)
-
-    tasks = [treadle.create_task(parker(name)) for name in "abc"]
-    await wait_all_tasks_blocked()
+    tasks = await TREADLE.start_each(_logging_parker(queue, log), "abc")
     queue.unpark()
     tasks[0].cancel()  # woken, but cancelled before it runs
     await wait_all_tasks_blocked()
@@ -103,13 +101,8 @@ async def test_waitqueue_woken_then_cancelled_passes_the_wake_up_on() -> None:
 async def test_waitqueue_broadcast_wake_up_is_not_passed_on() -> None:
     queue = WaitQueue()
     log: list[str] = []
-
-    async def parker(name: str) -> None:
-        await queue.park()
-        log.append(name)
-
-    first = treadle.create_task(parker("a"))
-    await wait_all_tasks_blocked()
+    parker = _logging_parker(queue, log)
+    [first] = await TREADLE.start_each(parker, "a")
     queue.unpark_all()
     first.cancel()
     late = treadle.create_task(parker("late"))  # parks after the broadcast
@@ -513,9 +506,7 @@ async def test_condition_notified_then_cancelled_passes_the_notification_on() ->
     # asyncio 3.11 loses this notification (fixed in 3.13); treadle must not.
     cond = Condition()
     log: list[str] = []
-    waiter = _recording_condition_waiter(treadle, cond, log)
-    tasks = [treadle.create_task(waiter(name)) for name in "abc"]
-    await wait_all_tasks_blocked()
+    tasks = await TREADLE.start_each(_recording_condition_waiter(treadle, cond, log), "abc")
     async with cond:
         cond.notify()
         tasks[0].cancel()  # notified, then cancelled before it runs: b must wake
@@ -531,9 +522,7 @@ async def test_condition_notified_then_cancelled_passes_the_notification_on() ->
 async def test_condition_cancelled_while_reacquiring_passes_the_notification_on() -> None:
     cond = Condition()
     log: list[str] = []
-    waiter = _recording_condition_waiter(treadle, cond, log)
-    tasks = [treadle.create_task(waiter(name)) for name in "ab"]
-    await wait_all_tasks_blocked()
+    tasks = await TREADLE.start_each(_recording_condition_waiter(treadle, cond, log), "ab")
     async with cond:
         cond.notify()
         await wait_all_tasks_blocked()  # a was notified and now waits for the lock
