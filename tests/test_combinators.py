@@ -34,13 +34,6 @@ from treadle.combinators import (
 from treadle.errors import CancelledError
 from treadle.testing import VirtualClock, wait_all_tasks_blocked
 
-
-async def _let_run(fw: Any, times: int = 3) -> None:
-    """Let the other tasks take a few steps (the oracle has no wait_all_tasks_blocked)."""
-    for _ in range(times):
-        await fw.sleep(0)
-
-
 # --- gather -------------------------------------------------------------------------------
 
 
@@ -51,11 +44,11 @@ def test_gather_results_in_argument_order(fw: Any) -> None:
         loop = fw.get_running_loop()
         a, b, c = (loop.create_future() for _ in range(3))
         gathered = fw.gather(wait_on(a, log, "a"), wait_on(b, log, "b"), wait_on(c, log, "c"))
-        await _let_run(fw)
+        await fw.settle()
         c.set_result(3)
-        await _let_run(fw)
+        await fw.settle()
         a.set_result(1)
-        await _let_run(fw)
+        await fw.settle()
         b.set_result(2)
         return list(await gathered)
 
@@ -124,7 +117,7 @@ def test_gather_retrieves_later_exceptions_so_none_is_reported(fw: Any) -> None:
     async def main() -> None:
         with pytest.raises(ValueError, match="1"):
             await fw.gather(fail(1), fail(3))
-        await _let_run(fw, 5)  # the second child fails too, after the gather
+        await fw.settle()  # the second child fails too, after the gather
         gc.collect()  # a 'never retrieved' report would come from the task's finalizer
 
     fw.run_guarded(main())
@@ -154,7 +147,7 @@ def test_cancelling_gather_cancels_the_children(fw: Any) -> None:
         futs = [loop.create_future() for _ in range(2)]
         children = [fw.create_task(wait_on(f, log, f"c{i}")) for i, f in enumerate(futs)]
         gathered = fw.gather(*children)
-        await _let_run(fw)
+        await fw.settle()
         assert gathered.cancel()
         with pytest.raises(fw.CancelledError):
             await gathered
@@ -191,7 +184,7 @@ def test_gather_cancel_message_reaches_the_awaiter(fw: Any) -> None:
     async def main() -> tuple[Any, ...]:
         fut = fw.get_running_loop().create_future()
         gathered = fw.gather(wait_on(fut, [], "c"))
-        await _let_run(fw)
+        await fw.settle()
         gathered.cancel("stop now")
         try:
             await gathered
@@ -212,10 +205,10 @@ def test_child_cancelled_from_outside(fw: Any, return_exceptions: bool) -> None:
         victim = fw.create_task(wait_on(victim_fut, log, "victim"))
         other = fw.create_task(wait_on(other_fut, log, "other"))
         gathered = fw.gather(victim, other, return_exceptions=return_exceptions)
-        await _let_run(fw)
+        await fw.settle()
         victim.cancel()
         if return_exceptions:
-            await _let_run(fw)
+            await fw.settle()
             other_fut.set_result("o")
             results = await gathered
             log.append(f"results: {[type(r).__name__ for r in results]}")
@@ -753,7 +746,7 @@ def test_shield_inner_cancelled_cancels_outer(fw: Any) -> None:
     async def main() -> None:
         inner = fw.create_task(fw.sleep(10))
         shielded = fw.shield(inner)
-        await _let_run(fw)
+        await fw.settle()
         inner.cancel()
         with pytest.raises(fw.CancelledError):
             await shielded

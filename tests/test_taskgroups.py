@@ -213,7 +213,7 @@ def test_outside_cancel_while_the_block_waits_at_its_end(fw: Any) -> None:
             log.append("parent CancelledError")
             raise
 
-    fw.run_guarded(fw.cancel_when_blocked(parent()))  # the parent waits at the block's end
+    fw.run_guarded(fw.cancel_when_blocked(parent()))  # cancelled at the block's end
     assert log == ["child CancelledError", "parent CancelledError"]
 
 
