@@ -12,7 +12,6 @@ from __future__ import annotations
 import enum
 from collections.abc import Coroutine, Generator
 from contextvars import Context
-from types import TracebackType
 from typing import Any, TypeVar
 
 from treadle.core.futures import Future
@@ -81,12 +80,7 @@ class TaskGroup:
         self._state = _State.RUNNING
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         try:
             await self._exit(exc)
         finally:
