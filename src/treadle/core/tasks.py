@@ -46,13 +46,13 @@ Its contract:
   resumes (clear it in a ``finally``), since a later ``suspend`` of the same task
   reuses the same Task as its waiter.
 
-Imports ``errors`` and the core's futures, handles, tracebacks and running-loop record.
+Imports the core's futures, handles and running-loop record, and the leaves ``errors``,
+``describe`` (the wording of its complaints) and ``tracebacks``.
 """
 
 from __future__ import annotations
 
 import collections.abc
-import inspect
 import itertools
 import types
 import weakref
@@ -63,8 +63,9 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
 from treadle.core.futures import _CANCELLED, _FINISHED, _PENDING, Future
 from treadle.core.handles import Handle
 from treadle.core.running import get_running_loop
-from treadle.core.tracebacks import trim_tracebacks
+from treadle.describe import not_a_coroutine, why_a_task_cannot_wait_on
 from treadle.errors import CancelledError, InvalidStateError
+from treadle.tracebacks import trim_tracebacks
 
 if TYPE_CHECKING:
     from treadle.core.loop import CoreLoop
@@ -126,12 +127,7 @@ class Task(Future[_T]):
         context: Context | None = None,
     ) -> None:
         if not iscoroutine(coro):
-            raise TypeError(
-                f"a coroutine or generator was expected, got {coro!r}; "
-                "did you pass the function instead of calling it?"
-                if callable(coro)
-                else f"a coroutine or generator was expected, got {coro!r}"
-            )
+            raise TypeError(not_a_coroutine(coro))
         # Future.__init__, inlined: task creation is on the hot path of every spawn.
         self._loop = loop = get_running_loop() if loop is None else loop
         self._state = _PENDING
@@ -335,36 +331,19 @@ class Task(Future[_T]):
 
     def _suspend_on(self, yielded: Any) -> None:
         """The coroutine yielded ``yielded``: wait for it if it is a future, else complain."""
-        blocking = getattr(yielded, "_asyncio_future_blocking", None)
-        if blocking is None:
-            if inspect.isgenerator(yielded) or inspect.iscoroutine(yielded):
-                problem = (
-                    f"{self.get_name()} yielded {yielded!r}; "
-                    "use 'yield from' (or 'await') to run a sub-coroutine, not 'yield'"
-                )
-            else:
-                problem = (
-                    f"{self.get_name()} yielded {yielded!r}, which is not a Future; a coroutine "
-                    "may only wait on a Future ('await fut' or 'yield from fut'), or yield "
-                    "nothing at all to let other tasks run"
-                )
-        elif yielded.get_loop() is not self._loop:
-            problem = f"{self.get_name()} awaited {yielded!r}, which belongs to a different loop"
-        elif not blocking:
-            problem = (
-                f"{self.get_name()} yielded the future {yielded!r} with 'yield'; "
-                "use 'yield from' (or 'await') to wait for it"
-            )
-        elif yielded is self:
-            problem = f"{self.get_name()} cannot await itself"
-        else:
+        if (
+            getattr(yielded, "_asyncio_future_blocking", None)  # a future, awaited
+            and yielded.get_loop() is self._loop
+            and yielded is not self
+        ):
             yielded._asyncio_future_blocking = False
             yielded.add_done_callback(self._wakeup, context=self._context)
             self._fut_waiter = yielded
             if self._must_cancel and yielded.cancel(msg=self._cancel_message):
                 self._must_cancel = False
             return
-        self._loop.call_soon(self._step, RuntimeError(problem), context=self._context)
+        problem = RuntimeError(why_a_task_cannot_wait_on(self.get_name(), yielded, self._loop))
+        self._loop.call_soon(self._step, problem, context=self._context)
 
     def _wakeup(self, future: Future[Any]) -> None:
         """The future this task waited on is done: take the next step with its outcome.
