@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Coroutine, Generator
 from contextvars import Context
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from treadle.core.futures import Future
 from treadle.core.tasks import Task, current_task, iscoroutine
@@ -22,6 +22,8 @@ from treadle.loop import EventLoop, get_running_loop
 __all__ = ["TaskGroup"]
 
 _T = TypeVar("_T")
+# What a task can drive: a native coroutine, or a generator-based one.
+_Coroutine: TypeAlias = Coroutine[Any, Any, _T] | Generator[Any, Any, _T]
 
 
 class _State(enum.Enum):
@@ -137,11 +139,7 @@ class TaskGroup:
             raise propagate_cancel
 
     def create_task(
-        self,
-        coro: Coroutine[Any, Any, _T] | Generator[Any, Any, _T],
-        *,
-        name: str | None = None,
-        context: Context | None = None,
+        self, coro: _Coroutine[_T], *, name: str | None = None, context: Context | None = None
     ) -> Task[_T]:
         """Start ``coro`` as a task of this group; the group's block waits for it."""
         problem = None
