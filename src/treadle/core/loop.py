@@ -38,7 +38,7 @@ import itertools
 import select
 import threading
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable
 from contextvars import Context, copy_context
 from heapq import heapify, heappop, heappush
 from typing import Any, Protocol, TypeVar
@@ -47,7 +47,7 @@ from treadle.core.clock import Clock, MonotonicClock
 from treadle.core.futures import Future
 from treadle.core.handles import Handle, TimerHandle
 from treadle.core.running import running
-from treadle.core.tasks import Task
+from treadle.core.tasks import CoroutineLike, Task
 from treadle.describe import describe_callback
 
 __all__ = ["CoreLoop", "Poller"]
@@ -430,11 +430,7 @@ class CoreLoop:
         return Future(loop=self)
 
     def create_task(
-        self,
-        coro: Coroutine[Any, Any, _T] | Generator[Any, Any, _T],
-        *,
-        name: str | None = None,
-        context: Context | None = None,
+        self, coro: CoroutineLike[_T], *, name: str | None = None, context: Context | None = None
     ) -> Task[_T]:
         """Wrap a coroutine or generator in a ``Task`` and schedule its first step."""
         if self._closed:

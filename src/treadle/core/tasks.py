@@ -71,7 +71,7 @@ if TYPE_CHECKING:
     from treadle.core.loop import CoreLoop
 
 __all__ = [
-    "Task", "Waiter", "all_tasks", "current_task", "current_waiter",
+    "CoroutineLike", "Task", "Waiter", "all_tasks", "current_task", "current_waiter",
     "is_suspended", "iscoroutine", "resume", "suspend",
 ]  # fmt: skip
 
@@ -79,6 +79,9 @@ _T = TypeVar("_T")
 _P = ParamSpec("_P")
 
 _task_ids = itertools.count(1).__next__
+
+# What a Task drives: a native coroutine, or a generator for ``yield from``; returns _T.
+CoroutineLike: TypeAlias = Coroutine[Any, Any, _T] | Generator[Any, Any, _T]
 
 
 class _Suspended:
@@ -120,7 +123,7 @@ class Task(Future[_T]):
 
     def __init__(
         self,
-        coro: Coroutine[Any, Any, _T] | Generator[Any, Any, _T],
+        coro: CoroutineLike[_T],
         *,
         loop: CoreLoop | None = None,
         name: str | None = None,
@@ -128,7 +131,8 @@ class Task(Future[_T]):
     ) -> None:
         if not iscoroutine(coro):
             raise TypeError(not_a_coroutine(coro))
-        # Future.__init__, inlined: task creation is on the hot path of every spawn.
+        # Future.__init__, inlined on purpose (not a duplicate to remove): task creation
+        # is on the hot path of every spawn, and a super().__init__ call would cost it.
         self._loop = loop = get_running_loop() if loop is None else loop
         self._state = _PENDING
         self._result = None
@@ -192,7 +196,7 @@ class Task(Future[_T]):
         """Rename the task."""
         self._name = str(value)
 
-    def get_coro(self) -> Coroutine[Any, Any, _T] | Generator[Any, Any, _T]:
+    def get_coro(self) -> CoroutineLike[_T]:
         """The coroutine or generator this task drives."""
         return self._coro
 
