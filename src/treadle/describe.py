@@ -1,4 +1,5 @@
-"""The words of what treadle reports: a callback's short name, and what a coroutine did wrong.
+"""The words of what treadle reports: a callback's short name, what a coroutine did wrong,
+and the reprs of futures and tasks.
 
 The core raises and logs; the sentences that say what went wrong and what to do are
 here, so that the core's files read as the mechanism. A leaf: imports nothing from
@@ -9,10 +10,14 @@ from __future__ import annotations
 
 import inspect
 import reprlib
+import types
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["describe_callback", "not_a_coroutine", "why_a_task_cannot_wait_on"]
+__all__ = [
+    "await_chain_frames", "describe_callback", "describe_future", "describe_task",
+    "not_a_coroutine", "why_a_task_cannot_wait_on",
+]  # fmt: skip
 
 
 def describe_callback(callback: Callable[..., Any], args: tuple[Any, ...] | None = None) -> str:
@@ -62,3 +67,49 @@ def why_a_task_cannot_wait_on(task_name: str, yielded: Any, loop: object) -> str
             "use 'yield from' (or 'await') to wait for it"
         )
     return f"{task_name} cannot await itself"
+
+
+def describe_future(future: Any) -> str:
+    """A future's repr: its class and state, with the result or exception once finished."""
+    return f"<{type(future).__name__} {_state_of(future)}>"
+
+
+def _state_of(future: Any) -> str:
+    state: str = future._state.value
+    if state == "finished":
+        if future._exception is not None:
+            return f"finished exception={future._exception!r}"
+        return f"finished result={future._result!r}"
+    return state
+
+
+def describe_task(task: Any) -> str:
+    """A task's repr: its state, name, and coroutine with where it is paused."""
+    if not hasattr(task, "_coro"):
+        return f"<{type(task).__name__} (its __init__ failed)>"
+    coro = task._coro
+    code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
+    frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+    where = ""
+    if frame is not None:
+        where = f" running at {frame.f_code.co_filename}:{frame.f_lineno}"
+    what = code.co_qualname if code is not None else repr(coro)
+    return (
+        f"<{type(task).__name__} {_state_of(task)} name={task.get_name()!r} "
+        f"coro=<{what}(){where}>>"
+    )
+
+
+def await_chain_frames(coro: Any) -> list[types.FrameType]:
+    """The frames of a suspended await chain from ``coro`` inwards (empty once it is done)."""
+    frames = []
+    awaitable: Any = coro
+    while awaitable is not None:
+        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
+        if frame is None:
+            break
+        frames.append(frame)
+        awaitable = getattr(awaitable, "cr_await", None) or getattr(
+            awaitable, "gi_yieldfrom", None
+        )
+    return frames

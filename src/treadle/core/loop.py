@@ -281,14 +281,6 @@ class CoreLoop:
             self._check_call("call_soon", None)
         self._ready.append(Handle(callback, args, self, context))
 
-    def _schedule_handle(self, handle: Handle) -> None:
-        """Queue a handle the core made (and may queue again once it has run)."""
-        if self._closed:
-            raise RuntimeError("Event loop is closed")
-        if self._debug:
-            self._check_call("call_soon", None)
-        self._ready.append(handle)
-
     def call_later(
         self,
         delay: float,

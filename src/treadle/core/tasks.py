@@ -46,8 +46,8 @@ Its contract:
   resumes (clear it in a ``finally``), since a later ``suspend`` of the same task
   reuses the same Task as its waiter.
 
-Imports the core's futures, handles and running-loop record, and the leaves ``errors``,
-``describe`` (the wording of its complaints) and ``tracebacks``.
+Imports the core's futures, handles, tracebacks and running-loop record, and the leaves
+``errors`` and ``describe`` (its reprs and the wording of its complaints).
 """
 
 from __future__ import annotations
@@ -63,9 +63,14 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
 from treadle.core.futures import _CANCELLED, _FINISHED, _PENDING, Future
 from treadle.core.handles import Handle
 from treadle.core.running import get_running_loop
-from treadle.describe import not_a_coroutine, why_a_task_cannot_wait_on
+from treadle.core.tracebacks import trim_tracebacks
+from treadle.describe import (
+    await_chain_frames,
+    describe_task,
+    not_a_coroutine,
+    why_a_task_cannot_wait_on,
+)
 from treadle.errors import CancelledError, InvalidStateError
-from treadle.tracebacks import trim_tracebacks
 
 if TYPE_CHECKING:
     from treadle.core.loop import CoreLoop
@@ -171,19 +176,7 @@ class Task(Future[_T]):
             loop._task_observer(self)
 
     def __repr__(self) -> str:
-        if not hasattr(self, "_coro"):
-            return f"<{type(self).__name__} (its __init__ failed)>"
-        coro = self._coro
-        code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        where = ""
-        if frame is not None:
-            where = f" running at {frame.f_code.co_filename}:{frame.f_lineno}"
-        what = code.co_qualname if code is not None else repr(coro)
-        return (
-            f"<{type(self).__name__} {self._describe_state()} name={self.get_name()!r} "
-            f"coro=<{what}(){where}>>"
-        )
+        return describe_task(self)
 
     # --- names and introspection ----------------------------------------------------
 
@@ -210,17 +203,7 @@ class Task(Future[_T]):
 
     def get_stack(self) -> list[types.FrameType]:
         """The frames of the suspended await chain, outermost first (empty when done)."""
-        frames = []
-        awaitable: Any = self._coro
-        while awaitable is not None:
-            frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
-            if frame is None:
-                break
-            frames.append(frame)
-            awaitable = getattr(awaitable, "cr_await", None) or getattr(
-                awaitable, "gi_yieldfrom", None
-            )
-        return frames
+        return await_chain_frames(self._coro)
 
     # --- a task's result comes from its coroutine, not from outside ------------------
 
@@ -319,7 +302,9 @@ class Task(Future[_T]):
                 handle = self._yield_handle
                 if handle is None:
                     handle = self._yield_handle = Handle(self._step, (), loop, self._context)
-                loop._schedule_handle(handle)
+                # Straight onto the ready queue: a step runs on the loop's thread while it
+                # runs, so none of call_soon's checks can fail here.
+                loop._ready.append(handle)
             elif result is _SUSPENDED:
                 if self._must_cancel:
                     # cancel() came during this very step: deliver it at once, with the

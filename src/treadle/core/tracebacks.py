@@ -2,9 +2,8 @@
 
 The await chain runs through Task steps and Future plumbing; a user reading a
 traceback wants their own frames in call order, so Task unlinks treadle's frames from
-every exception a coroutine raises (except in debug mode). What the user sees, not how
-the core schedules, so it sits beside ``errors`` rather than in ``core/``. A leaf:
-imports nothing from treadle.
+every exception a coroutine raises (except in debug mode). A leaf: imports nothing
+from treadle.
 """
 
 from __future__ import annotations
@@ -15,9 +14,9 @@ import types
 
 __all__ = ["trim_traceback", "trim_tracebacks"]
 
-# The directory of treadle's own source (this file's): frames from any file under it are
-# trimmed.
-_PACKAGE_DIR = os.path.dirname(__file__)
+# The directory of treadle's own source (this file is in its core/ folder): frames from
+# any file under it are trimmed.
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(__file__))
 
 
 def trim_traceback(tb: types.TracebackType | None) -> types.TracebackType | None:
