@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 from contextvars import Context
-from types import TracebackType
 from typing import Any, TypeVar
 
 from treadle.core.futures import Future
@@ -80,12 +79,7 @@ class TaskGroup:
         self._state = _State.RUNNING
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         try:
             await self._exit(exc)
         finally:
