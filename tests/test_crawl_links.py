@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from treadle.crawl import links as links_module
 from treadle.crawl.links import (
@@ -274,3 +276,33 @@ class TestParserChoice:
     def test_an_unknown_parser_is_named(self) -> None:
         with pytest.raises(ValueError, match="parser must be one of lexbor, stdlib, got 'html5'"):
             extract_links("", PAGE, parser="html5")
+
+
+# --- memoised resolution: the same links as resolving every href afresh ----------------
+
+_HREF_PIECES = st.sampled_from(
+    ["a", "B", ".", "..", "/", "//", "?", "#", ";", ":", "%2e", "%7E", "~", "@", "[", "]",
+     "\t", " ", "\x00", "\u00e9", "http:", "https://", "h.org", "mailto:x"]
+)
+_BASE_PIECES = st.sampled_from(["/", "a", "..", ".", "?", ";", "#", "//", "%41", "b:c"])
+
+
+@given(
+    hrefs=st.lists(st.lists(_HREF_PIECES, max_size=8).map("".join), min_size=1, max_size=6),
+    scheme=st.sampled_from(["http://", "https://", "HTTP://", "", "x:"]),
+    host=st.sampled_from(["example.com", "EXAMPLE.com:80", "[::1]", "", "u@h"]),
+    path=st.lists(_BASE_PIECES, max_size=6).map("".join),
+)
+@settings(max_examples=400)
+def test_memoised_resolution_matches_resolving_afresh(
+    hrefs: list[str], scheme: str, host: str, path: str
+) -> None:
+    # Whatever extract_links takes from the memo (keyed by the base's folder) is what
+    # resolving the href against the whole base gives.
+    base = scheme + host + path
+    directory = links_module._directory_of(base)
+    for href in hrefs:
+        if directory is not None and links_module._resolves_by_directory(href):
+            assert links_module._resolve_cached(href, directory) == links_module._resolve(
+                href, base
+            ), (href, base)

@@ -43,7 +43,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -325,7 +325,9 @@ class Runner:
         self.time_limit = time_limit
         self._running: subprocess.Popen[bytes] | None = None
 
-    def run(self, name: str, command: list[str], cpu: str | None) -> tuple[float, float, int, int, bool]:
+    def run(
+        self, name: str, command: list[str], cpu: str | None
+    ) -> tuple[float, float, int, int, bool]:
         """Run ``command``: (wall s, CPU s of its tree, peak tree RSS, exit status, timed out)."""
         if cpu is not None:
             command = ["taskset", "-c", cpu, *command]
@@ -365,10 +367,8 @@ class Runner:
 
     @staticmethod
     def _kill(process: subprocess.Popen[bytes]) -> None:
-        try:
+        with suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def kill_running(self) -> None:
         """Kill the crawl under way, if any, with all its processes."""
@@ -408,7 +408,7 @@ def format_table(summary: dict[str, dict[str, float]], reference: str = "treadle
     """The Markdown table: each figure, and its ratio to ``reference``'s."""
     ref = summary.get(reference)
     lines = [
-        f"| crawler | URLs | pages/s | CPU s | CPU ms/page | peak RSS MiB |",
+        "| crawler | URLs | pages/s | CPU s | CPU ms/page | peak RSS MiB |",
         "|---|--:|--:|--:|--:|--:|",
     ]
     for name, row in summary.items():
@@ -477,6 +477,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-pin", action="store_true",
                         help="do not pin nginx to CPU 1 and one-process crawlers to CPU 0")
     parser.add_argument("--json", metavar="FILE", help="write every crawl's figures and URLs")
+    parser.add_argument("--serve", action="store_true",
+                        help="only serve the pages (print the root URL) until Ctrl-C: to profile")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.concurrency < 1 or args.time_limit <= 0:
         parser.error("--rounds and --concurrency must be at least 1, --time-limit above 0")
@@ -516,6 +518,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"skipping {name}: {why}", file=sys.stderr)
         crawlers = [name for name in wanted if name not in missing]
         with _terminate_as_interrupt():
+            if args.serve:
+                serve(docs, args)
             crawls = run_all(docs, crawlers, args)
     except BenchmarkError as exc:
         print(f"real_pages: {exc}", file=sys.stderr)
@@ -543,6 +547,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "summary": summary,
                        "crawls": [asdict(crawl) for crawl in crawls]}, out)
     return 1 if failed else 0
+
+
+def serve(docs: dict[str, Path], args: argparse.Namespace) -> None:
+    """Serve ``docs`` until Ctrl-C or SIGTERM (which raise KeyboardInterrupt)."""
+    workdir = Path(tempfile.mkdtemp(prefix="treadle-real-pages-"))
+    workdir.chmod(0o755)
+    nginx: Nginx | None = None
+    try:
+        nginx = Nginx(workdir / "nginx", docs, cpu=None if args.no_pin else "1")
+        print(nginx.root, flush=True)
+        nginx.process.wait()
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def run_all(docs: dict[str, Path], crawlers: list[str], args: argparse.Namespace) -> list[Crawl]:
