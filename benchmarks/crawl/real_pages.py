@@ -7,7 +7,9 @@ crawls the whole set with each crawler, alternated round by round in one run:
 
 - ``treadle``: ``treadle crawl`` (one process), and ``treadle-p2``: the same with
   ``--processes 2`` when ``treadle crawl --help`` lists that option;
-- ``aiohttp``: ``aiohttp_crawler.py``, the same design on asyncio + aiohttp;
+- ``aiohttp``: ``aiohttp_crawler.py``, the same design on asyncio + aiohttp, with
+  treadle's link extraction (lexbor) and URL rules, so that the frameworks are
+  compared, not the parsers; ``aiohttp-stdlib``: the same with ``html.parser``;
 - ``scrapy``: ``scrapy_crawler.py``, a Scrapy spider (when Scrapy is installed);
 - ``wget``: ``wget -r`` (Debian's), one connection.
 
@@ -60,7 +62,7 @@ DOC_PACKAGES = {
     "django": ("python-django-doc", "/usr/share/doc/python-django-doc/html"),
 }
 SETUP_PACKAGES = ["nginx", "wget", *(package for package, _ in DOC_PACKAGES.values())]
-CRAWLERS = ("treadle", "treadle-p2", "aiohttp", "scrapy", "wget")
+CRAWLERS = ("treadle", "treadle-p2", "aiohttp", "aiohttp-stdlib", "scrapy", "wget")
 # Requests every crawler makes that are not pages of the site.
 NOT_PAGES = frozenset({"/robots.txt"})
 _MIME_TYPES = {
@@ -245,6 +247,7 @@ def available_crawlers() -> dict[str, str]:
         "treadle": "",
         "treadle-p2": "" if treadle_has_processes() else "treadle crawl has no --processes",
         "aiohttp": "",
+        "aiohttp-stdlib": "",
         "scrapy": "" if scrapy_installed() else "Scrapy is not installed (pip install scrapy)",
         "wget": "" if WGET else "wget is not installed (apt-get install wget)",
     }
@@ -258,8 +261,10 @@ def crawler_command(name: str, root: str, concurrency: int, workdir: Path) -> li
                    "--max-tasks", str(concurrency), "--max-per-host", str(concurrency),
                    "--user-agent", f"bench-{name}"]
         return command + (["--processes", "2"] if name == "treadle-p2" else [])
-    if name == "aiohttp":
-        return [python, str(HERE / "aiohttp_crawler.py"), root, "--max-tasks", str(concurrency)]
+    if name in ("aiohttp", "aiohttp-stdlib"):
+        parser = ["--parser", "stdlib"] if name == "aiohttp-stdlib" else []
+        return [python, str(HERE / "aiohttp_crawler.py"), root, "--max-tasks", str(concurrency),
+                *parser]
     if name == "scrapy":
         return [python, str(HERE / "scrapy_crawler.py"), root, "--concurrency", str(concurrency)]
     if name == "wget":
