@@ -33,6 +33,7 @@ prefix are cleaned up on exit, on Ctrl-C and on SIGTERM. Linux only (/proc, task
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import shutil
@@ -181,6 +182,23 @@ class Nginx:
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._wait_listening()
         self.root = f"http://127.0.0.1:{self.port}/"
+        for path in ["/", *(f"/{name}/" for name in docs)]:
+            status = self._status(path)
+            if status != 200:
+                self.stop()
+                raise BenchmarkError(
+                    f"nginx answers {status} for {path}: its worker (user nobody when"
+                    " started by root) must be able to read the folder and every folder"
+                    " above it"
+                )
+
+    def _status(self, path: str) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.request("GET", path)
+            return connection.getresponse().status
+        finally:
+            connection.close()
 
     def _wait_listening(self) -> None:
         deadline = time.monotonic() + 10
