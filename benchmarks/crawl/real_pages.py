@@ -274,7 +274,7 @@ def available_crawlers() -> dict[str, str]:
 def crawler_command(name: str, root: str, concurrency: int, workdir: Path) -> list[str]:
     """The command line that crawls ``root`` with crawler ``name``."""
     python = sys.executable
-    if name in ("treadle", "treadle-p2"):
+    if name in ("treadle", "treadle-p2", "treadle-baseline"):
         command = [python, "-m", "treadle", "crawl", root, "-q", "--no-sitemaps",
                    "--max-tasks", str(concurrency), "--max-per-host", str(concurrency),
                    "--user-agent", f"bench-{name}"]
@@ -349,7 +349,7 @@ class Runner:
         self._running: subprocess.Popen[bytes] | None = None
 
     def run(
-        self, name: str, command: list[str], cpu: str | None
+        self, name: str, command: list[str], cpu: str | None, env: dict[str, str] | None = None
     ) -> tuple[float, float, int, int, bool]:
         """Run ``command``: (wall s, CPU s of its tree, peak tree RSS, exit status, timed out)."""
         if cpu is not None:
@@ -358,7 +358,7 @@ class Runner:
         started = time.perf_counter()
         self._running = process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=self.workdir,
+            start_new_session=True, cwd=self.workdir, env=env,
         )
         peak = 0
         done = threading.Event()
@@ -500,6 +500,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-pin", action="store_true",
                         help="do not pin nginx to CPU 1 and one-process crawlers to CPU 0")
     parser.add_argument("--json", metavar="FILE", help="write every crawl's figures and URLs")
+    parser.add_argument("--baseline-src", metavar="DIR",
+                        help="also crawl with the treadle in DIR (PYTHONPATH, e.g. a worktree's"
+                        " src of an older commit) as treadle-baseline, right after treadle: A/B")
     parser.add_argument("--serve", action="store_true",
                         help="only serve the pages (print the root URL) until Ctrl-C: to profile")
     args = parser.parse_args(argv)
@@ -540,6 +543,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, why in missing.items():
             print(f"skipping {name}: {why}", file=sys.stderr)
         crawlers = [name for name in wanted if name not in missing]
+        if args.baseline_src:
+            if not (Path(args.baseline_src) / "treadle" / "__init__.py").is_file():
+                raise BenchmarkError(f"--baseline-src {args.baseline_src} holds no treadle package")
+            at = crawlers.index("treadle") + 1 if "treadle" in crawlers else 0
+            crawlers.insert(at, "treadle-baseline")
         with _terminate_as_interrupt():
             if args.serve:
                 serve(docs, args)
@@ -602,7 +610,10 @@ def run_all(docs: dict[str, Path], crawlers: list[str], args: argparse.Namespace
                 cpu = None if args.no_pin or name == "treadle-p2" else "0"
                 command = crawler_command(name, nginx.root, args.concurrency, workdir)
                 offset = nginx.log_offset()
-                seconds, cpu_s, peak, status, timed_out = runner.run(name, command, cpu)
+                env = None
+                if name == "treadle-baseline":
+                    env = dict(os.environ, PYTHONPATH=str(Path(args.baseline_src).resolve()))
+                seconds, cpu_s, peak, status, timed_out = runner.run(name, command, cpu, env)
                 requests = nginx.requests_since(offset)
                 crawl = Crawl(name, round_number, seconds, cpu_s, peak, status,
                               page_urls(requests), len(requests), timed_out)
