@@ -422,6 +422,7 @@ def summarise(crawls: list[Crawl], reference: str = "treadle") -> dict[str, dict
             "pages_per_s": statistics.median(crawl.pages_per_s for crawl in mine),
             "cpu_seconds": statistics.median(crawl.cpu_seconds for crawl in mine),
             "cpu_ms_per_page": statistics.median(crawl.cpu_ms_per_page for crawl in mine),
+            "best_cpu_ms_per_page": min(crawl.cpu_ms_per_page for crawl in mine),
             "peak_rss_mib": statistics.median(crawl.peak_rss_bytes for crawl in mine) / 2**20,
         }
     return summary
@@ -551,6 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _terminate_as_interrupt():
             if args.serve:
                 serve(docs, args)
+                return 0
             crawls = run_all(docs, crawlers, args)
     except BenchmarkError as exc:
         print(f"real_pages: {exc}", file=sys.stderr)
@@ -563,6 +565,12 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"concurrency {args.concurrency} (wget 1); Python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPUs\n")
     print(format_table(summary))
+    if args.rounds > 1:
+        best = summary.get("treadle", {}).get("best_cpu_ms_per_page", 0.0)
+        print("\nCPU ms/page in each crawler's least disturbed round: " + ", ".join(
+            f"{name} {row['best_cpu_ms_per_page']:.2f}"
+            + (f" ({_ratio(row['best_cpu_ms_per_page'], best)})" if name != "treadle" else "")
+            for name, row in summary.items()))
     differences = url_set_differences(crawls)
     print("\nSame URL set as treadle: " + ("all crawls" if not differences else "no"))
     for line in differences:
