@@ -295,6 +295,13 @@ def crawler_command(name: str, root: str, concurrency: int, workdir: Path) -> li
     raise ValueError(f"unknown crawler {name!r}; one of {', '.join(CRAWLERS)}")
 
 
+def finished(crawler: str, exit_status: int) -> bool:
+    """True if ``exit_status`` says the crawl went through: 0, or for wget also 8 (some
+    URLs answered 4xx or 5xx) and 4 (some failed to connect: Django's tutorial links
+    to ``http://127.0.0.1:8000/``, which wget, like the others, takes for this host)."""
+    return exit_status == 0 or (crawler == "wget" and exit_status in (4, 8))
+
+
 def _tree_rss(pid: int) -> int:
     """The resident bytes of ``pid`` and all its descendants (0 once it is gone)."""
     page = os.sysconf("SC_PAGE_SIZE")
@@ -575,7 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\nSame URL set as treadle: " + ("all crawls" if not differences else "no"))
     for line in differences:
         print(line)
-    failed = [c for c in crawls if c.timed_out or c.exit_status not in (0, 8)]
+    failed = [c for c in crawls if c.timed_out or not finished(c.crawler, c.exit_status)]
     for crawl in failed:
         print(f"{crawl.crawler} round {crawl.round}: exit status {crawl.exit_status}"
               f"{' (killed at the time limit)' if crawl.timed_out else ''}")
@@ -629,7 +636,7 @@ def run_all(docs: dict[str, Path], crawlers: list[str], args: argparse.Namespace
                 print(f"round {round_number} {name}: {crawl.pages} URLs, "
                       f"{crawl.pages_per_s:.0f} pages/s, {crawl.cpu_ms_per_page:.2f} ms CPU/page, "
                       f"{crawl.peak_rss_bytes / 2**20:.0f} MiB, exit {status}", file=sys.stderr)
-                if status not in (0, 8) or timed_out:
+                if not finished(name, status) or timed_out:
                     tail = (workdir / f"{name}.out").read_text(errors="replace")[-1500:]
                     print(f"  {name} output ends:\n{tail}", file=sys.stderr)
                 shutil.rmtree(workdir / "wget", ignore_errors=True)
