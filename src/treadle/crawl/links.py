@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import codecs
 import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
 
-from treadle.crawl.urls import is_http_url, normalize_url
+from treadle.crawl.urls import is_http_url, normalize_url, remove_dot_segments
 
 __all__ = [
     "LEXBOR",
@@ -233,7 +234,36 @@ def _resolve(href: str, base: str) -> str | None:
     return url if is_http_url(url) else None
 
 
-_resolve_cached = functools.lru_cache(maxsize=_RESOLVE_CACHE_SIZE)(_resolve)
+def _resolve_in_directory(href: str, directory: str) -> str | None:
+    """``_resolve(href, directory)``, by string operations when both are plain.
+
+    Plain: ``directory`` is a normalised http(s) URL ending in ``/`` with no query,
+    parameters, escapes or empty segments, and ``href`` a relative path of unreserved
+    characters and ``/`` without ``//``. Then resolving is joining the two and removing
+    dot segments, and nothing is left to normalise: the same answer for a fraction of
+    the cost (tests hold the two to each other).
+    """
+    if "//" not in href and _PLAIN_RELATIVE_PATH.match(href):
+        split = _plain_directory(directory)
+        if split is not None:
+            origin, path = split
+            return origin + remove_dot_segments(path + href)
+    return _resolve(href, directory)
+
+
+_resolve_cached = functools.lru_cache(maxsize=_RESOLVE_CACHE_SIZE)(_resolve_in_directory)
+_PLAIN_RELATIVE_PATH = re.compile(r"[A-Za-z0-9._~-][A-Za-z0-9._~/-]*\Z")
+
+
+@functools.lru_cache(maxsize=1024)
+def _plain_directory(directory: str) -> tuple[str, str] | None:
+    """``directory`` split into its origin and its path when it is plain (see
+    ``_resolve_in_directory``), else None."""
+    if any(char in directory for char in "?#;%") or _resolve(directory, directory) != directory:
+        return None
+    cut = directory.index("/", directory.index("//") + 2)
+    origin, path = directory[:cut], directory[cut:]
+    return None if "//" in path else (origin, path)
 
 
 def _directory_of(base: str) -> str | None:
@@ -250,19 +280,18 @@ def _resolves_by_directory(href: str) -> bool:
     """True if resolving ``href`` reads nothing of the base past its folder.
 
     ``urljoin`` reads the base's last segment and query only for an href whose path is
-    empty: ``""``, ``?q``, ``;p``, or a bare scheme such as ``http:``. So: a non-empty
-    href, not starting with ``?`` or ``;``, and with no ``:`` unless it starts
-    ``http://`` or ``https://`` followed by a host.
+    empty: ``""``, ``?q``, ``;p``, ``//``, or a bare scheme such as ``http:``. So: a
+    non-empty href, not starting with ``?`` or ``;``, with a host after a leading
+    ``//``, ``http://`` or ``https://``, and otherwise no ``:``.
     """
     href = href.strip(_C0_AND_SPACE)
     if not href or href[0] in "?;#":
         return False
-    if ":" not in href:
-        return True
-    for scheme in ("http://", "https://"):
-        if href.startswith(scheme):
-            return len(href) > len(scheme) and href[len(scheme)] not in "/?#;"
-    return False
+    for prefix in ("//", "http://", "https://"):
+        if href.startswith(prefix):
+            # A host must follow: "//" alone, or "//?q", has an empty path too.
+            return len(href) > len(prefix) and href[len(prefix)] not in "/?#;"
+    return ":" not in href
 
 
 def _clean_charset(label: str) -> str | None:
