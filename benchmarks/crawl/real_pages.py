@@ -1,7 +1,8 @@
 """Crawl benchmark on real pages: Debian's documentation served by nginx on loopback.
 
 Serves Python's, PostgreSQL's, Apache's and Django's HTML manuals (Debian's doc
-packages, about 5,000 pages) with nginx on 127.0.0.1 (a generated config in a temp
+packages python3-doc, postgresql-doc, apache2-doc and python-django-doc: about 5,000
+pages) with nginx on 127.0.0.1 (a generated config in a temp
 prefix; directory listing off; one index page at ``/`` links the manuals' roots), then
 crawls the whole set with each crawler, alternated round by round in one run:
 
@@ -33,6 +34,7 @@ prefix are cleaned up on exit, on Ctrl-C and on SIGTERM. Linux only (/proc, task
 from __future__ import annotations
 
 import argparse
+import glob
 import http.client
 import json
 import os
@@ -54,11 +56,12 @@ HERE = Path(__file__).resolve().parent
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 WGET = shutil.which("wget")
 
-# Debian's documentation packages and where their HTML lives. python3-doc is the one CI
-# installs; the others are this benchmark's (``--setup``).
+# Debian's documentation packages and where their HTML lives (a glob: the first match).
+# python3-doc is the one CI installs; the others are this benchmark's (``--setup``).
+# postgresql-doc depends on the release's postgresql-doc-NN (15 on Debian 12).
 DOC_PACKAGES = {
     "python": ("python3-doc", "/usr/share/doc/python3/html"),
-    "postgresql": ("postgresql-doc-15", "/usr/share/doc/postgresql-doc-15/html"),
+    "postgresql": ("postgresql-doc", "/usr/share/doc/postgresql-doc-*/html"),
     "apache": ("apache2-doc", "/usr/share/doc/apache2-doc/manual"),
     "django": ("python-django-doc", "/usr/share/doc/python-django-doc/html"),
 }
@@ -99,11 +102,12 @@ def setup() -> None:
 
 def installed_docs() -> dict[str, Path]:
     """The manuals of ``DOC_PACKAGES`` that are installed, by name."""
-    return {
-        name: Path(folder)
-        for name, (_, folder) in DOC_PACKAGES.items()
-        if (Path(folder) / "index.html").is_file()
-    }
+    docs = {}
+    for name, (_, pattern) in DOC_PACKAGES.items():
+        found = sorted(glob.glob(pattern))
+        if found and (Path(found[-1]) / "index.html").is_file():
+            docs[name] = Path(found[-1])
+    return docs
 
 
 # --- the server ------------------------------------------------------------------------
