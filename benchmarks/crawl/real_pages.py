@@ -2,9 +2,9 @@
 
 Serves Python's, PostgreSQL's, Apache's and Django's HTML manuals (Debian's doc
 packages python3-doc, postgresql-doc, apache2-doc and python-django-doc: about 5,000
-pages) with nginx on 127.0.0.1 (a generated config in a temp
-prefix; directory listing off; one index page at ``/`` links the manuals' roots), then
-crawls the whole set with each crawler, alternated round by round in one run:
+pages) with nginx on 127.0.0.1 (a generated config in a temp prefix; directory listing
+off; one index page at ``/`` links the manuals' roots), then crawls the whole set with
+each crawler, alternated round by round in one run:
 
 - ``treadle``: ``treadle crawl`` (one process), and ``treadle-p2``: the same with
   ``--processes 2`` when ``treadle crawl --help`` lists that option;
@@ -12,7 +12,9 @@ crawls the whole set with each crawler, alternated round by round in one run:
   treadle's link extraction (lexbor) and URL rules, so that the frameworks are
   compared, not the parsers; ``aiohttp-stdlib``: the same with ``html.parser``;
 - ``scrapy``: ``scrapy_crawler.py``, a Scrapy spider (when Scrapy is installed);
-- ``wget``: ``wget -r`` (Debian's), one connection.
+- ``wget``: ``wget -r`` (Debian's), one connection;
+- ``treadle-baseline``, with ``--baseline-src DIR``: ``treadle crawl`` from the treadle
+  in DIR (an older commit's ``src``), right after ``treadle``: an A/B in the same run.
 
 Same work for all: follow ``<a href>`` and ``<area href>`` on the root's host, every
 URL once, politeness off (``--concurrency`` requests at once, no delay; wget has one),
@@ -23,8 +25,9 @@ process reaped), CPU ms per page, peak RSS (the largest sum over the process tre
 sampled from /proc every 20 ms), each also as a ratio to treadle's; and whether every
 crawler fetched the same URL set as treadle (the differences are printed).
 
-    python benchmarks/crawl/real_pages.py --setup          # apt-get the packages, once
+    python benchmarks/crawl/real_pages.py --setup-only     # apt-get the packages, once
     python benchmarks/crawl/real_pages.py --rounds 2       # the table
+    python benchmarks/crawl/real_pages.py --serve          # only serve them (to profile)
 
 ``--docs NAME=DIR`` (repeatable) serves other folders instead (the smoke test's tiny
 site). Each crawl is bounded by ``--time-limit``; nginx, the crawlers and the temp
@@ -56,7 +59,7 @@ HERE = Path(__file__).resolve().parent
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 WGET = shutil.which("wget")
 
-# Debian's documentation packages and where their HTML lives (a glob: the first match).
+# Debian's documentation packages and where their HTML lives (a glob: its newest match).
 # python3-doc is the one CI installs; the others are this benchmark's (``--setup``).
 # postgresql-doc depends on the release's postgresql-doc-NN (15 on Debian 12).
 DOC_PACKAGES = {
@@ -422,7 +425,7 @@ def _ratio(value: float, reference: float) -> str:
     return f"{value / reference:.2f}x" if reference else "-"
 
 
-def summarise(crawls: list[Crawl], reference: str = "treadle") -> dict[str, dict[str, float]]:
+def summarise(crawls: list[Crawl]) -> dict[str, dict[str, float]]:
     """Per crawler, the medians over its rounds."""
     summary: dict[str, dict[str, float]] = {}
     for name in dict.fromkeys(crawl.crawler for crawl in crawls):
