@@ -17,6 +17,8 @@ import collections
 import dataclasses
 import itertools
 import json
+import os
+import socket
 import time
 from typing import Final, Literal
 
@@ -24,6 +26,7 @@ from treadle.crawl.records import Record
 from treadle.crawl.state import CrawlState, SavedJob, Snapshot
 
 __all__ = [
+    "DEFAULT_LEASE",
     "DISALLOWED",
     "DONE",
     "FETCHED",
@@ -33,6 +36,7 @@ __all__ = [
     "Lease",
     "MemoryFrontier",
     "SharedFrontier",
+    "default_worker_name",
     "job_from_json",
     "job_key",
     "job_to_json",
@@ -49,6 +53,10 @@ WAIT: Final = "wait"  # nothing on the frontier now, but leases are out: ask aga
 DONE: Final = "done"  # nothing on the frontier and no lease out: the crawl is over
 
 
+DEFAULT_LEASE = 30.0
+"""Seconds a worker's leases outlive its last sign of life (renewed every third of it)."""
+
+
 class FrontierError(Exception):
     """The shared frontier cannot be used (the message says why and what to do)."""
 
@@ -59,6 +67,11 @@ class Lease:
 
     job: SavedJob
     token: str
+
+
+def default_worker_name() -> str:
+    """``HOST-PID``: unique among live workers (give ``--worker-id`` to resume one)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def job_key(url: str, is_sitemap: bool) -> str:
@@ -184,6 +197,8 @@ class MemoryFrontier:
 
     def __init__(self, state: CrawlState | None = None) -> None:
         self._state = state
+        self.durable_at_once = state is None
+        """Whether an acknowledged record is durable at once (no state to commit to)."""
         self._roots: list[str] | None = None
         self._queue: collections.deque[SavedJob] = collections.deque()
         self._seen: set[str] = set()

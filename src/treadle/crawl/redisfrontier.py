@@ -18,12 +18,12 @@ import asyncio
 import itertools
 import json
 import os
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from treadle.crawl.frontier import (
+    DEFAULT_LEASE,
     DISALLOWED,
     DONE,
     HOST_FULL_RETRY,
@@ -33,6 +33,7 @@ from treadle.crawl.frontier import (
     Lease,
     Outcome,
     SharedFrontier,
+    default_worker_name,
     job_from_json,
     job_key,
     job_to_json,
@@ -53,10 +54,8 @@ except ModuleNotFoundError as missing:  # pragma: no cover - depends on the inst
         name=missing.name,
     ) from None
 
-__all__ = ["DEFAULT_LEASE", "RedisFrontier", "default_worker_name"]
+__all__ = ["RedisFrontier"]
 
-DEFAULT_LEASE = 30.0
-"""Seconds a worker's leases outlive its last sign of life (renewed every third of it)."""
 # How long one operation keeps retrying a Redis that does not answer before the crawl
 # gives up (a restart takes seconds; a Redis gone for minutes needs a person).
 RETRY_FOR = 300.0
@@ -193,11 +192,6 @@ redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[1], 'next_start', now + tonumber(ARGV[4]))
 return 0
 """
-
-
-def default_worker_name() -> str:
-    """``host-pid``: unique among live workers (give ``--worker-id`` to resume one)."""
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class RedisFrontier(SharedFrontier):
