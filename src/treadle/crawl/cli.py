@@ -579,8 +579,8 @@ def _check_shared_options(parser: _OneLineParser, args: argparse.Namespace) -> N
             " 'treadle demo-site --port 8080' and give the workers http://127.0.0.1:8080/"
         )
     if importlib.util.find_spec("redis") is None:
-        parser.error("--frontier needs the redis package, which comes with the 'redis'"
-                     " extra: pip install 'treadle[redis]'")
+        parser.error("--frontier needs the redis package, which comes with the 'crawl'"
+                     " extra: pip install 'treadle[crawl]'")
 
 
 def _run_on_aio(main: Coroutine[Any, Any, _T]) -> _T:

@@ -324,12 +324,17 @@ class MemoryFrontier:
                 del self._leases[token]
                 self._queue.appendleft(lease[1])
 
-    def drop_owner(self, owner: str) -> None:
-        """A worker went away: its leases go back to the frontier, its host slots free."""
+    def drop_owner(self, owner: str) -> list[tuple[str, str]]:
+        """A worker went away: its leases go back to the frontier. Its host slots, as
+        ``(key, token)`` pairs, are for the caller to free with ``release_host`` (its
+        last requests may still be in the servers' hands)."""
         self.release(owner, [token for token, (who, _) in self._leases.items() if who == owner])
-        for ledger in self._hosts.values():
-            for token in [token for token, who in ledger.slots.items() if who == owner]:
-                del ledger.slots[token]
+        return [
+            (key, token)
+            for key, ledger in self._hosts.items()
+            for token, who in ledger.slots.items()
+            if who == owner
+        ]
 
     def acquire_host(
         self, owner: str, key: str, cap: int, spacing: float, back_off: float, token: str

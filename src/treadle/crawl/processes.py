@@ -55,6 +55,9 @@ __all__ = ["FrontierService", "ProcessFrontier", "WorkerProcesses"]
 _LINE_LIMIT = 64 * 1024 * 1024
 # How often the parent commits the state file (as a one-process crawl does).
 _COMMIT_INTERVAL = 0.25
+# A worker gone (exited or killed) may have left requests in a server's hands: its host
+# slots are freed this much later, so that the server never sees more than the cap.
+_DEAD_SLOT_GRACE = 1.0
 # A worker asked to stop (SIGTERM) that has not exited after this long is killed.
 _STOP_GRACE = 10.0
 
@@ -125,7 +128,9 @@ class FrontierService:
         except (ConnectionError, OSError):
             return
         finally:
-            self.frontier.drop_owner(owner)
+            loop = get_running_loop()
+            for key, token in self.frontier.drop_owner(owner):
+                loop.call_later(_DEAD_SLOT_GRACE, self.frontier.release_host, key, token)
             writer.close()
 
     def _answer(self, owner: str, request: list[Any]) -> Any:

@@ -8,7 +8,7 @@ proves it is alive by renewing its entry in the workers hash; a worker whose ent
 expired is dead, and ``keep_alive`` (any live worker's) returns its leases to the
 frontier and frees its host slots. Connection errors (a Redis restart) are retried with
 backoff. The keys, the protocol and the failure cases are in docs/crawling.md.
-Crawler layer, asyncio side: imports redis.asyncio (the ``redis`` extra), so it runs on
+Crawler layer, asyncio side: imports redis.asyncio (the ``crawl`` extra), so it runs on
 ``treadle.aio``'s loop.
 """
 
@@ -49,8 +49,8 @@ try:
     from redis.exceptions import TimeoutError as RedisTimeoutError
 except ModuleNotFoundError as missing:  # pragma: no cover - depends on the install
     raise ModuleNotFoundError(
-        "--frontier redis://... needs the redis package, which comes with the 'redis'"
-        " extra: pip install 'treadle[redis]'",
+        "--frontier redis://... needs the redis package, which comes with the 'crawl'"
+        " extra: pip install 'treadle[crawl]'",
         name=missing.name,
     ) from None
 
