@@ -124,7 +124,7 @@ EXIT_CODES = f"""exit status:
   {EXIT_STOPPED_BY_LIMIT}    --max-pages or --max-time stopped the crawl
   {EXIT_BROKEN_LINKS}    with --fail-on-broken: a fetched URL was broken (4xx, 5xx or error)
   {EXIT_FRONTIER_FAILED}    the shared frontier failed: Redis gone for too long, the crawl's
-       data lost from it, or (--processes) the workers ended before the crawl did
+       data lost from it, or (--processes) the workers ended before the crawl
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
   {EXIT_TERMINATED}  stopped by SIGTERM (as by Ctrl-C: the report is printed, --state saved)
 When several apply, the smallest non-zero status is given."""
@@ -279,9 +279,9 @@ def _crawl_parser() -> _OneLineParser:
     )
     shared = parser.add_argument_group(
         "several processes",
-        "One crawl run by several processes: --processes N on this machine, or workers on"
-        " any machines sharing a frontier in Redis (start each with the same --frontier,"
-        " --crawl-id and ROOTs). See docs/crawling.md.",
+        "One crawl run by several processes: --processes N on this machine, or\n"
+        "workers on any machines sharing a frontier in Redis (start each with the\n"
+        "same --frontier, --crawl-id and ROOTs). See docs/crawling.md.",
     )
     shared.add_argument(
         "--processes", type=_positive_int, default=None, metavar="N",

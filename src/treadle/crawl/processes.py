@@ -302,9 +302,10 @@ class WorkerProcesses:
         for process in self.processes:
             try:
                 await to_thread(process.wait, _STOP_GRACE)
+                continue
             except subprocess.TimeoutExpired:
                 process.kill()
-                await to_thread(process.wait)
+            await to_thread(process.wait)
 
     def cleanup(self) -> None:
         self._directory.cleanup()
