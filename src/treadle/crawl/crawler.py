@@ -375,13 +375,13 @@ class Crawler:
             # No robots.txt to name the sitemaps: look where they usually are.
             for key in sorted(self._sitemap_origins):
                 self._queue_sitemaps(key, [], None)
-        connect_timeout = self.timeout
-        if connect_timeout is None or connect_timeout > _MAX_CONNECT_TIMEOUT:
-            connect_timeout = _MAX_CONNECT_TIMEOUT
         async with Client(
             max_connections=self.max_tasks,
             max_per_host=self.max_per_host,
-            connect_timeout=connect_timeout,
+            connect_timeout=(
+                _MAX_CONNECT_TIMEOUT if self.timeout is None
+                else min(self.timeout, _MAX_CONNECT_TIMEOUT)
+            ),
             read_timeout=self.timeout,
             timeout=self.timeout,
             max_body_size=self.max_size,
