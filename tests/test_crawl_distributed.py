@@ -433,7 +433,7 @@ def test_a_hosts_cap_holds_against_concurrent_acquirers(redis_url: str) -> None:
 
         async def request(frontier: RedisFrontier, token: str) -> None:
             nonlocal holding, peak
-            while (wait := await frontier.acquire_host("h", 3, 0.0, 0.0, token)) > 0:
+            while (wait := await frontier.acquire_host("h", 3, 0.0, token)) > 0:
                 await asyncio.sleep(wait)
             holding += 1
             peak = max(peak, holding)
@@ -504,3 +504,26 @@ def test_sigterm_stops_every_process_prints_the_report_and_the_crawl_resumes(
     urls = json_urls(tmp_path / "crawl.jsonl")
     assert urls.most_common(1)[0][1] == 1
     assert set(urls) == expected_urls(site)
+
+
+def test_a_back_off_one_worker_hears_holds_back_every_worker(redis_url: str) -> None:
+    from treadle.crawl.redisfrontier import RedisFrontier
+
+    async def main() -> tuple[float, float]:
+        told, other = (RedisFrontier(redis_url, "pause", worker=name) for name in "ab")
+        try:
+            await told.join(["http://example.com/"], [])
+            await other.join(["http://example.com/"], [])
+            assert await other.acquire_host("h", 4, 0.0, "1") == 0.0
+            await other.release_host("h", "1")
+            await told.back_off_host("h", 30.0)  # a 503 with Retry-After: 30
+            return (
+                await other.acquire_host("h", 4, 0.0, "2"),
+                await told.acquire_host("h", 4, 0.0, "3"),
+            )
+        finally:
+            await told.close()
+            await other.close()
+
+    waits = run_on_aio(main())
+    assert all(29.0 < wait <= 30.0 for wait in waits), waits

@@ -152,13 +152,14 @@ class SharedFrontier:
     async def keep_alive(self) -> None:
         """Renew this worker's leases and return those of dead workers to the frontier."""
 
-    async def acquire_host(
-        self, key: str, cap: int, spacing: float, back_off: float, token: str
-    ) -> float:
+    async def acquire_host(self, key: str, cap: int, spacing: float, token: str) -> float:
         """Try to take a request slot of host ``key`` under ``token``: 0.0 when taken,
         else the seconds to wait before trying again. At most ``cap`` slots of a host
-        are out at once, and a slot is given ``spacing`` seconds after the last one
-        (``back_off``: no slot for that many seconds from now)."""
+        are out at once, and a slot is given ``spacing`` seconds after the last one."""
+        raise NotImplementedError
+
+    async def back_off_host(self, key: str, seconds: float) -> None:
+        """No slot of host ``key`` for ``seconds`` from now (it asked for a pause)."""
         raise NotImplementedError
 
     async def release_host(self, key: str, token: str) -> None:
@@ -336,13 +337,13 @@ class MemoryFrontier:
             if who == owner
         ]
 
-    def acquire_host(
-        self, owner: str, key: str, cap: int, spacing: float, back_off: float, token: str
-    ) -> float:
+    def back_off_host(self, key: str, seconds: float) -> None:
+        ledger = self._hosts.setdefault(key, _HostLedger())
+        ledger.next_start = max(ledger.next_start, time.monotonic() + seconds)
+
+    def acquire_host(self, owner: str, key: str, cap: int, spacing: float, token: str) -> float:
         ledger = self._hosts.setdefault(key, _HostLedger())
         now = time.monotonic()
-        if back_off > 0:
-            ledger.next_start = max(ledger.next_start, now + back_off)
         if token in ledger.slots:
             return 0.0
         if len(ledger.slots) >= cap:

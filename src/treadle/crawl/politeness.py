@@ -27,10 +27,12 @@ __all__ = ["HostGate", "HostLedger"]
 class HostLedger(Protocol):
     """The per-host politeness ledger shared by the processes of one crawl."""
 
-    async def acquire_host(
-        self, key: str, cap: int, spacing: float, back_off: float, token: str
-    ) -> float:
+    async def acquire_host(self, key: str, cap: int, spacing: float, token: str) -> float:
         """0.0 once a slot of host ``key`` is taken under ``token``, else seconds to wait."""
+        ...
+
+    async def back_off_host(self, key: str, seconds: float) -> None:
+        """No slot of host ``key`` for ``seconds`` from now."""
         ...
 
     async def release_host(self, key: str, token: str) -> None:
@@ -71,7 +73,8 @@ class HostGate:
         self._ledger = ledger
         self._key = key
         self._tokens = itertools.count()
-        # A back-off not yet told to the ledger (seconds from when it was asked for).
+        # A back-off not yet told to the ledger (seconds from when it was asked for):
+        # the next request of this gate tells it, before anything else.
         self._ledger_back_off = 0.0
         self.waiting = 0
         """Requests waiting for a slot or for their start time now (for the display)."""
@@ -106,6 +109,9 @@ class HostGate:
             await self._slots.acquire()
             try:
                 async with self._pacing:
+                    if self._ledger is not None and self._ledger_back_off > 0:
+                        back_off, self._ledger_back_off = self._ledger_back_off, 0.0
+                        await self._ledger.back_off_host(self._key, back_off)
                     # Back-off can be extended while we sleep: check again after waking.
                     held_since = get_running_loop().time()
                     while (wait := self.wait_left) > 0:
@@ -143,10 +149,7 @@ class HostGate:
         """Wait until the shared ledger gives this host's slot ``token``."""
         assert self._ledger is not None
         while True:
-            back_off, self._ledger_back_off = self._ledger_back_off, 0.0
-            wait = await self._ledger.acquire_host(
-                self._key, self._max_concurrent, spacing, back_off, token
-            )
+            wait = await self._ledger.acquire_host(self._key, self._max_concurrent, spacing, token)
             if wait <= 0:
                 return
             await sleep(wait)

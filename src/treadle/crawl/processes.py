@@ -170,6 +170,9 @@ class FrontierService:
             return None
         if operation == "acquire_host":
             return frontier.acquire_host(owner, *args)
+        if operation == "back_off_host":
+            frontier.back_off_host(*args)
+            return None
         if operation == "release_host":
             frontier.release_host(*args)
             return None
@@ -246,11 +249,12 @@ class ProcessFrontier(SharedFrontier):
     async def release(self, leases: list[Lease]) -> None:
         await self._request("release", [lease.token for lease in leases])
 
-    async def acquire_host(
-        self, key: str, cap: int, spacing: float, back_off: float, token: str
-    ) -> float:
-        wait: float = await self._request("acquire_host", key, cap, spacing, back_off, token)
+    async def acquire_host(self, key: str, cap: int, spacing: float, token: str) -> float:
+        wait: float = await self._request("acquire_host", key, cap, spacing, token)
         return wait
+
+    async def back_off_host(self, key: str, seconds: float) -> None:
+        await self._request("back_off_host", key, seconds)
 
     async def release_host(self, key: str, token: str) -> None:
         await self._request("release_host", key, token)

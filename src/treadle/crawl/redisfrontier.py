@@ -167,14 +167,19 @@ end
 return returned
 """
 
-# KEYS: host, host slots, workers. ARGV: worker, token, cap, spacing ms, back-off ms.
+# KEYS: host. ARGV: back-off ms.
+_BACK_OFF_HOST = _LUA_NOW + """
+local next_start = tonumber(redis.call('HGET', KEYS[1], 'next_start') or '0')
+if now + tonumber(ARGV[1]) > next_start then
+  redis.call('HSET', KEYS[1], 'next_start', now + tonumber(ARGV[1]))
+end
+return 0
+"""
+
+# KEYS: host, host slots, workers. ARGV: worker, token, cap, spacing ms.
 # 0: the slot is taken; -1: the host is at its cap; else ms to wait for the next start.
 _ACQUIRE_HOST = _LUA_NOW + """
 local next_start = tonumber(redis.call('HGET', KEYS[1], 'next_start') or '0')
-if tonumber(ARGV[5]) > 0 and now + tonumber(ARGV[5]) > next_start then
-  next_start = now + tonumber(ARGV[5])
-  redis.call('HSET', KEYS[1], 'next_start', next_start)
-end
 if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return 0 end
 local slots = redis.call('HGETALL', KEYS[2])
 local live = 0
@@ -238,6 +243,7 @@ class RedisFrontier(SharedFrontier):
             for name, source in (
                 ("join", _JOIN), ("claim", _CLAIM), ("ack", _ACK), ("release", _RELEASE),
                 ("keep_alive", _KEEP_ALIVE), ("acquire_host", _ACQUIRE_HOST),
+                ("back_off_host", _BACK_OFF_HOST),
             )
         }  # fmt: skip
         self.retries = 0
@@ -353,9 +359,10 @@ class RedisFrontier(SharedFrontier):
             [self._incarnation, self._lease_ms],
         )
 
-    async def acquire_host(
-        self, key: str, cap: int, spacing: float, back_off: float, token: str
-    ) -> float:
+    async def back_off_host(self, key: str, seconds: float) -> None:
+        await self._call("back_off_host", [self._prefix + "host:" + key], [round(seconds * 1000)])
+
+    async def acquire_host(self, key: str, cap: int, spacing: float, token: str) -> float:
         reply = await self._call(
             "acquire_host",
             [self._prefix + "host:" + key, self._prefix + "slots:" + key, self._key["workers"]],
@@ -364,7 +371,6 @@ class RedisFrontier(SharedFrontier):
                 f"{self._incarnation}#{token}",
                 cap,
                 round(spacing * 1000),
-                round(back_off * 1000),
             ],
         )
         if reply < 0:
