@@ -30,16 +30,21 @@ __all__ = [
     "DISALLOWED",
     "DONE",
     "FETCHED",
+    "HOST_FULL_RETRY",
+    "NEW_URLS_PLACEHOLDER",
     "SITEMAP",
     "WAIT",
     "FrontierError",
     "Lease",
     "MemoryFrontier",
+    "Outcome",
     "SharedFrontier",
     "default_worker_name",
+    "fill_placeholder",
     "job_from_json",
     "job_key",
     "job_to_json",
+    "record_with_placeholder",
 ]
 
 # What became of a leased URL (the ``outcome`` of an ack).
@@ -98,8 +103,7 @@ NEW_URLS_PLACEHOLDER: Final = '"num_new_urls": -1'
 
 def record_with_placeholder(record: Record) -> str:
     """``record`` as JSON with ``num_new_urls`` left for the engine to fill in."""
-    record.num_new_urls = -1
-    text = record.to_json()
+    text = dataclasses.replace(record, num_new_urls=-1).to_json()
     assert NEW_URLS_PLACEHOLDER in text
     return text
 
@@ -189,10 +193,11 @@ class _HostLedger:
 class MemoryFrontier:
     """The frontier engine kept in one process's memory, for workers it serves.
 
-    Each call names the ``owner`` (a connected worker); ``drop_owner`` returns a gone
-    worker's leases and host slots at once. With a ``CrawlState`` every change is
-    queued for it, and ``commit`` saves them and hands back the page records it made
-    durable (so a record is written out only once saved, as in a one-process crawl).
+    The operations are ``SharedFrontier``'s, each naming the ``owner`` (a connected
+    worker); ``drop_owner`` returns a gone worker's leases to the frontier at once.
+    With a ``CrawlState`` every change is queued for it, and ``commit`` saves them and
+    hands back the page records it made durable (so a record is written out only once
+    saved, as in a one-process crawl).
     Single-threaded: each method runs to its end, so each is atomic.
     """
 
@@ -214,21 +219,12 @@ class MemoryFrontier:
         self.too_deep: dict[str, None] = {}
         self._tokens = itertools.count()
 
-    @property
-    def queued(self) -> int:
-        """URLs on the frontier now."""
-        return len(self._queue)
-
-    @property
-    def leased(self) -> int:
-        """URLs out on a lease now."""
-        return len(self._leases)
-
     def left(self) -> list[str]:
         """The URLs not finished: out on a lease, then on the frontier."""
         return [job.url for _, job in self._leases.values()] + [job.url for job in self._queue]
 
     def join(self, roots: list[str], seeds: list[SavedJob]) -> None:
+        """As ``SharedFrontier.join``; the first join loads the state, if any."""
         if self._roots is None:
             self._roots = roots
             if self._state is not None:
@@ -260,10 +256,11 @@ class MemoryFrontier:
             self._queue.append(job)
             if self._state is not None:
                 self._state.queued(job)
-            new += not job.is_sitemap
+            new += 1
         return new
 
     def claim(self, owner: str) -> tuple[str, SavedJob] | Literal["wait", "done"]:
+        """As ``SharedFrontier.claim``: ``(token, job)``, or ``WAIT``/``DONE``."""
         if not self._queue:
             return WAIT if self._leases else DONE
         job = self._queue.popleft()
@@ -280,6 +277,8 @@ class MemoryFrontier:
         found: list[SavedJob],
         too_deep: list[str],
     ) -> str | None:
+        """As ``SharedFrontier.ack``: the record as committed (JSON; "" for a disallowed
+        URL), or None if ``owner`` does not hold the lease ``token``."""
         lease = self._leases.get(token)
         if lease is None or lease[0] != owner:
             return None
@@ -303,22 +302,23 @@ class MemoryFrontier:
             if self._state is not None:
                 self._state.fetched(record, is_sitemap=True)
             return committed
-        self._unsaved_records.append(record)
         if self._state is not None:
-            self._state.fetched(record)
+            self._state.fetched(record)  # handed back by the commit that saves it
+        else:
+            self._unsaved_records.append(record)
         return committed
 
     def commit(self) -> list[Record]:
         """Save what changed (with a state); the page records now durable, to hand on."""
         if self._state is not None:
             records = self._state.commit()
-            self._unsaved_records.clear()
         else:
             records, self._unsaved_records = self._unsaved_records, []
         self.records.extend(records)
         return records
 
     def release(self, owner: str, tokens: list[str]) -> None:
+        """As ``SharedFrontier.release``: the leases go back to the head of the frontier."""
         for token in tokens:
             lease = self._leases.get(token)
             if lease is not None and lease[0] == owner:
@@ -338,10 +338,12 @@ class MemoryFrontier:
         ]
 
     def back_off_host(self, key: str, seconds: float) -> None:
+        """As ``SharedFrontier.back_off_host``."""
         ledger = self._hosts.setdefault(key, _HostLedger())
         ledger.next_start = max(ledger.next_start, time.monotonic() + seconds)
 
     def acquire_host(self, owner: str, key: str, cap: int, spacing: float, token: str) -> float:
+        """As ``SharedFrontier.acquire_host``, the slot held by ``owner``."""
         ledger = self._hosts.setdefault(key, _HostLedger())
         now = time.monotonic()
         if token in ledger.slots:
@@ -355,6 +357,7 @@ class MemoryFrontier:
         return 0.0
 
     def release_host(self, key: str, token: str) -> None:
+        """As ``SharedFrontier.release_host``."""
         ledger = self._hosts.get(key)
         if ledger is not None:
             ledger.slots.pop(token, None)
