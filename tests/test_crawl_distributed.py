@@ -530,3 +530,44 @@ def test_a_back_off_one_worker_hears_holds_back_every_worker(redis_url: str) -> 
 
     waits = run_on_aio(main())
     assert all(29.0 < wait <= 30.0 for wait in waits), waits
+
+
+def test_a_worker_stopped_mid_crawl_ends_at_once_and_gives_its_urls_back(redis_url: str) -> None:
+    """Cancelled (Ctrl-C, SIGTERM), a worker ends promptly, though redis-py can swallow
+    a cancellation mid-command, and the URLs it was fetching go back to the frontier."""
+    import asyncio
+
+    from treadle.crawl.crawler import Crawler
+    from treadle.crawl.redisfrontier import RedisFrontier
+
+    async def main() -> tuple[list[str], list[str], Site]:
+        site = Site(site_routes())
+        async with site:
+            first = RedisFrontier(redis_url, "stop", worker="first")
+            recorded: list[str] = []
+            twenty = asyncio.Event()
+
+            def on_record(record: Record) -> None:
+                recorded.append(record.url)
+                if len(recorded) == 20:
+                    twenty.set()
+
+            crawl = asyncio.ensure_future(
+                Crawler(site.url(), frontier=first, max_per_host=CAP, sitemaps=False,
+                        on_record=on_record).crawl()
+            )  # fmt: skip
+            await twenty.wait()
+            crawl.cancel()
+            # Bounded: a worker whose cancellation was swallowed would poll forever.
+            await asyncio.wait([crawl], timeout=10)
+            assert crawl.cancelled(), "the stopped crawl did not end"
+            await first.close()
+            second = RedisFrontier(redis_url, "stop", worker="second")
+            rest = Crawler(site.url(), frontier=second, max_per_host=CAP, sitemaps=False)
+            await rest.crawl()
+            await second.close()
+        return recorded, [record.url for record in rest.records], site
+
+    first, rest, site = run_on_aio(main())
+    assert len(first) >= 20
+    assert sorted(first + rest) == sorted(expected_urls(site)), "each URL once, none lost"

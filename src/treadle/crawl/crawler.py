@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Final, Literal
 
 import treadle
 from treadle.combinators import FIRST_COMPLETED, gather, wait
@@ -31,6 +32,7 @@ from treadle.crawl.frontier import (
     SITEMAP,
     WAIT,
     Lease,
+    Outcome,
     SharedFrontier,
 )
 from treadle.crawl.links import LEXBOR, STDLIB, decode_html, default_parser, extract_links
@@ -114,7 +116,7 @@ _POLL_MOST = 0.2
 # expire instead of holding up the report.
 _RELEASE_TIMEOUT = 5.0
 # An outcome of a visit: a limit stopped the crawl before the URL was fetched.
-_LEFT = "left"
+_LEFT: Final = "left"
 
 
 @dataclass(slots=True)
@@ -133,9 +135,8 @@ class _Job:
     is_sitemap: bool = False
     # The exchanges of its tries, archived (--warc) together once the URL is done.
     exchanges: list[Exchange] = field(default_factory=list)
-    # With a shared frontier: the lease it was claimed on, and the new links and the
-    # too-deep ones it found, acknowledged together with its outcome.
-    lease: Lease | None = None
+    # With a shared frontier: the new links and the too-deep ones it found,
+    # acknowledged together with its outcome.
     found: list[SavedJob] = field(default_factory=list)
     found_too_deep: list[str] = field(default_factory=list)
 
@@ -569,15 +570,14 @@ class Crawler:
                 self._leases[claim.token] = claim
                 saved = claim.job
                 job = _Job(
-                    saved.url, saved.depth, saved.referrer, saved.redirects_left,
-                    saved.is_sitemap, lease=claim,
-                )  # fmt: skip
+                    saved.url, saved.depth, saved.referrer, saved.redirects_left, saved.is_sitemap
+                )
                 outcome, record = await self._run_job(job)
                 if outcome == _LEFT:
                     self.left.append(job.url)
                     return  # the lease is given back when the crawl ends
                 committed = await frontier.ack(
-                    claim, outcome, record, job.found, job.found_too_deep  # type: ignore[arg-type]
+                    claim, outcome, record, job.found, job.found_too_deep
                 )
                 del self._leases[claim.token]
                 if outcome == DISALLOWED:
@@ -634,7 +634,7 @@ class Crawler:
             assert record is not None
             self._finish(record)
 
-    async def _run_job(self, job: _Job) -> tuple[str, Record | None]:
+    async def _run_job(self, job: _Job) -> tuple[Outcome | Literal["left"], Record | None]:
         """Visit ``job``: its outcome (``DISALLOWED``, ``_LEFT``, ``SITEMAP``, ``FETCHED``)
         and its record, its exchanges archived."""
         if self.obey_robots and not (await self._robots_for(job)).allowed(job.url):

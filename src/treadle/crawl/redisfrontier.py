@@ -61,6 +61,8 @@ __all__ = ["RedisFrontier"]
 RETRY_FOR = 300.0
 _RETRY_FIRST = 0.05
 _RETRY_MOST = 2.0
+# How long ``close`` waits for commands whose callers were cancelled.
+_CLOSE_WAIT = 5.0
 
 _LUA_NOW = """
 local clock = redis.call('TIME')
@@ -167,6 +169,22 @@ end
 return returned
 """
 
+# KEYS: workers, leases, claims, queue. ARGV: worker.
+# The worker is leaving: what it still holds goes back, and it is no longer alive (so
+# its host slots free too).
+_RETIRE = """
+local leases = redis.call('HGETALL', KEYS[2])
+for i = 1, #leases, 2 do
+  if leases[i + 1] == ARGV[1] then
+    redis.call('LPUSH', KEYS[4], redis.call('HGET', KEYS[3], leases[i]))
+    redis.call('HDEL', KEYS[2], leases[i])
+    redis.call('HDEL', KEYS[3], leases[i])
+  end
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 0
+"""
+
 # KEYS: host. ARGV: back-off ms.
 _BACK_OFF_HOST = _LUA_NOW + """
 local next_start = tonumber(redis.call('HGET', KEYS[1], 'next_start') or '0')
@@ -243,11 +261,14 @@ class RedisFrontier(SharedFrontier):
             for name, source in (
                 ("join", _JOIN), ("claim", _CLAIM), ("ack", _ACK), ("release", _RELEASE),
                 ("keep_alive", _KEEP_ALIVE), ("acquire_host", _ACQUIRE_HOST),
-                ("back_off_host", _BACK_OFF_HOST),
+                ("back_off_host", _BACK_OFF_HOST), ("retire", _RETIRE),
             )
         }  # fmt: skip
         self.retries = 0
         """Operations sent again after a connection error."""
+        self._joined = False
+        # Commands under way (see ``_retrying``).
+        self._calls: set[asyncio.Future[Any]] = set()
 
     def _keys(self, *names: str) -> list[str]:
         return [self._key[name] for name in names]
@@ -263,8 +284,16 @@ class RedisFrontier(SharedFrontier):
         give_up = time.monotonic() + RETRY_FOR
         wait = _RETRY_FIRST
         while True:
+            # redis-py can swallow a cancellation that lands mid-command (its issues
+            # #2028, #2551: seen here too, a stopped crawl's workers kept polling). So
+            # each command runs in a task of its own, awaited through a shield: the
+            # caller's cancellation always reaches the caller, and the command ends on
+            # its own (``close`` waits for it).
+            call = asyncio.ensure_future(attempt())
+            self._calls.add(call)
+            call.add_done_callback(self._call_done)
             try:
-                return await attempt()
+                return await asyncio.shield(call)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 failure: Exception = exc
             if time.monotonic() > give_up:
@@ -276,6 +305,14 @@ class RedisFrontier(SharedFrontier):
             self.retries += 1
             await asyncio.sleep(wait)
             wait = min(wait * 2, _RETRY_MOST)
+
+    def _call_done(self, call: asyncio.Future[Any]) -> None:
+        self._calls.discard(call)
+        if not call.cancelled():
+            # Its caller retrieved the outcome, or was cancelled and no longer wants
+            # it: a command whose caller left is as if never answered (every one is
+            # safe to send again, and a lease nobody acknowledges expires).
+            call.exception()
 
     async def join(self, roots: list[str], seeds: list[SavedJob]) -> None:
         args: list[Any] = [json.dumps(roots)]
@@ -291,6 +328,7 @@ class RedisFrontier(SharedFrontier):
                 f" {', '.join(json.loads(saved))}: give those roots to join it,"
                 " or another --crawl-id"
             )
+        self._joined = True
         await self.keep_alive()
 
     async def claim(self) -> Lease | Literal["wait", "done"]:
@@ -382,7 +420,8 @@ class RedisFrontier(SharedFrontier):
         await self._retrying(lambda: self._redis.hdel(slots, f"{self._incarnation}#{token}"))
 
     async def records_of(self, worker: str) -> list[Record]:
-        lines = await self._redis.lrange(self._prefix + "records:" + worker, 0, -1)
+        key = self._prefix + "records:" + worker
+        lines = await self._retrying(lambda: self._redis.lrange(key, 0, -1))
         return [Record.from_json(line.decode()) for line in lines]
 
     async def summary(self) -> dict[str, int]:
@@ -396,7 +435,23 @@ class RedisFrontier(SharedFrontier):
         return {"seen": seen, "queued": queued, "leased": leased, "workers": workers}
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        if self._calls:
+            # Commands whose callers were cancelled: let them end, briefly.
+            _, pending = await asyncio.wait(list(self._calls), timeout=_CLOSE_WAIT)
+            for call in pending:
+                call.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        try:
+            if self._joined:
+                # A claim that completed after its caller was cancelled left a lease
+                # nobody will acknowledge: give back all this run still holds.
+                await asyncio.wait_for(
+                    self._call("retire", self._keys("workers", "leases", "claims", "queue"),
+                               [self._incarnation]),
+                    _CLOSE_WAIT,
+                )  # fmt: skip
+        finally:
+            await self._redis.aclose()
 
 
 # The outcomes the scripts know, checked against the engine-neutral names.
