@@ -743,6 +743,7 @@ def _run_processes(
         service = FrontierService(
             frontier, workers.socket_path, on_records, max_pages=args.max_pages
         )
+        ended = None
         try:
             await service.start()
             workers.start()
@@ -753,6 +754,8 @@ def _run_processes(
             stop_reason = stop_reason or service.stop_reason
         finally:
             await workers.stop()
+            if ended is not None:
+                await treadle.gather(ended, return_exceptions=True)
             await service.close()
             wall_time = loop.time() - started
             if site_server is not None:

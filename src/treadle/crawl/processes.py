@@ -188,8 +188,12 @@ class ProcessFrontier(SharedFrontier):
         self._writer: StreamWriter | None = None
         self._replies: collections.deque[Future[Any]] = collections.deque()
         self._reader_task: Any = None
+        # Set once the parent's side closed: every request from then on fails with it.
+        self._gone: FrontierError | None = None
 
     async def _request(self, *request: Any) -> Any:
+        if self._gone is not None:
+            raise self._gone
         if self._writer is None:
             reader, self._writer = await open_unix_connection(self.path, limit=_LINE_LIMIT)
             self._reader_task = create_task(self._read_replies(reader))
@@ -208,11 +212,13 @@ class ProcessFrontier(SharedFrontier):
                 if not reply.done():
                     reply.set_result(json.loads(line))
         except (IncompleteReadError, ConnectionError) as exc:
-            gone = FrontierError(f"the parent process serving the frontier went away ({exc})")
+            self._gone = FrontierError(
+                f"the parent process serving the frontier went away ({exc})"
+            )
         while self._replies:
             reply = self._replies.popleft()
             if not reply.done():
-                reply.set_exception(gone)
+                reply.set_exception(self._gone)
 
     async def join(self, roots: list[str], seeds: list[SavedJob]) -> None:
         reply = await self._request("join", roots, [job_to_json(job) for job in seeds])
