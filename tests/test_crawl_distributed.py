@@ -486,17 +486,20 @@ def test_two_processes_one_killed_record_each_url_once_and_politely(
     assert f"pages            {len(urls)}" in stdout
 
 
-def test_sigterm_stops_every_process_prints_the_report_and_the_crawl_resumes(
-    site: Site, tmp_path: Path
+@pytest.mark.parametrize(
+    ("sent", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"]
+)
+def test_a_signal_stops_every_process_prints_the_report_and_the_crawl_resumes(
+    site: Site, tmp_path: Path, sent: signal.Signals, status: int
 ) -> None:
     command = processes_command(site.url(), tmp_path)
     parent = start(command)
     with reaped(parent):
         assert wait_for_urls(parent, 10) == 10
         children = psutil.Process(parent.pid).children()
-        parent.send_signal(signal.SIGTERM)
+        parent.send_signal(sent)
         stdout, stderr = parent.communicate(timeout=60)
-    assert parent.returncode == 143, stdout + stderr
+    assert parent.returncode == status, stdout + stderr
     assert "Traceback" not in stderr
     assert stdout.startswith("Interrupted: the report covers the URLs that finished.\n")
     assert "run the same command to resume it" in stdout
