@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Final, Literal
 
 import treadle
-from treadle.combinators import FIRST_COMPLETED, gather, wait
+from treadle.combinators import FIRST_COMPLETED, gather, shield, wait
 from treadle.core.futures import Future
 from treadle.core.tasks import Task
 from treadle.crawl.frontier import (
@@ -576,10 +576,34 @@ class Crawler:
                 if outcome == _LEFT:
                     self.left.append(job.url)
                     return  # the lease is given back when the crawl ends
-                committed = await frontier.ack(
-                    claim, outcome, record, job.found, job.found_too_deep
-                )
+                await self._acknowledge(frontier, claim, job, outcome, record)
+        except Exception as exc:
+            # The frontier failed (Redis gone for good, the crawl's keys lost): stop.
+            self._fail(exc)
+
+    async def _acknowledge(
+        self,
+        frontier: SharedFrontier,
+        claim: Lease,
+        job: _Job,
+        outcome: Outcome,
+        record: Record | None,
+    ) -> None:
+        """Acknowledge ``job`` to the shared frontier, then hand its record on.
+
+        A worker stopped (Ctrl-C, SIGTERM) while its ack is under way waits for the ack
+        (briefly): had the ack committed and the record not been handed on, the URL
+        would be done in the frontier and missing from this worker's ``--json``.
+        """
+        ack = create_task(frontier.ack(claim, outcome, record, job.found, job.found_too_deep))
+        try:
+            await shield(ack)
+        finally:
+            if not ack.done():
+                await wait([ack], timeout=_RELEASE_TIMEOUT)
+            if ack.done() and not ack.cancelled() and ack.exception() is None:
                 del self._leases[claim.token]
+                committed = ack.result()
                 if outcome == DISALLOWED:
                     self.disallowed.append(job.url)
                 elif committed is None:
@@ -588,9 +612,6 @@ class Crawler:
                     self.sitemaps.append(committed)
                 else:
                     self._finish(committed)
-        except Exception as exc:
-            # The frontier failed (Redis gone for good, the crawl's keys lost): stop.
-            self._fail(exc)
 
     async def _keep_alive(self) -> None:
         """Tell the shared frontier this process lives, and let it reclaim dead leases."""
