@@ -574,3 +574,30 @@ def test_a_worker_stopped_mid_crawl_ends_at_once_and_gives_its_urls_back(redis_u
     first, rest, site = run_on_aio(main())
     assert len(first) >= 20
     assert sorted(first + rest) == sorted(expected_urls(site)), "each URL once, none lost"
+
+
+def test_worker_processes_slot_tokens_are_their_own(tmp_path: Path) -> None:
+    """Each worker numbers its host slots from 0: the parent keeps them apart, so one
+    worker's slot 0 is not taken for another's (which let two requests through at once)."""
+    from treadle.crawl.frontier import MemoryFrontier
+    from treadle.crawl.processes import FrontierService, ProcessFrontier
+
+    async def main() -> tuple[float, float, float]:
+        service = FrontierService(MemoryFrontier(), str(tmp_path / "s"), lambda records: None)
+        await service.start()
+        first, second = ProcessFrontier(service.path), ProcessFrontier(service.path)
+        try:
+            await first.join(["http://example.com/"], [])
+            await second.join(["http://example.com/"], [])
+            taken = await first.acquire_host("h", 1, 0.0, "0")
+            refused = await second.acquire_host("h", 1, 0.0, "0")
+            await first.release_host("h", "0")
+            return taken, refused, await second.acquire_host("h", 1, 0.0, "0")
+        finally:
+            await first.close()
+            await second.close()
+            await service.close()
+
+    taken, refused, later = treadle.run(main())
+    assert (taken, later) == (0.0, 0.0)
+    assert refused > 0, "the host's one slot was given twice"

@@ -169,12 +169,15 @@ class FrontierService:
             frontier.release(owner, args[0])
             return None
         if operation == "acquire_host":
-            return frontier.acquire_host(owner, *args)
+            key, cap, spacing, token = args
+            # A worker's slot tokens are its own: the ledger holds them under its name.
+            return frontier.acquire_host(owner, key, cap, spacing, f"{owner}#{token}")
         if operation == "back_off_host":
             frontier.back_off_host(*args)
             return None
         if operation == "release_host":
-            frontier.release_host(*args)
+            key, token = args
+            frontier.release_host(key, f"{owner}#{token}")
             return None
         raise ValueError(f"unknown frontier operation {operation!r}")
 
