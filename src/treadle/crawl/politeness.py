@@ -116,7 +116,7 @@ class HostGate:
                     held_since = get_running_loop().time()
                     while (wait := self.wait_left) > 0:
                         await sleep(wait)
-                    jitter = self._rng.uniform(1.0, 1.5)
+                    jitter = self._rng.uniform(1.0, 1.5) if self.delay > 0 else 1.0
                     if self._ledger is not None:
                         token = str(next(self._tokens))
                         await self._take_from_ledger(token, self.delay * jitter)
