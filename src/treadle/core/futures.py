@@ -232,6 +232,10 @@ class Future(Generic[_T]):
     # --- awaiting -----------------------------------------------------------------------
 
     def __await__(self) -> Generator[Future[_T], None, _T]:
+        if self._state is _FINISHED and self._exception is None:
+            # result(), inlined for the common case of a future (or task) already done.
+            self._log_traceback = False
+            return self._result  # type: ignore[no-any-return]
         if self._state is _PENDING:
             self._asyncio_future_blocking = True
             yield self  # The Task driving us resumes this frame once we are done.
