@@ -314,8 +314,11 @@ class Connection:
         except OSError as exc:
             self.write_failed(exc)
             return
-        if sent < len(memoryview(data)):
-            self.wbuf += memoryview(data)[sent:]
+        # send() counts bytes; a memoryview's len() and slices count its items, which
+        # are wider than a byte in a view of, say, array("i").
+        size = len(data) if type(data) is bytes else memoryview(data).nbytes
+        if sent < size:
+            self.wbuf += memoryview(data).cast("B")[sent:]
             self.start_writing()
 
     def start_writing(self) -> None:
