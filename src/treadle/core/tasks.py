@@ -61,6 +61,7 @@ from contextvars import Context, copy_context
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
 
 from treadle.core.futures import _CANCELLED, _FINISHED, _PENDING, Future
+from treadle.core.handles import Handle
 from treadle.core.running import get_running_loop
 from treadle.core.tracebacks import trim_tracebacks
 from treadle.errors import CancelledError, InvalidStateError
@@ -114,6 +115,7 @@ class Task(Future[_T]):
         "_name",
         "_num_cancels_requested",
         "_parent",
+        "_yield_handle",
     )  # fmt: skip
 
     def __init__(
@@ -161,6 +163,9 @@ class Task(Future[_T]):
         # When it was made (time.monotonic()), set only by a task observer: introspection
         # shows each task's age. Unset otherwise, which costs nothing.
         self._born: float
+        # The handle that reschedules this task after a bare ``yield``: made on the first
+        # one and reused, so a task that yields in a loop allocates nothing per switch.
+        self._yield_handle: Handle | None = None
         # The first step: the task goes in the ready queue as its own handle (see
         # _callback below). Invariant: never set but by fork safety (as on a Handle).
         self._cancelled = False
@@ -319,9 +324,11 @@ class Task(Future[_T]):
             loop._tasks.discard(self)
         else:
             if result is None:
-                # A bare ``yield``: let the others run, then carry on (the task is its
-                # own handle, so a task that yields in a loop allocates nothing per switch).
-                loop._schedule_handle(self)  # type: ignore[arg-type]
+                # A bare ``yield``: let the others run, then carry on.
+                handle = self._yield_handle
+                if handle is None:
+                    handle = self._yield_handle = Handle(self._step, (), loop, self._context)
+                loop._schedule_handle(handle)
             elif result is _SUSPENDED:
                 if self._must_cancel:
                     # cancel() came during this very step: deliver it at once, with the
@@ -335,12 +342,11 @@ class Task(Future[_T]):
         finally:
             loop._current_task = None
 
-    # A task is its own Handle for the steps it schedules itself (the first, and after a
-    # bare ``yield``): the loop's ready queue reads only ``_cancelled``, ``_context``,
-    # ``_callback`` and ``_args``, and a task has them. Spawning a task then allocates no
-    # Handle and no bound method: about 11% fewer instructions per spawned task, most of
-    # this module's gain on the spawn benchmark (benchmarks/README.md). Wake-ups with a
-    # value or an error (resume, cancel, a done future) still go through a Handle.
+    # A task is its own Handle for its first step: the loop's ready queue reads only
+    # ``_cancelled``, ``_context``, ``_callback`` and ``_args``, and a task has them.
+    # Spawning a task then allocates no Handle and no bound method: about 11% fewer
+    # instructions per spawned task (benchmarks/README.md). Later steps go through a
+    # Handle (a task that yields in a loop reuses one, whose bound method is made once).
     _callback = _step
     _args: tuple[()] = ()
 
