@@ -46,13 +46,13 @@ Its contract:
   resumes (clear it in a ``finally``), since a later ``suspend`` of the same task
   reuses the same Task as its waiter.
 
-Imports ``errors`` and the core's futures, handles, tracebacks and running-loop record.
+Imports the core's futures, handles and running-loop record, and the leaves ``errors``,
+``describe`` (the wording of its complaints) and ``tracebacks``.
 """
 
 from __future__ import annotations
 
 import collections.abc
-import inspect
 import itertools
 import types
 import weakref
@@ -61,9 +61,14 @@ from contextvars import Context, copy_context
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
 
 from treadle.core.futures import _CANCELLED, _FINISHED, _PENDING, Future
-from treadle.core.handles import Handle
 from treadle.core.running import get_running_loop
 from treadle.core.tracebacks import trim_tracebacks
+from treadle.describe import (
+    await_chain_frames,
+    describe_task,
+    not_a_coroutine,
+    why_a_task_cannot_wait_on,
+)
 from treadle.errors import CancelledError, InvalidStateError
 
 if TYPE_CHECKING:
@@ -115,7 +120,6 @@ class Task(Future[_T]):
         "_name",
         "_num_cancels_requested",
         "_parent",
-        "_yield_handle",
     )  # fmt: skip
 
     def __init__(
@@ -127,12 +131,7 @@ class Task(Future[_T]):
         context: Context | None = None,
     ) -> None:
         if type(coro) not in _COROUTINE_TYPES and not iscoroutine(coro):
-            raise TypeError(
-                f"a coroutine or generator was expected, got {coro!r}; "
-                "did you pass the function instead of calling it?"
-                if callable(coro)
-                else f"a coroutine or generator was expected, got {coro!r}"
-            )
+            raise TypeError(not_a_coroutine(coro))
         # Future.__init__, inlined: task creation is on the hot path of every spawn.
         self._loop = loop = get_running_loop() if loop is None else loop
         self._state = _PENDING
@@ -163,31 +162,20 @@ class Task(Future[_T]):
         # When it was made (time.monotonic()), set only by a task observer: introspection
         # shows each task's age. Unset otherwise, which costs nothing.
         self._born: float
-        # The handle that reschedules this task after a bare ``yield``: made on the first
-        # one and reused, so a task that yields in a loop allocates nothing per switch.
-        self._yield_handle: Handle | None = None
-        # The first step: the task goes in the ready queue as its own handle (see
-        # _callback below). Invariant: never set but by fork safety (as on a Handle).
+        # The first step, after _schedule's checks: the task goes in the ready queue as
+        # its own handle (see _callback below).
+        loop._check_closed()
+        if loop._debug:
+            loop._check_call("call_soon", None)
+        # Invariant: never set but by fork safety (which marks every ready handle).
         self._cancelled = False
-        loop._schedule_handle(self)  # type: ignore[arg-type]
+        loop._ready.append(self)  # type: ignore[arg-type]
         loop._tasks.add(self)
         if loop._task_observer is not None:
             loop._task_observer(self)
 
     def __repr__(self) -> str:
-        if not hasattr(self, "_coro"):
-            return f"<{type(self).__name__} (its __init__ failed)>"
-        coro = self._coro
-        code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        where = ""
-        if frame is not None:
-            where = f" running at {frame.f_code.co_filename}:{frame.f_lineno}"
-        what = code.co_qualname if code is not None else repr(coro)
-        return (
-            f"<{type(self).__name__} {self._describe_state()} name={self.get_name()!r} "
-            f"coro=<{what}(){where}>>"
-        )
+        return describe_task(self)
 
     # --- names and introspection ----------------------------------------------------
 
@@ -214,17 +202,7 @@ class Task(Future[_T]):
 
     def get_stack(self) -> list[types.FrameType]:
         """The frames of the suspended await chain, outermost first (empty when done)."""
-        frames = []
-        awaitable: Any = self._coro
-        while awaitable is not None:
-            frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
-            if frame is None:
-                break
-            frames.append(frame)
-            awaitable = getattr(awaitable, "cr_await", None) or getattr(
-                awaitable, "gi_yieldfrom", None
-            )
-        return frames
+        return await_chain_frames(self._coro)
 
     # --- a task's result comes from its coroutine, not from outside ------------------
 
@@ -300,12 +278,9 @@ class Task(Future[_T]):
                 self._must_cancel = False
                 Future.cancel(self, msg=self._cancel_message)
             else:
-                # Future.set_result, inlined (every task ends here; most have no
-                # callback to schedule yet).
-                self._result = stop.value
-                self._state = _FINISHED
-                if self._callback0 is not None or self._callbacks is not None:
-                    self._schedule_callbacks()
+                # Future.set_result, inlined: every task ends here.
+                self._result, self._state = stop.value, _FINISHED
+                self._schedule_callbacks()
             loop._tasks.discard(self)
         except CancelledError as cancelled:
             if not loop._debug:
@@ -324,11 +299,10 @@ class Task(Future[_T]):
             loop._tasks.discard(self)
         else:
             if result is None:
-                # A bare ``yield``: let the others run, then carry on.
-                handle = self._yield_handle
-                if handle is None:
-                    handle = self._yield_handle = Handle(self._step, (), loop, self._context)
-                loop._schedule_handle(handle)
+                # A bare ``yield``: let the others run, then carry on. The task is its own
+                # handle, straight onto the ready queue: a step runs on the loop's thread
+                # while it runs, so none of call_soon's checks can fail here.
+                loop._ready.append(self)  # type: ignore[arg-type]
             elif result is _SUSPENDED:
                 if self._must_cancel:
                     # cancel() came during this very step: deliver it at once, with the
@@ -342,46 +316,28 @@ class Task(Future[_T]):
         finally:
             loop._current_task = None
 
-    # A task is its own Handle for its first step: the loop's ready queue reads only
-    # ``_cancelled``, ``_context``, ``_callback`` and ``_args``, and a task has them.
-    # Spawning a task then allocates no Handle and no bound method: about 11% fewer
-    # instructions per spawned task (benchmarks/README.md). Later steps go through a
-    # Handle (a task that yields in a loop reuses one, whose bound method is made once).
-    _callback = _step
-    _args: tuple[()] = ()
+    # A task is its own Handle for the steps it schedules itself (the first, and after a
+    # bare ``yield``): the loop's ready queue reads only ``_cancelled``, ``_context``,
+    # ``_callback`` and ``_args``, and a task has them. Spawning a task then allocates no
+    # Handle and no bound method: about 11% fewer instructions per spawned task
+    # (benchmarks/README.md). Wake-ups with a value or an error go through a Handle.
+    _callback, _args = _step, ()
 
     def _suspend_on(self, yielded: Any) -> None:
         """The coroutine yielded ``yielded``: wait for it if it is a future, else complain."""
-        blocking = getattr(yielded, "_asyncio_future_blocking", None)
-        if blocking is None:
-            if inspect.isgenerator(yielded) or inspect.iscoroutine(yielded):
-                problem = (
-                    f"{self.get_name()} yielded {yielded!r}; "
-                    "use 'yield from' (or 'await') to run a sub-coroutine, not 'yield'"
-                )
-            else:
-                problem = (
-                    f"{self.get_name()} yielded {yielded!r}, which is not a Future; a coroutine "
-                    "may only wait on a Future ('await fut' or 'yield from fut'), or yield "
-                    "nothing at all to let other tasks run"
-                )
-        elif yielded.get_loop() is not self._loop:
-            problem = f"{self.get_name()} awaited {yielded!r}, which belongs to a different loop"
-        elif not blocking:
-            problem = (
-                f"{self.get_name()} yielded the future {yielded!r} with 'yield'; "
-                "use 'yield from' (or 'await') to wait for it"
-            )
-        elif yielded is self:
-            problem = f"{self.get_name()} cannot await itself"
-        else:
+        if (
+            getattr(yielded, "_asyncio_future_blocking", None)  # a future, awaited
+            and yielded.get_loop() is self._loop
+            and yielded is not self
+        ):
             yielded._asyncio_future_blocking = False
             yielded.add_done_callback(self._wakeup, context=self._context)
             self._fut_waiter = yielded
             if self._must_cancel and yielded.cancel(msg=self._cancel_message):
                 self._must_cancel = False
             return
-        self._loop.call_soon(self._step, RuntimeError(problem), context=self._context)
+        problem = RuntimeError(why_a_task_cannot_wait_on(self.get_name(), yielded, self._loop))
+        self._loop.call_soon(self._step, problem, context=self._context)
 
     def _wakeup(self, future: Future[Any]) -> None:
         """The future this task waited on is done: take the next step with its outcome.
