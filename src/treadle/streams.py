@@ -224,7 +224,7 @@ class Connection:
             # into the bytes read() returns, rather than copy them into the buffer and
             # out again. If it does not run before the next poll (it was woken already,
             # or is cancelled), this callback runs again and buffers them as usual.
-            # Measured: about 5% fewer instructions per round trip at 1 KiB (echo).
+            # Measured: 11-13% fewer instructions per echo round trip at 1 KiB.
             self.readable = True
             if resume(waiter, inline=True):
                 return
