@@ -2,8 +2,8 @@
 
 Usage: python treadle_streams.py PORT
 
-Until treadle's streams land, the import fails and the script reports
-``UNAVAILABLE ImportError: ...`` so the runner skips it.
+If treadle cannot be imported, the script reports ``UNAVAILABLE ImportError: ...``
+and the runner skips it.
 """
 
 from __future__ import annotations
