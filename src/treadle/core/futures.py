@@ -15,6 +15,7 @@ from contextvars import Context, copy_context
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from treadle.core.running import get_running_loop
+from treadle.describe import describe_future
 from treadle.errors import CancelledError, InvalidStateError
 
 if TYPE_CHECKING:
@@ -78,14 +79,7 @@ class Future(Generic[_T]):
         self._asyncio_future_blocking = False
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._describe_state()}>"
-
-    def _describe_state(self) -> str:
-        if self._state is _FINISHED:
-            if self._exception is not None:
-                return f"finished exception={self._exception!r}"
-            return f"finished result={self._result!r}"
-        return self._state.value
+        return describe_future(self)
 
     def __del__(self) -> None:
         # getattr: __init__ may have failed (a Task given a non-coroutine) before this was set.

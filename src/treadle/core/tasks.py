@@ -46,13 +46,13 @@ Its contract:
   resumes (clear it in a ``finally``), since a later ``suspend`` of the same task
   reuses the same Task as its waiter.
 
-Imports ``errors`` and the core's futures, handles, tracebacks and running-loop record.
+Imports the core's futures, handles and running-loop record, and the leaves ``errors``,
+``describe`` (the wording of its complaints) and ``tracebacks``.
 """
 
 from __future__ import annotations
 
 import collections.abc
-import inspect
 import itertools
 import types
 import weakref
@@ -64,6 +64,12 @@ from treadle.core.futures import _CANCELLED, _FINISHED, _PENDING, Future
 from treadle.core.handles import Handle
 from treadle.core.running import get_running_loop
 from treadle.core.tracebacks import trim_tracebacks
+from treadle.describe import (
+    await_chain_frames,
+    describe_task,
+    not_a_coroutine,
+    why_a_task_cannot_wait_on,
+)
 from treadle.errors import CancelledError, InvalidStateError
 
 if TYPE_CHECKING:
@@ -126,12 +132,7 @@ class Task(Future[_T]):
         context: Context | None = None,
     ) -> None:
         if not iscoroutine(coro):
-            raise TypeError(
-                f"a coroutine or generator was expected, got {coro!r}; "
-                "did you pass the function instead of calling it?"
-                if callable(coro)
-                else f"a coroutine or generator was expected, got {coro!r}"
-            )
+            raise TypeError(not_a_coroutine(coro))
         # Future.__init__, inlined: task creation is on the hot path of every spawn.
         self._loop = loop = get_running_loop() if loop is None else loop
         self._state = _PENDING
@@ -171,19 +172,7 @@ class Task(Future[_T]):
             loop._task_observer(self)
 
     def __repr__(self) -> str:
-        if not hasattr(self, "_coro"):
-            return f"<{type(self).__name__} (its __init__ failed)>"
-        coro = self._coro
-        code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        where = ""
-        if frame is not None:
-            where = f" running at {frame.f_code.co_filename}:{frame.f_lineno}"
-        what = code.co_qualname if code is not None else repr(coro)
-        return (
-            f"<{type(self).__name__} {self._describe_state()} name={self.get_name()!r} "
-            f"coro=<{what}(){where}>>"
-        )
+        return describe_task(self)
 
     # --- names and introspection ----------------------------------------------------
 
@@ -210,17 +199,7 @@ class Task(Future[_T]):
 
     def get_stack(self) -> list[types.FrameType]:
         """The frames of the suspended await chain, outermost first (empty when done)."""
-        frames = []
-        awaitable: Any = self._coro
-        while awaitable is not None:
-            frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
-            if frame is None:
-                break
-            frames.append(frame)
-            awaitable = getattr(awaitable, "cr_await", None) or getattr(
-                awaitable, "gi_yieldfrom", None
-            )
-        return frames
+        return await_chain_frames(self._coro)
 
     # --- a task's result comes from its coroutine, not from outside ------------------
 
@@ -319,7 +298,9 @@ class Task(Future[_T]):
                 handle = self._yield_handle
                 if handle is None:
                     handle = self._yield_handle = Handle(self._step, (), loop, self._context)
-                loop._schedule_handle(handle)
+                # Straight onto the ready queue: a step runs on the loop's thread while it
+                # runs, so none of call_soon's checks can fail here.
+                loop._ready.append(handle)
             elif result is _SUSPENDED:
                 if self._must_cancel:
                     # cancel() came during this very step: deliver it at once, with the
@@ -335,36 +316,19 @@ class Task(Future[_T]):
 
     def _suspend_on(self, yielded: Any) -> None:
         """The coroutine yielded ``yielded``: wait for it if it is a future, else complain."""
-        blocking = getattr(yielded, "_asyncio_future_blocking", None)
-        if blocking is None:
-            if inspect.isgenerator(yielded) or inspect.iscoroutine(yielded):
-                problem = (
-                    f"{self.get_name()} yielded {yielded!r}; "
-                    "use 'yield from' (or 'await') to run a sub-coroutine, not 'yield'"
-                )
-            else:
-                problem = (
-                    f"{self.get_name()} yielded {yielded!r}, which is not a Future; a coroutine "
-                    "may only wait on a Future ('await fut' or 'yield from fut'), or yield "
-                    "nothing at all to let other tasks run"
-                )
-        elif yielded.get_loop() is not self._loop:
-            problem = f"{self.get_name()} awaited {yielded!r}, which belongs to a different loop"
-        elif not blocking:
-            problem = (
-                f"{self.get_name()} yielded the future {yielded!r} with 'yield'; "
-                "use 'yield from' (or 'await') to wait for it"
-            )
-        elif yielded is self:
-            problem = f"{self.get_name()} cannot await itself"
-        else:
+        if (
+            getattr(yielded, "_asyncio_future_blocking", None)  # a future, awaited
+            and yielded.get_loop() is self._loop
+            and yielded is not self
+        ):
             yielded._asyncio_future_blocking = False
             yielded.add_done_callback(self._wakeup, context=self._context)
             self._fut_waiter = yielded
             if self._must_cancel and yielded.cancel(msg=self._cancel_message):
                 self._must_cancel = False
             return
-        self._loop.call_soon(self._step, RuntimeError(problem), context=self._context)
+        problem = RuntimeError(why_a_task_cannot_wait_on(self.get_name(), yielded, self._loop))
+        self._loop.call_soon(self._step, problem, context=self._context)
 
     def _wakeup(self, future: Future[Any]) -> None:
         """The future this task waited on is done: take the next step with its outcome.
