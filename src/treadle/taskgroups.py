@@ -10,13 +10,11 @@ the loop, futures and tasks.
 from __future__ import annotations
 
 import enum
-from collections.abc import Coroutine, Generator
 from contextvars import Context
-from types import TracebackType
 from typing import Any, TypeVar
 
 from treadle.core.futures import Future
-from treadle.core.tasks import Task, current_task, iscoroutine
+from treadle.core.tasks import CoroutineLike, Task, current_task, iscoroutine
 from treadle.errors import CancelledError
 from treadle.loop import EventLoop, get_running_loop
 
@@ -81,12 +79,7 @@ class TaskGroup:
         self._state = _State.RUNNING
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         try:
             await self._exit(exc)
         finally:
@@ -143,11 +136,7 @@ class TaskGroup:
             raise propagate_cancel
 
     def create_task(
-        self,
-        coro: Coroutine[Any, Any, _T] | Generator[Any, Any, _T],
-        *,
-        name: str | None = None,
-        context: Context | None = None,
+        self, coro: CoroutineLike[_T], *, name: str | None = None, context: Context | None = None
     ) -> Task[_T]:
         """Start ``coro`` as a task of this group; the group's block waits for it."""
         problem = None
