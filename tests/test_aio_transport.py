@@ -517,8 +517,13 @@ def test_connect_accepted_socket(run: Any) -> None:
     run(main())
 
 
-def test_streams_drain_and_read(run: Any) -> None:
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_streams_echo_a_large_payload(run: Any, tls: bool, request: pytest.FixtureRequest) -> None:
+    """1 MiB through asyncio's streams (write, drain, readexactly), plain and over TLS."""
     payload = os.urandom(1 << 20)
+    server_context = client_context = None
+    if tls:
+        server_context, client_context = request.getfixturevalue("certificates")
 
     async def main() -> None:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -527,9 +532,14 @@ def test_streams_drain_and_read(run: Any) -> None:
             writer.close()
             await writer.wait_closed()
 
-        listener = await asyncio.start_server(handle, "127.0.0.1", 0)
+        listener = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_context)
         port = listener.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1",
+            port,
+            ssl=client_context,
+            server_hostname="localhost" if tls else None,
+        )
         writer.write(payload)
         await writer.drain()
         assert await reader.readexactly(len(payload)) == payload
@@ -601,35 +611,6 @@ def test_start_tls_over_the_transport(
         writer.write(b"secret\n")
         assert await reader.readline() == b"SECRET\n"
         assert await reader.read() == b""
-        writer.close()
-        await writer.wait_closed()
-        listener.close()
-        await listener.wait_closed()
-
-    run(main())
-
-
-def test_tls_connection_large_payload(
-    run: Any, certificates: tuple[ssl.SSLContext, ssl.SSLContext]
-) -> None:
-    server_context, client_context = certificates
-    payload = os.urandom(1 << 20)
-
-    async def main() -> None:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            writer.write(await reader.readexactly(len(payload)))
-            await writer.drain()
-            writer.close()
-            await writer.wait_closed()
-
-        listener = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_context)
-        port = listener.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=client_context, server_hostname="localhost"
-        )
-        writer.write(payload)
-        await writer.drain()
-        assert await reader.readexactly(len(payload)) == payload
         writer.close()
         await writer.wait_closed()
         listener.close()
