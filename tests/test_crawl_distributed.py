@@ -43,7 +43,7 @@ from crawlsite import Exchange, Handler, Site, page
 from processes import reaped
 
 import treadle
-from treadle.crawl.frontier import DONE, WAIT, Lease
+from treadle.crawl.frontier import DONE, WAIT, Lease, Settlement
 from treadle.crawl.records import Record
 from treadle.crawl.state import SavedJob
 
@@ -364,7 +364,7 @@ def test_a_dead_workers_leases_return_to_the_frontier(redis_url: str) -> None:
                 if isinstance(claim, Lease):
                     reclaimed.append(claim.job.url)
                     record = Record(url=claim.job.url, status=200)
-                    assert await alive.ack(claim, "fetched", record, [], []) is not None
+                    assert await alive.ack(claim, Settlement("fetched", record, [], [])) is not None
                 if len(reclaimed) == 2:
                     break
                 await treadle.sleep(0.01)
@@ -372,7 +372,8 @@ def test_a_dead_workers_leases_return_to_the_frontier(redis_url: str) -> None:
             late = taken[0]
             assert isinstance(late, Lease)
             record = Record(url=late.job.url, status=200)
-            assert await dead.ack(late, "fetched", record, [], []) is None, "its lease was lost"
+            late_ack = await dead.ack(late, Settlement("fetched", record, [], []))
+            assert late_ack is None, "its lease was lost"
             assert await alive.claim() == DONE
             assert [r.url for r in await alive.records_of("alive")] == reclaimed
             assert await alive.records_of("dead") == []
@@ -408,7 +409,7 @@ def test_concurrent_claimers_never_share_a_url_and_each_ack_counts_once(redis_ur
                 found = [SavedJob(f"http://example.com/{i % 50}", 2, None, 10, False)
                          for i in range(index, index + 10)]  # fmt: skip
                 record = Record(url=claim.job.url, status=200)
-                committed = await frontier.ack(claim, "fetched", record, found, [])
+                committed = await frontier.ack(claim, Settlement("fetched", record, found, []))
                 assert committed is not None
                 new_links += committed.num_new_urls
 

@@ -33,6 +33,7 @@ from treadle.crawl.frontier import (
     WAIT,
     Lease,
     Outcome,
+    Settlement,
     SharedFrontier,
 )
 from treadle.crawl.links import LEXBOR, STDLIB, decode_html, default_parser, extract_links
@@ -595,7 +596,8 @@ class Crawler:
         (briefly): had the ack committed and the record not been handed on, the URL
         would be done in the frontier and missing from this worker's ``--json``.
         """
-        ack = create_task(frontier.ack(claim, outcome, record, job.found, job.found_too_deep))
+        settled = Settlement(outcome, record, job.found, job.found_too_deep)
+        ack = create_task(frontier.ack(claim, settled))
         try:
             await shield(ack)
         finally:
@@ -830,10 +832,7 @@ class Crawler:
             chunks: list[bytes] | None = None
             drain = response.status not in _REDIRECTS or self._warc is not None
             if drain and length is not None and length <= _DRAIN_LIMIT:
-                chunks = []
-                async for chunk in response.aiter_bytes():
-                    chunks.append(chunk)
-                    record.size = response.bytes_received
+                chunks = await _read_body(response, record)
             record.size = response.bytes_received
             self._keep_exchange(job, response, arrived, chunks)
             if response.status in _REDIRECTS:
@@ -846,11 +845,7 @@ class Crawler:
                 " the body was not read",
                 body_limit,
             )
-        chunks = []
-        async for chunk in response.aiter_bytes():
-            chunks.append(chunk)
-            record.size = response.bytes_received
-        record.size = response.bytes_received
+        chunks = await _read_body(response, record)
         self._keep_exchange(job, response, arrived, chunks)
         body = b"".join(chunks)
         if job.is_sitemap:
@@ -1067,3 +1062,13 @@ def _content_length(response: Response) -> int | None:
         return None
     return int(value)
 
+
+async def _read_body(response: Response, record: Record) -> list[bytes]:
+    """The body's chunks as they arrive, the record's size kept current (a timeout
+    part-way leaves it saying how much came)."""
+    chunks = []
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        record.size = response.bytes_received
+    record.size = response.bytes_received
+    return chunks

@@ -67,6 +67,19 @@ class FrontierError(Exception):
 
 
 @dataclasses.dataclass(slots=True, frozen=True)
+class Settlement:
+    """What a worker reports when it settles a leased URL (``SharedFrontier.ack``)."""
+
+    outcome: Outcome
+    record: Record | None
+    """The URL's record; None for a URL that robots.txt disallowed."""
+    found: list[SavedJob]
+    """The in-scope links it found, for the frontier unless seen."""
+    too_deep: list[str]
+    """The links it found past ``--max-depth``."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Lease:
     """A URL claimed by this worker: ``token`` proves the claim when it is acknowledged."""
 
@@ -135,14 +148,7 @@ class SharedFrontier:
         """The next URL on a lease, or ``WAIT``/``DONE``."""
         raise NotImplementedError
 
-    async def ack(
-        self,
-        lease: Lease,
-        outcome: Outcome,
-        record: Record | None,
-        found: list[SavedJob],
-        too_deep: list[str],
-    ) -> Record | None:
+    async def ack(self, lease: Lease, settled: Settlement) -> Record | None:
         """Settle a leased URL: its outcome, its record, the links it found. The record as
         committed (``num_new_urls`` counted against the shared seen set), or None if the
         lease was lost (it expired and went back to the frontier: another worker redoes

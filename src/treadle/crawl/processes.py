@@ -33,7 +33,7 @@ from treadle.crawl.frontier import (
     FrontierError,
     Lease,
     MemoryFrontier,
-    Outcome,
+    Settlement,
     SharedFrontier,
     job_from_json,
     job_to_json,
@@ -237,19 +237,14 @@ class ProcessFrontier(SharedFrontier):
         token, job = reply
         return Lease(job_from_json(job), token)
 
-    async def ack(
-        self,
-        lease: Lease,
-        outcome: Outcome,
-        record: Record | None,
-        found: list[SavedJob],
-        too_deep: list[str],
-    ) -> Record | None:
+    async def ack(self, lease: Lease, settled: Settlement) -> Record | None:
+        record = settled.record
         payload = None
-        if outcome != DISALLOWED and record is not None:
+        if settled.outcome != DISALLOWED and record is not None:
             payload = record_with_placeholder(record)
+        found = [job_to_json(job) for job in settled.found]
         committed = await self._request(
-            "ack", lease.token, outcome, payload, [job_to_json(job) for job in found], too_deep
+            "ack", lease.token, settled.outcome, payload, found, settled.too_deep
         )
         if committed is None:
             return None

@@ -31,7 +31,7 @@ from treadle.crawl.frontier import (
     WAIT,
     FrontierError,
     Lease,
-    Outcome,
+    Settlement,
     SharedFrontier,
     default_worker_name,
     job_from_json,
@@ -349,14 +349,8 @@ class RedisFrontier(SharedFrontier):
             )
         return DONE if kind == b"done" else WAIT
 
-    async def ack(
-        self,
-        lease: Lease,
-        outcome: Outcome,
-        record: Record | None,
-        found: list[SavedJob],
-        too_deep: list[str],
-    ) -> Record | None:
+    async def ack(self, lease: Lease, settled: Settlement) -> Record | None:
+        outcome, record, found = settled.outcome, settled.record, settled.found
         if outcome == DISALLOWED or record is None:
             payload = lease.job.url
         else:
@@ -364,7 +358,7 @@ class RedisFrontier(SharedFrontier):
         args: list[Any] = [lease.token, self._incarnation, outcome, payload, len(found)]
         for job in found:
             args += [job_key(job.url, job.is_sitemap), job_to_json(job)]
-        args += too_deep
+        args += settled.too_deep
         status, committed = await self._call(
             "ack",
             [
