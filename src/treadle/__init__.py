@@ -22,6 +22,7 @@ from treadle.combinators import (
     wait,
     wait_for,
 )
+from treadle.core import loop as _core_loop
 from treadle.core.clock import Clock, MonotonicClock
 from treadle.core.futures import Future, isfuture
 from treadle.core.handles import Handle, TimerHandle
@@ -76,6 +77,11 @@ from treadle.tls import open_connection, open_unix_connection
 
 __version__ = "0.1.0"
 
+#: Whether this treadle is the compiled build (a wheel built with TREADLE_COMPILE=1: its
+#: core and I/O hot path made into extension modules by mypyc from the same source)
+#: rather than pure Python. docs/compiled.md says what differs: nothing but speed.
+compiled: bool = not _core_loop.__file__.endswith(".py")
+
 __all__ = [
     "ALL_COMPLETED",
     "FIRST_COMPLETED",
@@ -113,6 +119,7 @@ __all__ = [
     "as_completed",
     "awaiting",
     "capture_call_graph",
+    "compiled",
     "coroutine",
     "create_task",
     "current_task",

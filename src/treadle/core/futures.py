@@ -14,6 +14,7 @@ from collections.abc import Callable, Generator
 from contextvars import Context, copy_context
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from treadle.core.interpreted import mypyc_attr
 from treadle.core.running import get_running_loop
 from treadle.errors import CancelledError, InvalidStateError
 
@@ -35,6 +36,9 @@ _PENDING = _State.PENDING
 _CANCELLED = _State.CANCELLED
 _FINISHED = _State.FINISHED
 
+
+# Programs may subclass Future (the compiled build must be told so: mypyc_attr).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Future(Generic[_T]):
     """A result that will be set later, by ``set_result``, ``set_exception`` or ``cancel``.
 
@@ -242,7 +246,11 @@ class Future(Generic[_T]):
                 )
         return self.result()
 
-    __iter__ = __await__  # ``yield from future`` in generator-based coroutines
+    def __iter__(self) -> Generator[Future[_T], None, _T]:
+        """``yield from future`` in generator-based coroutines: the same as ``await``."""
+        # A method, not ``__iter__ = __await__``: the compiled build (mypyc) silently
+        # leaves such an alias out of the class.
+        return self.__await__()
 
 
 def isfuture(obj: object) -> bool:

@@ -47,6 +47,7 @@ from typing import Any, Protocol, TypeAlias, TypeVar
 from treadle.core.clock import Clock, MonotonicClock
 from treadle.core.futures import Future
 from treadle.core.handles import Handle, TimerHandle, describe_callback
+from treadle.core.interpreted import mypyc_attr
 from treadle.core.running import running
 from treadle.core.tasks import Task
 
@@ -100,6 +101,8 @@ class CallbackObserver(Protocol):
 TaskObserver: TypeAlias = Callable[[Task[Any]], object]
 
 
+# Programs may subclass the loop (the compiled build must be told so: mypyc_attr).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class CoreLoop:
     """Runs callbacks: soon, at a deadline, or when a file descriptor is ready.
 
@@ -111,9 +114,11 @@ class CoreLoop:
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         self._clock_time = self._clock.time
         # Invariant: every handle in _ready is run or skipped (if cancelled) exactly once.
-        self._ready: deque[Handle] = deque()
+        # (Handles typed Any, here and in _timers, as treadle.aio queues asyncio's: the
+        # compiled build would refuse what is not treadle's Handle.)
+        self._ready: deque[Any] = deque()
         # Heap of (when, sequence, handle): ties fire in scheduling order.
-        self._timers: list[tuple[float, int, TimerHandle]] = []
+        self._timers: list[tuple[float, int, Any]] = []
         self._timer_sequence = itertools.count().__next__
         # Invariant: how many cancelled handles are still in _timers.
         self._cancelled_timers = 0
@@ -171,6 +176,7 @@ class CoreLoop:
         """One iteration of the loop; the only place callbacks are called."""
         ready = self._ready
         timers = self._timers
+        handle: Any  # treadle's Handle, or asyncio's under treadle.aio (see _ready)
 
         # 1. Cancelled timers must not pile up: purge them when they are half the heap.
         if (
@@ -255,7 +261,7 @@ class CoreLoop:
         """
         popleft = self._ready.popleft
         observer.callbacks_began(ntodo)
-        handle: Handle | None = None
+        handle: Any = None  # as in _run_once
         for _ in range(ntodo):
             handle = popleft()
             if handle._cancelled:
@@ -394,7 +400,7 @@ class CoreLoop:
         heappush(self._timers, (when, self._timer_sequence(), timer))
         return timer
 
-    def _timer_handle_cancelled(self, handle: TimerHandle) -> None:
+    def _timer_handle_cancelled(self, handle: TimerHandle | Any) -> None:
         """A timer still in the heap was cancelled (called by ``TimerHandle.cancel``)."""
         self._cancelled_timers += 1
 
@@ -534,7 +540,7 @@ class CoreLoop:
 
     # --- errors -------------------------------------------------------------------------
 
-    def _callback_failed(self, handle: Handle, exc: BaseException) -> None:
+    def _callback_failed(self, handle: Handle | Any, exc: BaseException) -> None:
         self.call_exception_handler(
             {
                 "message": "Exception in callback "
@@ -553,7 +559,7 @@ class CoreLoop:
             raise RuntimeError("Event loop is closed: create a new one (or use treadle.run())")
         if self.is_running():
             raise RuntimeError("This event loop is already running")
-        if running.loop is not None:
+        if getattr(running, "loop", None) is not None:  # see running.py
             raise RuntimeError(
                 "Cannot run the event loop while another loop is running in this thread"
             )

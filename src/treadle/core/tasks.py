@@ -46,7 +46,8 @@ Its contract:
   resumes (clear it in a ``finally``), since a later ``suspend`` of the same task
   reuses the same Task as its waiter.
 
-Imports ``errors`` and the core's futures, handles, tracebacks and running-loop record.
+Imports ``errors`` and the core's futures, handles, interpreted pieces, tracebacks and
+running-loop record.
 """
 
 from __future__ import annotations
@@ -56,12 +57,21 @@ import inspect
 import itertools
 import types
 import weakref
-from collections.abc import Coroutine, Generator
+from collections.abc import Awaitable, Coroutine, Generator
 from contextvars import Context, copy_context
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
 
 from treadle.core.futures import _CANCELLED, _FINISHED, _PENDING, Future
 from treadle.core.handles import Handle
+from treadle.core.interpreted import SUSPENDED as _SUSPENDED
+from treadle.core.interpreted import (
+    Suspended,
+    all_tasks,
+    current_task,
+    mypyc_attr,
+    wait_for_future,
+    wait_for_resume,
+)
 from treadle.core.running import get_running_loop
 from treadle.core.tracebacks import trim_tracebacks
 from treadle.errors import CancelledError, InvalidStateError
@@ -80,15 +90,6 @@ _P = ParamSpec("_P")
 _task_ids = itertools.count(1).__next__
 
 
-class _Suspended:
-    """What ``suspend()`` yields to its Task: "no Future: ``resume()`` will wake me"."""
-
-    def __repr__(self) -> str:
-        return "<suspended>"
-
-
-_SUSPENDED = _Suspended()
-
 _COROUTINE_TYPES = (types.CoroutineType, types.GeneratorType)
 
 
@@ -99,6 +100,8 @@ def iscoroutine(obj: object) -> bool:
     )
 
 
+# Programs may subclass Task (the compiled build must be told so: mypyc_attr).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Task(Future[_T]):
     """Drives a coroutine or generator to completion; its result is the coroutine's.
 
@@ -146,7 +149,8 @@ class Task(Future[_T]):
         self._coro = coro
         self._context = context = copy_context() if context is None else context
         # The future this task is suspended on; _SUSPENDED while it waits in suspend().
-        self._fut_waiter: Future[Any] | _Suspended | None = None
+        # ("| Any": under treadle.aio, asyncio's future, which compiled code would refuse.)
+        self._fut_waiter: Future[Any] | Suspended | Any | None = None
         # Invariant: True when a cancel() must be thrown in at the next step.
         self._must_cancel = False
         self._num_cancels_requested = 0
@@ -397,21 +401,16 @@ def _outcome_of_foreign(future: Any) -> BaseException | None:
     return None
 
 
-def current_task(loop: CoreLoop | None = None) -> Task[Any] | None:
-    """The task running now on ``loop`` (the running loop by default), or None."""
-    return (get_running_loop() if loop is None else loop)._current_task
-
-
-def all_tasks(loop: CoreLoop | None = None) -> set[Task[Any]]:
-    """Every task of ``loop`` (the running loop by default) that is not done yet."""
-    loop = get_running_loop() if loop is None else loop
-    return {task for task in loop._tasks if not task.done()}
+# current_task() and all_tasks() are in core/interpreted.py: treadle.aio's loop answers
+# them with asyncio's tasks, through properties that compiled code would read past.
 
 
 # --- the suspend/resume seam (its contract is in the module docstring) --------------------
 
 # What resume() wakes: the suspended Task itself, or the Future a task of another kind awaits.
-Waiter: TypeAlias = "Task[Any] | Future[Any]"
+# (Not "Task[Any] | Future[Any]": mypyc crashes on a union of a class and its subclass,
+# and "| Any" lets through asyncio's future, which compiled code would refuse.)
+Waiter: TypeAlias = "Future[Any] | Any"
 
 
 def current_waiter() -> Waiter:
@@ -421,25 +420,29 @@ def current_waiter() -> Waiter:
     if isinstance(task, Task):
         return task
     # No treadle Task is stepping: a task of another kind (asyncio's, on treadle.aio's
-    # loop) runs this coroutine, and waits on a Future of its loop's kind.
-    return loop.create_future()
+    # loop) runs this coroutine, and waits on a Future of its loop's kind. (Through Any:
+    # compiled code would insist on the treadle Future create_future() is declared to
+    # return, and treadle.aio's returns asyncio's.)
+    any_loop: Any = loop
+    return any_loop.create_future()
 
 
-@types.coroutine
-def suspend(waiter: Waiter) -> Generator[Any, Any, Any]:
+def suspend(waiter: Waiter) -> Awaitable[Any]:
     """Suspend the running task until ``resume(waiter, ...)``; what it was resumed with.
 
     ``waiter`` comes from ``current_waiter()`` in the same task. Raises what
     ``resume(waiter, error=...)`` passed, or CancelledError if the task is cancelled.
     """
+    # The yields themselves are in core/interpreted.py: the compiled build cannot await
+    # a generator of its own made with @types.coroutine.
     if isinstance(waiter, Task):
         if waiter._loop._current_task is not waiter:
             raise RuntimeError(
                 f"suspend() was given {waiter!r}, which is not the running task; "
                 "take the waiter from current_waiter() in the task that suspends"
             )
-        return (yield _SUSPENDED)
-    return (yield from waiter)
+        return wait_for_resume()
+    return wait_for_future(waiter)
 
 
 def resume(
