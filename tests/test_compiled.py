@@ -11,6 +11,8 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import signal
+import subprocess
 import sys
 import threading
 import traceback
@@ -200,3 +202,41 @@ def test_introspection_follows_a_task_waiting_in_the_compiled_wait_queue() -> No
 
     names = treadle.run(main())
     assert "want_the_lock" in names, names
+
+
+IDLE_SERVER = """
+import treadle
+
+async def main():
+    server = await treadle.start_server(lambda reader, writer: None, "127.0.0.1", 0)
+    print("listening", flush=True)
+    async with server:
+        await server.serve_forever()
+
+try:
+    treadle.run(main())
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_stops_an_idle_server() -> None:
+    # Compiled code runs no bytecode between callbacks, where Python would run a signal
+    # handler; the interrupt must still reach the loop blocked in the poller.
+    child = subprocess.Popen(
+        [sys.executable, "-c", IDLE_SERVER],
+        stdout=subprocess.PIPE,
+        text=True,
+        # A child inherits an ignored SIGINT from a shell's background job; restore it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "listening\n"
+        child.send_signal(signal.SIGINT)
+        out, _ = child.communicate(timeout=20)
+    finally:
+        child.kill()
+        child.wait()
+    assert out == "interrupted\n"
