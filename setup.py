@@ -21,8 +21,8 @@ import sys
 from setuptools import setup
 
 # The modules compiled: the core and the I/O hot path (docs/compiled.md says how they
-# were chosen). Everything else stays interpreted, and so does core/interpreted.py,
-# which holds what mypyc cannot compile faithfully (see its docstring).
+# were chosen). Everything else stays interpreted; treadle/interpreted.py holds the few
+# lines mypyc cannot compile faithfully (see its docstring).
 COMPILED_MODULES = [
     "src/treadle/core/clock.py",
     "src/treadle/core/handles.py",

@@ -338,7 +338,9 @@ def test_checker_classifies_by_name() -> None:
     assert classify("crawler.frontier").layer == LAYER_INDEX["crawler"]  # type: ignore[union-attr]
     assert classify("demo_site").layer == LAYER_INDEX["crawler"]  # type: ignore[union-attr]
     assert classify("tls") == Place(LAYER_INDEX["I/O"], 3)
-    assert classify("core.tasks") == Place(LAYER_INDEX["core"], 6)
+    assert classify("core.tasks") == Place(LAYER_INDEX["core"], 5)
+    assert classify("core.tracebacks") == Place(LAYER_INDEX["core"], 2)
+    assert classify("describe") == Place(LAYER_INDEX["errors"], 1)
     assert classify("mystery") is None
 
 

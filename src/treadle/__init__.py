@@ -26,12 +26,7 @@ from treadle.core import loop as _core_loop
 from treadle.core.clock import Clock, MonotonicClock
 from treadle.core.futures import Future, isfuture
 from treadle.core.handles import Handle, TimerHandle
-from treadle.core.tasks import (
-    Task,
-    all_tasks,
-    current_task,
-    iscoroutine,
-)
+from treadle.core.tasks import Task, iscoroutine
 from treadle.errors import (
     CancelledError,
     IncompleteReadError,
@@ -51,7 +46,14 @@ from treadle.introspect import (
     trace,
 )
 from treadle.locks import BoundedSemaphore, Condition, Event, Lock, Semaphore
-from treadle.loop import EventLoop, create_task, get_running_loop, wrap_future
+from treadle.loop import (
+    EventLoop,
+    all_tasks,
+    create_task,
+    current_task,
+    get_running_loop,
+    wrap_future,
+)
 from treadle.queues import LifoQueue, PriorityQueue, Queue
 from treadle.runners import new_event_loop, run
 from treadle.servers import Server, start_server, start_unix_server

@@ -2,7 +2,9 @@
 
 ``EventLoop`` is ``treadle.core.loop.CoreLoop`` (the ready queue, timers, poller and
 ``_run_once``: read that first) with what asyncio's loop offers around it, each in a
-section of its own: debug mode, thread pools (``run_in_executor``, ``wrap_future``),
+section of its own: the wake-up socket that lets other threads schedule callbacks
+(``call_soon_threadsafe``), debug mode and callback observers (introspection's
+tracing), thread pools (``run_in_executor``, ``wrap_future``),
 asynchronous-generator hooks, the task factory, the exception-handler API, a
 ``selectors`` fallback where epoll is missing, fork safety, and asyncio's socket
 vocabulary (``sock_recv``, ``sock_connect``, ``getaddrinfo`` and the rest). None of them
@@ -24,8 +26,8 @@ import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Generator
-from contextvars import Context
-from typing import Any, TypeAlias, TypeVar, cast
+from contextvars import Context, copy_context
+from typing import Any, Protocol, TypeAlias, TypeVar, cast
 
 from treadle.asyncio_stand_in import (
     STAND_IN,
@@ -35,7 +37,7 @@ from treadle.asyncio_stand_in import (
 from treadle.core import running as _running_record
 from treadle.core.clock import Clock
 from treadle.core.futures import Future, isfuture
-from treadle.core.handles import Handle, describe_callback
+from treadle.core.handles import Handle
 from treadle.core.loop import CoreLoop, Poller, _fileno
 from treadle.core.tasks import (
     Task,
@@ -46,13 +48,17 @@ from treadle.core.tasks import (
     resume,
     suspend,
 )
+from treadle.describe import describe_callback
 
 __all__ = [
     "AddrInfo",
     "Buffer",
+    "CallbackObserver",
     "EventLoop",
+    "all_tasks",
     "chain_concurrent_future",
     "create_task",
+    "current_task",
     "format_address",
     "get_running_loop",
     "wrap_future",
@@ -78,6 +84,26 @@ _get_running_loop = cast(Callable[[], "EventLoop | None"], _running_record._get_
 run_hooks: list[Callable[[EventLoop], Callable[[], object] | None]] = []
 
 
+class CallbackObserver(Protocol):
+    """Told about every callback the loop runs while it is the loop's ``_callback_observer``.
+
+    ``treadle.trace`` is one. While one is set, ``EventLoop._run_ready_observed`` runs
+    each iteration's ready callbacks.
+    """
+
+    def callbacks_began(self, count: int) -> None:
+        """An iteration is about to run ``count`` ready callbacks (its poll is over)."""
+
+    def callback_began(self, handle: Handle) -> None:
+        """``handle``'s callback is about to run."""
+
+    def callback_ended(self, handle: Handle) -> None:
+        """``handle``'s callback has returned or raised."""
+
+    def callbacks_ended(self) -> None:
+        """The iteration's callbacks have all run."""
+
+
 def create_task(
     coro: Coroutine[Any, Any, _T] | Generator[Any, Any, _T],
     *,
@@ -94,11 +120,29 @@ def create_task(
     return loop.create_task(coro, name=name, context=context)
 
 
+# current_task() and all_tasks() live here, not in the core, so that they stay Python in
+# the compiled build: treadle.aio's loop answers them with asyncio's tasks, which compiled
+# code would refuse as not treadle's (docs/compiled.md).
+
+
+def current_task(loop: CoreLoop | None = None) -> Task[Any] | None:
+    """The task running now on ``loop`` (the running loop by default), or None."""
+    return (get_running_loop() if loop is None else loop)._current_task
+
+
+def all_tasks(loop: CoreLoop | None = None) -> set[Task[Any]]:
+    """Every task of ``loop`` (the running loop by default) that is not done yet."""
+    loop = get_running_loop() if loop is None else loop
+    return {task for task in loop._tasks if not task.done()}
+
+
 class EventLoop(CoreLoop):
     """Runs callbacks: soon, at a deadline, or when a file descriptor is ready.
 
     The names, signatures and semantics follow asyncio's event loop.
     """
+
+    _callback_observer: CallbackObserver | None
 
     def __init__(self, *, clock: Clock | None = None) -> None:
         super().__init__(clock=clock)
@@ -109,7 +153,23 @@ class EventLoop(CoreLoop):
         self._asyncgens_shutdown_called = False
         self._default_executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._executor_shutdown_called = False
+        # A socket pair whose reading end is always watched: call_soon_threadsafe writes
+        # a byte to wake a loop blocked in the poller. Registered with the poller
+        # directly, not by add_reader, so that _registered holds only the descriptors
+        # worth a poll while work is ready (_run_once's step 3).
+        self._self_reader, self._self_writer = socket.socketpair()
+        self._self_reader.setblocking(False)
+        self._self_writer.setblocking(False)
+        wake_fd = self._self_reader.fileno()
+        self._readers[wake_fd] = Handle(self._drain_self_pipe, (), self, copy_context())
+        self._poller.register(wake_fd, _POLLIN)
         _all_loops.add(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} running={self.is_running()} "
+            f"closed={self._closed} debug={self._debug}>"
+        )
 
     def run_forever(self) -> None:
         """Run callbacks until ``stop()`` is called."""
@@ -151,6 +211,8 @@ class EventLoop(CoreLoop):
         running one raises RuntimeError.
         """
         super().close()
+        self._self_reader.close()
+        self._self_writer.close()
         executor = self._default_executor
         if executor is not None:
             self._default_executor = None
@@ -231,7 +293,38 @@ class EventLoop(CoreLoop):
         """The factory set by ``set_task_factory``, or None."""
         return self._task_factory
 
-    # --- threads ------------------------------------------------------------------------
+    # --- threads: the wake-up socket and thread pools ------------------------------------
+
+    def call_soon_threadsafe(
+        self, callback: Callable[..., object], *args: Any, context: Context | None = None
+    ) -> Handle:
+        """Like ``call_soon``, from any thread; wakes the loop if it is blocked in the poller."""
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if not callable(callback):
+            raise TypeError(f"call_soon_threadsafe() needs a callable, got {callback!r}")
+        handle = Handle(callback, args, self, copy_context() if context is None else context)
+        self._ready.append(handle)  # deque.append is atomic
+        self._wake_up()
+        return handle
+
+    def _wake_up(self) -> None:
+        try:
+            self._self_writer.send(b"\0")
+        except (BlockingIOError, InterruptedError):
+            # The socket's buffer is full, so a wake-up is already pending: nothing is lost.
+            pass
+        except OSError:
+            # Closed by close() in another thread; the loop is not going to wait again.
+            if not self._closed:
+                raise
+
+    def _drain_self_pipe(self) -> None:
+        try:
+            while self._self_reader.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
 
     def run_in_executor(
         self,
@@ -541,7 +634,7 @@ class EventLoop(CoreLoop):
                 }
             )
 
-    # --- debug --------------------------------------------------------------------------
+    # --- debug mode and callback observers ---------------------------------------------
 
     def get_debug(self) -> bool:
         """Whether debug mode is on."""
@@ -592,6 +685,31 @@ class EventLoop(CoreLoop):
                         self.slow_callback_duration,
                     )
         handle = None  # as in _run_once: the frame must not keep the last callback
+
+    def _run_ready_observed(self, ntodo: int, observer: CallbackObserver) -> None:
+        """Step 5 of ``_run_once`` while an observer is set: tell it about each callback.
+
+        ``resume(inline=True)`` schedules meanwhile, so each task step is a callback of
+        its own and the observer sees it. Debug mode's slow-callback log is off then.
+        """
+        popleft = self._ready.popleft
+        observer.callbacks_began(ntodo)
+        handle: Handle | None = None
+        for _ in range(ntodo):
+            handle = popleft()
+            if handle._cancelled:
+                continue
+            observer.callback_began(handle)
+            try:
+                handle._context.run(handle._callback, *handle._args)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._callback_failed(handle, exc)
+            finally:
+                observer.callback_ended(handle)
+        handle = None  # as in _run_once: the frame must not keep the last callback
+        observer.callbacks_ended()
 
     # --- where epoll is missing, and after fork() -----------------------------------------
 

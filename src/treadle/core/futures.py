@@ -3,8 +3,8 @@
 A coroutine waits for a Future by awaiting it (``await fut``) or, from a generator,
 with ``yield from fut``: both suspend the coroutine by yielding the Future up to the
 Task driving it, which resumes the coroutine when the Future is done (``tasks.py``).
-Imports ``errors`` and the running-loop record; it knows the loop's class only by name
-(the loop module imports this one, to make futures).
+Imports ``errors``, ``describe``, ``interpreted`` and the running-loop record; it knows
+the loop's class only by name (the loop module imports this one, to make futures).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from collections.abc import Callable, Generator
 from contextvars import Context, copy_context
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from treadle.core.interpreted import mypyc_attr
 from treadle.core.running import get_running_loop
+from treadle.describe import describe_future
 from treadle.errors import CancelledError, InvalidStateError
+from treadle.interpreted import mypyc_attr
 
 if TYPE_CHECKING:
     from treadle.core.loop import CoreLoop
@@ -82,14 +83,7 @@ class Future(Generic[_T]):
         self._asyncio_future_blocking = False
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._describe_state()}>"
-
-    def _describe_state(self) -> str:
-        if self._state is _FINISHED:
-            if self._exception is not None:
-                return f"finished exception={self._exception!r}"
-            return f"finished result={self._result!r}"
-        return self._state.value
+        return describe_future(self)
 
     def __del__(self) -> None:
         # getattr: __init__ may have failed (a Task given a non-coroutine) before this was set.

@@ -2,38 +2,23 @@
 
 A ``Handle`` is what ``call_soon`` returns and what sits in the loop's ready queue; a
 ``TimerHandle`` is one with a deadline, returned by ``call_later`` and ``call_at``.
-Part of the core loop layer: imports nothing from treadle.
+Part of the core loop layer: imports only ``describe`` (a callback's name, for reprs
+and logs), and re-exports its ``describe_callback``.
 """
 
 from __future__ import annotations
 
-import reprlib
 from collections.abc import Callable
 from contextvars import Context
 from typing import Any, Protocol
+
+from treadle.describe import describe_callback
 
 __all__ = ["Handle", "TimerHandle", "describe_callback"]
 
 
 class _TimerOwner(Protocol):
     def _timer_handle_cancelled(self, handle: TimerHandle) -> None: ...
-
-
-def describe_callback(callback: Callable[..., Any], args: tuple[Any, ...] | None = None) -> str:
-    """A short human name for a callback and its arguments, for logs and warnings."""
-    while hasattr(callback, "func"):  # functools.partial and friends
-        callback = callback.func
-    name = getattr(callback, "__qualname__", None) or getattr(callback, "__name__", None)
-    if name is None:
-        name = repr(callback)
-    owner = getattr(callback, "__self__", None)
-    if owner is not None and not isinstance(owner, type):
-        name = f"{type(owner).__name__}.{getattr(callback, '__name__', name)}"
-    if args:
-        name += "(" + ", ".join(reprlib.repr(arg) for arg in args) + ")"
-    else:
-        name += "()"
-    return name
 
 
 class Handle:

@@ -9,51 +9,49 @@ Design principles:
 2. ``_run_once`` is the only place a callback is called. One iteration: drop cancelled
    timers, work out how long the poller may block, poll, move due timers to the ready
    queue, then run exactly the callbacks that were ready when the iteration began
-   (in debug mode, or while an introspection observer is set, a twin of that last
-   step runs them, timing or reporting each).
+   (in debug mode, or while an introspection observer is set, EventLoop runs them
+   its own way, timing or reporting each).
 3. One place owns the poller (epoll): ``_poller``, behind ``add_reader``/``add_writer``.
 4. Time comes from a clock object (``clock.py``), so tests can run on virtual time.
 5. Nothing is lost: an exception in a callback goes to ``call_exception_handler`` and
    the loop carries on; the loop keeps a strong reference to every live task.
 6. Cheap on the hot path: no per-event allocation for readiness, tuples in the timer
    heap so C compares them, and no system call per iteration when no file descriptor
-   but the wake-up socket is registered and there is work ready.
+   is registered and there is work ready.
 7. A task that waits without a Future of its own (a wait queue, a stream, a socket)
    does so through one seam, ``suspend``/``resume`` in ``tasks.py``. ``resume``
    schedules the task's step like any wake-up; a readiness callback with nothing left
    to do may ask for ``inline=True`` and run it at once. Stream reads do: it saves a
    Handle, a pass through the ready queue and often a poll per message.
 
-This is the core only. ``treadle.loop.EventLoop`` is this class plus asyncio's
-services (debug mode, thread pools, asynchronous-generator hooks, the exception-handler
-API, a selectors fallback, fork safety, ``sock_*`` and DNS); their hooks here are
-marked as such. Imports ``errors`` and the rest of the core.
+This is the core only, and it is not used alone: ``treadle.loop.EventLoop`` is this
+class plus asyncio's services (the wake-up socket and ``call_soon_threadsafe``, debug
+mode, callback observers, thread pools, asynchronous-generator hooks, the
+exception-handler API, a selectors fallback, fork safety, ``sock_*`` and DNS); their
+hooks here are marked as such. Imports the rest of the core, ``describe`` and ``interpreted``.
 """
 
 from __future__ import annotations
 
 import errno
 import itertools
-import logging
 import select
-import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context, copy_context
 from heapq import heapify, heappop, heappush
-from typing import Any, Protocol, TypeAlias, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from treadle.core.clock import Clock, MonotonicClock
 from treadle.core.futures import Future
-from treadle.core.handles import Handle, TimerHandle, describe_callback
-from treadle.core.interpreted import mypyc_attr
+from treadle.core.handles import Handle, TimerHandle
 from treadle.core.running import running
 from treadle.core.tasks import Task
+from treadle.describe import describe_callback
+from treadle.interpreted import mypyc_attr
 
-__all__ = ["CallbackObserver", "CoreLoop", "Poller", "TaskObserver"]
-
-logger = logging.getLogger("treadle")
+__all__ = ["CoreLoop", "Poller"]
 
 _T = TypeVar("_T")
 
@@ -81,26 +79,6 @@ class Poller(Protocol):
     def close(self) -> None: ...
 
 
-class CallbackObserver(Protocol):
-    """Told about every callback the loop runs, while set (``treadle.trace`` is one)."""
-
-    def callbacks_began(self, count: int) -> None:
-        """An iteration is about to run ``count`` ready callbacks (its poll is over)."""
-
-    def callback_began(self, handle: Handle) -> None:
-        """``handle``'s callback is about to run."""
-
-    def callback_ended(self, handle: Handle) -> None:
-        """``handle``'s callback has returned or raised."""
-
-    def callbacks_ended(self) -> None:
-        """The iteration's callbacks have all run."""
-
-
-# Called with every Task made on the loop, while set (introspection notes its birth).
-TaskObserver: TypeAlias = Callable[[Task[Any]], object]
-
-
 # Programs may subclass the loop (the compiled build must be told so: mypyc_attr).
 @mypyc_attr(allow_interpreted_subclasses=True)
 class CoreLoop:
@@ -123,7 +101,7 @@ class CoreLoop:
         # Invariant: how many cancelled handles are still in _timers.
         self._cancelled_timers = 0
         self._poller: Poller = self._make_poller()
-        # fd -> interest mask currently registered with the poller.
+        # fd -> interest mask registered with the poller by add_reader/add_writer.
         self._registered: dict[int, int] = {}
         self._readers: dict[int, Handle] = {}
         self._writers: dict[int, Handle] = {}
@@ -139,21 +117,11 @@ class CoreLoop:
         # The task whose step is running right now (set by Task._step).
         self._current_task: Task[Any] | None = None
         # Introspection's hooks (``treadle.introspect``), None unless it is asked for: the
-        # hot path pays one test per new task and one per iteration for them.
-        self._task_observer: TaskObserver | None = None
-        self._callback_observer: CallbackObserver | None = None
-        # A socket pair whose reading end is always registered: call_soon_threadsafe
-        # writes a byte to wake a loop blocked in the poller.
-        self._self_reader, self._self_writer = socket.socketpair()
-        self._self_reader.setblocking(False)
-        self._self_writer.setblocking(False)
-        self._watch(self._readers, self._self_reader.fileno(), self._drain_self_pipe, ())
-
-    def __repr__(self) -> str:
-        return (
-            f"<{type(self).__name__} running={self.is_running()} "
-            f"closed={self._closed} debug={self._debug}>"
-        )
+        # hot path pays one test per new task and one per iteration for them. The task
+        # observer is called with every new Task; the callback observer is a
+        # ``treadle.loop.CallbackObserver``, told about every callback run.
+        self._task_observer: Callable[[Task[Any]], object] | None = None
+        self._callback_observer: object | None = None
 
     # --- running ------------------------------------------------------------------------
 
@@ -176,7 +144,6 @@ class CoreLoop:
         """One iteration of the loop; the only place callbacks are called."""
         ready = self._ready
         timers = self._timers
-        handle: Any  # treadle's Handle, or asyncio's under treadle.aio (see _ready)
 
         # 1. Cancelled timers must not pile up: purge them when they are half the heap.
         if (
@@ -198,22 +165,24 @@ class CoreLoop:
         else:
             timeout = min(self._clock.sleep_time(deadline), _MAX_SELECT_TIMEOUT)
 
-        # 3. Poll. With work ready and no descriptor but the wake-up socket registered,
-        # there is nothing to poll for: call_soon_threadsafe appends to _ready itself.
-        if timeout != 0.0 or len(self._registered) > 1:
+        # 3. Poll. With work ready and no descriptor registered there is nothing to poll
+        # for. (EventLoop's wake-up socket is not in _registered: call_soon_threadsafe
+        # appends to _ready itself, and only a loop that blocks needs waking.)
+        if timeout != 0.0 or self._registered:
             events = self._poller.poll(timeout)
             if events:
                 readers = self._readers
                 writers = self._writers
                 for fd, mask in events:
+                    # (Not "handle": that one holds what _ready holds, see there.)
                     if mask & _READ_EVENTS:
-                        handle = readers.get(fd)
-                        if handle is not None:
-                            ready.append(handle)
+                        reader = readers.get(fd)
+                        if reader is not None:
+                            ready.append(reader)
                     if mask & _WRITE_EVENTS:
-                        handle = writers.get(fd)
-                        if handle is not None:
-                            ready.append(handle)
+                        writer = writers.get(fd)
+                        if writer is not None:
+                            ready.append(writer)
         if deadline is not None and not ready and not self._stopping:
             self._clock.idle(deadline)
 
@@ -229,7 +198,8 @@ class CoreLoop:
                     ready.append(timer)
 
         # 5. Run exactly the callbacks that are ready now; any they schedule wait for
-        # the next iteration. (In debug mode EventLoop also times each one.)
+        # the next iteration. (In debug mode, or while an observer is set, EventLoop
+        # runs them, timing or reporting each.)
         ntodo = len(ready)
         if self._callback_observer is not None:
             self._run_ready_observed(ntodo, self._callback_observer)
@@ -253,31 +223,6 @@ class CoreLoop:
         # and the task's exception outlive them (asyncio's _run_once does the same).
         handle = None
 
-    def _run_ready_observed(self, ntodo: int, observer: CallbackObserver) -> None:
-        """Step 5 of ``_run_once`` while an observer is set: tell it about each callback.
-
-        ``resume(inline=True)`` schedules meanwhile, so each task step is a callback of
-        its own and the observer sees it. Debug mode's slow-callback log is off then.
-        """
-        popleft = self._ready.popleft
-        observer.callbacks_began(ntodo)
-        handle: Any = None  # as in _run_once
-        for _ in range(ntodo):
-            handle = popleft()
-            if handle._cancelled:
-                continue
-            observer.callback_began(handle)
-            try:
-                handle._context.run(handle._callback, *handle._args)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._callback_failed(handle, exc)
-            finally:
-                observer.callback_ended(handle)
-        handle = None  # as in _run_once: the frame must not keep the last callback
-        observer.callbacks_ended()
-
     def stop(self) -> None:
         """Stop after the callbacks of the current iteration have run."""
         self._stopping = True
@@ -291,7 +236,7 @@ class CoreLoop:
         return self._closed
 
     def close(self) -> None:
-        """Release the poller and the wake-up socket. Pending callbacks are discarded.
+        """Release the poller. Pending callbacks are discarded.
 
         Closing a closed loop does nothing; closing a running one raises RuntimeError.
         """
@@ -309,8 +254,6 @@ class CoreLoop:
         self._writers.clear()
         self._registered.clear()
         self._poller.close()
-        self._self_reader.close()
-        self._self_writer.close()
 
     # --- time ---------------------------------------------------------------------------
 
@@ -343,27 +286,6 @@ class CoreLoop:
         if self._debug:
             self._check_call("call_soon", None)
         self._ready.append(Handle(callback, args, self, context))
-
-    def _schedule_handle(self, handle: Handle) -> None:
-        """Queue a handle the core made (and may queue again once it has run)."""
-        if self._closed:
-            raise RuntimeError("Event loop is closed")
-        if self._debug:
-            self._check_call("call_soon", None)
-        self._ready.append(handle)
-
-    def call_soon_threadsafe(
-        self, callback: Callable[..., object], *args: Any, context: Context | None = None
-    ) -> Handle:
-        """Like ``call_soon``, from any thread; wakes the loop if it is blocked in the poller."""
-        if self._closed:
-            raise RuntimeError("Event loop is closed")
-        if not callable(callback):
-            raise TypeError(f"call_soon_threadsafe() needs a callable, got {callback!r}")
-        handle = Handle(callback, args, self, copy_context() if context is None else context)
-        self._ready.append(handle)  # deque.append is atomic
-        self._wake_up()
-        return handle
 
     def call_later(
         self,
@@ -422,10 +344,7 @@ class CoreLoop:
 
     def add_reader(self, fd: int | Any, callback: Callable[..., object], *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is readable, replacing any earlier reader."""
-        self._check_closed()
-        if self._debug:
-            self._check_call("add_reader", None)
-        self._watch(self._readers, _fileno(fd), callback, args)
+        self._watch("add_reader", self._readers, fd, callback, args)
 
     def remove_reader(self, fd: int | Any) -> bool:
         """Stop watching ``fd`` for reading; True if a reader was registered."""
@@ -433,10 +352,7 @@ class CoreLoop:
 
     def add_writer(self, fd: int | Any, callback: Callable[..., object], *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is writable, replacing any earlier writer."""
-        self._check_closed()
-        if self._debug:
-            self._check_call("add_writer", None)
-        self._watch(self._writers, _fileno(fd), callback, args)
+        self._watch("add_writer", self._writers, fd, callback, args)
 
     def remove_writer(self, fd: int | Any) -> bool:
         """Stop watching ``fd`` for writing; True if a writer was registered."""
@@ -444,12 +360,17 @@ class CoreLoop:
 
     def _watch(
         self,
+        operation: str,
         table: dict[int, Handle],
-        fd: int,
+        fileobj: int | Any,
         callback: Callable[..., object],
         args: tuple[Any, ...],
     ) -> None:
-        """Register ``callback`` in ``table`` (readers or writers) for ``fd``."""
+        """Register ``callback`` in ``table`` (readers or writers) for ``fileobj``."""
+        self._check_closed()
+        if self._debug:
+            self._check_call(operation, None)
+        fd = _fileno(fileobj)
         old = table.get(fd)
         table[fd] = Handle(callback, args, self, copy_context())
         if old is None:
@@ -500,24 +421,6 @@ class CoreLoop:
                 poller.register(fd, mask)
         self._registered[fd] = mask
 
-    def _wake_up(self) -> None:
-        try:
-            self._self_writer.send(b"\0")
-        except (BlockingIOError, InterruptedError):
-            # The socket's buffer is full, so a wake-up is already pending: nothing is lost.
-            pass
-        except OSError:
-            # Closed by close() in another thread; the loop is not going to wait again.
-            if not self._closed:
-                raise
-
-    def _drain_self_pipe(self) -> None:
-        try:
-            while self._self_reader.recv(4096):
-                pass
-        except (BlockingIOError, InterruptedError):
-            pass
-
     # --- futures and tasks --------------------------------------------------------------
 
     def create_future(self) -> Future[Any]:
@@ -565,16 +468,10 @@ class CoreLoop:
             )
 
     # --- hooks that treadle.loop.EventLoop fills in -------------------------------------
-    # The core works without them: it polls with epoll, logs what nobody handled, and
-    # never turns debug mode on.
 
     def call_exception_handler(self, context: dict[str, Any]) -> None:
-        """Report an error nobody else can handle (the core logs it; EventLoop adds handlers)."""
-        exception = context.get("exception")
-        logger.error(
-            context.get("message") or "Unhandled exception in event loop",
-            exc_info=(type(exception), exception, exception.__traceback__) if exception else False,
-        )
+        """Report an error nobody else can handle (EventLoop's exception-handler API)."""
+        raise NotImplementedError("the exception-handler API is treadle.EventLoop's")
 
     def _make_poller(self) -> Poller:
         """The poller this loop waits in (EventLoop falls back to ``selectors`` without epoll)."""
@@ -582,6 +479,10 @@ class CoreLoop:
 
     def _check_call(self, operation: str, callback: Callable[..., object] | None) -> None:
         """Debug mode's checks on a scheduling call (EventLoop's; the core makes none)."""
+
+    def _run_ready_observed(self, ntodo: int, observer: Any) -> None:
+        """Step 5 of ``_run_once`` while a callback observer is set (EventLoop's)."""
+        raise NotImplementedError("callback observers are treadle.EventLoop's")
 
     def _run_ready_debug(self, ntodo: int) -> None:
         """Step 5 of ``_run_once`` in debug mode (EventLoop's: it times each callback)."""

@@ -46,14 +46,14 @@ Its contract:
   resumes (clear it in a ``finally``), since a later ``suspend`` of the same task
   reuses the same Task as its waiter.
 
-Imports ``errors`` and the core's futures, handles, interpreted pieces, tracebacks and
-running-loop record.
+Imports the core's futures, handles and running-loop record, and the leaves ``errors``,
+``describe`` (the wording of its complaints), ``interpreted`` (the seam's yields) and
+``tracebacks``.
 """
 
 from __future__ import annotations
 
 import collections.abc
-import inspect
 import itertools
 import types
 import weakref
@@ -63,25 +63,23 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
 
 from treadle.core.futures import _CANCELLED, _FINISHED, _PENDING, Future
 from treadle.core.handles import Handle
-from treadle.core.interpreted import SUSPENDED as _SUSPENDED
-from treadle.core.interpreted import (
-    Suspended,
-    all_tasks,
-    current_task,
-    mypyc_attr,
-    wait_for_future,
-    wait_for_resume,
-)
 from treadle.core.running import get_running_loop
 from treadle.core.tracebacks import trim_tracebacks
+from treadle.describe import (
+    await_chain_frames,
+    describe_task,
+    not_a_coroutine,
+    why_a_task_cannot_wait_on,
+)
 from treadle.errors import CancelledError, InvalidStateError
+from treadle.interpreted import SUSPENDED as _SUSPENDED
+from treadle.interpreted import Suspended, mypyc_attr, wait_for_future, wait_for_resume
 
 if TYPE_CHECKING:
     from treadle.core.loop import CoreLoop
 
 __all__ = [
-    "Task", "Waiter", "all_tasks", "current_task", "current_waiter",
-    "is_suspended", "iscoroutine", "resume", "suspend",
+    "Task", "Waiter", "current_waiter", "is_suspended", "iscoroutine", "resume", "suspend",
 ]  # fmt: skip
 
 _T = TypeVar("_T")
@@ -129,12 +127,7 @@ class Task(Future[_T]):
         context: Context | None = None,
     ) -> None:
         if not iscoroutine(coro):
-            raise TypeError(
-                f"a coroutine or generator was expected, got {coro!r}; "
-                "did you pass the function instead of calling it?"
-                if callable(coro)
-                else f"a coroutine or generator was expected, got {coro!r}"
-            )
+            raise TypeError(not_a_coroutine(coro))
         # Future.__init__, inlined: task creation is on the hot path of every spawn.
         self._loop = loop = get_running_loop() if loop is None else loop
         self._state = _PENDING
@@ -175,19 +168,7 @@ class Task(Future[_T]):
             loop._task_observer(self)
 
     def __repr__(self) -> str:
-        if not hasattr(self, "_coro"):
-            return f"<{type(self).__name__} (its __init__ failed)>"
-        coro = self._coro
-        code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        where = ""
-        if frame is not None:
-            where = f" running at {frame.f_code.co_filename}:{frame.f_lineno}"
-        what = code.co_qualname if code is not None else repr(coro)
-        return (
-            f"<{type(self).__name__} {self._describe_state()} name={self.get_name()!r} "
-            f"coro=<{what}(){where}>>"
-        )
+        return describe_task(self)
 
     # --- names and introspection ----------------------------------------------------
 
@@ -214,17 +195,7 @@ class Task(Future[_T]):
 
     def get_stack(self) -> list[types.FrameType]:
         """The frames of the suspended await chain, outermost first (empty when done)."""
-        frames = []
-        awaitable: Any = self._coro
-        while awaitable is not None:
-            frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
-            if frame is None:
-                break
-            frames.append(frame)
-            awaitable = getattr(awaitable, "cr_await", None) or getattr(
-                awaitable, "gi_yieldfrom", None
-            )
-        return frames
+        return await_chain_frames(self._coro)
 
     # --- a task's result comes from its coroutine, not from outside ------------------
 
@@ -323,7 +294,9 @@ class Task(Future[_T]):
                 handle = self._yield_handle
                 if handle is None:
                     handle = self._yield_handle = Handle(self._step, (), loop, self._context)
-                loop._schedule_handle(handle)
+                # Straight onto the ready queue: a step runs on the loop's thread while it
+                # runs, so none of call_soon's checks can fail here.
+                loop._ready.append(handle)
             elif result is _SUSPENDED:
                 if self._must_cancel:
                     # cancel() came during this very step: deliver it at once, with the
@@ -339,36 +312,19 @@ class Task(Future[_T]):
 
     def _suspend_on(self, yielded: Any) -> None:
         """The coroutine yielded ``yielded``: wait for it if it is a future, else complain."""
-        blocking = getattr(yielded, "_asyncio_future_blocking", None)
-        if blocking is None:
-            if inspect.isgenerator(yielded) or inspect.iscoroutine(yielded):
-                problem = (
-                    f"{self.get_name()} yielded {yielded!r}; "
-                    "use 'yield from' (or 'await') to run a sub-coroutine, not 'yield'"
-                )
-            else:
-                problem = (
-                    f"{self.get_name()} yielded {yielded!r}, which is not a Future; a coroutine "
-                    "may only wait on a Future ('await fut' or 'yield from fut'), or yield "
-                    "nothing at all to let other tasks run"
-                )
-        elif yielded.get_loop() is not self._loop:
-            problem = f"{self.get_name()} awaited {yielded!r}, which belongs to a different loop"
-        elif not blocking:
-            problem = (
-                f"{self.get_name()} yielded the future {yielded!r} with 'yield'; "
-                "use 'yield from' (or 'await') to wait for it"
-            )
-        elif yielded is self:
-            problem = f"{self.get_name()} cannot await itself"
-        else:
+        if (
+            getattr(yielded, "_asyncio_future_blocking", None)  # a future, awaited
+            and yielded.get_loop() is self._loop
+            and yielded is not self
+        ):
             yielded._asyncio_future_blocking = False
             yielded.add_done_callback(self._wakeup, context=self._context)
             self._fut_waiter = yielded
             if self._must_cancel and yielded.cancel(msg=self._cancel_message):
                 self._must_cancel = False
             return
-        self._loop.call_soon(self._step, RuntimeError(problem), context=self._context)
+        problem = RuntimeError(why_a_task_cannot_wait_on(self.get_name(), yielded, self._loop))
+        self._loop.call_soon(self._step, problem, context=self._context)
 
     def _wakeup(self, future: Future[Any]) -> None:
         """The future this task waited on is done: take the next step with its outcome.
@@ -401,30 +357,25 @@ def _outcome_of_foreign(future: Any) -> BaseException | None:
     return None
 
 
-# current_task() and all_tasks() are in core/interpreted.py: treadle.aio's loop answers
-# them with asyncio's tasks, through properties that compiled code would read past.
-
-
 # --- the suspend/resume seam (its contract is in the module docstring) --------------------
 
 # What resume() wakes: the suspended Task itself, or the Future a task of another kind awaits.
-# (Not "Task[Any] | Future[Any]": mypyc crashes on a union of a class and its subclass,
-# and "| Any" lets through asyncio's future, which compiled code would refuse.)
+# ("| Any", not "Task[Any] | Future[Any]": mypyc crashes on a union of a class and its
+# subclass, and compiled code would refuse asyncio's future under treadle.aio.)
 Waiter: TypeAlias = "Future[Any] | Any"
 
 
 def current_waiter() -> Waiter:
     """The handle by which ``resume()`` will wake the running task once it ``suspend()``s."""
-    loop = get_running_loop()
+    # Any: treadle.aio's loop answers with asyncio's tasks and futures, which the compiled
+    # build would refuse as not treadle's.
+    loop: Any = get_running_loop()
     task = loop._current_task
     if isinstance(task, Task):
         return task
     # No treadle Task is stepping: a task of another kind (asyncio's, on treadle.aio's
-    # loop) runs this coroutine, and waits on a Future of its loop's kind. (Through Any:
-    # compiled code would insist on the treadle Future create_future() is declared to
-    # return, and treadle.aio's returns asyncio's.)
-    any_loop: Any = loop
-    return any_loop.create_future()
+    # loop) runs this coroutine, and waits on a Future of its loop's kind.
+    return loop.create_future()
 
 
 def suspend(waiter: Waiter) -> Awaitable[Any]:
@@ -433,14 +384,14 @@ def suspend(waiter: Waiter) -> Awaitable[Any]:
     ``waiter`` comes from ``current_waiter()`` in the same task. Raises what
     ``resume(waiter, error=...)`` passed, or CancelledError if the task is cancelled.
     """
-    # The yields themselves are in core/interpreted.py: the compiled build cannot await
-    # a generator of its own made with @types.coroutine.
     if isinstance(waiter, Task):
         if waiter._loop._current_task is not waiter:
             raise RuntimeError(
                 f"suspend() was given {waiter!r}, which is not the running task; "
                 "take the waiter from current_waiter() in the task that suspends"
             )
+        # The yields are in treadle/interpreted.py: the compiled build cannot await a
+        # generator of its own made with @types.coroutine.
         return wait_for_resume()
     return wait_for_future(waiter)
 

@@ -17,8 +17,7 @@ __all__ = ["trim_traceback", "trim_tracebacks"]
 # The directory of treadle's own source (this file is in its core/ folder): frames from
 # any file under it are trimmed. So are those of the compiled build, which mypyc names
 # by the path they were compiled from, relative to the project (setup.py): src/treadle/.
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(__file__))
-_OWN_FILES = (_PACKAGE_DIR, os.path.join("src", "treadle", ""))
+_OWN_FILES = (os.path.dirname(os.path.dirname(__file__)), os.path.join("src", "treadle", ""))
 
 
 def trim_traceback(tb: types.TracebackType | None) -> types.TracebackType | None:

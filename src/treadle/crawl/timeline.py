@@ -23,10 +23,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from treadle.core.handles import Handle
-from treadle.core.loop import CallbackObserver
 from treadle.crawl.records import Record
 from treadle.introspect.graph import coroutine_frames
-from treadle.loop import EventLoop
+from treadle.loop import CallbackObserver, EventLoop
 
 __all__ = ["Segment", "TimelineRecorder", "render_html", "write_html"]
 

@@ -68,8 +68,8 @@ class ThreadCountingPool(concurrent.futures.ThreadPoolExecutor):
 
 def real_work_in_flight(loop: EventLoop) -> bool:
     """Whether real I/O or a counted thread could still wake ``loop`` without a timer."""
-    # The wake-up pipe is always registered; anything more is a socket someone awaits.
-    if len(loop._registered) > 1:
+    # A registered descriptor (the wake-up socket is not one) is a socket someone awaits.
+    if loop._registered:
         return True
     executor = loop._default_executor
     return isinstance(executor, ThreadCountingPool) and executor.in_flight > 0
