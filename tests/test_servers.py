@@ -301,6 +301,19 @@ def test_unix_server_and_connection(fw: Any, tmp_path: Path) -> None:
     fw.run_guarded(main())
 
 
+def test_a_unix_server_refuses_an_ssl_that_is_not_a_context_before_binding(
+    fw: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "tls.sock"
+
+    async def main() -> None:
+        with pytest.raises(TypeError):
+            await fw.start_unix_server(echo_lines, str(path), ssl=True)
+        assert not path.exists()
+
+    fw.run_guarded(main())
+
+
 async def test_unix_connection_to_a_missing_path_names_it(tmp_path: Path) -> None:
     path = str(tmp_path / "nobody-here.sock")
     with pytest.raises(FileNotFoundError, match=re.escape(path)):

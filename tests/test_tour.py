@@ -206,11 +206,9 @@ def test_stage6_uses_only_treadles_public_api() -> None:
         for alias in node.names
     }
     assert not any(name.startswith("treadle.") for name in imported)
-    # From treadle it imports only the tour's idea-free helpers, by name.
+    # From treadle it imports only the tour's idea-free helpers.
     assert {
-        node.module
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("treadle")
+        module for module in imported_modules(STAGE_SOURCES[6]) if module.startswith("treadle.")
     } == {"treadle.tour.common"}
     used = {
         node.attr
@@ -230,7 +228,7 @@ def test_stage5_exception_travels_up_the_yield_from_chain() -> None:
     last_line = text.rstrip().splitlines()[-1]
     assert last_line == f"ConnectionRefusedError: [Errno 111] Connection refused: {url!r}"
     frames = [line.split(", in ")[1] for line in text.splitlines() if ", in " in line]
-    assert frames == ["demo", "fetch", "connect"]
+    assert frames == ["demo", "fetch", "connect", "check_connected"]
 
 
 def test_stage5_by_hand_shows_the_traceback() -> None:
@@ -296,12 +294,15 @@ def shared_lines(one: list[str], other: list[str], shortest_run: int = 6) -> int
 
 
 def imported_modules(path: Path) -> set[str]:
-    """Every module a file imports, by its full name."""
+    """Every module a file imports, by its full name (``from treadle.tour import common``
+    imports ``treadle.tour.common``)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module == "treadle.tour":
+            names.update(f"treadle.tour.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
     return names
@@ -329,13 +330,16 @@ def is_standard_library(module: str) -> bool:
 
 
 @pytest.mark.parametrize("number", [stage.number for stage in STAGES])
-def test_stages_import_the_standard_library_common_and_at_six_treadle(number: int) -> None:
+def test_stages_import_the_standard_library_common_earlier_stages_and_at_six_treadle(
+    number: int,
+) -> None:
     foreign = {
         module
         for module in imported_modules(STAGE_SOURCES[number])
         if not is_standard_library(module)
     }
-    assert foreign == (
+    earlier = {f"treadle.tour.{stage.module}" for stage in STAGES if stage.number < number}
+    assert foreign - earlier == (
         {"treadle", "treadle.tour.common"} if number == 6 else {"treadle.tour.common"}
     )
 
@@ -352,43 +356,59 @@ def test_common_holds_what_stages_share_and_no_stage_redefines_it() -> None:
     for number, path in STAGE_SOURCES.items():
         assert not provided & set(top_level_definitions(path)), f"stage {number} redefines"
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module == "treadle.tour.common":
-                for alias in node.names:
-                    users[alias.name].add(number)
+            # Stages name what they use from common as ``common.<name>``.
+            if isinstance(node, ast.Attribute) and ast.unparse(node.value) == "common":
+                users[node.attr].add(number)
     # What only one stage needs belongs in that stage.
     assert {name: stages for name, stages in users.items() if len(stages) < 2} == {}
 
 
 # Before common.py, every two stages shared 40 to 89 code lines (the URL, request,
-# response and record helpers and the command line, in every file). Now what two
-# stages share is an idea the later one carries forward: a stage shares all but its
-# lesson with the stage right before it, and at most this much with any other (today
-# 13 lines: stage 2's loop and the start of its Fetcher, which stages 3-5 keep).
-MOST_SHARED_WITH_A_STAGE_NOT_NEXT_TO_IT = 15
-
-
+# response and record helpers and the command line, in every file), and each stage
+# carried its predecessor's Fetcher, Future or loop forward by copy. Now a stage defines
+# only what its lesson changes and imports the rest from the stage that introduced it,
+# so no two stages share a run of code lines as long as the ``duplicates`` tool's six.
 @pytest.mark.parametrize(
     ("earlier", "later"),
-    [(a, b) for a, b in itertools.combinations(STAGE_SOURCES, 2) if b - a > 1],
+    list(itertools.combinations(STAGE_SOURCES, 2)),
     ids=lambda number: f"stage{number}",
 )
-def test_stages_that_are_not_neighbours_share_little_code(earlier: int, later: int) -> None:
+def test_no_two_stages_share_a_run_of_code(earlier: int, later: int) -> None:
     shared = shared_lines(code_lines(STAGE_SOURCES[earlier]), code_lines(STAGE_SOURCES[later]))
-    assert shared <= MOST_SHARED_WITH_A_STAGE_NOT_NEXT_TO_IT
+    assert shared == 0
+
+
+def test_no_stage_copies_a_definition_from_an_earlier_stage() -> None:
+    introduced: dict[str, int] = {}  # a definition's AST: the stage that defined it
+    for number, path in STAGE_SOURCES.items():
+        for name, definition in top_level_definitions(path).items():
+            assert definition not in introduced, (
+                f"stage {number} repeats stage {introduced[definition]}'s {name}: import it"
+            )
+            introduced[definition] = number
 
 
 def test_stage3_is_stage2_with_a_new_fetch_all() -> None:
-    stage2, stage3 = (top_level_definitions(STAGE_SOURCES[number]) for number in (2, 3))
-    assert stage2.keys() == stage3.keys()
-    assert {name for name in stage2 if stage2[name] != stage3[name]} == {"fetch_all"}
-    # The diff, docstrings and comments aside: three of stage 3's 48 code lines.
-    matcher = difflib.SequenceMatcher(
-        None, code_lines(STAGE_SOURCES[2]), code_lines(STAGE_SOURCES[3]), autojunk=False
+    stage2, stage3 = (
+        importlib.import_module(f"treadle.tour.{STAGES[number - 1].module}") for number in (2, 3)
     )
-    changed = sum(
-        max(i2 - i1, j2 - j1) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"
-    )
-    assert changed <= len(matcher.b) // 10
+    assert set(top_level_definitions(STAGE_SOURCES[3])) == {"fetch_all"}
+    assert (stage3.Fetcher, stage3.selector) == (stage2.Fetcher, stage2.selector)
+    assert stage3.fetch_all is not stage2.fetch_all
+
+
+# The stages each later stage imports what it keeps from.
+BUILDS_ON = {3: {2}, 4: {2}, 5: {2, 4}}
+
+
+@pytest.mark.parametrize("number", BUILDS_ON, ids=lambda number: f"stage{number}")
+def test_later_stages_import_what_they_keep(number: int) -> None:
+    stages = {
+        stage.number
+        for stage in STAGES
+        if f"treadle.tour.{stage.module}" in imported_modules(STAGE_SOURCES[number])
+    }
+    assert stages == BUILDS_ON[number]
 
 
 def guide_diffs() -> list[str]:

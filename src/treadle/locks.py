@@ -10,7 +10,6 @@ them safe under cancellation. Coordination layer: imports ``treadle.errors`` and
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import TracebackType
 from typing import Literal, TypeVar
 
 from treadle.errors import CancelledError
@@ -35,12 +34,7 @@ class _ContextManagerMixin:
     async def __aenter__(self) -> None:
         await self.acquire()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.release()
 
 

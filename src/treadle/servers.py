@@ -249,39 +249,16 @@ class Server:
         await self.wait_closed()
 
 
-def _new_server(
-    sockets: list[socket.socket],
-    handler: ClientHandler,
-    *,
-    limit: int,
-    backlog: int,
-    ssl: ssl_module.SSLContext | None,
-    ssl_handshake_timeout: float | None,
-    ssl_shutdown_timeout: float | None,
-    start_serving: bool,
-) -> Server:
-    """A Server on the running loop over listening ``sockets``, accepting if asked."""
-    server = Server(
-        get_running_loop(),
-        sockets,
-        handler,
-        limit=limit,
-        backlog=backlog,
-        ssl=ssl,
-        ssl_handshake_timeout=ssl_handshake_timeout,
-        ssl_shutdown_timeout=ssl_shutdown_timeout,
-    )
-    if start_serving:
-        server._start()
-    return server
-
-
-def _check_server_arguments(client_connected_cb: ClientHandler, backlog: int) -> None:
+def _check_server_arguments(
+    client_connected_cb: ClientHandler, backlog: int, ssl: ssl_module.SSLContext | None
+) -> None:
     """The checks ``start_server`` and ``start_unix_server`` share, before any socket."""
     if not callable(client_connected_cb):
         raise TypeError(f"client_connected_cb must be callable, got {client_connected_cb!r}")
     if not isinstance(backlog, int) or isinstance(backlog, bool) or backlog < 1:
         raise ValueError(f"backlog must be a positive integer, got {backlog!r}")
+    if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
+        raise TypeError("a server's ssl= must be an ssl.SSLContext with a certificate loaded")
 
 
 def _listen_on(sock: socket.socket, backlog: int) -> socket.socket:
@@ -313,16 +290,15 @@ async def start_server(
     ``client_connected_cb(reader, writer)`` runs in its own task per connection (it may
     be a coroutine function or a plain function); the stream is closed when it returns.
     """
-    _check_server_arguments(client_connected_cb, backlog)
-    if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
-        raise TypeError("a server's ssl= must be an ssl.SSLContext with a certificate loaded")
+    _check_server_arguments(client_connected_cb, backlog, ssl)
     if sock is not None:
         if host is not None or port is not None:
             raise ValueError("give either host and port, or sock=, not both")
         sockets = [_listen_on(sock, backlog)]
     else:
         sockets = await _bind_tcp(host, port, family, flags, backlog, reuse_address, reuse_port)
-    return _new_server(
+    server = Server(
+        get_running_loop(),
         sockets,
         client_connected_cb,
         limit=limit,
@@ -330,8 +306,10 @@ async def start_server(
         ssl=ssl,
         ssl_handshake_timeout=ssl_handshake_timeout,
         ssl_shutdown_timeout=ssl_shutdown_timeout,
-        start_serving=start_serving,
     )
+    if start_serving:
+        server._start()
+    return server
 
 
 async def _bind_tcp(
@@ -403,7 +381,7 @@ async def start_unix_server(
     start_serving: bool = True,
 ) -> Server:
     """Listen on the Unix socket ``path`` and serve each client, as ``start_server``."""
-    _check_server_arguments(client_connected_cb, backlog)
+    _check_server_arguments(client_connected_cb, backlog, ssl)
     if sock is None:
         if path is None:
             raise ValueError("start_unix_server() needs a path (or sock=)")
@@ -427,9 +405,10 @@ async def start_unix_server(
             raise
     elif path is not None:
         raise ValueError("give either path or sock=, not both")
-    return _new_server(
-        [_listen_on(sock, backlog)],
+    # From here a Unix socket is served as any listening socket is.
+    return await start_server(
         client_connected_cb,
+        sock=sock,
         limit=limit,
         backlog=backlog,
         ssl=ssl,

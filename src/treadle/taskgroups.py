@@ -12,8 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Coroutine, Generator
 from contextvars import Context
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from treadle.core.futures import Future
 from treadle.core.tasks import Task, iscoroutine
@@ -23,6 +22,8 @@ from treadle.loop import EventLoop, current_task, get_running_loop
 __all__ = ["TaskGroup"]
 
 _T = TypeVar("_T")
+# What a task can drive: a native coroutine, or a generator-based one.
+_Coroutine: TypeAlias = Coroutine[Any, Any, _T] | Generator[Any, Any, _T]
 
 
 class _State(enum.Enum):
@@ -81,12 +82,7 @@ class TaskGroup:
         self._state = _State.RUNNING
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         try:
             await self._exit(exc)
         finally:
@@ -143,11 +139,7 @@ class TaskGroup:
             raise propagate_cancel
 
     def create_task(
-        self,
-        coro: Coroutine[Any, Any, _T] | Generator[Any, Any, _T],
-        *,
-        name: str | None = None,
-        context: Context | None = None,
+        self, coro: _Coroutine[_T], *, name: str | None = None, context: Context | None = None
     ) -> Task[_T]:
         """Start ``coro`` as a task of this group; the group's block waits for it."""
         problem = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import socket
 import ssl as ssl_module
+from dataclasses import dataclass, field
 
 from treadle.core.handles import TimerHandle
 from treadle.sockets import Buffer, wait_readable
@@ -72,36 +73,19 @@ class _CloseState(enum.Enum):
     DONE = enum.auto()
 
 
+@dataclass(slots=True, eq=False, repr=False)
 class TLSLayer:
     """TLS under a stream connection: its receive and transmit hooks, and its close."""
 
-    __slots__ = (
-        "_close_state",
-        "_shutdown_timer",
-        "connection",
-        "incoming",
-        "outgoing",
-        "shutdown_timeout",
-        "sslobj",
-    )
-
-    def __init__(
-        self,
-        connection: Connection,
-        sslobj: ssl_module.SSLObject,
-        incoming: ssl_module.MemoryBIO,
-        outgoing: ssl_module.MemoryBIO,
-        shutdown_timeout: float,
-    ) -> None:
-        self.connection = connection
-        self.sslobj = sslobj
-        # Ciphertext received and not yet decrypted; ciphertext made and not yet queued.
-        self.incoming = incoming
-        self.outgoing = outgoing
-        self.shutdown_timeout = shutdown_timeout
-        self._close_state = _CloseState.OPEN
-        # Invariant: set exactly while the state is AWAITING_PEER (with its reader).
-        self._shutdown_timer: TimerHandle | None = None
+    connection: Connection
+    sslobj: ssl_module.SSLObject
+    # Ciphertext received and not yet decrypted; ciphertext made and not yet queued.
+    incoming: ssl_module.MemoryBIO
+    outgoing: ssl_module.MemoryBIO
+    shutdown_timeout: float
+    _close_state: _CloseState = field(default=_CloseState.OPEN, init=False)
+    # Invariant: set exactly while the state is AWAITING_PEER (with its reader).
+    _shutdown_timer: TimerHandle | None = field(default=None, init=False)
 
     def session_info(self) -> dict[str, object]:
         """What ``get_extra_info`` adds over TLS, once the handshake is done."""

@@ -17,6 +17,7 @@ import threading
 import time
 import types
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from treadle.core.handles import describe_callback
@@ -201,26 +202,40 @@ def _title(header: Snapshot, loop: Snapshot) -> str:
     )
 
 
-def format_table(snapshot: Snapshot) -> str:
-    """``treadle ps``: one line per task (id, name, state, age, waiting on, location)."""
+def _format_loops(snapshot: Snapshot, format_tasks: Callable[[Snapshot], list[str]]) -> str:
+    """Each loop's title, whether it is blocked, and ``format_tasks(loop)``'s lines.
+
+    A blank line separates the loops; a process with no loop running says so.
+    """
     out: list[str] = []
     if not snapshot["loops"]:
         out.append(f"process {snapshot['pid']}: no treadle loop is running")
     for loop in snapshot["loops"]:
         out.append(_title(snapshot, loop))
         out += _blocked_lines(loop)
-        rows = [("ID", "NAME", "STATE", "AGE", "WAITING ON", "LOCATION")]
-        for task in loop["tasks"]:
-            rows.append((
-                f"{task['id']:#x}", task["name"], task["state"], _age(task),
-                task["waiting_on"] or "-", task["location"] or "-",
-            ))  # fmt: skip
-        widths = [max(len(row[i]) for row in rows) for i in range(5)]
-        for row in rows:
-            cells = [row[i].ljust(widths[i]) for i in range(5)] + [row[5]]
-            out.append("  ".join(cells).rstrip())
+        out += format_tasks(loop)
         out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def format_table(snapshot: Snapshot) -> str:
+    """``treadle ps``: one line per task (id, name, state, age, waiting on, location)."""
+    return _format_loops(snapshot, _task_table)
+
+
+def _task_table(loop: Snapshot) -> list[str]:
+    rows = [("ID", "NAME", "STATE", "AGE", "WAITING ON", "LOCATION")]
+    for task in loop["tasks"]:
+        rows.append((
+            f"{task['id']:#x}", task["name"], task["state"], _age(task),
+            task["waiting_on"] or "-", task["location"] or "-",
+        ))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = []
+    for row in rows:
+        cells = [row[i].ljust(widths[i]) for i in range(5)] + [row[5]]
+        lines.append("  ".join(cells).rstrip())
+    return lines
 
 
 def _children(tasks: list[Snapshot]) -> tuple[dict[int, list[Snapshot]], list[Snapshot]]:
@@ -278,19 +293,17 @@ def format_tree(snapshot: Snapshot) -> str:
     TaskGroup); one nobody awaits appears under the task that started it, marked so.
     Each task's await chain is listed outermost first, down to where it is suspended.
     """
+    return _format_loops(snapshot, _task_tree)
+
+
+def _task_tree(loop: Snapshot) -> list[str]:
     out: list[str] = []
-    if not snapshot["loops"]:
-        out.append(f"process {snapshot['pid']}: no treadle loop is running")
-    for loop in snapshot["loops"]:
-        out.append(_title(snapshot, loop))
-        out += _blocked_lines(loop)
-        children, roots = _children(loop["tasks"])
-        printed: set[int] = set()
-        for root in roots:
-            _render(root, children, out, printed)
-        for task in loop["tasks"]:
-            if task["id"] not in printed:  # in a cycle of tasks awaiting each other
-                out.append("(a cycle: these tasks await each other, a deadlock)")
-                _render(task, children, out, printed)
-        out.append("")
-    return "\n".join(out).rstrip() + "\n"
+    children, roots = _children(loop["tasks"])
+    printed: set[int] = set()
+    for root in roots:
+        _render(root, children, out, printed)
+    for task in loop["tasks"]:
+        if task["id"] not in printed:  # in a cycle of tasks awaiting each other
+            out.append("(a cycle: these tasks await each other, a deadlock)")
+            _render(task, children, out, printed)
+    return out

@@ -2,9 +2,9 @@
 
 URL parsing, the GET request, the per-URL record with its body and its start and
 finish times, closing what a failed fetch left open, and running a stage by hand from
-the command line. Keeping them here leaves each stage file with its idea,
-so one stage's diff from the stage before is its lesson. Standard library only: the
-stages import it, and it imports nothing from treadle.
+the command line. Keeping them here leaves each stage file with its idea. Standard
+library only: the stages import it (and name what they use as ``common.<name>``, so a
+reader sees which calls are not the lesson), and it imports nothing from treadle.
 """
 
 from __future__ import annotations

@@ -13,12 +13,12 @@ import socket
 import sys
 import time
 
-from treadle.tour.common import FetchResult, parse_url, record_fetch, request_for, run_by_hand
+from treadle.tour import common
 
 
-def fetch(url: str) -> FetchResult:
+def fetch(url: str) -> common.FetchResult:
     """Fetch one URL, blocking until the whole response has arrived."""
-    host, port, path = parse_url(url)
+    host, port, path = common.parse_url(url)
     started = time.monotonic()
     with socket.socket() as sock:
         # connect_ex returns an error number instead of raising, so the error we
@@ -26,17 +26,17 @@ def fetch(url: str) -> FetchResult:
         error = sock.connect_ex((host, port))
         if error:
             raise OSError(error, os.strerror(error), url)
-        sock.sendall(request_for(host, path))
+        sock.sendall(common.request_for(host, path))
         chunks = []
         while chunk := sock.recv(4096):
             chunks.append(chunk)
-    return record_fetch(url, started, b"".join(chunks))
+    return common.record_fetch(url, started, b"".join(chunks))
 
 
-def fetch_all(urls: list[str]) -> list[FetchResult]:
+def fetch_all(urls: list[str]) -> list[common.FetchResult]:
     """Fetch every URL, each one only after the one before has finished."""
     return [fetch(url) for url in urls]
 
 
 if __name__ == "__main__":
-    sys.exit(run_by_hand(fetch_all, __spec__.name))
+    sys.exit(common.run_by_hand(fetch_all, __spec__.name))

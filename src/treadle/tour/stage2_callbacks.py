@@ -16,18 +16,31 @@ import sys
 import time
 from selectors import EVENT_READ, EVENT_WRITE
 
-from treadle.tour.common import (
-    FetchResult,
-    close_abandoned,
-    parse_url,
-    record_fetch,
-    request_for,
-    run_by_hand,
-)
+from treadle.tour import common
 
 # The one selector every socket in this stage registers with, as in the talk.
 # (treadle itself keeps its selector inside a loop object; the tour keeps it bare.)
 selector = selectors.DefaultSelector()
+
+
+def start_connecting(host: str, port: int) -> socket.socket:
+    """A non-blocking socket whose connect to host and port is under way.
+
+    A non-blocking connect returns at once (EINPROGRESS). The socket turns writable
+    when the handshake is over, and ``check_connected`` then says how it went.
+    """
+    sock = socket.socket()
+    sock.setblocking(False)
+    sock.connect_ex((host, port))
+    return sock
+
+
+def check_connected(sock: socket.socket, url: str) -> None:
+    """Once sock is writable: if its connect failed, close it and raise, naming url."""
+    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if error:
+        sock.close()
+        raise OSError(error, os.strerror(error), url)
 
 
 class Fetcher:
@@ -35,30 +48,23 @@ class Fetcher:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.host, self.port, self.path = parse_url(url)
+        self.host, self.port, self.path = common.parse_url(url)
         self.chunks: list[bytes] = []
         self.started = 0.0
-        self.result: FetchResult | None = None  # set when the fetch is done
+        self.result: common.FetchResult | None = None  # set when the fetch is done
 
     def start(self) -> None:
         """Begin connecting; the selector calls connected when that is over."""
         self.started = time.monotonic()
-        self.sock = socket.socket()
-        self.sock.setblocking(False)
-        # A non-blocking connect returns at once (EINPROGRESS). The socket turns
-        # writable when the handshake is over, and SO_ERROR then says how it went.
-        self.sock.connect_ex((self.host, self.port))
+        self.sock = start_connecting(self.host, self.port)
         selector.register(self.sock, EVENT_WRITE, self.connected)
 
     def connected(self) -> None:
         """Send the request, then have the selector call readable as data arrives."""
         selector.unregister(self.sock)
-        error = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if error:
-            self.sock.close()
-            raise OSError(error, os.strerror(error), self.url)
+        check_connected(self.sock, self.url)
         # The request is tiny: the kernel's send buffer takes it all at once.
-        self.sock.sendall(request_for(self.host, self.path))
+        self.sock.sendall(common.request_for(self.host, self.path))
         selector.register(self.sock, EVENT_READ, self.readable)
 
     def readable(self) -> None:
@@ -68,7 +74,7 @@ class Fetcher:
             return
         selector.unregister(self.sock)
         self.sock.close()
-        self.result = record_fetch(self.url, self.started, b"".join(self.chunks))
+        self.result = common.record_fetch(self.url, self.started, b"".join(self.chunks))
 
 
 def run_once() -> None:
@@ -78,20 +84,25 @@ def run_once() -> None:
         callback()
 
 
-def fetch_all(urls: list[str]) -> list[FetchResult]:
+def run_until_fetched(fetcher: Fetcher) -> common.FetchResult:
+    """Run the loop until fetcher has its result, serving every ready socket meanwhile."""
+    while fetcher.result is None:
+        run_once()
+    return fetcher.result
+
+
+def fetch_all(urls: list[str]) -> list[common.FetchResult]:
     """Fetch every URL, running the loop until each is done before starting the next."""
-    results = []
     try:
+        results = []
         for url in urls:
             fetcher = Fetcher(url)
             fetcher.start()
-            while fetcher.result is None:
-                run_once()
-            results.append(fetcher.result)
+            results.append(run_until_fetched(fetcher))
+        return results
     finally:
-        close_abandoned(selector)
-    return results
+        common.close_abandoned(selector)
 
 
 if __name__ == "__main__":
-    sys.exit(run_by_hand(fetch_all, __spec__.name))
+    sys.exit(common.run_by_hand(fetch_all, __spec__.name))

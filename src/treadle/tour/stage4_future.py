@@ -3,14 +3,13 @@
 In stage 3 every step of a fetch registered its next callback with the selector
 itself. Here ``when_ready`` hands back a Future for "this socket is ready", and a
 Fetcher hands back a Future for its FetchResult: code that wants a result adds a
-done-callback to a Future and never touches the selector. Standard library only,
-plus the tour's ``common`` module.
+done-callback to a Future and never touches the selector. The selector, the loop
+and the non-blocking connect are stage 2's, imported. Standard library only, plus the
+tour's ``common`` module and stage 2.
 """
 
 from __future__ import annotations
 
-import os
-import selectors
 import socket
 import sys
 import time
@@ -18,18 +17,8 @@ from collections.abc import Callable
 from selectors import EVENT_READ, EVENT_WRITE
 from typing import Any
 
-from treadle.tour.common import (
-    FetchResult,
-    close_abandoned,
-    parse_url,
-    record_fetch,
-    request_for,
-    run_by_hand,
-)
-
-# The one selector every socket in this stage registers with, as in the talk.
-# (treadle itself keeps its selector inside a loop object; the tour keeps it bare.)
-selector = selectors.DefaultSelector()
+from treadle.tour import common
+from treadle.tour.stage2_callbacks import check_connected, run_once, selector, start_connecting
 
 
 class Future:
@@ -72,31 +61,24 @@ class Fetcher:
     """Fetches one URL by chaining callbacks on Futures: connected, then readable."""
 
     def __init__(self, url: str) -> None:
+        self.future = Future()  # resolves to this fetch's FetchResult
         self.url = url
-        self.host, self.port, self.path = parse_url(url)
+        self.host, self.port, self.path = common.parse_url(url)
         self.chunks: list[bytes] = []
         self.started = 0.0
-        self.future = Future()  # resolves to this fetch's FetchResult
 
     def start(self) -> Future:
         """Begin connecting; return the Future of the whole fetch."""
         self.started = time.monotonic()
-        self.sock = socket.socket()
-        self.sock.setblocking(False)
-        # A non-blocking connect returns at once (EINPROGRESS). The socket turns
-        # writable when the handshake is over, and SO_ERROR then says how it went.
-        self.sock.connect_ex((self.host, self.port))
+        self.sock = start_connecting(self.host, self.port)
         when_ready(self.sock, EVENT_WRITE).add_done_callback(self.connected)
         return self.future
 
     def connected(self, _ready: Future) -> None:
         """Send the request, then wait for the socket to be readable."""
-        error = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if error:
-            self.sock.close()
-            raise OSError(error, os.strerror(error), self.url)
+        check_connected(self.sock, self.url)
         # The request is tiny: the kernel's send buffer takes it all at once.
-        self.sock.sendall(request_for(self.host, self.path))
+        self.sock.sendall(common.request_for(self.host, self.path))
         when_ready(self.sock, EVENT_READ).add_done_callback(self.readable)
 
     def readable(self, _ready: Future) -> None:
@@ -106,30 +88,24 @@ class Fetcher:
             when_ready(self.sock, EVENT_READ).add_done_callback(self.readable)
             return
         self.sock.close()
-        self.future.set_result(record_fetch(self.url, self.started, b"".join(self.chunks)))
+        self.future.set_result(common.record_fetch(self.url, self.started, b"".join(self.chunks)))
 
 
-def run_once() -> None:
-    """Wait until some socket is ready, then run the callback registered for it."""
-    for key, _events in selector.select():
-        callback = key.data
-        callback()
+def run_until_done(future: Future) -> Any:
+    """Run the loop until future is done, serving every ready socket meanwhile; its result."""
+    while not future.done:
+        run_once()
+    return future.result
 
 
-def fetch_all(urls: list[str]) -> list[FetchResult]:
+def fetch_all(urls: list[str]) -> list[common.FetchResult]:
     """Start every fetch, then run the loop until all of their Futures are done."""
-    results = []
     try:
         futures = [Fetcher(url).start() for url in urls]
-        for future in futures:
-            # Each pass serves every ready socket, not just this future's.
-            while not future.done:
-                run_once()
-            results.append(future.result)
+        return [run_until_done(future) for future in futures]
     finally:
-        close_abandoned(selector)
-    return results
+        common.close_abandoned(selector)
 
 
 if __name__ == "__main__":
-    sys.exit(run_by_hand(fetch_all, __spec__.name))
+    sys.exit(common.run_by_hand(fetch_all, __spec__.name))

@@ -5,62 +5,24 @@ factored into sub-coroutines (connect, read, read_all) joined by ``yield from``;
 yields a Future whenever it must wait, and a Task resumes it with the Future's
 result. Exceptions travel up the ``yield from`` chain to an ordinary try/except,
 with a traceback that reads like blocking code's (see ``demonstrate_exception``).
-Standard library only, plus the tour's ``common`` module.
+The Future, ``when_ready`` and the loop are stage 4's and stage 2's, imported: the
+Task and the generators are what is new.
+Standard library only, plus the tour's ``common`` module and stages 2 and 4.
 """
 
 from __future__ import annotations
 
-import os
-import selectors
 import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from selectors import EVENT_READ, EVENT_WRITE
 from typing import Any
 
-from treadle.tour.common import (
-    FetchResult,
-    close_abandoned,
-    parse_url,
-    record_fetch,
-    request_for,
-    run_by_hand,
-)
-
-# The one selector every socket in this stage registers with, as in the talk.
-# (treadle itself keeps its selector inside a loop object; the tour keeps it bare.)
-selector = selectors.DefaultSelector()
-
-
-class Future:
-    """A result that is not known yet.
-
-    Whoever learns the result calls set_result; whoever needs it adds a callback,
-    which runs with the Future once the result is in.
-    """
-
-    def __init__(self) -> None:
-        self.done = False
-        self.result: Any = None
-        self._callbacks: list[Callable[[Future], None]] = []
-
-    def add_done_callback(self, callback: Callable[[Future], None]) -> None:
-        """Run callback(self) when the result is set."""
-        self._callbacks.append(callback)
-
-    def set_result(self, result: Any) -> None:
-        """Record the result and run every callback waiting for it."""
-        self.result = result
-        self.done = True
-        for callback in self._callbacks:
-            callback(self)
-
-    def __iter__(self) -> Generator[Future, Any, Any]:
-        """Wait for the result with ``yield from``: yield the Future to the Task driving us."""
-        yield self
-        return self.result
+from treadle.tour import common
+from treadle.tour.stage2_callbacks import check_connected, selector, start_connecting
+from treadle.tour.stage4_future import Future, run_until_done, when_ready
 
 
 class Task(Future):
@@ -90,37 +52,18 @@ class Task(Future):
         self.step(future.result)
 
 
-def when_ready(sock: socket.socket, events: int) -> Future:
-    """A Future that resolves once sock is ready for events (EVENT_READ or EVENT_WRITE)."""
-    future = Future()
-
-    def on_ready() -> None:
-        selector.unregister(sock)
-        future.set_result(None)
-
-    selector.register(sock, events, on_ready)
-    return future
-
-
 def connect(url: str) -> Generator[Future, Any, socket.socket]:
     """Connect to url's host and port without blocking; return the connected socket."""
-    host, port, _path = parse_url(url)
-    sock = socket.socket()
-    sock.setblocking(False)
-    # A non-blocking connect returns at once (EINPROGRESS). The socket turns
-    # writable when the handshake is over, and SO_ERROR then says how it went.
-    sock.connect_ex((host, port))
-    yield from when_ready(sock, EVENT_WRITE)
-    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-    if error:
-        sock.close()
-        raise OSError(error, os.strerror(error), url)
+    host, port, _path = common.parse_url(url)
+    sock = start_connecting(host, port)
+    yield when_ready(sock, EVENT_WRITE)  # the Task resumes us once the Future resolves
+    check_connected(sock, url)
     return sock
 
 
 def read(sock: socket.socket) -> Generator[Future, Any, bytes]:
     """Wait until sock is readable, then return what arrived (b"" at EOF)."""
-    yield from when_ready(sock, EVENT_READ)
+    yield when_ready(sock, EVENT_READ)
     return sock.recv(4096)
 
 
@@ -132,38 +75,25 @@ def read_all(sock: socket.socket) -> Generator[Future, Any, bytes]:
     return b"".join(chunks)
 
 
-def fetch(url: str) -> Generator[Future, Any, FetchResult]:
+def fetch(url: str) -> Generator[Future, Any, common.FetchResult]:
     """Fetch one URL: stage 1's fetch, with ``yield from`` wherever it would block."""
-    host, _port, path = parse_url(url)
+    host, _port, path = common.parse_url(url)
     started = time.monotonic()
     sock = yield from connect(url)
     with sock:
         # The request is tiny: the kernel's send buffer takes it all at once.
-        sock.sendall(request_for(host, path))
+        sock.sendall(common.request_for(host, path))
         response = yield from read_all(sock)
-    return record_fetch(url, started, response)
+    return common.record_fetch(url, started, response)
 
 
-def run_once() -> None:
-    """Wait until some socket is ready, then run the callback registered for it."""
-    for key, _events in selector.select():
-        callback = key.data
-        callback()
-
-
-def fetch_all(urls: list[str]) -> list[FetchResult]:
+def fetch_all(urls: list[str]) -> list[common.FetchResult]:
     """Start a Task for every fetch, then run the loop until all of them are done."""
-    results = []
     try:
         tasks = [Task(fetch(url)) for url in urls]
-        for task in tasks:
-            # Each pass serves every ready socket, not just this task's.
-            while not task.done:
-                run_once()
-            results.append(task.result)
+        return [run_until_done(task) for task in tasks]
     finally:
-        close_abandoned(selector)
-    return results
+        common.close_abandoned(selector)
 
 
 # --- Exceptions through yield from -----------------------------------------------
@@ -182,16 +112,13 @@ def demonstrate_exception(url: str) -> str:
     """Run demo against a URL that refuses connections; return the caught traceback.
 
     The error is raised in connect after the loop resumed it, yet its traceback
-    runs demo -> fetch -> connect, as if the code had blocked.
+    runs demo -> fetch -> connect -> check_connected, as if the code had blocked.
     """
-    task = Task(demo(url))
     try:
-        while not task.done:
-            run_once()
+        caught: str = run_until_done(Task(demo(url)))
     finally:
-        close_abandoned(selector)
-    result: str = task.result
-    return result
+        common.close_abandoned(selector)
+    return caught
 
 
 def refused_url() -> str:
@@ -207,4 +134,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--demo-exception"]:
         print(demonstrate_exception(sys.argv[2] if len(sys.argv) > 2 else refused_url()))
         sys.exit(0)
-    sys.exit(run_by_hand(fetch_all, __spec__.name))
+    sys.exit(common.run_by_hand(fetch_all, __spec__.name))

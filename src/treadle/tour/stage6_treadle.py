@@ -13,12 +13,12 @@ import sys
 import time
 
 import treadle
-from treadle.tour.common import FetchResult, parse_url, record_fetch, request_for, run_by_hand
+from treadle.tour import common
 
 
-async def fetch(url: str) -> FetchResult:
+async def fetch(url: str) -> common.FetchResult:
     """Fetch one URL: stage 5's fetch, with ``await`` wherever it said ``yield from``."""
-    host, port, path = parse_url(url)
+    host, port, path = common.parse_url(url)
     started = time.monotonic()
     try:
         reader, writer = await treadle.open_connection(host, port)
@@ -26,17 +26,17 @@ async def fetch(url: str) -> FetchResult:
         error.filename = url  # every stage's connection error names the URL
         raise
     async with writer:  # closes the connection, and waits for that, on the way out
-        writer.write(request_for(host, path))
+        writer.write(common.request_for(host, path))
         response = await reader.read()  # no size: everything until the server closes
-    return record_fetch(url, started, response)
+    return common.record_fetch(url, started, response)
 
 
-async def fetch_every(urls: list[str]) -> list[FetchResult]:
+async def fetch_every(urls: list[str]) -> list[common.FetchResult]:
     """Run a fetch per URL concurrently; their results in the order of urls."""
     return await treadle.gather(*(fetch(url) for url in urls))
 
 
-def fetch_all(urls: list[str]) -> list[FetchResult]:
+def fetch_all(urls: list[str]) -> list[common.FetchResult]:
     """Run the fetches on a fresh treadle loop until all of them are done.
 
     If one fails, ``treadle.run`` cancels the others and closes their connections
@@ -46,4 +46,4 @@ def fetch_all(urls: list[str]) -> list[FetchResult]:
 
 
 if __name__ == "__main__":
-    sys.exit(run_by_hand(fetch_all, __spec__.name))
+    sys.exit(common.run_by_hand(fetch_all, __spec__.name))
