@@ -1,11 +1,11 @@
-"""What stays interpreted in the compiled build: the seam's two yields, and a no-op.
+"""What stays interpreted in the compiled build: the seam's yield, and a no-op.
 
 treadle can be built with its core and I/O hot path compiled by mypyc (docs/compiled.md).
 This module never is, because of what it holds:
 
-* The two generators in which a task suspends through the seam (``suspend`` in
-  ``core/tasks.py``): a ``@types.coroutine`` generator compiled by mypyc cannot be
-  awaited. ``SUSPENDED``, what the first yields to the Task, lives here with it.
+* The generator in which a task suspends through the seam (``suspend`` in
+  ``core/tasks.py`` returns it): a ``@types.coroutine`` generator compiled by mypyc
+  cannot be awaited. ``SUSPENDED``, what it yields to the Task, lives here with it.
 * ``mypyc_attr``, which tells mypyc how to compile a class (that programs may subclass
   it). mypyc reads it from the source; in the pure build it is this function, which
   does nothing.
@@ -19,7 +19,7 @@ import types
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-__all__ = ["SUSPENDED", "Suspended", "mypyc_attr", "wait_for_future", "wait_for_resume"]
+__all__ = ["SUSPENDED", "Suspended", "mypyc_attr", "wait_for_resume"]
 
 _C = TypeVar("_C")
 
@@ -36,14 +36,8 @@ SUSPENDED = Suspended()
 
 @types.coroutine
 def wait_for_resume() -> Generator[Any, Any, Any]:
-    """Suspend the running treadle Task until ``resume()``; what it was resumed with."""
+    """Yield to the Task: "no Future: ``resume()`` will wake me"; what it was resumed with."""
     return (yield SUSPENDED)
-
-
-@types.coroutine
-def wait_for_future(future: Any) -> Generator[Any, Any, Any]:
-    """Wait for ``future`` as a task of another kind (asyncio's) waits; its result."""
-    return (yield from future)
 
 
 if TYPE_CHECKING:

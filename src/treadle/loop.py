@@ -25,9 +25,9 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable
 from contextvars import Context, copy_context
-from typing import Any, Protocol, TypeAlias, TypeVar, cast
+from typing import Any, Literal, Protocol, TypeAlias, TypeVar, cast
 
 from treadle.asyncio_stand_in import (
     STAND_IN,
@@ -40,6 +40,7 @@ from treadle.core.futures import Future, isfuture
 from treadle.core.handles import Handle
 from treadle.core.loop import CoreLoop, Poller, _fileno
 from treadle.core.tasks import (
+    CoroutineLike,
     Task,
     Waiter,
     current_waiter,
@@ -67,6 +68,7 @@ __all__ = [
 logger = logging.getLogger("treadle")
 
 _T = TypeVar("_T")
+_C = TypeVar("_C")
 ExceptionHandler = Callable[["EventLoop", dict[str, Any]], object]
 TaskFactory = Callable[..., "Task[Any]"]
 
@@ -105,10 +107,7 @@ class CallbackObserver(Protocol):
 
 
 def create_task(
-    coro: Coroutine[Any, Any, _T] | Generator[Any, Any, _T],
-    *,
-    name: str | None = None,
-    context: Context | None = None,
+    coro: CoroutineLike[_T], *, name: str | None = None, context: Context | None = None
 ) -> Task[_T]:
     """Schedule ``coro`` as a Task on the running loop."""
     try:
@@ -265,11 +264,7 @@ class EventLoop(CoreLoop):
     # --- the task factory ---------------------------------------------------------------
 
     def create_task(
-        self,
-        coro: Coroutine[Any, Any, _T] | Generator[Any, Any, _T],
-        *,
-        name: str | None = None,
-        context: Context | None = None,
+        self, coro: CoroutineLike[_T], *, name: str | None = None, context: Context | None = None
     ) -> Task[_T]:
         """Wrap a coroutine or generator in a ``Task`` (or the factory's) and schedule it."""
         factory = self._task_factory
@@ -285,9 +280,7 @@ class EventLoop(CoreLoop):
 
     def set_task_factory(self, factory: TaskFactory | None) -> None:
         """Use ``factory(loop, coro, context=...)`` in ``create_task``; None restores Task."""
-        if factory is not None and not callable(factory):
-            raise TypeError(f"task factory must be a callable or None, got {factory!r}")
-        self._task_factory = factory
+        self._task_factory = _callable_or_none(factory, "task factory")
 
     def get_task_factory(self) -> TaskFactory | None:
         """The factory set by ``set_task_factory``, or None."""
@@ -299,6 +292,8 @@ class EventLoop(CoreLoop):
         self, callback: Callable[..., object], *args: Any, context: Context | None = None
     ) -> Handle:
         """Like ``call_soon``, from any thread; wakes the loop if it is blocked in the poller."""
+        # call_soon's checks but debug mode's, which refuses a call from another thread:
+        # written out rather than shared, as a helper would cost call_soon a call.
         if self._closed:
             raise RuntimeError("Event loop is closed")
         if not callable(callback):
@@ -387,68 +382,73 @@ class EventLoop(CoreLoop):
 
     async def _wait_readable(self, fd: int | Any) -> None:
         """Wait until ``fd`` (a file descriptor or an object with ``fileno()``) is readable."""
-        if self.has_reader(fd):
-            raise RuntimeError(f"another task is already waiting to read from {fd!r}")
-        waiter = current_waiter()
-        self.add_reader(fd, resume, waiter)
-        try:
-            await suspend(waiter)
-        finally:
-            self.remove_reader(fd)
+        await self._wait_ready(fd, "read")
 
     async def _wait_writable(self, fd: int | Any) -> None:
         """Wait until ``fd`` (a file descriptor or an object with ``fileno()``) is writable."""
-        if self.has_writer(fd):
-            raise RuntimeError(f"another task is already waiting to write to {fd!r}")
+        await self._wait_ready(fd, "write")
+
+    async def _wait_ready(
+        self,
+        fd: int | Any,
+        way: Literal["read", "write"],
+        on_ready: Callable[..., object] = resume,
+        *args: Any,
+    ) -> Any:
+        """Wait until ``fd`` is ready to ``way``; what ``on_ready(*args, waiter)`` resumed with.
+
+        One task at a time may wait on a descriptor each way. ``on_ready`` is called by
+        the readiness callback; it must ``resume(waiter, ...)``.
+        """
+        if way == "read":
+            watching, watch, unwatch = self.has_reader, self.add_reader, self.remove_reader
+        else:
+            watching, watch, unwatch = self.has_writer, self.add_writer, self.remove_writer
+        if watching(fd):
+            direction = "read from" if way == "read" else "write to"
+            raise RuntimeError(f"another task is already waiting to {direction} {fd!r}")
         waiter = current_waiter()
-        self.add_writer(fd, resume, waiter)
+        watch(fd, on_ready, *args, waiter)
         try:
-            await suspend(waiter)
+            return await suspend(waiter)
         finally:
-            self.remove_writer(fd)
+            unwatch(fd)
+
+    async def _until_done(
+        self,
+        sock: socket.socket,
+        wait: Callable[[socket.socket], Awaitable[None]],
+        call: Callable[..., _T],
+        *args: Any,
+    ) -> _T:
+        """``call(*args)`` on non-blocking ``sock``; while it would block, ``wait(sock)``
+        (``_wait_readable`` or ``_wait_writable``) and call again."""
+        _check_nonblocking(sock)
+        while True:
+            try:
+                return call(*args)
+            except (BlockingIOError, InterruptedError):
+                pass
+            await wait(sock)
 
     async def sock_recv(self, sock: socket.socket, nbytes: int) -> bytes:
         """Receive up to ``nbytes`` bytes from non-blocking ``sock``; ``b''`` when the peer
         has closed."""
-        _check_nonblocking(sock)
-        while True:
-            try:
-                return sock.recv(nbytes)
-            except (BlockingIOError, InterruptedError):
-                pass
-            await self._wait_readable(sock)
+        return await self._until_done(sock, self._wait_readable, sock.recv, nbytes)
 
     async def sock_recv_into(self, sock: socket.socket, buf: Buffer) -> int:
         """Receive into ``buf`` (up to its size); how many bytes arrived (0: the peer closed)."""
-        _check_nonblocking(sock)
-        while True:
-            try:
-                return sock.recv_into(buf)
-            except (BlockingIOError, InterruptedError):
-                pass
-            await self._wait_readable(sock)
+        return await self._until_done(sock, self._wait_readable, sock.recv_into, buf)
 
     async def sock_recvfrom(self, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
         """Receive a datagram of up to ``bufsize`` bytes; ``(data, address)``."""
-        _check_nonblocking(sock)
-        while True:
-            try:
-                return sock.recvfrom(bufsize)
-            except (BlockingIOError, InterruptedError):
-                pass
-            await self._wait_readable(sock)
+        return await self._until_done(sock, self._wait_readable, sock.recvfrom, bufsize)
 
     async def sock_recvfrom_into(
         self, sock: socket.socket, buf: Buffer, nbytes: int = 0
     ) -> tuple[int, Any]:
         """Receive a datagram into ``buf`` (up to ``nbytes``, or its size); ``(size, address)``."""
-        _check_nonblocking(sock)
-        while True:
-            try:
-                return sock.recvfrom_into(buf, nbytes)
-            except (BlockingIOError, InterruptedError):
-                pass
-            await self._wait_readable(sock)
+        return await self._until_done(sock, self._wait_readable, sock.recvfrom_into, buf, nbytes)
 
     async def sock_sendall(self, sock: socket.socket, data: Buffer) -> None:
         """Send all of ``data``, waiting for room as often as needed.
@@ -468,13 +468,7 @@ class EventLoop(CoreLoop):
 
     async def sock_sendto(self, sock: socket.socket, data: Buffer, address: Any) -> int:
         """Send a datagram to ``address``; how many bytes were sent."""
-        _check_nonblocking(sock)
-        while True:
-            try:
-                return sock.sendto(data, address)
-            except (BlockingIOError, InterruptedError):
-                pass
-            await self._wait_writable(sock)
+        return await self._until_done(sock, self._wait_writable, sock.sendto, data, address)
 
     async def sock_connect(self, sock: socket.socket, address: Any) -> None:
         """Connect ``sock`` to ``address``, resolving a host name first (for IP sockets)."""
@@ -489,29 +483,16 @@ class EventLoop(CoreLoop):
             return
         except (BlockingIOError, InterruptedError):
             pass
-        if self.has_writer(sock):
-            raise RuntimeError(f"another task is already waiting to write to {sock!r}")
-        waiter = current_waiter()
-        self.add_writer(sock, _take_connect_outcome, sock, waiter)
-        try:
-            error = await suspend(waiter)
-        finally:
-            self.remove_writer(sock)
+        error = await self._wait_ready(sock, "write", _take_connect_outcome, sock)
         if error:
             # OSError(errno, ...) builds the matching subclass (ConnectionRefusedError, ...).
             raise OSError(error, os.strerror(error), format_address(address))
 
     async def sock_accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
         """Accept a connection; ``(conn, address)`` with ``conn`` already non-blocking."""
-        _check_nonblocking(sock)
-        while True:
-            try:
-                conn, address = sock.accept()
-                conn.setblocking(False)
-                return conn, address
-            except (BlockingIOError, InterruptedError):
-                pass
-            await self._wait_readable(sock)
+        conn, address = await self._until_done(sock, self._wait_readable, sock.accept)
+        conn.setblocking(False)
+        return conn, address
 
     async def getaddrinfo(
         self,
@@ -589,9 +570,7 @@ class EventLoop(CoreLoop):
 
     def set_exception_handler(self, handler: ExceptionHandler | None) -> None:
         """Send errors nobody else can handle to ``handler(loop, context)``; None: default."""
-        if handler is not None and not callable(handler):
-            raise TypeError(f"exception handler must be a callable or None, got {handler!r}")
-        self._exception_handler = handler
+        self._exception_handler = _callable_or_none(handler, "exception handler")
 
     def get_exception_handler(self) -> ExceptionHandler | None:
         """The handler set by ``set_exception_handler``, or None."""
@@ -662,6 +641,9 @@ class EventLoop(CoreLoop):
 
     def _run_ready_debug(self, ntodo: int) -> None:
         """Step 5 of ``_run_once`` in debug mode: also time each callback."""
+        # The loop of _run_once's step 5 again, as in _run_ready_observed and in
+        # treadle.aio's version: each mode's own, so that the plain loop stays inline in
+        # _run_once and a debug-mode stack reads _run_once -> _run_ready_debug -> callback.
         popleft = self._ready.popleft
         handle: Handle | None = None
         for _ in range(ntodo):
@@ -870,6 +852,13 @@ Buffer: TypeAlias = bytes | bytearray | memoryview
 
 # (family, type, proto, canonname, sockaddr), as socket.getaddrinfo returns them.
 AddrInfo: TypeAlias = tuple[socket.AddressFamily, socket.SocketKind, int, str, Any]
+
+
+def _callable_or_none(value: _C, what: str) -> _C:
+    """``value``, if it is a callable or None; else a TypeError naming ``what`` it is for."""
+    if value is not None and not callable(value):
+        raise TypeError(f"{what} must be a callable or None, got {value!r}")
+    return value
 
 
 def _check_nonblocking(sock: socket.socket) -> None:

@@ -10,20 +10,17 @@ the loop, futures and tasks.
 from __future__ import annotations
 
 import enum
-from collections.abc import Coroutine, Generator
 from contextvars import Context
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeVar
 
 from treadle.core.futures import Future
-from treadle.core.tasks import Task, iscoroutine
+from treadle.core.tasks import CoroutineLike, Task, iscoroutine
 from treadle.errors import CancelledError
 from treadle.loop import EventLoop, current_task, get_running_loop
 
 __all__ = ["TaskGroup"]
 
 _T = TypeVar("_T")
-# What a task can drive: a native coroutine, or a generator-based one.
-_Coroutine: TypeAlias = Coroutine[Any, Any, _T] | Generator[Any, Any, _T]
 
 
 class _State(enum.Enum):
@@ -139,7 +136,7 @@ class TaskGroup:
             raise propagate_cancel
 
     def create_task(
-        self, coro: _Coroutine[_T], *, name: str | None = None, context: Context | None = None
+        self, coro: CoroutineLike[_T], *, name: str | None = None, context: Context | None = None
     ) -> Task[_T]:
         """Start ``coro`` as a task of this group; the group's block waits for it."""
         problem = None

@@ -53,6 +53,7 @@ asyncio (``asyncio.base_events``, ``selector_events``, ``unix_events``, ``events
                           mode's slow-callback warning
     ``events._get_running_loop``  who runs (via ``treadle.asyncio_stand_in``)
     ``CancelledError.__bases__``  made a subclass of treadle's CancelledError
+    ``selectors._fileobj_to_fd``  a file object's descriptor, refused in asyncio's words
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ _AsyncioLoop = asyncio.SelectorEventLoop  # asyncio.unix_events._UnixSelectorEve
 _asyncio_private: Any = _AsyncioLoop
 _asyncio_base_events: Any = base_events
 _asyncio_unix_events: Any = unix_events
+_selectors_private: Any = selectors
 _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 # Which transport serves TCP and UNIX streams when the loop is not told: "treadle"
 # (treadle.aio.transport) unless this variable says "asyncio" (asyncio's own, the oracle).
@@ -106,20 +108,6 @@ def _choose_transport(transport: str | None) -> str:
     return transport
 
 
-def _fd_of(fileobj: Any) -> int:
-    """The descriptor of an int or of an object with ``fileno()``; ValueError if none."""
-    if isinstance(fileobj, int):
-        fd = fileobj
-    else:
-        try:
-            fd = int(fileobj.fileno())
-        except (AttributeError, TypeError, ValueError):
-            raise ValueError(f"Invalid file object: {fileobj!r}") from None
-    if fd < 0:
-        raise ValueError(f"Invalid file descriptor: {fd}")
-    return fd
-
-
 class _Registrations(Mapping[Any, selectors.SelectorKey]):
     """fd -> ``SelectorKey(fileobj, fd, events, (reader, writer))``, as asyncio's selector keeps.
 
@@ -132,7 +120,7 @@ class _Registrations(Mapping[Any, selectors.SelectorKey]):
 
     def fd_of(self, fileobj: Any) -> int:
         try:
-            return _fd_of(fileobj)
+            return int(_selectors_private._fileobj_to_fd(fileobj))
         except ValueError:
             for key in self.by_fd.values():
                 if key.fileobj is fileobj:
@@ -374,51 +362,47 @@ class EventLoop(TreadleLoop, _AsyncioLoop):  # type: ignore[misc]
     def _watch_fd(self, fileobj: Any, event: int, callback: Any, args: Any) -> events.Handle:
         self._check_closed()
         handle = events.Handle(callback, args, self, None)
-        registrations = self._registrations
-        fd = registrations.fd_of(fileobj)
-        key = registrations.by_fd.get(fd)
-        reader, writer = (None, None) if key is None else key.data
-        mask = 0 if key is None else key.events
-        if event == _READ:
-            old, reader = reader, handle
-            TreadleLoop.add_reader(self, fd, handle._run)
-        else:
-            old, writer = writer, handle
-            TreadleLoop.add_writer(self, fd, handle._run)
-        registrations.by_fd[fd] = selectors.SelectorKey(
-            fileobj if key is None else key.fileobj, fd, mask | event, (reader, writer)
-        )
-        if old is not None:
-            old.cancel()
+        self._set_fd_handle(fileobj, self._registrations.fd_of(fileobj), event, handle)
         return handle
 
     def _unwatch_fd(self, fileobj: Any, event: int) -> bool:
         if self._closed:
             return False
-        registrations = self._registrations
         try:
-            fd = registrations.fd_of(fileobj)
+            fd = self._registrations.fd_of(fileobj)
         except ValueError:
             return False
-        key = registrations.by_fd.get(fd)
-        if key is None or not key.events & event:
-            return False
-        reader, writer = key.data
+        return self._set_fd_handle(fileobj, fd, event, None) is not None
+
+    def _set_fd_handle(
+        self, fileobj: Any, fd: int, event: int, handle: events.Handle | None
+    ) -> events.Handle | None:
+        """Make ``handle`` (None: nothing) ``fd``'s callback for ``event`` (read or write),
+        in the registrations and on treadle's poller; cancel and return the one it replaces."""
+        by_fd = self._registrations.by_fd
+        key = by_fd.get(fd)
+        reader, writer = (None, None) if key is None else key.data
+        mask = 0 if key is None else key.events
         if event == _READ:
-            old, reader = reader, None
-            TreadleLoop.remove_reader(self, fd)
+            old, reader = reader, handle
         else:
-            old, writer = writer, None
-            TreadleLoop.remove_writer(self, fd)
-        mask = key.events & ~event
+            old, writer = writer, handle
+        if handle is not None:
+            watch = TreadleLoop.add_reader if event == _READ else TreadleLoop.add_writer
+            watch(self, fd, handle._run)
+            mask |= event
+        elif mask & event:
+            unwatch = TreadleLoop.remove_reader if event == _READ else TreadleLoop.remove_writer
+            unwatch(self, fd)
+            mask &= ~event
         if mask:
-            registrations.by_fd[fd] = key._replace(events=mask, data=(reader, writer))
-        else:
-            del registrations.by_fd[fd]
+            owner = fileobj if key is None else key.fileobj
+            by_fd[fd] = selectors.SelectorKey(owner, fd, mask, (reader, writer))
+        elif key is not None:
+            del by_fd[fd]
         if old is not None:
             old.cancel()
-            return True
-        return False
+        return old
 
     if not TYPE_CHECKING:  # mypy sees treadle's signatures; asyncio's are typed apart
         add_reader = _AsyncioLoop.add_reader

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextvars import Context
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 from treadle.describe import describe_callback
 
-__all__ = ["Handle", "TimerHandle", "describe_callback"]
+__all__ = ["Callback", "Handle", "TimerHandle", "describe_callback"]
+
+
+# What a handle calls: any callable; what it returns is ignored.
+Callback: TypeAlias = Callable[..., object]
 
 
 class _TimerOwner(Protocol):
@@ -28,7 +32,7 @@ class Handle:
 
     def __init__(
         self,
-        callback: Callable[..., object],
+        callback: Callback,
         args: tuple[Any, ...],
         loop: object,
         context: Context,
@@ -73,12 +77,13 @@ class TimerHandle(Handle):
     def __init__(
         self,
         when: float,
-        callback: Callable[..., object],
+        callback: Callback,
         args: tuple[Any, ...],
         loop: _TimerOwner,
         context: Context,
     ) -> None:
-        # Handle.__init__, inlined: a timer is made for every sleep and timeout.
+        # Handle.__init__, inlined on purpose (not a duplicate to remove): a timer is made
+        # for every sleep and timeout, and a super().__init__ call would cost each one.
         self._callback = callback
         self._args = args
         self._loop = loop

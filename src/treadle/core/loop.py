@@ -38,16 +38,16 @@ import itertools
 import select
 import threading
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable
 from contextvars import Context, copy_context
 from heapq import heapify, heappop, heappush
 from typing import Any, Protocol, TypeVar
 
 from treadle.core.clock import Clock, MonotonicClock
 from treadle.core.futures import Future
-from treadle.core.handles import Handle, TimerHandle
+from treadle.core.handles import Callback, Handle, TimerHandle
 from treadle.core.running import running
-from treadle.core.tasks import Task
+from treadle.core.tasks import CoroutineLike, Task
 from treadle.describe import describe_callback
 from treadle.interpreted import mypyc_attr
 
@@ -263,9 +263,7 @@ class CoreLoop:
 
     # --- scheduling callbacks -----------------------------------------------------------
 
-    def call_soon(
-        self, callback: Callable[..., object], *args: Any, context: Context | None = None
-    ) -> Handle:
+    def call_soon(self, callback: Callback, *args: Any, context: Context | None = None) -> Handle:
         """Run ``callback(*args)`` on the next iteration, after those already scheduled."""
         if self._closed:
             raise RuntimeError("Event loop is closed")
@@ -277,9 +275,7 @@ class CoreLoop:
         self._ready.append(handle)
         return handle
 
-    def _schedule(
-        self, callback: Callable[..., object], args: tuple[Any, ...], context: Context
-    ) -> None:
+    def _schedule(self, callback: Callback, args: tuple[Any, ...], context: Context) -> None:
         """``call_soon`` for the core's own callbacks (Future's and Task's), known callables."""
         if self._closed:
             raise RuntimeError("Event loop is closed")
@@ -288,11 +284,7 @@ class CoreLoop:
         self._ready.append(Handle(callback, args, self, context))
 
     def call_later(
-        self,
-        delay: float,
-        callback: Callable[..., object],
-        *args: Any,
-        context: Context | None = None,
+        self, delay: float, callback: Callback, *args: Any, context: Context | None = None
     ) -> TimerHandle:
         """Run ``callback(*args)`` after ``delay`` seconds (at once if ``delay <= 0``)."""
         if delay != delay:
@@ -300,11 +292,7 @@ class CoreLoop:
         return self.call_at(self._clock_time() + delay, callback, *args, context=context)
 
     def call_at(
-        self,
-        when: float,
-        callback: Callable[..., object],
-        *args: Any,
-        context: Context | None = None,
+        self, when: float, callback: Callback, *args: Any, context: Context | None = None
     ) -> TimerHandle:
         """Run ``callback(*args)`` once ``time()`` reaches ``when``."""
         if self._closed:
@@ -342,7 +330,7 @@ class CoreLoop:
 
     # --- file descriptors ---------------------------------------------------------------
 
-    def add_reader(self, fd: int | Any, callback: Callable[..., object], *args: Any) -> None:
+    def add_reader(self, fd: int | Any, callback: Callback, *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is readable, replacing any earlier reader."""
         self._watch("add_reader", self._readers, fd, callback, args)
 
@@ -350,7 +338,7 @@ class CoreLoop:
         """Stop watching ``fd`` for reading; True if a reader was registered."""
         return self._unwatch(self._readers, fd)
 
-    def add_writer(self, fd: int | Any, callback: Callable[..., object], *args: Any) -> None:
+    def add_writer(self, fd: int | Any, callback: Callback, *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is writable, replacing any earlier writer."""
         self._watch("add_writer", self._writers, fd, callback, args)
 
@@ -363,7 +351,7 @@ class CoreLoop:
         operation: str,
         table: dict[int, Handle],
         fileobj: int | Any,
-        callback: Callable[..., object],
+        callback: Callback,
         args: tuple[Any, ...],
     ) -> None:
         """Register ``callback`` in ``table`` (readers or writers) for ``fileobj``."""
@@ -428,11 +416,7 @@ class CoreLoop:
         return Future(loop=self)
 
     def create_task(
-        self,
-        coro: Coroutine[Any, Any, _T] | Generator[Any, Any, _T],
-        *,
-        name: str | None = None,
-        context: Context | None = None,
+        self, coro: CoroutineLike[_T], *, name: str | None = None, context: Context | None = None
     ) -> Task[_T]:
         """Wrap a coroutine or generator in a ``Task`` and schedule its first step."""
         if self._closed:
@@ -477,7 +461,7 @@ class CoreLoop:
         """The poller this loop waits in (EventLoop falls back to ``selectors`` without epoll)."""
         return select.epoll()
 
-    def _check_call(self, operation: str, callback: Callable[..., object] | None) -> None:
+    def _check_call(self, operation: str, callback: Callback | None) -> None:
         """Debug mode's checks on a scheduling call (EventLoop's; the core makes none)."""
 
     def _run_ready_observed(self, ntodo: int, observer: Any) -> None:
