@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from treadle.crawl import links as links_module
 from treadle.crawl.links import (
@@ -274,3 +276,73 @@ class TestParserChoice:
     def test_an_unknown_parser_is_named(self) -> None:
         with pytest.raises(ValueError, match="parser must be one of lexbor, stdlib, got 'html5'"):
             extract_links("", PAGE, parser="html5")
+
+
+# --- memoised resolution: the same links as resolving every href afresh ----------------
+
+_HREF_PIECES = st.sampled_from(
+    ["a", "B", ".", "..", "/", "//", "?", "#", ";", ":", "%2e", "%7E", "~", "@", "[", "]",
+     "\t", " ", "\x00", "\u00e9", "http:", "https://", "h.org", "mailto:x"]
+)
+_BASE_PIECES = st.sampled_from(["/", "a", "..", ".", "?", ";", "#", "//", "%41", "b:c"])
+
+
+@given(
+    hrefs=st.lists(st.lists(_HREF_PIECES, max_size=8).map("".join), min_size=1, max_size=6),
+    scheme=st.sampled_from(["http://", "https://", "HTTP://", "", "x:"]),
+    host=st.sampled_from(["example.com", "EXAMPLE.com:80", "[::1]", "", "u@h"]),
+    path=st.lists(_BASE_PIECES, max_size=6).map("".join),
+)
+@settings(max_examples=400)
+def test_memoised_resolution_matches_resolving_afresh(
+    hrefs: list[str], scheme: str, host: str, path: str
+) -> None:
+    # Whatever extract_links takes from the memo (keyed by the base's folder) is what
+    # resolving the href against the whole base gives.
+    base = scheme + host + path
+    directory = links_module._directory_of(base)
+    for href in hrefs:
+        if directory is not None and links_module._resolves_by_directory(href):
+            assert links_module._resolve_cached(href, directory) == links_module._resolve(
+                href, base
+            ), (href, base)
+
+
+@given(
+    hrefs=st.lists(
+        st.lists(st.sampled_from(["a", "b.html", ".", "..", "/", "~x", "-"]), min_size=1,
+                 max_size=8).map("".join),
+        min_size=1, max_size=6,
+    ),
+    path=st.lists(st.sampled_from(["/", "d", "..", ".", "e.html", "%7E", ";p"]), max_size=6)
+    .map("".join),
+)
+@settings(max_examples=400)
+def test_plain_hrefs_resolve_by_joining_as_urljoin_does(hrefs: list[str], path: str) -> None:
+    # The plain case (a normalised folder, an href of unreserved characters and "/")
+    # is resolved by joining strings: it must agree with urljoin and normalize_url.
+    base = "http://example.com/" + path
+    directory = links_module._directory_of(base)
+    assert directory is not None
+    for href in filter(links_module._resolves_by_directory, hrefs):
+        assert links_module._resolve_in_directory(href, directory) == links_module._resolve(
+            href, base
+        ), (href, base)
+
+
+@pytest.mark.parametrize(
+    ("href", "expected"),
+    [
+        # "//" and "//?q" have an empty path, like "" and "?q": they resolve against
+        # the whole page URL, not its folder.
+        ("//", "http://example.com/dir/page?x=1"),
+        ("//?q", "http://example.com/dir/page?q"),
+        ("//other.org", "http://other.org/"),
+        ("../up.html", "http://example.com/up.html"),
+    ],
+)
+def test_hrefs_with_an_empty_path_resolve_against_the_whole_page(
+    href: str, expected: str
+) -> None:
+    page = "http://example.com/dir/page?x=1"
+    assert extract_links(f'<a href="{href}">x</a>', page) == [expected]

@@ -7,10 +7,20 @@ import ast
 import re
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from treadle.crawl.urls import Scope, is_http_url, normalize_url, origin, remove_dot_segments
+from treadle.crawl.urls import (
+    Scope,
+    authority_key,
+    is_http_url,
+    normalize_url,
+    origin,
+    remove_dot_segments,
+)
 
 NORMALIZE_CASES = [
     # (url, base, expected)
@@ -225,3 +235,47 @@ def test_pure_modules_import_only_stdlib_and_each_other(name: str) -> None:
         assert allowed or module.startswith("treadle.crawl."), f"{name}.py imports {module}"
         if top == "treadle":
             assert module.removeprefix("treadle.crawl.") in PURE_MODULES, module
+
+
+# --- memoised by authority: the same answers as computed afresh -----------------------
+
+_URL_PIECES = st.sampled_from(
+    ["http", "HTTPS", "ftp", ":", "//", "/", "?", "#", "@", "[", "]", "::1", "127.0.0.1",
+     "Example.com", "www.example.com", "other.org", ":80", ":8080", "\t", " ", "\x00", "a"]
+)
+_URLS = st.lists(_URL_PIECES, max_size=10).map("".join)
+
+
+def _fresh_origin(url: str) -> str:
+    parts = urlsplit(normalize_url(url))
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+@given(st.lists(_URLS, min_size=1, max_size=8))
+@settings(max_examples=300)
+def test_memoised_scope_and_origin_answer_as_computed_afresh(urls: list[str]) -> None:
+    # A memoised answer given for one URL must hold for every URL with its authority.
+    scope = Scope(["http://example.com/", "http://127.0.0.1/"])
+    for url in urls:
+        assert scope.allows_host(url) == scope._decide_host(url), url
+        try:
+            expected = _fresh_origin(url)
+        except ValueError:
+            with pytest.raises(ValueError):
+                origin(url)
+            continue
+        assert origin(url) == expected, url
+
+
+@pytest.mark.parametrize(
+    ("url", "key"),
+    [
+        ("http://example.com/a?b#c", "http://example.com"),
+        ("http://example.com?b/c", "http://example.com"),
+        ("https://u@h:8080#x/y", "https://u@h:8080"),
+        ("http://h", "http://h"),
+        ("no-scheme/a", None),
+    ],
+)
+def test_authority_key(url: str, key: str | None) -> None:
+    assert authority_key(url) == key

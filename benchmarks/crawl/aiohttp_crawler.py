@@ -3,8 +3,9 @@
 Same design as treadle's crawler (a frontier ``asyncio.Queue``, ``max_tasks`` worker
 tasks, a seen-set, ``Queue.join``) and the same pure rules, imported from
 ``treadle.crawl`` (URL normalisation and scope, link extraction, robots.txt, records);
-only the event loop and the HTTP client differ. Prints one JSON line: pages, seconds,
-pages per second and peak RSS.
+only the event loop and the HTTP client differ. ``--parser`` picks the HTML tokenizer
+(treadle's default: lexbor when selectolax is installed; ``stdlib``: html.parser).
+Prints one JSON line: pages, seconds, pages per second and peak RSS.
 
     python benchmarks/crawl/aiohttp_crawler.py http://127.0.0.1:8000/ --max-tasks 100
 """
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 import aiohttp
 from yarl import URL
 
-from treadle.crawl.links import decode_html, extract_links
+from treadle.crawl.links import PARSERS, decode_html, default_parser, extract_links
 from treadle.crawl.records import Record
 from treadle.crawl.report import format_report
 from treadle.crawl.robots import RobotsPolicy, robots_url
@@ -58,6 +59,7 @@ class Crawler:
         obey_robots: bool = True,
         user_agent: str = "treadle-bench-aiohttp",
         timeout: float = 30.0,
+        parser: str | None = None,
     ) -> None:
         self.roots = [normalize_url(root) for root in roots]
         self.scope = Scope(self.roots, strict=strict, exclude=exclude)
@@ -67,6 +69,7 @@ class Crawler:
         self.obey_robots = obey_robots
         self.user_agent = user_agent
         self.timeout = timeout
+        self.parser = parser or default_parser()
         self.records: list[Record] = []
         self.skipped_by_robots = 0
         # Invariant: every URL ever put on the frontier is in seen, so none is fetched twice.
@@ -171,8 +174,8 @@ class Crawler:
         mime = (record.content_type or "").partition(";")[0].strip().lower()
         if record.status != 200 or mime != "text/html":
             return
-        text, record.encoding = decode_html(body, record.content_type)
-        for link in extract_links(text, record.url):
+        text, record.encoding = decode_html(body, record.content_type, parser=self.parser)
+        for link in extract_links(text, record.url, parser=self.parser):
             if self.scope.allows(link):
                 record.num_urls += 1
                 record.num_new_urls += self._add(link, self.max_redirect)
@@ -193,6 +196,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lenient", action="store_true", help="same last two host labels")
     parser.add_argument("--exclude", metavar="REGEX", help="skip URLs matching REGEX")
     parser.add_argument("--no-robots", action="store_true", help="ignore robots.txt")
+    parser.add_argument("--parser", choices=PARSERS, help="HTML tokenizer (treadle's default)")
     parser.add_argument("--records", metavar="FILE", help="write one JSON line per URL")
     parser.add_argument("--report", action="store_true", help="print the report to stderr")
     args = parser.parse_args(argv)
@@ -213,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             exclude=args.exclude,
             obey_robots=not args.no_robots,
             timeout=args.timeout,
+            parser=args.parser,
         )
     except ValueError as exc:
         print(f"aiohttp_crawler: {exc}", file=sys.stderr)
@@ -231,6 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "crawler": "aiohttp",
         "roots": crawler.roots,
         "max_tasks": args.max_tasks,
+        "parser": crawler.parser,
         "pages": len(records),
         "seconds": round(seconds, 4),
         "pages_per_s": round(len(records) / seconds, 1) if seconds > 0 else 0.0,

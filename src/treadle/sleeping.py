@@ -64,6 +64,11 @@ async def sleep(delay: float, result: Any = None) -> Any:
 
     ``sleep(0)``, or any delay of zero or less, just lets the other tasks run.
     """
+    if type(delay) is int and delay == 0:
+        # sleep(0), the common case, skips the checks: they cost about a sixth of a
+        # switch (measured against the release before they were added).
+        await _yield_to_others()
+        return result
     check_seconds(delay, "sleep() delay")
     if delay <= 0:
         await _yield_to_others()

@@ -13,6 +13,7 @@ from urllib.parse import SplitResult, quote, urljoin, urlsplit, urlunsplit
 
 __all__ = [
     "Scope",
+    "authority_key",
     "is_http_url",
     "normalize_escapes",
     "normalize_url",
@@ -139,13 +140,45 @@ def is_http_url(url: str) -> bool:
     return parts.scheme.lower() in _HTTP_SCHEMES and bool(parts.hostname)
 
 
+def authority_key(url: str) -> str | None:
+    """``url`` up to the end of its authority (``scheme://user@host:port``), or None.
+
+    What ``urlsplit`` makes of a URL's scheme and netloc depends on this prefix alone
+    (the netloc ends at the first ``/``, ``?`` or ``#`` after ``://``), so anything
+    computed from those two can be memoised by it. None when ``url`` has no ``://``.
+    """
+    start = url.find("://") + 3
+    if start < 3:
+        return None
+    end = len(url)
+    for delimiter in "/?#":
+        found = url.find(delimiter, start, end)
+        if found >= 0:
+            end = found
+    return url[:end]
+
+
+# origin's answers by authority_key (a crawl meets few origins; a crawler asks for each
+# URL's several times); forgotten all at once when this many are kept.
+_ORIGINS_KEPT = 4096
+_origins: dict[str, str] = {}
+
+
 def origin(url: str) -> str:
     """The scheme, host and port of ``url`` (normalised), e.g. ``http://example.com:8080``.
 
     robots.txt and politeness limits apply per origin.
     """
-    parts = urlsplit(normalize_url(url))
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    key = authority_key(url)
+    found = _origins.get(key) if key is not None else None
+    if found is None:
+        parts = urlsplit(normalize_url(url))
+        found = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+        if key is not None:
+            if len(_origins) >= _ORIGINS_KEPT:
+                _origins.clear()
+            _origins[key] = found
+    return found
 
 
 def _ip_or_none(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -179,7 +212,16 @@ class Scope:
     keep only the URLs ``include`` matches and drop those ``exclude`` matches.
     """
 
-    __slots__ = ("_exclude", "_hosts", "_include", "_ips", "_suffixes", "roots", "strict")
+    __slots__ = (
+        "_exclude",
+        "_host_decisions",
+        "_hosts",
+        "_include",
+        "_ips",
+        "_suffixes",
+        "roots",
+        "strict",
+    )
 
     def __init__(
         self,
@@ -214,6 +256,9 @@ class Scope:
             else:
                 self._suffixes.add(_last_two_labels(host))
         self._include = _compile_pattern(include, "include")
+        # allows_host's answers by "scheme://authority" (a crawl meets few), so that a
+        # link costs a dict look-up, not a urlsplit and an IP address parse.
+        self._host_decisions: dict[str, bool] = {}
         self._exclude = _compile_pattern(exclude, "exclude")
 
     def allows(self, url: str) -> bool:
@@ -227,6 +272,17 @@ class Scope:
     def allows_host(self, url: str) -> bool:
         """True if ``url`` is an http(s) URL on an allowed host, whatever ``include`` and
         ``exclude`` say (they choose pages; a sitemap on the site is read regardless)."""
+        key = authority_key(url)  # the answer depends on the scheme and host alone
+        if key is None:
+            return self._decide_host(url)
+        decision = self._host_decisions.get(key)
+        if decision is None:
+            if len(self._host_decisions) >= _HOST_DECISIONS_KEPT:
+                self._host_decisions.clear()
+            decision = self._host_decisions[key] = self._decide_host(url)
+        return decision
+
+    def _decide_host(self, url: str) -> bool:
         host = _host_of(url)
         if host is None:
             return False
@@ -244,6 +300,10 @@ class Scope:
             f"Scope({list(self.roots)!r}, strict={self.strict!r},"
             f" include={include!r}, exclude={exclude!r})"
         )
+
+
+# How many answers a Scope keeps (it forgets them all when it has this many).
+_HOST_DECISIONS_KEPT = 4096
 
 
 def _host_of(url: str) -> str | None:
