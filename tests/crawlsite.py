@@ -5,6 +5,7 @@ so a test can serve what no well-behaved server would: garbage, a reset (SO_LING
 then close), a body cut short, a response held open until the test says so. The site
 records what it saw: connections and requests open at once (and their peaks), the
 paths requested in order, and a count per path. Built on treadle's ``start_server``.
+Also the keys of a crawl record's JSON Lines line, which the crawler tests check.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from treadle.testing import wait_all_tasks_blocked
 
 __all__ = [
     "HTML",
+    "RECORD_FIELDS",
     "Exchange",
     "Gate",
     "Handler",
@@ -45,12 +47,32 @@ __all__ = [
     "redirect",
     "refused_port",
     "reset",
+    "reset_reused_connections",
     "response",
     "sequence",
     "static",
 ]
 
 HTML = "text/html; charset=utf-8"
+
+# The keys of a crawl record's JSON Lines line, in their stable order.
+RECORD_FIELDS = [
+    "url",
+    "status",
+    "next_url",
+    "exception",
+    "size",
+    "content_type",
+    "encoding",
+    "num_urls",
+    "num_new_urls",
+    "started",
+    "elapsed",
+    "tries",
+    "referrer",
+    "depth",
+    "error_kind",
+]
 
 
 @dataclasses.dataclass(slots=True)
@@ -354,6 +376,21 @@ def static(
     return handler
 
 
+def reset_reused_connections(answer: Handler) -> Handler:
+    """A handler letting ``answer`` answer the first request of each connection and
+    resetting the connection on any later one (one handler may serve several paths)."""
+    answered: set[int] = set()
+
+    async def handler(exchange: Exchange) -> None:
+        if exchange.request.connection in answered:
+            exchange.reset()
+            return
+        answered.add(exchange.request.connection)
+        await answer(exchange)
+
+    return handler
+
+
 def raw(data: bytes, *, then: str = "close") -> Handler:
     """A handler writing ``data`` as is, then ``"close"``, ``"reset"`` or ``"keep"``."""
 
@@ -399,7 +436,8 @@ async def hang(exchange: Exchange) -> None:
 class Gate:
     """Holds requests until the test lets them through.
 
-    ``hold(handler)`` wraps a handler so that it first waits at the gate. ``open()``
+    ``hold(handler)`` wraps a handler so that it first waits at the gate;
+    ``held_pages(count)`` is a site whose root links to ``count`` held pages. ``open()``
     lets everyone through from then on; ``release()`` lets through only those waiting
     now. ``pulse()`` is a task body that releases the waiting batch each time every
     task is blocked: the client under test has sent all it will send, so the server
@@ -425,6 +463,12 @@ class Gate:
             await handler(exchange)
 
         return held
+
+    def held_pages(self, count: int) -> dict[str, Handler]:
+        """A site's routes: ``/`` links to ``/slow/0`` ... ``/slow/<count - 1>``, pages
+        that wait at this gate."""
+        slow = [f"/slow/{i}" for i in range(count)]
+        return {"/": page(*slow)} | {path: self.hold(page()) for path in slow}
 
     def release(self) -> None:
         event, self._event = self._event, treadle.Event()

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-from loopback import abort, address_of, open_fds, tls_contexts
+from loopback import HandOver, abort, address_of, open_fds, tls_contexts
 from loopback import reset as reset  # offered to the hostile-client tests
 
 import treadle
@@ -43,14 +43,7 @@ async def stream_pair(
     The server side comes from ``fw.start_server`` (with ``limit``), so the fuzzers cover
     the server's streams too. Both writers are aborted on the way out.
     """
-    loop = fw.get_running_loop()
-    accepted = loop.create_future()
-    finished = loop.create_future()
-
-    async def handler(reader: Any, writer: Any) -> None:
-        accepted.set_result((reader, writer))
-        await finished
-
+    handler = HandOver(fw.get_running_loop())
     server_context, client_context = tls_contexts()
     with tempfile.TemporaryDirectory() as directory:
         if transport == "unix":
@@ -69,10 +62,11 @@ async def stream_pair(
             server = await fw.start_server(handler, "127.0.0.1", 0, limit=limit)
             client = await fw.open_connection(*address_of(server), limit=limit)
         try:
-            served = await accepted
+            served = await handler.accepted
             yield client, served
         finally:
-            finished.set_result(None)
+            handler.release()
+            accepted = handler.accepted
             writers = [client[1]] + ([accepted.result()[1]] if accepted.done() else [])
             for writer in writers:
                 abort(writer)

@@ -1,10 +1,10 @@
 """Helpers for tests that talk over loopback sockets, on treadle or on asyncio.
 
 Open descriptors, a server's address, line echo handlers and a client sending one line,
-a writer of random-sized chunks, ways to end a connection
-(abort a writer, reset a socket), a writer's buffered byte count, and TLS contexts from
-a throwaway trustme CA (no key is committed). conftest.py offers the TLS contexts as
-fixtures. Imports only the standard library and trustme.
+a handler that hands its connection to the test, a writer of random-sized chunks, ways
+to end a connection (abort a writer, reset a socket), a writer's buffered byte count,
+and TLS contexts from a throwaway trustme CA (no key is committed). conftest.py offers
+the TLS contexts as fixtures. Imports only the standard library and trustme.
 """
 
 from __future__ import annotations
@@ -56,6 +56,27 @@ async def send_line(open_connection: Any, server: Any, line: bytes) -> bytes:
     writer.close()
     await writer.wait_closed()
     return answer
+
+
+class HandOver:
+    """A server's connection handler that hands the test its connection and keeps it open.
+
+    ``accepted`` (a future of the loop given) gets the first connection's
+    ``(reader, writer)``; the handler returns, leaving the connection to the test, once
+    ``release()`` is called.
+    """
+
+    def __init__(self, loop: Any) -> None:
+        self.accepted = loop.create_future()
+        self._released = loop.create_future()
+
+    async def __call__(self, reader: Any, writer: Any) -> None:
+        self.accepted.set_result((reader, writer))
+        await self._released
+
+    def release(self) -> None:
+        """Let the handler return."""
+        self._released.set_result(None)
 
 
 async def write_in_random_chunks(

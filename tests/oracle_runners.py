@@ -2,12 +2,16 @@
 
 ``Framework`` stands for one framework under test (in the spirit of uvloop's ``_TestTCP``
 base classes, run once on uvloop and once on stock asyncio). Its names are the module's
-own (``fw.sleep``, ``fw.Lock``, ``fw.start_server`` ...), plus ``run_guarded``, which runs
-a test's main coroutine and fails on tasks left running or errors reported to the loop's
-exception handler (on treadle on virtual time, where a deadlock fails at once instead of
-hanging), ``settle``, which waits until every other task is blocked, ``cancel_and_wait``,
-which cancels a task and checks it ends cancelled, ``start_each``, which starts a task per
-name and lets them all block, and ``finish``, which awaits tasks that may end cancelled.
+own (``fw.sleep``, ``fw.Lock``, ``fw.start_server`` ...), plus:
+- ``run_guarded``, which runs a test's main coroutine and fails on tasks left running or
+  errors reported to the loop's exception handler (on treadle on virtual time, where a
+  deadlock fails at once instead of hanging); ``run_logged``, which runs one given a
+  list to log in and returns the list;
+- ``settle``, which waits until every other task is blocked;
+- ``cancel_and_wait``, which cancels a task and checks it ends cancelled, and
+  ``cancel_when_blocked``, which first lets a new task run until every task is blocked;
+- ``start_each``, which starts a task per name and lets them all block, and ``finish``,
+  which awaits tasks that may end cancelled.
 ``wait_on`` is a child task that logs how it ends. conftest.py offers ``Framework`` to
 tests as the ``fw`` fixture. Imports treadle's public API and asyncio.
 """
@@ -67,6 +71,14 @@ class Framework:
             return run_test(_watched, main, clock=VirtualClock() if virtual_time else None)
         return _run_asyncio_guarded(main)
 
+    def run_logged(self, main: Callable[[list[Any]], Coroutine[Any, Any, None]]) -> list[Any]:
+        """Run ``main(log)`` as ``run_guarded`` does, with a fresh list for it to record
+        the interleaving in; return the list, for the test to compare."""
+        __tracebackhide__ = True
+        log: list[Any] = []
+        self.run_guarded(main(log))
+        return log
+
     async def settle(self) -> None:
         """Return once every other task is blocked and no callback is ready to run."""
         if self.module is treadle:
@@ -80,11 +92,22 @@ class Framework:
         raise RuntimeError(f"settle(): other tasks kept running for {SETTLE_STEP_LIMIT} steps")
 
     async def cancel_and_wait(self, task: Any) -> None:
-        """Cancel ``task`` and await it; fail unless awaiting it raises ``CancelledError``."""
+        """Cancel ``task`` and await it; fail unless awaiting it raises ``CancelledError``
+        and the task ends cancelled."""
         __tracebackhide__ = True
         task.cancel()
         with pytest.raises(self.module.CancelledError):
             await task
+        assert task.cancelled(), f"{task!r} did not end cancelled"
+
+    async def cancel_when_blocked(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``coro`` as a task until every task is blocked, then ``cancel_and_wait`` it;
+        the task."""
+        __tracebackhide__ = True
+        task = self.module.create_task(coro)
+        await self.settle()
+        await self.cancel_and_wait(task)
+        return task
 
     async def start_each(
         self, function: Callable[[str], Coroutine[Any, Any, Any]], names: Iterable[str]

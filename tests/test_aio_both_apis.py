@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 from loopback import echo_one_line, send_line
+from oracle_runners import wait_on
 
 import treadle
 import treadle.aio
@@ -83,26 +84,19 @@ def test_asyncio_cancellation_is_a_treadle_cancellation() -> None:
 def test_treadle_task_group_runs_and_cancels_asyncio_tasks() -> None:
     events: list[str] = []
 
-    async def sleeper() -> None:
-        try:
-            await asyncio.sleep(10)
-        except asyncio.CancelledError:
-            events.append("sibling cancelled")
-            raise
-
     async def failer() -> None:
         await treadle.sleep(0.001)
         raise ValueError("boom")
 
     async def main() -> None:
         async with treadle.TaskGroup() as group:
-            group.create_task(sleeper())
+            group.create_task(wait_on(asyncio.sleep(10), events, "sibling"))
             group.create_task(failer())
 
     with pytest.raises(ExceptionGroup) as caught:
         run_aio(main)
     assert caught.group_contains(ValueError, match="boom")
-    assert events == ["sibling cancelled"]
+    assert events == ["sibling CancelledError"]
 
 
 def test_treadle_locks_and_queues_inside_asyncio_tasks() -> None:

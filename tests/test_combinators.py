@@ -34,13 +34,6 @@ from treadle.combinators import (
 from treadle.errors import CancelledError
 from treadle.testing import VirtualClock, wait_all_tasks_blocked
 
-
-async def _let_run(fw: Any, times: int = 3) -> None:
-    """Let the other tasks take a few steps (the oracle has no wait_all_tasks_blocked)."""
-    for _ in range(times):
-        await fw.sleep(0)
-
-
 # --- gather -------------------------------------------------------------------------------
 
 
@@ -51,11 +44,11 @@ def test_gather_results_in_argument_order(fw: Any) -> None:
         loop = fw.get_running_loop()
         a, b, c = (loop.create_future() for _ in range(3))
         gathered = fw.gather(wait_on(a, log, "a"), wait_on(b, log, "b"), wait_on(c, log, "c"))
-        await _let_run(fw)
+        await fw.settle()
         c.set_result(3)
-        await _let_run(fw)
+        await fw.settle()
         a.set_result(1)
-        await _let_run(fw)
+        await fw.settle()
         b.set_result(2)
         return list(await gathered)
 
@@ -124,7 +117,7 @@ def test_gather_retrieves_later_exceptions_so_none_is_reported(fw: Any) -> None:
     async def main() -> None:
         with pytest.raises(ValueError, match="1"):
             await fw.gather(fail(1), fail(3))
-        await _let_run(fw, 5)  # the second child fails too, after the gather
+        await fw.settle()  # the second child fails too, after the gather
         gc.collect()  # a 'never retrieved' report would come from the task's finalizer
 
     fw.run_guarded(main())
@@ -154,7 +147,7 @@ def test_cancelling_gather_cancels_the_children(fw: Any) -> None:
         futs = [loop.create_future() for _ in range(2)]
         children = [fw.create_task(wait_on(f, log, f"c{i}")) for i, f in enumerate(futs)]
         gathered = fw.gather(*children)
-        await _let_run(fw)
+        await fw.settle()
         assert gathered.cancel()
         with pytest.raises(fw.CancelledError):
             await gathered
@@ -181,20 +174,17 @@ def test_cancelling_the_task_awaiting_gather_cancels_the_children(
             )
             log.append("parent returned: wrong")
 
-        task = fw.create_task(parent())
-        await _let_run(fw)
-        await fw.cancel_and_wait(task)
-        log.append(f"parent cancelled={task.cancelled()}")
+        await fw.cancel_when_blocked(parent())
 
     fw.run_guarded(main())
-    assert log == ["c0 CancelledError", "c1 CancelledError", "parent cancelled=True"]
+    assert log == ["c0 CancelledError", "c1 CancelledError"]
 
 
 def test_gather_cancel_message_reaches_the_awaiter(fw: Any) -> None:
     async def main() -> tuple[Any, ...]:
         fut = fw.get_running_loop().create_future()
         gathered = fw.gather(wait_on(fut, [], "c"))
-        await _let_run(fw)
+        await fw.settle()
         gathered.cancel("stop now")
         try:
             await gathered
@@ -215,10 +205,10 @@ def test_child_cancelled_from_outside(fw: Any, return_exceptions: bool) -> None:
         victim = fw.create_task(wait_on(victim_fut, log, "victim"))
         other = fw.create_task(wait_on(other_fut, log, "other"))
         gathered = fw.gather(victim, other, return_exceptions=return_exceptions)
-        await _let_run(fw)
+        await fw.settle()
         victim.cancel()
         if return_exceptions:
-            await _let_run(fw)
+            await fw.settle()
             other_fut.set_result("o")
             results = await gathered
             log.append(f"results: {[type(r).__name__ for r in results]}")
@@ -444,23 +434,16 @@ def test_wait_for_none_waits_as_long_as_it_takes(fw: Any) -> None:
 def test_wait_for_timeout_cancels_the_inner_then_raises(fw: Any) -> None:
     log: list[str] = []
 
-    async def inner() -> None:
-        try:
-            await fw.sleep(10)
-        except fw.CancelledError:
-            log.append("inner cancelled")
-            raise
-
     async def main() -> None:
         try:
-            await fw.wait_for(inner(), 0.002)
+            await fw.wait_for(wait_on(fw.sleep(10), log, "inner"), 0.002)
         except TimeoutError as exc:
             assert type(exc) is TimeoutError
             log.append("TimeoutError")
         log.append(f"cancelling={fw.current_task().cancelling()}")
 
     fw.run_guarded(main())
-    assert log == ["inner cancelled", "TimeoutError", "cancelling=0"]
+    assert log == ["inner CancelledError", "TimeoutError", "cancelling=0"]
 
 
 def test_wait_for_timeout_cancels_a_task_and_waits_for_it(fw: Any) -> None:
@@ -497,41 +480,6 @@ def test_wait_for_inner_exception_propagates(fw: Any) -> None:
     fw.run_guarded(main())
 
 
-def test_wait_for_zero_timeout(fw: Any) -> None:
-    log: list[str] = []
-
-    async def main() -> None:
-        loop = fw.get_running_loop()
-        done = loop.create_future()
-        done.set_result("ready")
-        assert await fw.wait_for(done, 0) == "ready"
-        pending = loop.create_future()
-        task = fw.create_task(wait_on(pending, log, "task"))
-        await _let_run(fw)
-        with pytest.raises(TimeoutError):
-            await fw.wait_for(task, 0)
-        log.append(f"task cancelled={task.cancelled()}")
-
-    fw.run_guarded(main())
-    assert log == ["task CancelledError", "task cancelled=True"]
-
-
-def test_wait_for_zero_timeout_never_starts_a_coroutine(fw: Any) -> None:
-    log: list[str] = []
-
-    async def side_effect() -> None:
-        log.append("started: wrong")
-        await fw.sleep(0)
-
-    async def main() -> None:
-        with pytest.raises(TimeoutError):
-            await fw.wait_for(side_effect(), 0)
-        await _let_run(fw)
-
-    fw.run_guarded(main())
-    assert log == []
-
-
 def test_wait_for_result_arriving_with_the_deadline_times_out(fw: Any) -> None:
     # The future completes in the loop iteration where the deadline timer runs, just
     # before it: block the loop past the deadline, then complete the future from the
@@ -564,8 +512,7 @@ def test_wait_for_result_arriving_with_the_deadline_times_out(fw: Any) -> None:
 def test_wait_for_outside_cancel_is_not_a_timeout(fw: Any) -> None:
     log: list[str] = []
 
-    async def waiter(started: Any) -> None:
-        started.set_result(None)
+    async def waiter() -> None:
         try:
             await fw.wait_for(fw.sleep(10), 5)
         except TimeoutError:
@@ -574,16 +521,8 @@ def test_wait_for_outside_cancel_is_not_a_timeout(fw: Any) -> None:
             log.append("CancelledError")
             raise
 
-    async def main() -> None:
-        started = fw.get_running_loop().create_future()
-        task = fw.create_task(waiter(started))
-        await started
-        await _let_run(fw)
-        await fw.cancel_and_wait(task)
-        log.append(f"cancelled={task.cancelled()}")
-
-    fw.run_guarded(main())
-    assert log == ["CancelledError", "cancelled=True"]
+    fw.run_guarded(fw.cancel_when_blocked(waiter()))
+    assert log == ["CancelledError"]
 
 
 def test_wait_for_rejects_a_non_awaitable(fw: Any) -> None:
@@ -794,9 +733,7 @@ def test_shield_inner_keeps_running_when_outer_cancelled(fw: Any) -> None:
         async def outer() -> None:
             await fw.shield(inner)
 
-        task = fw.create_task(outer())
-        await _let_run(fw)
-        await fw.cancel_and_wait(task)
+        await fw.cancel_when_blocked(outer())
         log.append(f"outer cancelled, inner done={inner.done()}")
         release.set_result("r")
         log.append(f"inner result={await inner}")
@@ -809,7 +746,7 @@ def test_shield_inner_cancelled_cancels_outer(fw: Any) -> None:
     async def main() -> None:
         inner = fw.create_task(fw.sleep(10))
         shielded = fw.shield(inner)
-        await _let_run(fw)
+        await fw.settle()
         inner.cancel()
         with pytest.raises(fw.CancelledError):
             await shielded

@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from crawlsite import Site, page, raw, redirect, static
+from crawlsite import RECORD_FIELDS, Site, page, raw, redirect, static
 from processes import interrupt, reaped, spawn
 
 import treadle
@@ -27,26 +27,15 @@ from treadle.crawl import DemoSite, Record
 from treadle.crawl.cli import DEMO_MAX_DEPTH
 from treadle.crawl.demosite import DemoSiteServer
 
-FIELDS = (
-    "url",
-    "status",
-    "next_url",
-    "exception",
-    "size",
-    "content_type",
-    "encoding",
-    "num_urls",
-    "num_new_urls",
-)
 TREADLE = [sys.executable, "-m", "treadle"]
 
 
 def read_records(path: Path) -> list[Record]:
-    """The records of a JSON Lines file, checking each line holds every required field."""
+    """The records of a JSON Lines file, checking each line holds every field."""
     records = []
     for line in path.read_text(encoding="utf-8").splitlines():
         data = json.loads(line)
-        assert set(FIELDS) <= set(data), f"missing fields in {line}"
+        assert set(RECORD_FIELDS) <= set(data), f"missing fields in {line}"
         records.append(Record.from_dict(data))
     return records
 

@@ -84,22 +84,44 @@ class TestExtractLinks:
         """
         assert links(html) == ["http://example.com/real"]
 
-    def test_first_base_href_wins_and_resolves_against_the_page(self, links: Links) -> None:
-        html = """<head><base href="../other/"><base href="http://elsewhere.com/"></head>
-            <a href="x">x</a><a href="/abs">abs</a>"""
-        assert links(html) == ["http://example.com/other/x", "http://example.com/abs"]
-
-    def test_base_applies_to_links_before_it(self, links: Links) -> None:
-        html = '<a href="early">e</a><base href="http://example.com/b/"><a href="late">l</a>'
-        assert links(html) == ["http://example.com/b/early", "http://example.com/b/late"]
-
-    def test_unusable_base_falls_back_to_the_page_url(self, links: Links) -> None:
-        html = '<base href="javascript:alert(1)"><base href="/ignored/"><a href="x">x</a>'
-        assert links(html) == ["http://example.com/dir/x"]
-
-    def test_base_without_href_does_not_count(self, links: Links) -> None:
-        html = '<base target="_blank"><base href="/b/"><a href="x">x</a>'
-        assert links(html) == ["http://example.com/b/x"]
+    @pytest.mark.parametrize(
+        ("html", "expected"),
+        [
+            pytest.param(
+                """<head><base href="../other/"><base href="http://elsewhere.com/"></head>
+                <a href="x">x</a><a href="/abs">abs</a>""",
+                ["http://example.com/other/x", "http://example.com/abs"],
+                id="the-first-base-href-wins-and-resolves-against-the-page",
+            ),
+            pytest.param(
+                '<a href="early">e</a><base href="http://example.com/b/"><a href="late">l</a>',
+                ["http://example.com/b/early", "http://example.com/b/late"],
+                id="it-applies-to-links-before-it",
+            ),
+            pytest.param(
+                '<base href="javascript:alert(1)"><base href="/ignored/"><a href="x">x</a>',
+                ["http://example.com/dir/x"],
+                id="an-unusable-base-falls-back-to-the-page-url",
+            ),
+            pytest.param(
+                '<base target="_blank"><base href="/b/"><a href="x">x</a>',
+                ["http://example.com/b/x"],
+                id="a-base-without-href-does-not-count",
+            ),
+            pytest.param(
+                '<base href="/b/"><a href="#x">x</a><a href="">y</a><a href>z</a>',
+                ["http://example.com/b/"],
+                id="empty-hrefs-and-fragments-resolve-against-it",
+            ),
+            pytest.param(
+                '<base href><base href="/ignored/"><a href="x">x</a><a href="#f">f</a>',
+                ["http://example.com/dir/x"],
+                id="a-bare-base-href-is-the-page-itself",
+            ),
+        ],
+    )
+    def test_base_href(self, links: Links, html: str, expected: list[str]) -> None:
+        assert links(html) == expected
 
     @pytest.mark.parametrize(
         "href",
@@ -131,14 +153,6 @@ class TestExtractLinks:
 
     def test_a_link_to_the_page_by_its_name_is_kept(self, links: Links) -> None:
         assert links('<a href="page.html#top">x</a>') == [PAGE]
-
-    def test_empty_href_and_fragments_resolve_against_a_base(self, links: Links) -> None:
-        html = '<base href="/b/"><a href="#x">x</a><a href="">y</a><a href>z</a>'
-        assert links(html) == ["http://example.com/b/"]
-
-    def test_bare_base_href_is_the_page_itself(self, links: Links) -> None:
-        html = '<base href><base href="/ignored/"><a href="x">x</a><a href="#f">f</a>'
-        assert links(html) == ["http://example.com/dir/x"]
 
     def test_links_in_tables_lists_and_forms(self, links: Links) -> None:
         html = """<table><tr><td><a href="/1">1</a></td><td><area href="/2"></td></tr>

@@ -59,13 +59,9 @@ def page_times(site: Site) -> list[float]:
 
 async def test_default_per_host_cap_is_what_the_server_sees() -> None:
     gate = Gate()
-    slow = [f"/slow/{i}" for i in range(12)]
-    async with Site({"/": page(*slow)}) as site:
-        for path in slow:
-            site[path] = gate.hold(page())
-        async with gate.pulsing():
-            crawler = Crawler(site.url(), retry_backoff=0)
-            records = by_url(await crawler.crawl())
+    async with Site(gate.held_pages(12)) as site, gate.pulsing():
+        crawler = Crawler(site.url(), retry_backoff=0)
+        records = by_url(await crawler.crawl())
     assert len(records) == 13
     assert site.stats.peak_requests == DEFAULT_MAX_PER_HOST
     assert site.stats.peak_connections <= DEFAULT_MAX_PER_HOST

@@ -6,27 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from crawlsite import RECORD_FIELDS
 
 from treadle.crawl.records import Record, status_class
 from treadle.crawl.report import ProgressSnapshot, format_report, human_bytes, summarize
-
-FIELD_ORDER = [
-    "url",
-    "status",
-    "next_url",
-    "exception",
-    "size",
-    "content_type",
-    "encoding",
-    "num_urls",
-    "num_new_urls",
-    "started",
-    "elapsed",
-    "tries",
-    "referrer",
-    "depth",
-    "error_kind",
-]
 
 
 def full_record() -> Record:
@@ -50,7 +33,7 @@ class TestRecord:
     def test_to_json_is_one_line_with_keys_in_a_stable_order(self) -> None:
         line = full_record().to_json()
         assert "\n" not in line
-        assert list(json.loads(line)) == FIELD_ORDER
+        assert list(json.loads(line)) == RECORD_FIELDS
 
     def test_round_trip(self) -> None:
         record = full_record()

@@ -127,19 +127,23 @@ class TestStrictScope:
         assert scope.allows("http://example.com/")
         assert scope.allows("http://www.example.com/")
 
-    def test_rejects_other_hosts(self) -> None:
-        scope = Scope("http://example.com/")
-        assert not scope.allows("http://docs.example.com/")
-        assert not scope.allows("http://example.org/")
-        assert not scope.allows("http://notexample.com/")
-        assert not scope.allows("http://www.www.example.com/")
-
-    def test_only_http_and_https(self) -> None:
-        scope = Scope("http://example.com/")
-        assert not scope.allows("ftp://example.com/")
-        assert not scope.allows("mailto:me@example.com")
-        assert not scope.allows("/relative/path")
-        assert not scope.allows("http://[::1/broken")
+    @pytest.mark.parametrize(
+        "url",
+        [
+            # other hosts
+            "http://docs.example.com/",
+            "http://example.org/",
+            "http://notexample.com/",
+            "http://www.www.example.com/",
+            # only http and https
+            "ftp://example.com/",
+            "mailto:me@example.com",
+            "/relative/path",
+            "http://[::1/broken",
+        ],
+    )
+    def test_rejects_other_hosts_and_schemes(self, url: str) -> None:
+        assert not Scope("http://example.com/").allows(url)
 
     def test_several_roots(self) -> None:
         scope = Scope(["http://a.example/", "https://b.example/"])

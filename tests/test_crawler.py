@@ -33,6 +33,7 @@ from crawlsite import (
     redirect,
     refused_port,
     reset,
+    reset_reused_connections,
     response,
     sequence,
     static,
@@ -330,16 +331,11 @@ async def test_reset_then_success_on_retry() -> None:
 async def test_max_tries_counts_the_clients_own_retries(max_tries: int) -> None:
     # Every reused connection is reset after its request arrives, so the client's
     # transparent retry on a fresh connection sends a second request for the same URL.
-    answered: set[int] = set()
-
-    async def reset_reused(exchange: Exchange) -> None:
-        if exchange.request.connection in answered:
-            exchange.reset()
-            return
-        answered.add(exchange.request.connection)
+    async def linked_page(exchange: Exchange) -> None:
         links = ["/a", "/b", "/c"] if exchange.request.target == "/" else []
         await exchange.respond(200, html_page(*links))
 
+    reset_reused = reset_reused_connections(linked_page)
     site = Site({path: reset_reused for path in ["/", "/a", "/b", "/c"]})
     async with site:
         _, records = await crawl(site.url(), max_tries=max_tries, max_tasks=1, robots=False)
@@ -577,12 +573,8 @@ async def test_robots_crawl_delay_spaces_the_requests() -> None:
 
 async def test_max_tasks_bounds_the_requests_a_server_sees() -> None:
     gate = Gate()
-    slow = [f"/slow/{i}" for i in range(10)]
-    async with Site({"/": page(*slow)}) as site:
-        for path in slow:
-            site[path] = gate.hold(page())
-        async with gate.pulsing():
-            _, records = await crawl(site.url(), max_tasks=3)
+    async with Site(gate.held_pages(10)) as site, gate.pulsing():
+        _, records = await crawl(site.url(), max_tasks=3)
     assert len(records) == 11
     assert site.stats.peak_requests == 3
     assert site.stats.peak_connections <= 3

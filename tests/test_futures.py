@@ -17,6 +17,12 @@ import pytest
 import treadle
 
 
+@pytest.fixture
+def fut(new_loop: Any) -> Any:
+    """A pending future on a fresh, not-running loop of ``fw``."""
+    return new_loop().create_future()
+
+
 def run_one_iteration(loop: Any) -> None:
     loop.call_soon(loop.stop)
     loop.run_forever()
@@ -47,9 +53,7 @@ def test_a_future_made_directly_takes_its_loop(fw: Any, new_loop: Any) -> None:
     assert fut.get_loop() is loop
 
 
-def test_set_result(fw: Any, new_loop: Any) -> None:
-    loop = new_loop()
-    fut = loop.create_future()
+def test_set_result(fw: Any, fut: Any) -> None:
     fut.set_result([1, 2])
     assert fut.done()
     assert not fut.cancelled()
@@ -57,9 +61,7 @@ def test_set_result(fw: Any, new_loop: Any) -> None:
     assert fut.exception() is None
 
 
-def test_set_exception(fw: Any, new_loop: Any) -> None:
-    loop = new_loop()
-    fut = loop.create_future()
+def test_set_exception(fw: Any, fut: Any) -> None:
     error = ValueError("bad")
     fut.set_exception(error)
     assert fut.done()
@@ -70,16 +72,12 @@ def test_set_exception(fw: Any, new_loop: Any) -> None:
     assert info.value is error
 
 
-def test_set_exception_with_a_class(fw: Any, new_loop: Any) -> None:
-    loop = new_loop()
-    fut = loop.create_future()
+def test_set_exception_with_a_class(fw: Any, fut: Any) -> None:
     fut.set_exception(KeyError)
     assert isinstance(fut.exception(), KeyError)
 
 
-def test_cancel(fw: Any, new_loop: Any) -> None:
-    loop = new_loop()
-    fut = loop.create_future()
+def test_cancel(fw: Any, fut: Any) -> None:
     assert fut.cancel() is True
     assert fut.cancelled()
     assert fut.done()
@@ -90,18 +88,14 @@ def test_cancel(fw: Any, new_loop: Any) -> None:
         fut.exception()
 
 
-def test_cancel_with_a_message(fw: Any, new_loop: Any) -> None:
-    loop = new_loop()
-    fut = loop.create_future()
+def test_cancel_with_a_message(fw: Any, fut: Any) -> None:
     assert fut.cancel(msg="not needed any more") is True
     with pytest.raises(fw.CancelledError) as info:
         fut.result()
     assert info.value.args == ("not needed any more",)
 
 
-def test_cancel_a_done_future_does_nothing(fw: Any, new_loop: Any) -> None:
-    loop = new_loop()
-    fut = loop.create_future()
+def test_cancel_a_done_future_does_nothing(fw: Any, fut: Any) -> None:
     fut.set_result(1)
     assert fut.cancel() is False
     assert not fut.cancelled()
@@ -116,9 +110,7 @@ def test_cancelled_error_is_a_base_exception(fw: Any) -> None:
 # --- misuse -------------------------------------------------------------------------------
 
 
-def test_result_and_exception_before_done_raise_invalid_state(fw: Any, new_loop: Any) -> None:
-    loop = new_loop()
-    fut = loop.create_future()
+def test_result_and_exception_before_done_raise_invalid_state(fw: Any, fut: Any) -> None:
     with pytest.raises(fw.InvalidStateError):
         fut.result()
     with pytest.raises(fw.InvalidStateError):
@@ -144,9 +136,7 @@ def test_setting_twice_raises_invalid_state(fw: Any, new_loop: Any) -> None:
     assert isinstance(failed.exception(), ValueError)
 
 
-def test_setting_after_cancel_raises_invalid_state(fw: Any, new_loop: Any) -> None:
-    loop = new_loop()
-    fut = loop.create_future()
+def test_setting_after_cancel_raises_invalid_state(fw: Any, fut: Any) -> None:
     fut.cancel()
     with pytest.raises(fw.InvalidStateError):
         fut.set_exception(ValueError())
@@ -155,12 +145,10 @@ def test_setting_after_cancel_raises_invalid_state(fw: Any, new_loop: Any) -> No
     assert fut.cancelled()
 
 
-def test_set_exception_with_stop_iteration(fw: Any, new_loop: Any) -> None:
+def test_set_exception_with_stop_iteration(fw: Any, fut: Any) -> None:
     # asyncio 3.11 raises TypeError at once; later asyncio (and treadle) store a
     # RuntimeError caused by the StopIteration instead. Either way a StopIteration is
     # never raised out of the future, where it would end an awaiting generator.
-    loop = new_loop()
-    fut = loop.create_future()
     stop = StopIteration("value")
     try:
         fut.set_exception(stop)
@@ -187,9 +175,7 @@ def test_treadle_turns_stop_iteration_into_runtime_error() -> None:
         loop.close()
 
 
-def test_set_exception_with_a_non_exception_raises_type_error(fw: Any, new_loop: Any) -> None:
-    loop = new_loop()
-    fut = loop.create_future()
+def test_set_exception_with_a_non_exception_raises_type_error(fw: Any, fut: Any) -> None:
     with pytest.raises(TypeError):
         fut.set_exception("not an exception")
     assert not fut.done()
@@ -507,10 +493,8 @@ def test_wrap_future_rejects_other_objects(fw: Any) -> None:
     fw.run(main())
 
 
-def test_resuming_an_await_before_the_future_is_done_raises(fw: Any, new_loop: Any) -> None:
+def test_resuming_an_await_before_the_future_is_done_raises(fw: Any, fut: Any) -> None:
     # Only a Task may drive an await on a future; a hand-driven one must not get None.
-    loop = new_loop()
-    fut = loop.create_future()
     waiter = fut.__await__()
     assert next(waiter) is fut
     with pytest.raises(RuntimeError):

@@ -22,6 +22,7 @@ from crawlsite import (
     hang,
     raw,
     redirect,
+    reset_reused_connections,
     response,
     sequence,
     static,
@@ -44,18 +45,8 @@ from treadle.testing import wait_all_tasks_blocked
 BODY = b"<p>hostile</p>\n" * 40
 
 
-def reset_reused_connections() -> Handler:
-    """A handler answering the first request of each connection and resetting on the rest."""
-    answered: set[int] = set()
-
-    async def handler(exchange: Exchange) -> None:
-        if exchange.request.connection in answered:
-            exchange.reset()
-            return
-        answered.add(exchange.request.connection)
-        await exchange.respond(200, b"ok")
-
-    return handler
+async def answer_ok(exchange: Exchange) -> None:
+    await exchange.respond(200, b"ok")
 
 
 # --- 1xx interim responses -----------------------------------------------------------------
@@ -246,7 +237,7 @@ async def test_a_reset_before_the_answer_is_remote_disconnected() -> None:
 
 
 async def test_a_stale_post_is_remote_disconnected() -> None:
-    async with Site({"/": reset_reused_connections()}) as site, Client() as client:
+    async with Site({"/": reset_reused_connections(answer_ok)}) as site, Client() as client:
         await client.get(site.url())
         with pytest.raises(RemoteDisconnected) as caught:
             await client.request("POST", site.url(), content=b"x")
@@ -340,7 +331,7 @@ async def test_a_transparent_retry_is_counted() -> None:
 
 
 async def test_requests_lost_to_a_stale_connection_are_counted() -> None:
-    async with Site({"/": reset_reused_connections()}) as site, Client() as client:
+    async with Site({"/": reset_reused_connections(answer_ok)}) as site, Client() as client:
         await client.get(site.url())
         again = await client.get(site.url())
         assert (again.content, again.requests_sent) == (b"ok", 2)

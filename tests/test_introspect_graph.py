@@ -24,6 +24,17 @@ async def finish(*tasks: treadle.Task[Any]) -> None:
     await treadle.gather(*tasks, return_exceptions=True)
 
 
+async def sleeper() -> None:
+    await treadle.sleep(3600)
+
+
+async def start_sleeper(name: str) -> treadle.Task[None]:
+    """A task named ``name`` running ``sleeper()``, once every task is blocked."""
+    task = treadle.create_task(sleeper(), name=name)
+    await wait_all_tasks_blocked()
+    return task
+
+
 def names(graph: treadle.FutureCallGraph) -> list[str]:
     """The call stack's function names, innermost first."""
     return [entry.frame.f_code.co_qualname for entry in graph.call_stack]
@@ -141,21 +152,14 @@ async def test_the_current_task_shows_its_live_stack() -> None:
 
 
 async def test_print_call_graph_prints_the_asyncio_shape() -> None:
-    async def sleeper() -> None:
-        await treadle.sleep(3600)
-
-    task = treadle.create_task(sleeper(), name="sleeper")
-    await wait_all_tasks_blocked()
+    task = await start_sleeper("sleeper")
     out = io.StringIO()
     treadle.print_call_graph(task, file=out)
     lines = out.getvalue().splitlines()
     assert lines[0] == f"* Task(name='sleeper', id={id(task):#x})"
     assert lines[1].startswith("  + Waiting on: sleep(3600)")
     assert "  + Call stack:" in lines
-    assert any(
-        "in async test_print_call_graph_prints_the_asyncio_shape.<locals>.sleeper()" in line
-        for line in lines
-    )
+    assert any(line.endswith(" in async sleeper()") for line in lines)
     await finish(task)
 
 
@@ -217,11 +221,7 @@ def test_asyncio_tasks_on_treadle_aio_are_read_alike() -> None:
 async def test_dump_tasks_writes_the_tree_from_inside_the_program() -> None:
     from treadle.introspect import runtime
 
-    async def sleeper() -> None:
-        await treadle.sleep(3600)
-
-    task = treadle.create_task(sleeper(), name="dumped")
-    await wait_all_tasks_blocked()
+    task = await start_sleeper("dumped")
     out = io.StringIO()
     treadle.dump_tasks(out)
     text = out.getvalue()

@@ -19,7 +19,7 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ class Program:
     """A scenario running in a subprocess, started and read until it says "ready"."""
 
     def __init__(self, env: dict[str, str], scenario: str, flavour: str = "native") -> None:
+        self.env = env
         self.proc = subprocess.Popen(
             [sys.executable, str(PROGRAMS), scenario, flavour],
             env=env,
@@ -82,10 +83,30 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def programs() -> Iterator[list[Program]]:
+    """The programs to stop after the test."""
     started: list[Program] = []
     yield started
     for program in started:
         program.stop()
+
+
+@pytest.fixture
+def start(env: dict[str, str], programs: list[Program]) -> Callable[..., Program]:
+    """``start(scenario, flavour="native", **env_changes)``: a Program in ``env`` (with
+    the changes), stopped after the test."""
+
+    def start_program(scenario: str, flavour: str = "native", **env_changes: str) -> Program:
+        program = Program({**env, **env_changes}, scenario, flavour)
+        programs.append(program)
+        return program
+
+    return start_program
+
+
+@pytest.fixture(params=["native", "aio"])
+def flavour(request: pytest.FixtureRequest) -> str:
+    """How the program is written: treadle's own API, or asyncio code on treadle.aio."""
+    return str(request.param)
 
 
 def treadle_cli(
@@ -97,15 +118,11 @@ def treadle_cli(
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
 
 
-def snapshot(env: dict[str, str], pid: int) -> dict[str, Any]:
-    result = treadle_cli(env, "ps", "--json", str(pid))
+def tasks_of(program: Program) -> dict[str, dict[str, Any]]:
+    """The program's tasks by name, as ``treadle ps --json`` reports them (one loop)."""
+    result = treadle_cli(program.env, "ps", "--json", str(program.pid))
     assert result.returncode == 0, result.stderr
-    answer: dict[str, Any] = json.loads(result.stdout)
-    return answer
-
-
-def tasks_by_name(answer: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    [loop] = answer["loops"]
+    [loop] = json.loads(result.stdout)["loops"]
     return {task["name"]: task for task in loop["tasks"]}
 
 
@@ -113,16 +130,11 @@ def functions(task: dict[str, Any]) -> list[str]:
     return [entry["function"] for entry in task["stack"]]
 
 
-FLAVOURS = ["native", "aio"]
-
-
-@pytest.mark.parametrize("flavour", FLAVOURS)
 def test_a_lock_held_by_a_sleeping_task(
-    env: dict[str, str], programs: list[Program], flavour: str
+    env: dict[str, str], start: Callable[..., Program], flavour: str
 ) -> None:
-    program = Program(env, "lock", flavour)
-    programs.append(program)
-    tasks = tasks_by_name(snapshot(env, program.pid))
+    program = start("lock", flavour)
+    tasks = tasks_of(program)
     holder, waiter, main = tasks["holder"], tasks["waiter"], tasks["Task-1"]
     library = "treadle.locks" if flavour == "native" else "asyncio.locks"
     assert waiter["waiting_on"].startswith(f"Lock.acquire on <{library}.Lock object")
@@ -150,14 +162,12 @@ def test_a_lock_held_by_a_sleeping_task(
     )
 
 
-@pytest.mark.parametrize("flavour", FLAVOURS)
 def test_a_read_from_a_silent_peer_names_the_peer(
-    env: dict[str, str], programs: list[Program], flavour: str
+    start: Callable[..., Program], flavour: str
 ) -> None:
-    program = Program(env, "silent-peer", flavour)
-    programs.append(program)
+    program = start("silent-peer", flavour)
     port = next(line.split()[1] for line in program.lines if line.startswith("port "))
-    tasks = tasks_by_name(snapshot(env, program.pid))
+    tasks = tasks_of(program)
     reader = tasks["reader"]
     assert reader["waiting_on"] == f"read from stream, peer 127.0.0.1:{port}"
     assert functions(reader)[:2] == ["read_from_silent_peer", "StreamReader.read"]
@@ -165,13 +175,11 @@ def test_a_read_from_a_silent_peer_names_the_peer(
     assert reader["awaited_by"] == [tasks["Task-1"]["id"]]
 
 
-@pytest.mark.parametrize("flavour", FLAVOURS)
 def test_a_task_group_waiting_on_its_children(
-    env: dict[str, str], programs: list[Program], flavour: str
+    env: dict[str, str], start: Callable[..., Program], flavour: str
 ) -> None:
-    program = Program(env, "taskgroup", flavour)
-    programs.append(program)
-    tasks = tasks_by_name(snapshot(env, program.pid))
+    program = start("taskgroup", flavour)
+    tasks = tasks_of(program)
     main = tasks["Task-1"]
     assert main["waiting_on"] == "TaskGroup: 2 task(s) to finish (child-1, child-2)"
     assert "TaskGroup.__aexit__" in functions(main)
@@ -193,10 +201,9 @@ def test_a_task_group_waiting_on_its_children(
     )
 
 
-def test_a_generator_coroutine_in_yield_from(env: dict[str, str], programs: list[Program]) -> None:
-    program = Program(env, "generator")
-    programs.append(program)
-    tasks = tasks_by_name(snapshot(env, program.pid))
+def test_a_generator_coroutine_in_yield_from(start: Callable[..., Program]) -> None:
+    program = start("generator")
+    tasks = tasks_of(program)
     task = tasks["gen-task"]
     assert functions(task) == ["generator_outer", "generator_leaf", "Future.__await__"]
     assert task["waiting_on"] == "<Future pending>"
@@ -204,12 +211,10 @@ def test_a_generator_coroutine_in_yield_from(env: dict[str, str], programs: list
     assert task["awaited_by"] == [tasks["Task-1"]["id"]]
 
 
-@pytest.mark.parametrize("flavour", FLAVOURS)
 def test_a_blocked_loop_is_reported_blocked_not_waited_for(
-    env: dict[str, str], programs: list[Program], flavour: str
+    env: dict[str, str], start: Callable[..., Program], flavour: str
 ) -> None:
-    program = Program(env, "blocked", flavour)
-    programs.append(program)
+    program = start("blocked", flavour)
     result = treadle_cli(env, "ps", "--timeout", "0.5", str(program.pid))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -218,9 +223,10 @@ def test_a_blocked_loop_is_reported_blocked_not_waited_for(
     assert any("Task-1" in line and "sleep(3600)" in line for line in lines)
 
 
-def test_the_socket_is_private_to_the_user(env: dict[str, str], programs: list[Program]) -> None:
-    program = Program(env, "lock")
-    programs.append(program)
+def test_the_socket_is_private_to_the_user(
+    env: dict[str, str], start: Callable[..., Program]
+) -> None:
+    program = start("lock")
     directory = Path(env["XDG_RUNTIME_DIR"]) / "treadle"
     path = directory / f"{program.pid}.sock"
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
@@ -287,42 +293,36 @@ def test_the_server_refuses_a_peer_of_another_uid(monkeypatch: pytest.MonkeyPatc
 
 
 def test_a_program_that_never_asked_opens_nothing(
-    env: dict[str, str], programs: list[Program]
+    env: dict[str, str], start: Callable[..., Program]
 ) -> None:
-    quiet_env = {**env, "TREADLE_INTROSPECT": "0"}
-    program = Program(quiet_env, "quiet")
-    programs.append(program)
+    program = start("quiet", TREADLE_INTROSPECT="0")
     assert program.lines[:2] == ["threads MainThread", "unix sockets 2"]  # the loop's wake-up pair
     assert not (Path(env["XDG_RUNTIME_DIR"]) / "treadle").exists()
-    asked = Program(env, "quiet")
-    programs.append(asked)
+    asked = start("quiet")
     assert asked.lines[:2] == ["threads MainThread,treadle-introspect", "unix sockets 3"]
 
 
 def test_ps_explains_a_program_that_is_not_serving(
-    env: dict[str, str], programs: list[Program]
+    env: dict[str, str], start: Callable[..., Program]
 ) -> None:
-    program = Program({**env, "TREADLE_INTROSPECT": "0"}, "quiet")
-    programs.append(program)
+    program = start("quiet", TREADLE_INTROSPECT="0")
     result = treadle_cli(env, "ps", str(program.pid))
     assert result.returncode == 1
     assert "is not serving introspection" in result.stderr
     assert "start it with TREADLE_INTROSPECT=1" in result.stderr
 
 
-def test_ps_without_a_pid_lists_the_programs(env: dict[str, str], programs: list[Program]) -> None:
-    program = Program(env, "lock")
-    programs.append(program)
+def test_ps_without_a_pid_lists_the_programs(
+    env: dict[str, str], start: Callable[..., Program]
+) -> None:
+    program = start("lock")
     result = treadle_cli(env, "ps")
     assert result.returncode == 0
     assert result.stdout.split() == [str(program.pid)]
 
 
-def test_dump_on_a_signal_writes_the_tree_and_goes_on(
-    env: dict[str, str], programs: list[Program]
-) -> None:
-    program = Program({**env, "TREADLE_INTROSPECT": "0", "TREADLE_DUMP_ON": "SIGUSR1"}, "dump")
-    programs.append(program)
+def test_dump_on_a_signal_writes_the_tree_and_goes_on(start: Callable[..., Program]) -> None:
+    program = start("dump", TREADLE_INTROSPECT="0", TREADLE_DUMP_ON="SIGUSR1")
     os.kill(program.pid, signal.SIGUSR1)
     assert program.proc.stdin is not None
     program.proc.stdin.write("done\n")
@@ -333,7 +333,7 @@ def test_dump_on_a_signal_writes_the_tree_and_goes_on(
     assert "hold_the_lock (introspect_programs.py:" in err
 
 
-def test_a_bad_dump_signal_is_a_clear_error(env: dict[str, str], programs: list[Program]) -> None:
+def test_a_bad_dump_signal_is_a_clear_error(env: dict[str, str]) -> None:
     result = subprocess.run(
         [sys.executable, str(PROGRAMS), "quiet"],
         env={**env, "TREADLE_DUMP_ON": "SIGNOPE"},
@@ -345,9 +345,7 @@ def test_a_bad_dump_signal_is_a_clear_error(env: dict[str, str], programs: list[
     assert "TREADLE_DUMP_ON must name a signal that can be caught, such as SIGUSR1" in result.stderr
 
 
-def test_debug_mode_watchdog_names_the_blocking_step(
-    env: dict[str, str], programs: list[Program]
-) -> None:
+def test_debug_mode_watchdog_names_the_blocking_step(env: dict[str, str]) -> None:
     result = subprocess.run(
         [sys.executable, str(PROGRAMS), "watchdog"],
         env={**env, "TREADLE_INTROSPECT": "0", "TREADLE_BLOCKED_AFTER": "0.3"},

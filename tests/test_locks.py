@@ -12,7 +12,7 @@ import asyncio
 import gc
 import threading
 import tracemalloc
-from collections.abc import Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 import pytest
@@ -32,6 +32,16 @@ pytestmark = pytest.mark.timeout(10)
 
 async def _park(queue: WaitQueue) -> bool:
     return await queue.park()
+
+
+def _logging_parker(queue: WaitQueue, log: list[str]) -> Callable[[str], Coroutine[Any, Any, None]]:
+    """A task body that parks on ``queue``, then logs its name."""
+
+    async def parker(name: str) -> None:
+        await queue.park()
+        log.append(name)
+
+    return parker
 
 
 async def test_waitqueue_wakes_in_fifo_order_and_counts() -> None:
@@ -60,19 +70,13 @@ async def test_waitqueue_wakes_in_fifo_order_and_counts() -> None:
 async def test_waitqueue_cancelled_waiter_leaves_and_is_skipped() -> None:
     queue = WaitQueue()
     log: list[str] = []
-
-    async def parker(name: str) -> None:
-        await queue.park()
-        log.append(name)
-
-    tasks = {name: treadle.create_task(parker(name)) for name in "abc"}
-    await wait_all_tasks_blocked()
-    tasks["a"].cancel()
+    a, _, c = await TREADLE.start_each(_logging_parker(queue, log), "abc")
+    a.cancel()
     assert len(queue) == 2  # a cancelled future is not a waiter, even before its task runs
     assert queue.unpark() == 1  # skips a, wakes b
     await wait_all_tasks_blocked()
-    assert log == ["b"] and tasks["a"].cancelled()
-    tasks["c"].cancel()
+    assert log == ["b"] and a.cancelled()
+    c.cancel()
     assert not queue  # c, the last waiter, is cancelled: nobody waits any more
     await wait_all_tasks_blocked()
     assert len(queue) == 0 and not queue._parked
@@ -82,13 +86,7 @@ async def test_waitqueue_cancelled_waiter_leaves_and_is_skipped() -> None:
 async def test_waitqueue_woken_then_cancelled_passes_the_wake_up_on() -> None:
     queue = WaitQueue()
     log: list[str] = []
-
-    async def parker(name: str) -> None:
-        await queue.park()
-        log.append(name)
-
-    tasks = [treadle.create_task(parker(name)) for name in "abc"]
-    await wait_all_tasks_blocked()
+    tasks = await TREADLE.start_each(_logging_parker(queue, log), "abc")
     queue.unpark()
     tasks[0].cancel()  # woken, but cancelled before it runs
     await wait_all_tasks_blocked()
@@ -103,13 +101,8 @@ async def test_waitqueue_woken_then_cancelled_passes_the_wake_up_on() -> None:
 async def test_waitqueue_broadcast_wake_up_is_not_passed_on() -> None:
     queue = WaitQueue()
     log: list[str] = []
-
-    async def parker(name: str) -> None:
-        await queue.park()
-        log.append(name)
-
-    first = treadle.create_task(parker("a"))
-    await wait_all_tasks_blocked()
+    parker = _logging_parker(queue, log)
+    [first] = await TREADLE.start_each(parker, "a")
     queue.unpark_all()
     first.cancel()
     late = treadle.create_task(parker("late"))  # parks after the broadcast
@@ -241,9 +234,8 @@ async def test_lock_release_error_says_what_is_wrong() -> None:
 
 
 def test_lock_is_fifo(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         lock = fw.Lock()
-        log: list[str] = []
 
         async def worker(name: str) -> None:
             async with lock:
@@ -254,32 +246,8 @@ def test_lock_is_fifo(fw: Any) -> None:
         tasks = await fw.start_each(worker, "abcde")
         lock.release()
         await fw.finish(tasks)
-        return log
 
-    assert fw.run_guarded(main()) == list("abcde")
-
-
-def test_lock_newcomer_does_not_barge_past_a_woken_waiter(fw: Any) -> None:
-    async def main() -> list[str]:
-        lock = fw.Lock()
-        log: list[str] = []
-
-        async def waiter() -> None:
-            async with lock:
-                log.append("waiter")
-
-        await lock.acquire()
-        task = fw.create_task(waiter())
-        await fw.settle()
-        lock.release()  # wakes the waiter, which has not run yet...
-        assert not lock.locked()
-        await lock.acquire()  # ...so this queues behind it
-        log.append("main")
-        lock.release()
-        await task
-        return log
-
-    assert fw.run_guarded(main()) == ["waiter", "main"]
+    assert fw.run_logged(main) == list("abcde")
 
 
 def _recording_lock_waiter(fw: Any, lock: Any, log: list[str]) -> Any:
@@ -294,56 +262,19 @@ def _recording_lock_waiter(fw: Any, lock: Any, log: list[str]) -> Any:
     return waiter
 
 
-def test_lock_cancelled_after_wake_up_passes_the_lock_on(fw: Any) -> None:
-    async def main() -> list[str]:
-        lock = fw.Lock()
-        log: list[str] = []
-        waiter = _recording_lock_waiter(fw, lock, log)
-        await lock.acquire()
-        tasks = await fw.start_each(waiter, "abc")
-        lock.release()  # wakes a...
-        tasks[0].cancel()  # ...which is cancelled before it runs: b must get the lock
-        await fw.finish(tasks)
-        assert not lock.locked()
-        return log
-
-    assert fw.run_guarded(main()) == ["a cancelled", "b", "c"]
-
-
-def test_lock_cancelled_waiter_leaves_the_queue(fw: Any) -> None:
-    async def main() -> list[str]:
-        lock = fw.Lock()
-        log: list[str] = []
-        waiter = _recording_lock_waiter(fw, lock, log)
-        await lock.acquire()
-        tasks = await fw.start_each(waiter, "abc")
-        tasks[1].cancel()
-        await fw.settle()
-        lock.release()
-        await fw.finish(tasks)
-        assert not lock.locked()
-        return log
-
-    assert fw.run_guarded(main()) == ["b cancelled", "a", "c"]
-
-
 def test_lock_whose_only_waiter_is_cancelled_is_free_at_once(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         lock = fw.Lock()
-        log: list[str] = []
-        waiter = _recording_lock_waiter(fw, lock, log)
         await lock.acquire()
-        task = fw.create_task(waiter("a"))
-        await fw.settle()
+        [task] = await fw.start_each(_recording_lock_waiter(fw, lock, log), "a")
         task.cancel()
         lock.release()
         await lock.acquire()  # a will not take it: no need to wait for a to run
         log.append("main")
         lock.release()
         await fw.finish([task])
-        return log
 
-    assert fw.run_guarded(main()) == ["main", "a cancelled"]
+    assert fw.run_logged(main) == ["main", "a cancelled"]
 
 
 # --- Event ----------------------------------------------------------------------------
@@ -363,12 +294,10 @@ def _recording_event_waiter(fw: Any, event: Any, log: list[str]) -> Any:
 
 
 def test_event_wakes_every_waiter_in_order(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         event = fw.Event()
-        log: list[str] = []
-        waiter = _recording_event_waiter(fw, event, log)
         assert not event.is_set() and "unset" in repr(event)
-        tasks = await fw.start_each(waiter, "abc")
+        tasks = await fw.start_each(_recording_event_waiter(fw, event, log), "abc")
         event.set()
         assert event.is_set() and "[set" in repr(event)
         await fw.finish(tasks)
@@ -376,29 +305,24 @@ def test_event_wakes_every_waiter_in_order(fw: Any) -> None:
         event.set()  # twice is fine
         event.clear()
         assert not event.is_set()
-        return log
 
-    assert fw.run_guarded(main()) == ["a waits", "b waits", "c waits", "a woke", "b woke", "c woke"]
+    assert fw.run_logged(main) == ["a waits", "b waits", "c waits", "a woke", "b woke", "c woke"]
 
 
 def test_event_waiters_woken_before_clear_still_return(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         event = fw.Event()
-        log: list[str] = []
-        waiter = _recording_event_waiter(fw, event, log)
-        tasks = await fw.start_each(waiter, "ab")
+        tasks = await fw.start_each(_recording_event_waiter(fw, event, log), "ab")
         event.set()
         event.clear()
         await fw.finish(tasks)
-        return log
 
-    assert fw.run_guarded(main()) == ["a waits", "b waits", "a woke", "b woke"]
+    assert fw.run_logged(main) == ["a waits", "b waits", "a woke", "b woke"]
 
 
 def test_event_cancelled_waiter_does_not_wake_a_later_one(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         event = fw.Event()
-        log: list[str] = []
         waiter = _recording_event_waiter(fw, event, log)
         tasks = await fw.start_each(waiter, "ab")
         event.set()
@@ -410,9 +334,8 @@ def test_event_cancelled_waiter_does_not_wake_a_later_one(fw: Any) -> None:
         log.append("set again")
         event.set()
         await fw.finish(tasks)
-        return log
 
-    assert fw.run_guarded(main()) == [
+    assert fw.run_logged(main) == [
         "a waits",
         "b waits",
         "a cancelled",
@@ -424,18 +347,15 @@ def test_event_cancelled_waiter_does_not_wake_a_later_one(fw: Any) -> None:
 
 
 def test_event_cancelled_waiter_leaves_the_others_waiting(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         event = fw.Event()
-        log: list[str] = []
-        waiter = _recording_event_waiter(fw, event, log)
-        tasks = await fw.start_each(waiter, "abc")
+        tasks = await fw.start_each(_recording_event_waiter(fw, event, log), "abc")
         tasks[1].cancel()
         await fw.settle()
         event.set()
         await fw.finish(tasks)
-        return log
 
-    assert fw.run_guarded(main()) == [
+    assert fw.run_logged(main) == [
         "a waits",
         "b waits",
         "c waits",
@@ -490,11 +410,9 @@ def _recording_condition_waiter(fw: Any, cond: Any, log: list[str]) -> Any:
 
 
 def test_condition_notify_wakes_waiters_in_order(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         cond = fw.Condition()
-        log: list[str] = []
-        waiter = _recording_condition_waiter(fw, cond, log)
-        tasks = await fw.start_each(waiter, "abcd")
+        tasks = await fw.start_each(_recording_condition_waiter(fw, cond, log), "abcd")
         async with cond:
             cond.notify()
         await fw.settle()
@@ -505,9 +423,8 @@ def test_condition_notify_wakes_waiters_in_order(fw: Any) -> None:
         async with cond:
             cond.notify_all()
         await fw.finish(tasks)
-        return log
 
-    assert fw.run_guarded(main()) == [
+    assert fw.run_logged(main) == [
         "a waits",
         "b waits",
         "c waits",
@@ -521,26 +438,21 @@ def test_condition_notify_wakes_waiters_in_order(fw: Any) -> None:
 
 
 def test_condition_woken_waiter_waits_for_the_lock(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         cond = fw.Condition()
-        log: list[str] = []
-        waiter = _recording_condition_waiter(fw, cond, log)
-        task = fw.create_task(waiter("a"))
-        await fw.settle()
+        [task] = await fw.start_each(_recording_condition_waiter(fw, cond, log), "a")
         async with cond:
             cond.notify()
             await fw.settle()  # a is woken but cannot return from wait() yet
             log.append("main releases")
         await task
-        return log
 
-    assert fw.run_guarded(main()) == ["a waits", "main releases", "a woke"]
+    assert fw.run_logged(main) == ["a waits", "main releases", "a woke"]
 
 
 def test_condition_wait_for_rechecks_the_predicate(fw: Any) -> None:
-    async def main() -> list[Any]:
+    async def main(log: list[Any]) -> None:
         cond = fw.Condition()
-        log: list[Any] = []
         count = 0
 
         async def waiter() -> None:
@@ -557,18 +469,14 @@ def test_condition_wait_for_rechecks_the_predicate(fw: Any) -> None:
         await task
         async with cond:  # already true: returns at once
             assert await cond.wait_for(lambda: "yes") == "yes"
-        return log
 
-    assert fw.run_guarded(main()) == [1, 2, 3, "count=3"]
+    assert fw.run_logged(main) == [1, 2, 3, "count=3"]
 
 
 def test_condition_cancelled_wait_reacquires_the_lock_first(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         cond = fw.Condition()
-        log: list[str] = []
-        waiter = _recording_condition_waiter(fw, cond, log)
-        task = fw.create_task(waiter("a"))
-        await fw.settle()
+        [task] = await fw.start_each(_recording_condition_waiter(fw, cond, log), "a")
         await cond.acquire()
         task.cancel()
         await fw.settle()  # a is cancelled, but must get the lock back before it leaves
@@ -576,9 +484,8 @@ def test_condition_cancelled_wait_reacquires_the_lock_first(fw: Any) -> None:
         cond.release()
         await fw.finish([task])
         assert not cond.locked()
-        return log
 
-    assert fw.run_guarded(main()) == ["a waits", "main releases", "a cancelled, lock held: True"]
+    assert fw.run_logged(main) == ["a waits", "main releases", "a cancelled, lock held: True"]
 
 
 def test_condition_shares_the_lock_it_is_given(fw: Any) -> None:
@@ -599,9 +506,7 @@ async def test_condition_notified_then_cancelled_passes_the_notification_on() ->
     # asyncio 3.11 loses this notification (fixed in 3.13); treadle must not.
     cond = Condition()
     log: list[str] = []
-    waiter = _recording_condition_waiter(treadle, cond, log)
-    tasks = [treadle.create_task(waiter(name)) for name in "abc"]
-    await wait_all_tasks_blocked()
+    tasks = await TREADLE.start_each(_recording_condition_waiter(treadle, cond, log), "abc")
     async with cond:
         cond.notify()
         tasks[0].cancel()  # notified, then cancelled before it runs: b must wake
@@ -617,9 +522,7 @@ async def test_condition_notified_then_cancelled_passes_the_notification_on() ->
 async def test_condition_cancelled_while_reacquiring_passes_the_notification_on() -> None:
     cond = Condition()
     log: list[str] = []
-    waiter = _recording_condition_waiter(treadle, cond, log)
-    tasks = [treadle.create_task(waiter(name)) for name in "ab"]
-    await wait_all_tasks_blocked()
+    tasks = await TREADLE.start_each(_recording_condition_waiter(treadle, cond, log), "ab")
     async with cond:
         cond.notify()
         await wait_all_tasks_blocked()  # a was notified and now waits for the lock
@@ -685,113 +588,51 @@ async def test_semaphore_errors_say_what_is_wrong() -> None:
         BoundedSemaphore(1).release()
 
 
-def _recording_semaphore_worker(fw: Any, sem: Any, log: list[str]) -> Any:
-    async def worker(name: str) -> None:
+def _recording_acquirer(fw: Any, primitive: Any, log: list[str]) -> Any:
+    """A task body that acquires ``primitive`` (a Lock or a Semaphore) and keeps it."""
+
+    async def acquirer(name: str) -> None:
         try:
-            await sem.acquire()
+            await primitive.acquire()
         except fw.CancelledError:
             log.append(f"{name} cancelled")
             raise
         log.append(name)
 
-    return worker
+    return acquirer
 
 
 def test_semaphore_is_fifo(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         sem = fw.Semaphore(2)
-        log: list[str] = []
-        worker = _recording_semaphore_worker(fw, sem, log)
-        tasks = await fw.start_each(worker, "abcde")
+        tasks = await fw.start_each(_recording_acquirer(fw, sem, log), "abcde")
         for _ in range(3):
             log.append("release")
             sem.release()
             await fw.settle()
         await fw.finish(tasks)
-        return log
 
-    assert fw.run_guarded(main()) == ["a", "b", "release", "c", "release", "d", "release", "e"]
-
-
-def test_semaphore_newcomer_does_not_barge(fw: Any) -> None:
-    async def main() -> list[str]:
-        sem = fw.Semaphore(1)
-        log: list[str] = []
-
-        async def worker() -> None:
-            async with sem:
-                log.append("a")
-
-        await sem.acquire()
-        task = fw.create_task(worker())
-        await fw.settle()
-        sem.release()  # the permit is a's
-        assert sem.locked()
-        await sem.acquire()
-        log.append("main")
-        await task
-        return log
-
-    assert fw.run_guarded(main()) == ["a", "main"]
-
-
-def test_semaphore_cancelled_after_wake_up_passes_the_permit_on(fw: Any) -> None:
-    async def main() -> list[str]:
-        sem = fw.Semaphore(0)
-        log: list[str] = []
-        worker = _recording_semaphore_worker(fw, sem, log)
-        tasks = await fw.start_each(worker, "abc")
-        sem.release()
-        tasks[0].cancel()  # a was woken for the permit; b must get it
-        await fw.settle()
-        assert not tasks[2].done() and sem.locked()
-        sem.release()
-        await fw.finish(tasks)
-        return log
-
-    assert fw.run_guarded(main()) == ["a cancelled", "b", "c"]
-
-
-def test_semaphore_cancelled_waiter_leaves_the_queue(fw: Any) -> None:
-    async def main() -> list[str]:
-        sem = fw.Semaphore(0)
-        log: list[str] = []
-        worker = _recording_semaphore_worker(fw, sem, log)
-        tasks = await fw.start_each(worker, "abc")
-        tasks[0].cancel()
-        await fw.settle()
-        sem.release()
-        sem.release()
-        await fw.finish(tasks)
-        return log
-
-    assert fw.run_guarded(main()) == ["a cancelled", "b", "c"]
+    assert fw.run_logged(main) == ["a", "b", "release", "c", "release", "d", "release", "e"]
 
 
 def test_semaphore_spare_permits_reach_tasks_queued_behind_a_woken_one(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         sem = fw.Semaphore(0)
-        log: list[str] = []
-        worker = _recording_semaphore_worker(fw, sem, log)
-        task = fw.create_task(worker("a"))
-        await fw.settle()
+        [task] = await fw.start_each(_recording_acquirer(fw, sem, log), "a")
         sem.release()  # for a, which has not run yet
         sem.release()  # nobody else waits: a spare permit
         await sem.acquire()  # queues behind a; a must hand the spare permit on
         log.append("main")
         await task
         assert sem.locked()
-        return log
 
-    assert fw.run_guarded(main()) == ["a", "main"]
+    assert fw.run_logged(main) == ["a", "main"]
 
 
 def test_semaphore_wakes_no_more_tasks_than_permits(fw: Any) -> None:
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         sem = fw.Semaphore(0)
-        log: list[str] = []
-        worker = _recording_semaphore_worker(fw, sem, log)
-        tasks = await fw.start_each(worker, "abc")
+        tasks = await fw.start_each(_recording_acquirer(fw, sem, log), "abc")
         sem.release()
         sem.release()
         await fw.settle()
@@ -800,6 +641,76 @@ def test_semaphore_wakes_no_more_tasks_than_permits(fw: Any) -> None:
         sem.release()
         await fw.finish(tasks)
         assert sem.locked()
-        return log
 
-    assert fw.run_guarded(main()) == ["a", "b", "release", "c"]
+    assert fw.run_logged(main) == ["a", "b", "release", "c"]
+
+
+# --- Lock and Semaphore: handing over on release ---------------------------------------
+
+
+async def _taken(fw: Any, kind: str) -> Any:
+    """A held Lock, or a Semaphore with no permit left: the next acquire() waits."""
+    if kind == "Lock":
+        lock = fw.Lock()
+        await lock.acquire()
+        return lock
+    return fw.Semaphore(0)
+
+
+# A released Lock looks free even while it waits for the task it woke; a Semaphore's
+# permit is the woken task's, so it stays locked.
+@pytest.mark.parametrize(("kind", "stays_locked"), [("Lock", False), ("Semaphore", True)])
+def test_a_newcomer_does_not_barge_past_a_woken_waiter(
+    fw: Any, kind: str, stays_locked: bool
+) -> None:
+    async def main(log: list[str]) -> None:
+        primitive = await _taken(fw, kind)
+
+        async def waiter() -> None:
+            async with primitive:
+                log.append("waiter")
+
+        task = fw.create_task(waiter())
+        await fw.settle()
+        primitive.release()  # wakes the waiter, which has not run yet...
+        assert primitive.locked() is stays_locked
+        await primitive.acquire()  # ...so this queues behind it
+        log.append("main")
+        primitive.release()
+        await task
+
+    assert fw.run_logged(main) == ["waiter", "main"]
+
+
+@pytest.mark.parametrize("kind", ["Lock", "Semaphore"])
+def test_cancelled_after_wake_up_passes_it_on(fw: Any, kind: str) -> None:
+    async def main(log: list[str]) -> None:
+        primitive = await _taken(fw, kind)
+        tasks = await fw.start_each(_recording_acquirer(fw, primitive, log), "abc")
+        primitive.release()  # wakes a...
+        tasks[0].cancel()  # ...which is cancelled before it runs: b must get it
+        await fw.settle()
+        assert not tasks[2].done() and primitive.locked()  # and only b
+        primitive.release()
+        await fw.finish(tasks)
+        primitive.release()  # c's
+        assert not primitive.locked()
+
+    assert fw.run_logged(main) == ["a cancelled", "b", "c"]
+
+
+@pytest.mark.parametrize("kind", ["Lock", "Semaphore"])
+@pytest.mark.parametrize("cancelled", ["a", "b"])
+def test_cancelled_waiter_leaves_the_queue(fw: Any, kind: str, cancelled: str) -> None:
+    async def main(log: list[str]) -> None:
+        primitive = await _taken(fw, kind)
+        tasks = await fw.start_each(_recording_acquirer(fw, primitive, log), "abc")
+        tasks["abc".index(cancelled)].cancel()
+        await fw.settle()
+        for _ in range(2):
+            primitive.release()
+            await fw.settle()
+        await fw.finish(tasks)
+
+    others = [name for name in "abc" if name != cancelled]
+    assert fw.run_logged(main) == [f"{cancelled} cancelled", *others]

@@ -72,6 +72,34 @@ def test_settle_returns_once_every_other_task_is_blocked(fw: Any) -> None:
     assert fw.run_guarded(main()) == ["hopped 5", "hopped 50"]
 
 
+def test_run_logged_hands_main_a_list_and_returns_it(fw: Any) -> None:
+    async def main(log: list[str]) -> None:
+        log.append("before")
+        await fw.sleep(0)
+        log.append("after")
+
+    assert fw.run_logged(main) == ["before", "after"]
+
+
+def test_cancel_and_wait_fails_unless_the_task_ends_cancelled(fw: Any) -> None:
+    class RaisesButIsNotCancelled:
+        def cancel(self) -> bool:
+            return True
+
+        def cancelled(self) -> bool:
+            return False
+
+        def __await__(self) -> Any:
+            raise fw.CancelledError
+            yield  # a generator: the error comes when it is awaited
+
+    async def main() -> None:
+        await fw.cancel_and_wait(RaisesButIsNotCancelled())
+
+    with pytest.raises(AssertionError, match="did not end cancelled"):
+        fw.run_guarded(main())
+
+
 def test_no_test_compares_fw_with_a_module_by_identity() -> None:
     identity = re.compile(r"\bfw is (not )?(treadle|asyncio)\b")
     found = [

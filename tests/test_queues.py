@@ -49,6 +49,13 @@ def _recording_putter(fw: Any, queue: Any, log: list[Any]) -> Any:
     return putter
 
 
+def _full_queue(fw: Any) -> Any:
+    """A queue of one slot, taken by ``"kept"``: the next ``put()`` waits."""
+    queue = fw.Queue(maxsize=1)
+    queue.put_nowait("kept")
+    return queue
+
+
 # --- ordering ---------------------------------------------------------------------------
 
 
@@ -112,23 +119,19 @@ def test_queue_is_generic(fw: Any) -> None:
 
 
 def test_getters_are_served_in_order(fw: Any) -> None:
-    async def main() -> list[Any]:
+    async def main(log: list[Any]) -> None:
         queue = fw.Queue()
-        log: list[Any] = []
-        getter = _recording_getter(fw, queue, log)
-        tasks = await fw.start_each(getter, "abc")
+        tasks = await fw.start_each(_recording_getter(fw, queue, log), "abc")
         for item in [1, 2, 3]:
             queue.put_nowait(item)
         await fw.finish(tasks)
-        return log
 
-    assert fw.run_guarded(main()) == ["a got 1", "b got 2", "c got 3"]
+    assert fw.run_logged(main) == ["a got 1", "b got 2", "c got 3"]
 
 
 def test_put_blocks_while_full_and_putters_are_served_in_order(fw: Any) -> None:
-    async def main() -> list[Any]:
+    async def main(log: list[Any]) -> None:
         queue = fw.Queue(maxsize=1)
-        log: list[Any] = []
         putter = _recording_putter(fw, queue, log)
         await queue.put(0)
         tasks = [fw.create_task(putter(item)) for item in [1, 2, 3]]
@@ -138,9 +141,8 @@ def test_put_blocks_while_full_and_putters_are_served_in_order(fw: Any) -> None:
             log.append(f"got {await queue.get()}")
             await fw.settle()
         await fw.finish(tasks)
-        return log
 
-    assert fw.run_guarded(main()) == [
+    assert fw.run_logged(main) == [
         "got 0",
         "put 1",
         "got 1",
@@ -152,31 +154,23 @@ def test_put_blocks_while_full_and_putters_are_served_in_order(fw: Any) -> None:
 
 
 def test_getter_woken_for_an_item_taken_by_get_nowait_waits_again(fw: Any) -> None:
-    async def main() -> list[Any]:
+    async def main(log: list[Any]) -> None:
         queue = fw.Queue()
-        log: list[Any] = []
-        getter = _recording_getter(fw, queue, log)
-        task = fw.create_task(getter("a"))
-        await fw.settle()
+        [task] = await fw.start_each(_recording_getter(fw, queue, log), "a")
         queue.put_nowait(1)  # wakes a...
         log.append(f"main got {queue.get_nowait()}")  # ...but the item is gone
         await fw.settle()
         assert not task.done()
         queue.put_nowait(2)
         await task
-        return log
 
-    assert fw.run_guarded(main()) == ["main got 1", "a got 2"]
+    assert fw.run_logged(main) == ["main got 1", "a got 2"]
 
 
 def test_putter_woken_for_a_slot_taken_by_put_nowait_waits_again(fw: Any) -> None:
-    async def main() -> list[Any]:
-        queue = fw.Queue(maxsize=1)
-        log: list[Any] = []
-        putter = _recording_putter(fw, queue, log)
-        queue.put_nowait("kept")
-        task = fw.create_task(putter("p"))
-        await fw.settle()
+    async def main(log: list[Any]) -> None:
+        queue = _full_queue(fw)
+        [task] = await fw.start_each(_recording_putter(fw, queue, log), "p")
         log.append(f"got {queue.get_nowait()}")  # wakes p's putter...
         queue.put_nowait("main")  # ...but the free slot is gone
         await fw.settle()
@@ -184,18 +178,16 @@ def test_putter_woken_for_a_slot_taken_by_put_nowait_waits_again(fw: Any) -> Non
         log.append(f"got {queue.get_nowait()}")
         await task
         log.append(f"got {queue.get_nowait()}")
-        return log
 
-    assert fw.run_guarded(main()) == ["got kept", "got main", "put p", "got p"]
+    assert fw.run_logged(main) == ["got kept", "got main", "put p", "got p"]
 
 
 # --- join and task_done ----------------------------------------------------------------
 
 
 def test_join_waits_for_every_task_done(fw: Any) -> None:
-    async def main() -> list[Any]:
+    async def main(log: list[Any]) -> None:
         queue = fw.Queue()
-        log: list[Any] = []
         await queue.join()  # nothing put: returns at once
         for item in "ab":
             queue.put_nowait(item)
@@ -215,9 +207,8 @@ def test_join_waits_for_every_task_done(fw: Any) -> None:
         await fw.finish(joiners)
         with pytest.raises(ValueError):
             queue.task_done()
-        return log
 
-    assert fw.run_guarded(main()) == ["one done", "two done", "x joined", "y joined"]
+    assert fw.run_logged(main) == ["one done", "two done", "x joined", "y joined"]
 
 
 async def test_task_done_error_says_what_is_wrong() -> None:
@@ -229,11 +220,9 @@ async def test_task_done_error_says_what_is_wrong() -> None:
 
 
 def test_cancelled_get_after_wake_up_loses_no_item(fw: Any) -> None:
-    async def main() -> list[Any]:
+    async def main(log: list[Any]) -> None:
         queue = fw.Queue()
-        log: list[Any] = []
-        getter = _recording_getter(fw, queue, log)
-        tasks = await fw.start_each(getter, "abc")
+        tasks = await fw.start_each(_recording_getter(fw, queue, log), "abc")
         queue.put_nowait("x")  # wakes a...
         tasks[0].cancel()  # ...cancelled before it runs: b must get x
         await fw.settle()
@@ -241,35 +230,26 @@ def test_cancelled_get_after_wake_up_loses_no_item(fw: Any) -> None:
         queue.put_nowait("y")
         await fw.finish(tasks)
         assert queue.empty()
-        return log
 
-    assert fw.run_guarded(main()) == ["a cancelled", "b got x", "c got y"]
+    assert fw.run_logged(main) == ["a cancelled", "b got x", "c got y"]
 
 
 def test_cancelled_get_with_no_other_getter_leaves_the_item(fw: Any) -> None:
-    async def main() -> list[Any]:
+    async def main(log: list[Any]) -> None:
         queue = fw.Queue()
-        log: list[Any] = []
-        getter = _recording_getter(fw, queue, log)
-        task = fw.create_task(getter("a"))
-        await fw.settle()
+        [task] = await fw.start_each(_recording_getter(fw, queue, log), "a")
         queue.put_nowait("x")
         task.cancel()
         await fw.finish([task])
         log.append(f"left: {queue.get_nowait()}")
-        return log
 
-    assert fw.run_guarded(main()) == ["a cancelled", "left: x"]
+    assert fw.run_logged(main) == ["a cancelled", "left: x"]
 
 
 def test_cancelled_put_inserts_nothing(fw: Any) -> None:
-    async def main() -> list[Any]:
-        queue = fw.Queue(maxsize=1)
-        log: list[Any] = []
-        putter = _recording_putter(fw, queue, log)
-        queue.put_nowait("kept")
-        tasks = [fw.create_task(putter(item)) for item in ["p", "q"]]
-        await fw.settle()
+    async def main(log: list[Any]) -> None:
+        queue = _full_queue(fw)
+        tasks = await fw.start_each(_recording_putter(fw, queue, log), ["p", "q"])
         tasks[0].cancel()
         await fw.settle()
         assert queue.qsize() == 1
@@ -278,19 +258,14 @@ def test_cancelled_put_inserts_nothing(fw: Any) -> None:
         log.append(f"got {queue.get_nowait()}")
         await fw.finish(tasks)
         assert queue.empty()
-        return log
 
-    assert fw.run_guarded(main()) == ["put p cancelled", "got kept", "put q", "got q"]
+    assert fw.run_logged(main) == ["put p cancelled", "got kept", "put q", "got q"]
 
 
 def test_cancelled_put_after_wake_up_passes_the_free_slot_on(fw: Any) -> None:
-    async def main() -> list[Any]:
-        queue = fw.Queue(maxsize=1)
-        log: list[Any] = []
-        putter = _recording_putter(fw, queue, log)
-        queue.put_nowait("kept")
-        tasks = [fw.create_task(putter(item)) for item in ["p", "q", "r"]]
-        await fw.settle()
+    async def main(log: list[Any]) -> None:
+        queue = _full_queue(fw)
+        tasks = await fw.start_each(_recording_putter(fw, queue, log), ["p", "q", "r"])
         log.append(f"got {queue.get_nowait()}")  # wakes p's putter...
         tasks[0].cancel()  # ...cancelled before it runs: q goes in instead
         await fw.settle()
@@ -299,9 +274,8 @@ def test_cancelled_put_after_wake_up_passes_the_free_slot_on(fw: Any) -> None:
         await fw.settle()
         log.append(f"got {queue.get_nowait()}")
         await fw.finish(tasks)
-        return log
 
-    assert fw.run_guarded(main()) == [
+    assert fw.run_logged(main) == [
         "got kept",
         "put p cancelled",
         "put q",
@@ -319,9 +293,8 @@ def test_get_returns_at_once_when_an_item_is_there_even_if_a_getter_was_woken(
 ) -> None:
     # The pattern "if not queue.empty(): await queue.get()" must not block. The getter
     # woken for x finds the queue empty when it runs, and waits again.
-    async def main() -> list[Any]:
+    async def main(log: list[Any]) -> None:
         queue = fw.Queue()
-        log: list[Any] = []
         getter = _recording_getter(fw, queue, log)
         task = fw.create_task(getter("a"))
         await fw.settle()
@@ -332,37 +305,28 @@ def test_get_returns_at_once_when_an_item_is_there_even_if_a_getter_was_woken(
         assert not task.done()
         queue.put_nowait("y")
         await task
-        return log
 
-    assert fw.run_guarded(main()) == ["main got x", "a got y"]
+    assert fw.run_logged(main) == ["main got x", "a got y"]
 
 
 def test_get_takes_an_item_put_while_a_woken_getter_waits_to_run(fw: Any) -> None:
-    async def main() -> list[Any]:
+    async def main(log: list[Any]) -> None:
         queue = fw.Queue()
-        log: list[Any] = []
-        getter = _recording_getter(fw, queue, log)
-        task = fw.create_task(getter("a"))
-        await fw.settle()
+        [task] = await fw.start_each(_recording_getter(fw, queue, log), "a")
         queue.put_nowait("x")  # for a, which has not run yet
         queue.put_nowait("y")  # nobody else waits
         log.append(f"main got {await queue.get()}")
         await task
-        return log
 
-    assert fw.run_guarded(main()) == ["main got x", "a got y"]
+    assert fw.run_logged(main) == ["main got x", "a got y"]
 
 
 def test_put_returns_at_once_when_there_is_room_even_if_a_putter_was_woken(
     fw: Any,
 ) -> None:
-    async def main() -> list[Any]:
-        queue = fw.Queue(maxsize=1)
-        log: list[Any] = []
-        putter = _recording_putter(fw, queue, log)
-        queue.put_nowait("kept")
-        task = fw.create_task(putter("p"))
-        await fw.settle()
+    async def main(log: list[Any]) -> None:
+        queue = _full_queue(fw)
+        [task] = await fw.start_each(_recording_putter(fw, queue, log), "p")
         log.append(f"got {queue.get_nowait()}")  # wakes p, which has not run yet
         assert not queue.full()
         await queue.put("main")
@@ -372,20 +336,17 @@ def test_put_returns_at_once_when_there_is_room_even_if_a_putter_was_woken(
         log.append(f"got {queue.get_nowait()}")
         await task
         log.append(f"got {queue.get_nowait()}")
-        return log
 
-    assert fw.run_guarded(main()) == ["got kept", "put main", "got main", "put p", "got p"]
+    assert fw.run_logged(main) == ["got kept", "put main", "got main", "put p", "got p"]
 
 
 def test_spare_free_slots_let_put_through_before_a_woken_putter(fw: Any) -> None:
     async def main() -> list[Any]:
         queue = fw.Queue(maxsize=2)
         log: list[Any] = []
-        putter = _recording_putter(fw, queue, log)
         queue.put_nowait("k1")
         queue.put_nowait("k2")
-        task = fw.create_task(putter("p"))
-        await fw.settle()
+        [task] = await fw.start_each(_recording_putter(fw, queue, log), "p")
         queue.get_nowait()  # a slot for p, which has not run yet
         queue.get_nowait()  # a spare slot
         await queue.put("main")
@@ -398,11 +359,9 @@ def test_spare_free_slots_let_put_through_before_a_woken_putter(fw: Any) -> None
 def test_a_stale_wake_up_is_not_passed_on_by_a_cancelled_getter(fw: Any) -> None:
     # a is woken for x, x is taken by get_nowait(), then a is cancelled: nothing is left
     # to wake b for, so b keeps its place in line ahead of c.
-    async def main() -> list[Any]:
+    async def main(log: list[Any]) -> None:
         queue = fw.Queue()
-        log: list[Any] = []
-        getter = _recording_getter(fw, queue, log)
-        tasks = await fw.start_each(getter, "abc")
+        tasks = await fw.start_each(_recording_getter(fw, queue, log), "abc")
         queue.put_nowait("x")
         log.append(f"main got {queue.get_nowait()}")
         tasks[0].cancel()
@@ -410,19 +369,14 @@ def test_a_stale_wake_up_is_not_passed_on_by_a_cancelled_getter(fw: Any) -> None
         queue.put_nowait("y")
         queue.put_nowait("z")
         await fw.finish(tasks)
-        return log
 
-    assert fw.run_guarded(main()) == ["main got x", "a cancelled", "b got y", "c got z"]
+    assert fw.run_logged(main) == ["main got x", "a cancelled", "b got y", "c got z"]
 
 
 def test_a_stale_wake_up_is_not_passed_on_by_a_cancelled_putter(fw: Any) -> None:
-    async def main() -> list[Any]:
-        queue = fw.Queue(maxsize=1)
-        log: list[Any] = []
-        putter = _recording_putter(fw, queue, log)
-        queue.put_nowait("kept")
-        tasks = [fw.create_task(putter(item)) for item in "pqr"]
-        await fw.settle()
+    async def main(log: list[Any]) -> None:
+        queue = _full_queue(fw)
+        tasks = await fw.start_each(_recording_putter(fw, queue, log), "pqr")
         log.append(f"got {queue.get_nowait()}")  # wakes p...
         queue.put_nowait("main")  # ...takes p's slot...
         tasks[0].cancel()  # ...and p leaves: q keeps its place ahead of r
@@ -431,9 +385,8 @@ def test_a_stale_wake_up_is_not_passed_on_by_a_cancelled_putter(fw: Any) -> None
             log.append(f"got {queue.get_nowait()}")
             await fw.settle()
         await fw.finish(tasks)
-        return log
 
-    assert fw.run_guarded(main()) == [
+    assert fw.run_logged(main) == [
         "got kept",
         "put p cancelled",
         "got main",
@@ -490,11 +443,9 @@ def test_shutdown_refuses_a_put_on_a_full_queue(fw: Any) -> None:
 def test_shutdown_wakes_blocked_getters_and_putters(fw: Any) -> None:
     _needs_shutdown(fw)
 
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         getters = fw.Queue()
-        putters = fw.Queue(maxsize=1)
-        putters.put_nowait("kept")
-        log: list[str] = []
+        putters = _full_queue(fw)
 
         async def expect_shutdown(name: str, operation: Coroutine[Any, Any, Any]) -> None:
             try:
@@ -512,36 +463,31 @@ def test_shutdown_wakes_blocked_getters_and_putters(fw: Any) -> None:
         for task in tasks:
             await task
         assert putters.get_nowait() == "kept"  # a graceful shutdown keeps the items
-        return log
 
-    assert fw.run_guarded(main()) == ["get shut down", "put shut down"]
+    assert fw.run_logged(main) == ["get shut down", "put shut down"]
 
 
 def test_shutdown_with_items_left_lets_waiting_getters_take_them(fw: Any) -> None:
     _needs_shutdown(fw)
 
-    async def main() -> list[Any]:
+    async def main(log: list[Any]) -> None:
         queue = fw.Queue()
-        log: list[Any] = []
-        getter = _recording_getter(fw, queue, log)
-        tasks = await fw.start_each(getter, "abc")
+        tasks = await fw.start_each(_recording_getter(fw, queue, log), "abc")
         queue.put_nowait("x")
         queue.shutdown()
         await tasks[0]
         for task in tasks[1:]:
             with pytest.raises(fw.QueueShutDown):
                 await task
-        return log
 
-    assert fw.run_guarded(main()) == ["a got x"]
+    assert fw.run_logged(main) == ["a got x"]
 
 
 def test_shutdown_wakes_a_putter_that_then_finds_room_and_is_refused(fw: Any) -> None:
     _needs_shutdown(fw)
 
     async def main() -> None:
-        queue = fw.Queue(maxsize=1)
-        queue.put_nowait("kept")
+        queue = _full_queue(fw)
         task = fw.create_task(queue.put("late"))
         await fw.settle()
         queue.get_nowait()  # room for the putter...
@@ -556,12 +502,11 @@ def test_shutdown_wakes_a_putter_that_then_finds_room_and_is_refused(fw: Any) ->
 def test_immediate_shutdown_drops_the_items_and_releases_join(fw: Any) -> None:
     _needs_shutdown(fw)
 
-    async def main() -> list[str]:
+    async def main(log: list[str]) -> None:
         queue = fw.Queue()
         for item in "abc":
             queue.put_nowait(item)
         assert queue.get_nowait() == "a"  # taken but not marked done
-        log: list[str] = []
 
         async def joiner() -> None:
             await queue.join()
@@ -579,28 +524,23 @@ def test_immediate_shutdown_drops_the_items_and_releases_join(fw: Any) -> None:
         await task
         with pytest.raises(ValueError):
             queue.task_done()
-        return log
 
-    assert fw.run_guarded(main()) == ["joined"]
+    assert fw.run_logged(main) == ["joined"]
 
 
 def test_immediate_shutdown_makes_waiting_getters_raise_at_once(fw: Any) -> None:
     _needs_shutdown(fw)
 
-    async def main() -> list[Any]:
+    async def main(log: list[Any]) -> None:
         queue = fw.Queue()
-        log: list[Any] = []
-        getter = _recording_getter(fw, queue, log)
-        task = fw.create_task(getter("a"))
-        await fw.settle()
+        [task] = await fw.start_each(_recording_getter(fw, queue, log), "a")
         queue.put_nowait("x")  # a is woken for x...
         queue.shutdown(immediate=True)  # ...which is dropped before a runs
         with pytest.raises(fw.QueueShutDown):
             await task
         await queue.join()
-        return log
 
-    assert fw.run_guarded(main()) == []
+    assert fw.run_logged(main) == []
 
 
 # --- treadle only: arguments ------------------------------------------------------------

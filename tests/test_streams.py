@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from loopback import abort, buffered, write_in_random_chunks
+from loopback import HandOver, abort, buffered, write_in_random_chunks
 from oracle_runners import TREADLE
 
 import treadle
@@ -64,14 +64,7 @@ async def connected(
     connection is made, so TCP's window follows), and a peer that does not read pushes
     back after a few hundred kilobytes rather than tens of megabytes.
     """
-    loop = fw.get_running_loop()
-    accepted = loop.create_future()
-    release = loop.create_future()
-
-    async def handler(reader: Any, writer: Any) -> None:
-        accepted.set_result((reader, writer))
-        await release
-
+    handler = HandOver(fw.get_running_loop())
     server = await fw.start_server(handler, "127.0.0.1", 0)
     try:
         address = server.sockets[0].getsockname()[:2]
@@ -85,7 +78,7 @@ async def connected(
         else:
             reader, writer = await fw.open_connection(*address, **client_kwargs)
         try:
-            peer_reader, peer_writer = await accepted
+            peer_reader, peer_writer = await handler.accepted
             try:
                 yield Pair(server, reader, writer, peer_reader, peer_writer)
             except BaseException:
@@ -99,8 +92,7 @@ async def connected(
             writer.close()
             await writer.wait_closed()
     finally:
-        if not release.done():
-            release.set_result(None)
+        handler.release()
         server.close()
         await server.wait_closed()
 

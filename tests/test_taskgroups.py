@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import gc
 import inspect
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -27,6 +28,11 @@ async def _fail_soon(fw: Any, log: list[str], exc: BaseException, steps: int = 1
         await fw.sleep(0)
     log.append(f"raise {exc!r}")
     raise exc
+
+
+def _waits_forever(fw: Any, log: list[str], name: str) -> Coroutine[Any, Any, Any]:
+    """A child waiting on a future nobody completes, logging how it ends (``wait_on``)."""
+    return wait_on(fw.get_running_loop().create_future(), log, name)
 
 
 def _group_summary(group: BaseExceptionGroup[Any]) -> tuple[str, list[str]]:
@@ -61,10 +67,9 @@ def test_failure_cancels_siblings_and_body(fw: Any) -> None:
 
     async def main() -> None:
         loop = fw.get_running_loop()
-        never = loop.create_future()
         try:
             async with fw.TaskGroup() as tg:
-                tg.create_task(wait_on(never, log, "sibling"))
+                tg.create_task(_waits_forever(fw, log, "sibling"))
                 tg.create_task(_fail_soon(fw, log, ValueError("boom")))
                 try:
                     await loop.create_future()
@@ -85,30 +90,49 @@ def test_failure_cancels_siblings_and_body(fw: Any) -> None:
     ]
 
 
-def test_all_failures_are_collected(fw: Any) -> None:
+class _Fatal(BaseException):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("errors", "expected"),
+    [
+        pytest.param(
+            lambda: [ValueError(1), KeyError(2)],
+            ("ExceptionGroup", ["KeyError(2)", "ValueError(1)"]),
+            id="all-failures-are-collected",
+        ),
+        pytest.param(
+            lambda: [_Fatal("f"), ValueError("v")],
+            ("BaseExceptionGroup", ["ValueError('v')", "_Fatal('f')"]),
+            id="a-base-exception-in-a-task-makes-a-base-exception-group",
+        ),
+    ],
+)
+def test_the_group_collects_every_failure(
+    fw: Any, errors: Callable[[], list[BaseException]], expected: tuple[str, list[str]]
+) -> None:
     log: list[str] = []
 
     async def main() -> None:
         try:
             async with fw.TaskGroup() as tg:
-                tg.create_task(_fail_soon(fw, log, ValueError(1)))
-                tg.create_task(_fail_soon(fw, log, KeyError(2)))
-        except ExceptionGroup as group:
+                for error in errors():
+                    tg.create_task(_fail_soon(fw, log, error))
+        except BaseExceptionGroup as group:
             log.append(repr(_group_summary(group)))
 
     fw.run_guarded(main())
-    assert log[-1] == repr(("ExceptionGroup", ["KeyError(2)", "ValueError(1)"]))
+    assert log[-1] == repr(expected)
 
 
 def test_failure_while_the_block_waits_at_its_end(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        loop = fw.get_running_loop()
-        never = loop.create_future()
         try:
             async with fw.TaskGroup() as tg:
-                tg.create_task(wait_on(never, log, "sibling"))
+                tg.create_task(_waits_forever(fw, log, "sibling"))
                 tg.create_task(_fail_soon(fw, log, ValueError("late"), steps=3))
                 log.append("body done")
         except ExceptionGroup as group:
@@ -123,21 +147,35 @@ def test_failure_while_the_block_waits_at_its_end(fw: Any) -> None:
     ]
 
 
-def test_body_error_cancels_the_tasks_and_joins_the_group(fw: Any) -> None:
+@pytest.mark.parametrize(
+    ("error", "comes_out_as"),
+    [
+        pytest.param(
+            LookupError("body"),
+            repr(("ExceptionGroup", ["LookupError('body')"])),
+            id="an-error-joins-the-group",
+        ),
+        pytest.param(KeyboardInterrupt(), "KeyboardInterrupt()", id="keyboard-interrupt-as-itself"),
+    ],
+)
+def test_body_error_cancels_the_tasks_and_comes_out(
+    fw: Any, error: BaseException, comes_out_as: str
+) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        never = fw.get_running_loop().create_future()
         try:
             async with fw.TaskGroup() as tg:
-                tg.create_task(wait_on(never, log, "child"))
+                tg.create_task(_waits_forever(fw, log, "child"))
                 await fw.sleep(0)
-                raise LookupError("body")
+                raise error
         except ExceptionGroup as group:
             log.append(repr(_group_summary(group)))
+        except KeyboardInterrupt as interrupt:
+            log.append(repr(interrupt))
 
     fw.run_guarded(main())
-    assert log == ["child CancelledError", repr(("ExceptionGroup", ["LookupError('body')"]))]
+    assert log == ["child CancelledError", comes_out_as]
 
 
 def test_outside_cancel_propagates_after_the_tasks_finish(fw: Any) -> None:
@@ -151,48 +189,31 @@ def test_outside_cancel_propagates_after_the_tasks_finish(fw: Any) -> None:
             log.append("child cleaned up")
             raise
 
-    async def parent(started: Any) -> None:
+    async def parent() -> None:
         try:
             async with fw.TaskGroup() as tg:
                 tg.create_task(stubborn(fw))
-                started.set_result(None)
                 await fw.get_running_loop().create_future()
         except fw.CancelledError:
             log.append("parent CancelledError")
             raise
 
-    async def main() -> None:
-        started = fw.get_running_loop().create_future()
-        task = fw.create_task(parent(started))
-        await started
-        await fw.cancel_and_wait(task)
-        log.append(f"cancelled={task.cancelled()}")
-
-    fw.run_guarded(main())
-    assert log == ["child cleaned up", "parent CancelledError", "cancelled=True"]
+    fw.run_guarded(fw.cancel_when_blocked(parent()))
+    assert log == ["child cleaned up", "parent CancelledError"]
 
 
 def test_outside_cancel_while_the_block_waits_at_its_end(fw: Any) -> None:
     log: list[str] = []
 
-    async def parent(started: Any) -> None:
-        never = fw.get_running_loop().create_future()
+    async def parent() -> None:
         try:
             async with fw.TaskGroup() as tg:
-                tg.create_task(wait_on(never, log, "child"))
-                started.set_result(None)
+                tg.create_task(_waits_forever(fw, log, "child"))
         except fw.CancelledError:
             log.append("parent CancelledError")
             raise
 
-    async def main() -> None:
-        started = fw.get_running_loop().create_future()
-        task = fw.create_task(parent(started))
-        await started
-        await fw.sleep(0)
-        await fw.cancel_and_wait(task)
-
-    fw.run_guarded(main())
+    fw.run_guarded(fw.cancel_when_blocked(parent()))  # cancelled at the block's end
     assert log == ["child CancelledError", "parent CancelledError"]
 
 
@@ -272,50 +293,13 @@ def test_entering_twice_is_an_error(fw: Any) -> None:
     fw.run_guarded(main())
 
 
-def test_keyboard_interrupt_in_body_comes_out_as_itself(fw: Any) -> None:
-    log: list[str] = []
-
-    async def main() -> None:
-        never = fw.get_running_loop().create_future()
-        try:
-            async with fw.TaskGroup() as tg:
-                tg.create_task(wait_on(never, log, "child"))
-                await fw.sleep(0)
-                raise KeyboardInterrupt
-        except KeyboardInterrupt:
-            log.append("KeyboardInterrupt")
-
-    fw.run_guarded(main())
-    assert log == ["child CancelledError", "KeyboardInterrupt"]
-
-
-class _Fatal(BaseException):
-    pass
-
-
-def test_base_exception_in_a_task_makes_a_base_exception_group(fw: Any) -> None:
-    log: list[str] = []
-
-    async def main() -> None:
-        try:
-            async with fw.TaskGroup() as tg:
-                tg.create_task(_fail_soon(fw, log, _Fatal("f")))
-                tg.create_task(_fail_soon(fw, log, ValueError("v")))
-        except BaseExceptionGroup as group:
-            log.append(repr(_group_summary(group)))
-
-    fw.run_guarded(main())
-    assert log[-1] == repr(("BaseExceptionGroup", ["ValueError('v')", "_Fatal('f')"]))
-
-
 def test_nested_groups(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        never = fw.get_running_loop().create_future()
         try:
             async with fw.TaskGroup() as outer:
-                outer.create_task(wait_on(never, log, "outer child"))
+                outer.create_task(_waits_forever(fw, log, "outer child"))
                 async with fw.TaskGroup() as inner:
                     inner.create_task(_fail_soon(fw, log, ValueError("deep")))
         except ExceptionGroup as group:
@@ -340,10 +324,9 @@ def test_timeout_around_a_group_is_a_timeout_error(fw: Any) -> None:
     log: list[str] = []
 
     async def main() -> None:
-        never = fw.get_running_loop().create_future()
         try:
             async with fw.timeout(0.002), fw.TaskGroup() as tg:
-                tg.create_task(wait_on(never, log, "child"))
+                tg.create_task(_waits_forever(fw, log, "child"))
         except TimeoutError:
             log.append("TimeoutError")
         log.append(f"cancelling={fw.current_task().cancelling()}")

@@ -77,82 +77,61 @@ def test_zero_delay_expires_at_the_first_suspension(fw: Any) -> None:
     assert log == ["body runs", "after"]
 
 
-def test_outside_cancel_propagates_as_cancelled_error(fw: Any) -> None:
+@pytest.mark.parametrize("expiring_too", [False, True], ids=["alone", "with-expiry-cancel-wins"])
+def test_outside_cancel_propagates_as_cancelled_error(fw: Any, expiring_too: bool) -> None:
     log: list[str] = []
 
-    async def worker(started: Any) -> None:
-        try:
-            async with fw.timeout(10):
-                started.set_result(None)
-                await fw.sleep(10)
-        except TimeoutError:
-            log.append("TimeoutError: wrong")
-        except fw.CancelledError:
-            log.append("CancelledError")
-            raise
-
-    async def main() -> None:
-        started = fw.get_running_loop().create_future()
-        task = fw.create_task(worker(started))
-        await started
-        await fw.cancel_and_wait(task)
-        log.append(f"task cancelled={task.cancelled()}")
-
-    fw.run_guarded(main())
-    assert log == ["CancelledError", "task cancelled=True"]
-
-
-def test_outside_cancel_and_expiry_together_cancel_wins(fw: Any) -> None:
-    log: list[str] = []
-
-    async def worker(started: Any, holder: list[Any]) -> None:
+    async def worker(entered: Any) -> None:
         try:
             async with fw.timeout(10) as cm:
-                holder.append(cm)
-                started.set_result(None)
+                entered.set_result(cm)
                 await fw.sleep(10)
         except TimeoutError:
             log.append("TimeoutError: wrong")
         except fw.CancelledError:
-            log.append(f"CancelledError expired={holder[0].expired()}")
+            log.append(f"CancelledError expired={cm.expired()}")
             raise
 
     async def main() -> None:
         loop = fw.get_running_loop()
-        started = loop.create_future()
-        holder: list[Any] = []
-        task = fw.create_task(worker(started, holder))
-        await started
-        holder[0].reschedule(loop.time())  # due now: fires on the next iteration
+        entered = loop.create_future()
+        task = fw.create_task(worker(entered))
+        cm = await entered
+        if expiring_too:
+            cm.reschedule(loop.time())  # due now: fires on the next iteration
         await fw.cancel_and_wait(task)
 
     fw.run_guarded(main())
-    assert log == ["CancelledError expired=True"]
+    assert log == [f"CancelledError expired={expiring_too}"]
 
 
-def test_nested_outer_expires_first(fw: Any) -> None:
+@pytest.mark.parametrize("inner_later_by", [10, 0], ids=["outer-expires-first", "same-deadline"])
+def test_nested_the_outer_reports_its_expiry(fw: Any, inner_later_by: float) -> None:
     log: list[str] = []
 
     async def main() -> None:
+        when = fw.get_running_loop().time() + 0.005
         try:
-            async with fw.timeout(0.005) as outer:
+            async with fw.timeout_at(when) as outer:
                 try:
-                    async with fw.timeout(10) as inner:
+                    async with fw.timeout_at(when + inner_later_by) as inner:
                         await fw.sleep(10)
                 except TimeoutError:
                     log.append("inner TimeoutError: wrong")
                 except fw.CancelledError:
-                    log.append("inner block sees CancelledError")
+                    log.append("inner passes the cancellation on")
                     raise
         except TimeoutError:
             log.append("outer TimeoutError")
         log.append(f"outer={outer.expired()} inner={inner.expired()}")
+        log.append(f"cancelling={fw.current_task().cancelling()}")
 
     fw.run_guarded(main())
     assert log == [
-        "inner block sees CancelledError",
+        "inner passes the cancellation on",
         "outer TimeoutError",
-        "outer=True inner=False",
+        f"outer=True inner={inner_later_by == 0}",
+        "cancelling=0",
     ]
 
 
@@ -172,33 +151,6 @@ def test_nested_inner_expires_first(fw: Any) -> None:
 
     fw.run_guarded(main())
     assert log == ["inner TimeoutError", "outer block carries on", "outer=False inner=True"]
-
-
-def test_nested_with_the_same_deadline_the_outer_reports_it(fw: Any) -> None:
-    log: list[str] = []
-
-    async def main() -> None:
-        when = fw.get_running_loop().time() + 0.005
-        try:
-            async with fw.timeout_at(when) as outer:
-                try:
-                    async with fw.timeout_at(when) as inner:
-                        await fw.sleep(10)
-                except fw.CancelledError:
-                    log.append("inner passes the cancellation on")
-                    raise
-        except TimeoutError:
-            log.append("outer TimeoutError")
-        log.append(f"outer={outer.expired()} inner={inner.expired()}")
-        log.append(f"cancelling={fw.current_task().cancelling()}")
-
-    fw.run_guarded(main())
-    assert log == [
-        "inner passes the cancellation on",
-        "outer TimeoutError",
-        "outer=True inner=True",
-        "cancelling=0",
-    ]
 
 
 def test_reschedule_moves_the_deadline(fw: Any) -> None:
