@@ -8,6 +8,7 @@ internals, said so) run on treadle only.
 
 from __future__ import annotations
 
+import array
 import ast
 import contextlib
 import random
@@ -339,6 +340,19 @@ def test_write_writelines_and_write_eof(fw: Any) -> None:
             assert await p.reader.read() == b"reply"
 
     fw.run_guarded(main())
+
+
+async def test_a_memoryview_of_wide_items_is_sent_whole() -> None:
+    # A memoryview of array("i") has four bytes per item: a partial send must keep the
+    # unsent bytes, not count the bytes sent as items (that dropped the tail). Treadle
+    # only: asyncio 3.11-3.13 slices such a view by items and loses bytes the same way.
+    data = array.array("i", range(200_000))
+    async with connected(treadle, small_buffers=True) as p:
+        p.writer.write(memoryview(data))
+        drained = create_task(p.writer.drain())
+        received = await p.peer_reader.readexactly(len(data) * data.itemsize)
+        await drained
+        assert received == data.tobytes()
 
 
 def test_write_needs_bytes(fw: Any) -> None:

@@ -5,8 +5,8 @@ Usage: python treadle_streams.py PORT [--compiled]
 ``--compiled`` insists on the compiled build (``treadle.compiled``), so that the
 runner's "treadle streams, compiled" can't silently measure pure Python.
 
-Until treadle's streams land, the import fails and the script reports
-``UNAVAILABLE ImportError: ...`` so the runner skips it.
+If treadle cannot be imported, the script reports ``UNAVAILABLE ImportError: ...``
+and the runner skips it.
 """
 
 from __future__ import annotations

