@@ -115,6 +115,8 @@ EXPECTED_OWNERS = {
     "_add_writer": "treadle.aio",
     "_remove_writer": "treadle.aio",
     "_selector": "treadle.aio",
+    "_make_socket_transport": "treadle.aio",  # which transport: the next test
+    "_make_ssl_transport": "treadle.aio",
     "_drain_self_pipe": "BaseSelectorEventLoop",
     "_read_from_self": "BaseSelectorEventLoop",
     "_write_to_self": "BaseSelectorEventLoop",
@@ -154,6 +156,46 @@ def test_every_method_resolves_where_it_is_pinned() -> None:
     )
     actual = {name: owner_of(name) for name in EXPECTED_OWNERS}
     assert actual == EXPECTED_OWNERS
+
+
+@pytest.mark.parametrize(
+    ("switch", "maker"),
+    [("treadle", "treadle.aio.transport"), ("asyncio", "BaseSelectorEventLoop")],
+)
+def test_stream_transports_are_made_where_the_switch_says(
+    monkeypatch: pytest.MonkeyPatch, switch: str, maker: str
+) -> None:
+    """treadle.aio's _make_*_transport hand over to treadle's transport or to asyncio's.
+
+    asyncio's side is its selector loop's own method: a Python release that moves it
+    fails here (the patch below needs it on that class).
+    """
+    calls: list[tuple[str, str]] = []
+
+    def recorder(where: str, kind: str) -> Callable[..., str]:
+        def make(*args: Any, **kwargs: Any) -> str:
+            calls.append((where, kind))
+            return "transport"
+
+        return make
+
+    for kind in ("socket", "ssl"):
+        name = f"make_{kind}_transport"
+        monkeypatch.setattr(
+            treadle.aio.transport, name, recorder("treadle.aio.transport", kind)
+        )
+        monkeypatch.setattr(
+            asyncio.selector_events.BaseSelectorEventLoop,
+            f"_{name}",
+            recorder("BaseSelectorEventLoop", kind),
+        )
+    loop = treadle.aio.new_event_loop(transport=switch)
+    try:
+        assert loop._make_socket_transport(None, None) == "transport"
+        assert loop._make_ssl_transport(None, None, None) == "transport"
+    finally:
+        loop.close()
+    assert calls == [(maker, "socket"), (maker, "ssl")]
 
 
 def test_nothing_resolves_to_an_abstract_stub() -> None:

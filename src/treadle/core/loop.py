@@ -207,13 +207,17 @@ class CoreLoop:
         if self._debug:
             self._run_ready_debug(ntodo)
             return
-        popleft = ready.popleft
-        for _ in range(ntodo):
-            handle = popleft()
+        # (Measured on 3.11: ready.popleft() beats a cached bound method, repeat() beats
+        # range(), and a call without *args skips building a tuple per callback.)
+        for _ in itertools.repeat(None, ntodo):
+            handle = ready.popleft()
             if handle._cancelled:
                 continue
             try:
-                handle._context.run(handle._callback, *handle._args)
+                if handle._args:
+                    handle._context.run(handle._callback, *handle._args)
+                else:
+                    handle._context.run(handle._callback)
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
