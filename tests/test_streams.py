@@ -702,7 +702,9 @@ def _connection_edits(source: str, class_name: str) -> list[str]:
 
 
 def _source(module: Any) -> str:
-    return Path(module.__file__).read_text(encoding="utf-8")
+    # The .py beside the module: in the compiled build, __file__ is the extension module.
+    path = Path(module.__file__)
+    return path.with_name(path.name.split(".")[0] + ".py").read_text(encoding="utf-8")
 
 
 def test_one_receive_routine_reads_the_socket() -> None:

@@ -23,7 +23,7 @@ import workloads
 
 def probe(framework: str) -> dict[str, object]:
     """Import a framework (and check treadle's API) without running anything."""
-    if framework in ("asyncio", "uvloop", "treadle", "floor"):
+    if framework in ("asyncio", "uvloop", "treadle", "treadle-compiled", "floor"):
         workloads.load_shape(framework)
     else:
         __import__(framework)

@@ -32,6 +32,7 @@ sys.path.insert(0, str(HERE))
 import workloads  # noqa: E402  (sibling module; this directory is not a package)
 
 CHILD = HERE / "child.py"
+ROOT = HERE.parent.parent
 
 # How each benchmark's figure reads: "rate" (higher is better) or "cost" (lower is better).
 KIND = {
@@ -80,8 +81,12 @@ def csv_choice(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
     return [item for item in allowed if item in chosen]  # canonical order
 
 
+# The interpreter of the environment the compiled wheel is installed in (--compiled-python).
+COMPILED_PYTHON = [str(ROOT / ".venv-compiled" / "bin" / "python")]
+
+
 def python_command(framework: str, curio_asserts: bool) -> list[str]:
-    command = [sys.executable]
+    command = list(COMPILED_PYTHON) if framework == "treadle-compiled" else [sys.executable]
     if framework == "curio" and not curio_asserts:
         # curio 1.6's Kernel.reschedule_task asserts `task not in ready`, a scan of
         # the whole ready deque; with 100k freshly spawned tasks that makes spawn
@@ -106,7 +111,7 @@ def probe(framework: str) -> str | None:
     """None if the framework imports (and, for treadle, has its API); else the error."""
     try:
         proc = subprocess.run(
-            [sys.executable, str(CHILD), "--probe", framework],
+            [*python_command(framework, True), str(CHILD), "--probe", framework],
             capture_output=True,
             text=True,
             timeout=120,
@@ -196,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="OUT", help="also save raw per-round results here")
     parser.add_argument("--cpu", type=int, default=0, help="CPU to pin children to (default 0)")
     parser.add_argument(
+        "--compiled-python",
+        default=COMPILED_PYTHON[0],
+        help="the Python of the environment the compiled wheel is installed in, for "
+        "treadle-compiled (default: .venv-compiled/bin/python; docs/compiled.md)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=300.0,
@@ -213,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         help="run curio without -O (its ready-queue assert turns spawn and memory quadratic)",
     )
     args = parser.parse_args(argv)
+    COMPILED_PYTHON[0] = args.compiled_python
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
 

@@ -32,8 +32,10 @@ TIMER_SEED = 20240601
 TIMER_MAX_DELAY = 0.100  # seconds; delays are uniform in [0, TIMER_MAX_DELAY]
 
 BENCHMARKS = tuple(SIZES)
-FRAMEWORKS = ("asyncio", "uvloop", "trio", "curio", "treadle", "floor")
-LOOP_ONLY = ("asyncio", "uvloop", "treadle", "floor")  # frameworks exposing a loop
+# treadle-compiled: the same treadle code, built with TREADLE_COMPILE=1 and run from the
+# environment it is installed in (run.py --compiled-python); it must say it is compiled.
+FRAMEWORKS = ("asyncio", "uvloop", "trio", "curio", "treadle", "treadle-compiled", "floor")
+LOOP_ONLY = ("asyncio", "uvloop", "treadle", "treadle-compiled", "floor")  # with a loop
 SUPPORTED = {
     "switches": FRAMEWORKS,
     "spawn": FRAMEWORKS,
@@ -93,12 +95,17 @@ def load_shape(framework: str) -> Shape:
         return Shape(
             run, asyncio.sleep, asyncio.create_task, asyncio.get_running_loop, asyncio.Event
         )
-    if framework == "treadle":
+    if framework in ("treadle", "treadle-compiled"):
         import treadle
 
         missing = [name for name in TREADLE_API if not hasattr(treadle, name)]
         if missing:
             raise AttributeError(f"module 'treadle' has no attribute(s) {', '.join(missing)}")
+        if getattr(treadle, "compiled", False) != (framework == "treadle-compiled"):
+            raise ImportError(
+                f"{framework} wanted, but {treadle.__file__} is "
+                f"{'compiled' if framework == 'treadle' else 'pure Python'}"
+            )
         return Shape(
             treadle.run,
             treadle.sleep,

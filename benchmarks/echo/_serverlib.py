@@ -19,11 +19,15 @@ UNAVAILABLE_EXIT = 3
 COLD_MALLOC_ENV = "BENCH_COLD_MALLOC"
 
 
-def parse_args(doc: str | None, *, uvloop_flag: bool = False) -> argparse.Namespace:
+def parse_args(
+    doc: str | None, *, uvloop_flag: bool = False, compiled_flag: bool = False
+) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])
     parser.add_argument("port", type=int)
     if uvloop_flag:
         parser.add_argument("--uvloop", action="store_true", help="run on uvloop's event loop")
+    if compiled_flag:
+        parser.add_argument("--compiled", action="store_true", help="insist on compiled treadle")
     return parser.parse_args()
 
 

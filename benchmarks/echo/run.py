@@ -70,6 +70,9 @@ SERVERS = [
     Server("curio", "curio", ("curio_server.py",)),
     Server("epoll_floor", "bare epoll loop (Python)", ("epoll_floor.py",)),
     Server("treadle_streams", "treadle streams", ("treadle_streams.py",)),
+    # The same script on the compiled build, run by --compiled-python (docs/compiled.md);
+    # it refuses to run on a pure treadle.
+    Server("treadle_compiled", "treadle streams, compiled", ("treadle_streams.py", "--compiled")),
 ]
 EXTRA_SERVERS = [  # asyncio's servers on treadle.aio (issue 8): run when named in --servers
     Server("treadle_aio_protocol", "treadle.aio protocol", ("treadle_aio.py",)),
@@ -81,6 +84,8 @@ ALL_SERVERS = {s.name: s for s in SERVERS + EXTRA_SERVERS}
 # Pairs compared directly when both ran: (server, against).
 COMPARISONS = [
     ("treadle_streams", "uvloop_streams"),
+    ("treadle_compiled", "uvloop_streams"),
+    ("treadle_compiled", "treadle_streams"),
     ("treadle_aio_protocol", "asyncio_protocol"),
     ("treadle_aio_protocol", "uvloop_protocol"),
     ("treadle_aio_protocol", "treadle_aio_protocol_asyncio_transport"),
@@ -214,10 +219,15 @@ class Bench:
         if server.name in self.unavailable:
             return None
         port = free_port()
-        cmd = [PYTHON, str(HERE / server.argv[0]), str(port), *server.argv[1:]]
+        python, env = PYTHON, self.env
+        if server.name == "treadle_compiled":
+            # Its own Python, and not the source tree's src/ on the path: the wheel's treadle.
+            python = self.args.compiled_python
+            env = {key: value for key, value in env.items() if key != "PYTHONPATH"}
+        cmd = [python, str(HERE / server.argv[0]), str(port), *server.argv[1:]]
         try:
             child = self.kids.start_server(server.name, cmd, cpu=self.args.server_cpu,
-                                           env=self.env)
+                                           env=env)
         except ServerUnavailable as exc:
             self.unavailable[server.name] = str(exc)
             log(f"{server.family}: not available ({exc})")
@@ -496,6 +506,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--servers", help="comma-separated from " + ",".join(ALL_SERVERS))
+    parser.add_argument(
+        "--compiled-python",
+        default=str(HERE.parent.parent / ".venv-compiled" / "bin" / "python"),
+        help="the Python with the compiled wheel installed, for treadle_compiled "
+        "(default: .venv-compiled/bin/python)",
+    )
     parser.add_argument("--workloads", help="comma-separated from " + ",".join(ALL_WORKLOADS))
     parser.add_argument("--verify", action="store_true",
                         help="first check every echoed byte once (echo_load --verify); "

@@ -1,6 +1,9 @@
 """Echo server on treadle streams, written against treadle's asyncio-shaped API.
 
-Usage: python treadle_streams.py PORT
+Usage: python treadle_streams.py PORT [--compiled]
+
+``--compiled`` insists on the compiled build (``treadle.compiled``), so that the
+runner's "treadle streams, compiled" can't silently measure pure Python.
 
 If treadle cannot be imported, the script reports ``UNAVAILABLE ImportError: ...``
 and the runner skips it.
@@ -39,6 +42,8 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    args = parse_args(__doc__)
+    args = parse_args(__doc__, compiled_flag=True)
+    if getattr(treadle, "compiled", False) != args.compiled:
+        unavailable(ImportError(f"treadle.compiled is not {args.compiled} ({treadle.__file__})"))
     prepare()
     treadle.run(main(args.port))

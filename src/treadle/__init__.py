@@ -22,15 +22,11 @@ from treadle.combinators import (
     wait,
     wait_for,
 )
+from treadle.core import loop as _core_loop
 from treadle.core.clock import Clock, MonotonicClock
 from treadle.core.futures import Future, isfuture
 from treadle.core.handles import Handle, TimerHandle
-from treadle.core.tasks import (
-    Task,
-    all_tasks,
-    current_task,
-    iscoroutine,
-)
+from treadle.core.tasks import Task, iscoroutine
 from treadle.errors import (
     CancelledError,
     IncompleteReadError,
@@ -50,7 +46,14 @@ from treadle.introspect import (
     trace,
 )
 from treadle.locks import BoundedSemaphore, Condition, Event, Lock, Semaphore
-from treadle.loop import EventLoop, create_task, get_running_loop, wrap_future
+from treadle.loop import (
+    EventLoop,
+    all_tasks,
+    create_task,
+    current_task,
+    get_running_loop,
+    wrap_future,
+)
 from treadle.queues import LifoQueue, PriorityQueue, Queue
 from treadle.runners import new_event_loop, run
 from treadle.servers import Server, start_server, start_unix_server
@@ -75,6 +78,11 @@ from treadle.timeouts import Timeout, timeout, timeout_at
 from treadle.tls import open_connection, open_unix_connection
 
 __version__ = "0.1.0"
+
+#: Whether this treadle is the compiled build (a wheel built with TREADLE_COMPILE=1: its
+#: core and I/O hot path made into extension modules by mypyc from the same source)
+#: rather than pure Python. docs/compiled.md says what differs: nothing but speed.
+compiled: bool = not _core_loop.__file__.endswith(".py")
 
 __all__ = [
     "ALL_COMPLETED",
@@ -113,6 +121,7 @@ __all__ = [
     "as_completed",
     "awaiting",
     "capture_call_graph",
+    "compiled",
     "coroutine",
     "create_task",
     "current_task",

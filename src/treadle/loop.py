@@ -56,8 +56,10 @@ __all__ = [
     "Buffer",
     "CallbackObserver",
     "EventLoop",
+    "all_tasks",
     "chain_concurrent_future",
     "create_task",
+    "current_task",
     "format_address",
     "get_running_loop",
     "wrap_future",
@@ -115,6 +117,22 @@ def create_task(
             coro.close()  # don't also warn that it was never awaited
         raise
     return loop.create_task(coro, name=name, context=context)
+
+
+# current_task() and all_tasks() live here, not in the core, so that they stay Python in
+# the compiled build: treadle.aio's loop answers them with asyncio's tasks, which compiled
+# code would refuse as not treadle's (docs/compiled.md).
+
+
+def current_task(loop: CoreLoop | None = None) -> Task[Any] | None:
+    """The task running now on ``loop`` (the running loop by default), or None."""
+    return (get_running_loop() if loop is None else loop)._current_task
+
+
+def all_tasks(loop: CoreLoop | None = None) -> set[Task[Any]]:
+    """Every task of ``loop`` (the running loop by default) that is not done yet."""
+    loop = get_running_loop() if loop is None else loop
+    return {task for task in loop._tasks if not task.done()}
 
 
 class EventLoop(CoreLoop):

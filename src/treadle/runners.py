@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 
 from treadle.core.clock import Clock
 from treadle.core.futures import Future
-from treadle.core.tasks import Task, all_tasks, iscoroutine
+from treadle.core.tasks import Task, iscoroutine
 from treadle.errors import CancelledError
-from treadle.loop import EventLoop, _get_running_loop
+from treadle.loop import EventLoop, _get_running_loop, all_tasks
 
 __all__ = ["new_event_loop", "run"]
 

@@ -54,7 +54,7 @@ _LOW_WATER = 16 * 1024
 _MAX_RECV = 256 * 1024
 
 
-def _wake(fut: Future[None] | None) -> None:
+def _wake(fut: Future[None] | Any | None) -> None:
     if fut is not None and not fut.done():
         fut.set_result(None)
 
@@ -148,7 +148,10 @@ class Connection:
         self.low_water = _LOW_WATER
         self.eof_requested = False
         self.closing = False
-        self.closed: Future[None] = loop.create_future()
+        # The loop's kind of future: asyncio's under treadle.aio. ("| Any" and through
+        # Any: the compiled build would insist on the treadle Future it is declared as.)
+        any_loop: Any = loop
+        self.closed: Future[None] | Any = any_loop.create_future()
         self.extra: dict[str, Any] = {"socket": sock}
         for key, getter in (("peername", sock.getpeername), ("sockname", sock.getsockname)):
             try:
@@ -392,9 +395,13 @@ class Connection:
         for waiter in waiters:
             resume(waiter)
 
-    async def drain(self) -> None:
+    def raise_write_error(self) -> None:
+        """Raise the error that stopped writing, if there was one."""
         if self.write_error is not None:
             raise _fresh(self.write_error)
+
+    async def drain(self) -> None:
+        self.raise_write_error()
         if len(self.wbuf) <= self.high_water:
             return
         waiter = current_waiter()
@@ -404,8 +411,9 @@ class Connection:
         finally:
             if waiter in self.drain_waiters:
                 self.drain_waiters.remove(waiter)
-        if self.write_error is not None:
-            raise _fresh(self.write_error)
+        # A method call, not ``if self.write_error is not None`` here: type checking narrows
+        # the attribute to None across the await, and the compiled build trusted that.
+        self.raise_write_error()
 
     # --- closing ------------------------------------------------------------------------
 
@@ -706,9 +714,10 @@ class StreamWriter:
             return
         # A future of our own: a cancelled wait must not cancel the shared ``closed``,
         # which is also how the connection knows its socket is still to be closed.
-        waiter: Future[None] = self._conn.loop.create_future()
+        any_loop: Any = self._conn.loop  # as for Connection.closed
+        waiter: Future[None] | Any = any_loop.create_future()
 
-        def wake(_: Future[None]) -> None:
+        def wake(_: Future[None] | Any) -> None:
             _wake(waiter)
 
         closed.add_done_callback(wake)

@@ -14,9 +14,9 @@ from contextvars import Context
 from typing import Any, TypeVar
 
 from treadle.core.futures import Future
-from treadle.core.tasks import CoroutineLike, Task, current_task, iscoroutine
+from treadle.core.tasks import CoroutineLike, Task, iscoroutine
 from treadle.errors import CancelledError
-from treadle.loop import EventLoop, get_running_loop
+from treadle.loop import EventLoop, current_task, get_running_loop
 
 __all__ = ["TaskGroup"]
 

@@ -13,9 +13,9 @@ import math
 from types import TracebackType
 from typing import Any, Protocol
 
-from treadle.core.tasks import Task, current_task
+from treadle.core.tasks import Task
 from treadle.errors import CancelledError
-from treadle.loop import get_running_loop
+from treadle.loop import current_task, get_running_loop
 from treadle.sleeping import check_seconds
 
 __all__ = ["Timeout", "timeout", "timeout_at"]

@@ -10,10 +10,8 @@ and Queue. Coordination layer: imports only the core.
 from __future__ import annotations
 
 import contextlib
-import types
 from collections import deque
-from collections.abc import Callable, Generator
-from typing import Any
+from collections.abc import Callable
 
 from treadle.core.running import get_running_loop
 from treadle.core.tasks import Waiter, current_waiter, is_suspended, resume, suspend
@@ -80,10 +78,9 @@ class WaitQueue:
         """How many tasks were woken and have not resumed from ``park()`` yet."""
         return len(self._woken)
 
-    @types.coroutine
-    def park(
-        self, still_worth_passing: Callable[[], bool] | None = None
-    ) -> Generator[Any, Any, bool]:
+    # A coroutine function, not a @types.coroutine generator: the compiled build cannot
+    # await a generator of its own made that way.
+    async def park(self, still_worth_passing: Callable[[], bool] | None = None) -> bool:
         """Queue the current task; ``await queue.park()`` suspends it until it is woken.
 
         The awaited value is True if ``unpark()`` woke the task, False if
@@ -101,7 +98,7 @@ class WaitQueue:
         waiter = current_waiter()
         parked.append(waiter)
         try:
-            yield from suspend(waiter)
+            await suspend(waiter)
         except BaseException:
             self._leave(waiter, still_worth_passing)
             raise

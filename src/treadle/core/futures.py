@@ -3,8 +3,8 @@
 A coroutine waits for a Future by awaiting it (``await fut``) or, from a generator,
 with ``yield from fut``: both suspend the coroutine by yielding the Future up to the
 Task driving it, which resumes the coroutine when the Future is done (``tasks.py``).
-Imports ``errors`` and the running-loop record; it knows the loop's class only by name
-(the loop module imports this one, to make futures).
+Imports ``errors``, ``describe``, ``interpreted`` and the running-loop record; it knows
+the loop's class only by name (the loop module imports this one, to make futures).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from treadle.core.running import get_running_loop
 from treadle.describe import describe_future
 from treadle.errors import CancelledError, InvalidStateError
+from treadle.interpreted import mypyc_attr
 
 if TYPE_CHECKING:
     from treadle.core.loop import CoreLoop
@@ -36,6 +37,9 @@ _PENDING = _State.PENDING
 _CANCELLED = _State.CANCELLED
 _FINISHED = _State.FINISHED
 
+
+# Programs may subclass Future (the compiled build must be told so: mypyc_attr).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Future(Generic[_T]):
     """A result that will be set later, by ``set_result``, ``set_exception`` or ``cancel``.
 
@@ -236,7 +240,11 @@ class Future(Generic[_T]):
                 )
         return self.result()
 
-    __iter__ = __await__  # ``yield from future`` in generator-based coroutines
+    def __iter__(self) -> Generator[Future[_T], None, _T]:
+        """``yield from future`` in generator-based coroutines: the same as ``await``."""
+        # A method, not ``__iter__ = __await__``: the compiled build (mypyc) silently
+        # leaves such an alias out of the class.
+        return self.__await__()
 
 
 def isfuture(obj: object) -> bool:

@@ -28,7 +28,7 @@ This is the core only, and it is not used alone: ``treadle.loop.EventLoop`` is t
 class plus asyncio's services (the wake-up socket and ``call_soon_threadsafe``, debug
 mode, callback observers, thread pools, asynchronous-generator hooks, the
 exception-handler API, a selectors fallback, fork safety, ``sock_*`` and DNS); their
-hooks here are marked as such. Imports the rest of the core and ``describe``.
+hooks here are marked as such. Imports the rest of the core, ``describe`` and ``interpreted``.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from treadle.core.handles import Callback, Handle, TimerHandle
 from treadle.core.running import running
 from treadle.core.tasks import CoroutineLike, Task
 from treadle.describe import describe_callback
+from treadle.interpreted import mypyc_attr
 
 __all__ = ["CoreLoop", "Poller"]
 
@@ -78,6 +79,8 @@ class Poller(Protocol):
     def close(self) -> None: ...
 
 
+# Programs may subclass the loop (the compiled build must be told so: mypyc_attr).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class CoreLoop:
     """Runs callbacks: soon, at a deadline, or when a file descriptor is ready.
 
@@ -89,9 +92,11 @@ class CoreLoop:
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         self._clock_time = self._clock.time
         # Invariant: every handle in _ready is run or skipped (if cancelled) exactly once.
-        self._ready: deque[Handle] = deque()
+        # (Handles typed Any, here and in _timers, as treadle.aio queues asyncio's: the
+        # compiled build would refuse what is not treadle's Handle.)
+        self._ready: deque[Any] = deque()
         # Heap of (when, sequence, handle): ties fire in scheduling order.
-        self._timers: list[tuple[float, int, TimerHandle]] = []
+        self._timers: list[tuple[float, int, Any]] = []
         self._timer_sequence = itertools.count().__next__
         # Invariant: how many cancelled handles are still in _timers.
         self._cancelled_timers = 0
@@ -169,14 +174,15 @@ class CoreLoop:
                 readers = self._readers
                 writers = self._writers
                 for fd, mask in events:
+                    # (Not "handle": that one holds what _ready holds, see there.)
                     if mask & _READ_EVENTS:
-                        handle = readers.get(fd)
-                        if handle is not None:
-                            ready.append(handle)
+                        reader = readers.get(fd)
+                        if reader is not None:
+                            ready.append(reader)
                     if mask & _WRITE_EVENTS:
-                        handle = writers.get(fd)
-                        if handle is not None:
-                            ready.append(handle)
+                        writer = writers.get(fd)
+                        if writer is not None:
+                            ready.append(writer)
         if deadline is not None and not ready and not self._stopping:
             self._clock.idle(deadline)
 
@@ -308,7 +314,7 @@ class CoreLoop:
         heappush(self._timers, (when, self._timer_sequence(), timer))
         return timer
 
-    def _timer_handle_cancelled(self, handle: TimerHandle) -> None:
+    def _timer_handle_cancelled(self, handle: TimerHandle | Any) -> None:
         """A timer still in the heap was cancelled (called by ``TimerHandle.cancel``)."""
         self._cancelled_timers += 1
 
@@ -425,7 +431,7 @@ class CoreLoop:
 
     # --- errors -------------------------------------------------------------------------
 
-    def _callback_failed(self, handle: Handle, exc: BaseException) -> None:
+    def _callback_failed(self, handle: Handle | Any, exc: BaseException) -> None:
         self.call_exception_handler(
             {
                 "message": "Exception in callback "
@@ -444,7 +450,7 @@ class CoreLoop:
             raise RuntimeError("Event loop is closed: create a new one (or use treadle.run())")
         if self.is_running():
             raise RuntimeError("This event loop is already running")
-        if running.loop is not None:
+        if getattr(running, "loop", None) is not None:  # see running.py
             raise RuntimeError(
                 "Cannot run the event loop while another loop is running in this thread"
             )

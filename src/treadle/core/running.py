@@ -15,17 +15,16 @@ if TYPE_CHECKING:
 __all__ = ["get_running_loop", "running"]
 
 
-class _RunningLoop(threading.local):
-    # The loop whose run_forever() is on this thread's stack, or None.
-    loop: CoreLoop | None = None
-
-
-running = _RunningLoop()
+# ``running.loop``: the loop whose run_forever() is on this thread's stack; unset or None
+# when there is none. A plain threading.local read with getattr, not a subclass with a
+# class-level default: the compiled build (mypyc) made such a subclass one object
+# shared by every thread.
+running = threading.local()
 
 
 def get_running_loop() -> CoreLoop:
     """The loop running in this thread; RuntimeError when there is none."""
-    loop = running.loop
+    loop: CoreLoop | None = getattr(running, "loop", None)
     if loop is None:
         raise RuntimeError(
             "no running event loop: call this from a coroutine run by treadle.run()"
@@ -35,4 +34,5 @@ def get_running_loop() -> CoreLoop:
 
 def _get_running_loop() -> CoreLoop | None:
     """The loop running in this thread, or None."""
-    return running.loop
+    loop: CoreLoop | None = getattr(running, "loop", None)
+    return loop

@@ -47,7 +47,8 @@ Its contract:
   reuses the same Task as its waiter.
 
 Imports the core's futures, handles, tracebacks and running-loop record, and the leaves
-``errors`` and ``describe`` (its reprs and the wording of its complaints).
+``errors``, ``describe`` (its reprs and the wording of its complaints) and ``interpreted``
+(the seam's yield).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ import collections.abc
 import itertools
 import types
 import weakref
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context, copy_context
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
 
@@ -70,13 +71,15 @@ from treadle.describe import (
     why_a_task_cannot_wait_on,
 )
 from treadle.errors import CancelledError, InvalidStateError
+from treadle.interpreted import SUSPENDED as _SUSPENDED
+from treadle.interpreted import Suspended, mypyc_attr, wait_for_resume
 
 if TYPE_CHECKING:
     from treadle.core.loop import CoreLoop
 
 __all__ = [
-    "CoroutineLike", "Task", "Waiter", "all_tasks", "current_task", "current_waiter",
-    "is_suspended", "iscoroutine", "resume", "suspend",
+    "CoroutineLike", "Task", "Waiter", "current_waiter", "is_suspended", "iscoroutine",
+    "resume", "suspend",
 ]  # fmt: skip
 
 _T = TypeVar("_T")
@@ -88,15 +91,6 @@ _task_ids = itertools.count(1).__next__
 CoroutineLike: TypeAlias = Coroutine[Any, Any, _T] | Generator[Any, Any, _T]
 
 
-class _Suspended:
-    """What ``suspend()`` yields to its Task: "no Future: ``resume()`` will wake me"."""
-
-    def __repr__(self) -> str:
-        return "<suspended>"
-
-
-_SUSPENDED = _Suspended()
-
 _COROUTINE_TYPES = (types.CoroutineType, types.GeneratorType)
 
 
@@ -107,6 +101,8 @@ def iscoroutine(obj: object) -> bool:
     )
 
 
+# Programs may subclass Task (the compiled build must be told so: mypyc_attr).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Task(Future[_T]):
     """Drives a coroutine or generator to completion; its result is the coroutine's.
 
@@ -150,7 +146,8 @@ class Task(Future[_T]):
         self._coro = coro
         self._context = context = copy_context() if context is None else context
         # The future this task is suspended on; _SUSPENDED while it waits in suspend().
-        self._fut_waiter: Future[Any] | _Suspended | None = None
+        # ("| Any": under treadle.aio, asyncio's future, which compiled code would refuse.)
+        self._fut_waiter: Future[Any] | Suspended | Any | None = None
         # Invariant: True when a cancel() must be thrown in at the next step.
         self._must_cancel = False
         self._num_cancels_requested = 0
@@ -173,7 +170,7 @@ class Task(Future[_T]):
             loop._check_call("call_soon", None)
         # Invariant: never set but by fork safety (which marks every ready handle).
         self._cancelled = False
-        loop._ready.append(self)  # type: ignore[arg-type]
+        loop._ready.append(self)
         loop._tasks.add(self)
         if loop._task_observer is not None:
             loop._task_observer(self)
@@ -306,7 +303,7 @@ class Task(Future[_T]):
                 # A bare ``yield``: let the others run, then carry on. The task is its own
                 # handle, straight onto the ready queue: a step runs on the loop's thread
                 # while it runs, so none of call_soon's checks can fail here.
-                loop._ready.append(self)  # type: ignore[arg-type]
+                loop._ready.append(self)
             elif result is _SUSPENDED:
                 if self._must_cancel:
                     # cancel() came during this very step: deliver it at once, with the
@@ -325,7 +322,15 @@ class Task(Future[_T]):
     # ``_callback`` and ``_args``, and a task has them. Spawning a task then allocates no
     # Handle and no bound method: about 11% fewer instructions per spawned task
     # (benchmarks/README.md). Wake-ups with a value or an error go through a Handle.
-    _callback, _args = _step, ()
+    # (Properties, not ``_callback, _args = _step, ()``: the compiled build can neither
+    # unpack nor alias a method in a class body.)
+    @property
+    def _callback(self) -> Callable[[], None]:
+        return self._step
+
+    @property
+    def _args(self) -> tuple[()]:
+        return ()
 
     def _suspend_on(self, yielded: Any) -> None:
         """The coroutine yielded ``yielded``: wait for it if it is a future, else complain."""
@@ -374,26 +379,19 @@ def _outcome_of_foreign(future: Any) -> BaseException | None:
     return None
 
 
-def current_task(loop: CoreLoop | None = None) -> Task[Any] | None:
-    """The task running now on ``loop`` (the running loop by default), or None."""
-    return (get_running_loop() if loop is None else loop)._current_task
-
-
-def all_tasks(loop: CoreLoop | None = None) -> set[Task[Any]]:
-    """Every task of ``loop`` (the running loop by default) that is not done yet."""
-    loop = get_running_loop() if loop is None else loop
-    return {task for task in loop._tasks if not task.done()}
-
-
 # --- the suspend/resume seam (its contract is in the module docstring) --------------------
 
 # What resume() wakes: the suspended Task itself, or the Future a task of another kind awaits.
-Waiter: TypeAlias = "Task[Any] | Future[Any]"
+# ("| Any", not "Task[Any] | Future[Any]": mypyc crashes on a union of a class and its
+# subclass, and compiled code would refuse asyncio's future under treadle.aio.)
+Waiter: TypeAlias = "Future[Any] | Any"
 
 
 def current_waiter() -> Waiter:
     """The handle by which ``resume()`` will wake the running task once it ``suspend()``s."""
-    loop = get_running_loop()
+    # Any: treadle.aio's loop answers with asyncio's tasks and futures, which the compiled
+    # build would refuse as not treadle's.
+    loop: Any = get_running_loop()
     task = loop._current_task
     if isinstance(task, Task):
         return task
@@ -418,14 +416,10 @@ def suspend(waiter: Waiter) -> Any:
             "take the waiter from current_waiter() in the task that suspends"
         )
     # The checks are here, not in the generator, to keep its frame small: every task
-    # parked on a lock, an event or a queue holds one (176 bytes rather than 216).
-    return _suspended()
-
-
-@types.coroutine
-def _suspended() -> Generator[Any, Any, Any]:
-    """Yield to the Task: "no Future: ``resume()`` will wake me"; what it was resumed with."""
-    return (yield _SUSPENDED)
+    # parked on a lock, an event or a queue holds one (176 bytes rather than 216). It is
+    # in treadle/interpreted.py: the compiled build cannot await a @types.coroutine
+    # generator of its own.
+    return wait_for_resume()
 
 
 def resume(

@@ -15,8 +15,9 @@ import types
 __all__ = ["trim_traceback", "trim_tracebacks"]
 
 # The directory of treadle's own source (this file is in its core/ folder): frames from
-# any file under it are trimmed.
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(__file__))
+# any file under it are trimmed. So are those of the compiled build, which mypyc names
+# by the path they were compiled from, relative to the project (setup.py): src/treadle/.
+_OWN_FILES = (os.path.dirname(os.path.dirname(__file__)), os.path.join("src", "treadle", ""))
 
 
 def trim_traceback(tb: types.TracebackType | None) -> types.TracebackType | None:
@@ -30,7 +31,7 @@ def trim_traceback(tb: types.TracebackType | None) -> types.TracebackType | None
     kept = [
         entry
         for i, entry in enumerate(frames)
-        if i == len(frames) - 1 or not entry.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR)
+        if i == len(frames) - 1 or not entry.tb_frame.f_code.co_filename.startswith(_OWN_FILES)
     ]
     for entry, following in itertools.pairwise(kept):
         entry.tb_next = following
