@@ -147,7 +147,6 @@ class EventLoop(CoreLoop):
         super().__init__(clock=clock)
         self.slow_callback_duration = 0.1
         self._exception_handler: ExceptionHandler | None = None
-        self._task_factory: TaskFactory | None = None
         self._asyncgens: weakref.WeakSet[Any] = weakref.WeakSet()
         self._asyncgens_shutdown_called = False
         self._default_executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -262,22 +261,6 @@ class EventLoop(CoreLoop):
         return _fileno(fd) in self._writers
 
     # --- the task factory ---------------------------------------------------------------
-
-    def create_task(
-        self, coro: CoroutineLike[_T], *, name: str | None = None, context: Context | None = None
-    ) -> Task[_T]:
-        """Wrap a coroutine or generator in a ``Task`` (or the factory's) and schedule it."""
-        factory = self._task_factory
-        if factory is None:
-            # Not super(): a super object per task cost 3% on the spawn benchmark.
-            return CoreLoop.create_task(self, coro, name=name, context=context)
-        self._check_closed()
-        if self._debug:
-            self._check_call("create_task", None)
-        task = factory(self, coro, context=context)
-        if name is not None:
-            task.set_name(name)
-        return task
 
     def set_task_factory(self, factory: TaskFactory | None) -> None:
         """Use ``factory(loop, coro, context=...)`` in ``create_task``; None restores Task."""

@@ -122,6 +122,9 @@ class CoreLoop:
         # ``treadle.loop.CallbackObserver``, told about every callback run.
         self._task_observer: Callable[[Task[Any]], object] | None = None
         self._callback_observer: object | None = None
+        # EventLoop.set_task_factory's factory, or None to make a Task. Read here, not in an
+        # EventLoop.create_task: compiled, that override cost every spawn a Python call.
+        self._task_factory: Callable[..., Task[Any]] | None = None
 
     # --- running ------------------------------------------------------------------------
 
@@ -422,12 +425,18 @@ class CoreLoop:
     def create_task(
         self, coro: CoroutineLike[_T], *, name: str | None = None, context: Context | None = None
     ) -> Task[_T]:
-        """Wrap a coroutine or generator in a ``Task`` and schedule its first step."""
+        """Wrap a coroutine or generator in a ``Task`` (or the task factory's) and schedule it."""
         if self._closed:
             raise RuntimeError("Event loop is closed")
         if self._debug:
             self._check_call("create_task", None)
-        return Task(coro, loop=self, name=name, context=context)
+        factory = self._task_factory
+        if factory is None:
+            return Task(coro, loop=self, name=name, context=context)
+        task = factory(self, coro, context=context)
+        if name is not None:
+            task.set_name(name)
+        return task
 
     # --- errors -------------------------------------------------------------------------
 
