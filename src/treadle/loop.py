@@ -769,7 +769,7 @@ class _ForkedPoller:
 
 def _cut_off_loops_after_fork() -> None:
     """In a child just forked: no loop runs here, and the parent's loops are cut off."""
-    _running_record.running.loop = None
+    _running_record.set_running_loop(None)
     parent_pid = os.getppid()
     for loop in list(_all_loops):
         if loop._closed:

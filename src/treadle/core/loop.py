@@ -41,12 +41,12 @@ from collections import deque
 from collections.abc import Callable
 from contextvars import Context, copy_context
 from heapq import heapify, heappop, heappush
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from treadle.core.clock import Clock, MonotonicClock
 from treadle.core.futures import Future
 from treadle.core.handles import Callback, Handle, TimerHandle
-from treadle.core.running import running
+from treadle.core.running import running, set_running_loop
 from treadle.core.tasks import CoroutineLike, Task
 from treadle.describe import describe_callback
 from treadle.interpreted import mypyc_attr
@@ -58,15 +58,15 @@ _T = TypeVar("_T")
 # Readiness bits as epoll and poll report them. An error or hang-up wakes both the
 # reader and the writer, so that the callback's own system call reports what went wrong.
 _POLLIN, _POLLOUT = select.POLLIN, select.POLLOUT
-_READ_EVENTS = _POLLIN | select.POLLERR | select.POLLHUP
-_WRITE_EVENTS = _POLLOUT | select.POLLERR | select.POLLHUP
+_READ_EVENTS: Final = _POLLIN | select.POLLERR | select.POLLHUP
+_WRITE_EVENTS: Final = _POLLOUT | select.POLLERR | select.POLLHUP
 
 # The longest the poller blocks at once: epoll cannot wait past ~24.8 days, and
 # waking once a day to recompute costs nothing.
-_MAX_SELECT_TIMEOUT = 24 * 3600.0
+_MAX_SELECT_TIMEOUT: Final = 24 * 3600.0
 
 # Purge cancelled timers once they are over half the heap and more than this many.
-_MIN_CANCELLED_TIMERS_TO_PURGE = 100
+_MIN_CANCELLED_TIMERS_TO_PURGE: Final = 100
 
 
 class Poller(Protocol):
@@ -132,7 +132,7 @@ class CoreLoop:
         """Run callbacks until ``stop()`` is called."""
         self._check_can_run()
         self._thread_id = threading.get_ident()
-        running.loop = self
+        set_running_loop(self)
         try:
             while True:
                 self._run_once()
@@ -141,7 +141,7 @@ class CoreLoop:
         finally:
             self._stopping = False
             self._thread_id = None
-            running.loop = None
+            set_running_loop(None)
 
     def _run_once(self) -> None:
         """One iteration of the loop; the only place callbacks are called."""

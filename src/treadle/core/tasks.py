@@ -59,7 +59,7 @@ import types
 import weakref
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context, copy_context
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeAlias, TypeVar
 
 from treadle.core.futures import _CANCELLED, _FINISHED, _PENDING, Future
 from treadle.core.running import get_running_loop
@@ -71,8 +71,7 @@ from treadle.describe import (
     why_a_task_cannot_wait_on,
 )
 from treadle.errors import CancelledError, InvalidStateError
-from treadle.interpreted import SUSPENDED as _SUSPENDED
-from treadle.interpreted import Suspended, mypyc_attr, wait_for_resume
+from treadle.interpreted import SUSPENDED, Suspended, mypyc_attr, wait_for_resume
 
 if TYPE_CHECKING:
     from treadle.core.loop import CoreLoop
@@ -85,13 +84,17 @@ __all__ = [
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
 
-_task_ids = itertools.count(1).__next__
+_task_ids: Final = itertools.count(1).__next__
 
 # What a Task drives: a native coroutine, or a generator for ``yield from``; returns _T.
 CoroutineLike: TypeAlias = Coroutine[Any, Any, _T] | Generator[Any, Any, _T]
 
 
-_COROUTINE_TYPES = (types.CoroutineType, types.GeneratorType)
+_COROUTINE_TYPES: Final = (types.CoroutineType, types.GeneratorType)
+
+# What suspend() yields (a Final of this module, so that compiled code reads it from a C
+# variable: Final names of an interpreted module are still looked up; see futures.py).
+_SUSPENDED: Final = SUSPENDED
 
 
 def iscoroutine(obj: object) -> bool:
@@ -110,15 +113,8 @@ class Task(Future[_T]):
     """
 
     __slots__ = (
-        "_born",
-        "_cancelled",
-        "_context",
-        "_coro",
-        "_fut_waiter",
-        "_must_cancel",
-        "_name",
-        "_num_cancels_requested",
-        "_parent",
+        "_born", "_cancelled", "_context", "_coro", "_fut_waiter", "_must_cancel", "_name",
+        "_num_cancels_requested", "_parent",
     )  # fmt: skip
 
     def __init__(
