@@ -629,7 +629,7 @@ class EventLoop(CoreLoop):
         # treadle.aio's version: each mode's own, so that the plain loop stays inline in
         # _run_once and a debug-mode stack reads _run_once -> _run_ready_debug -> callback.
         popleft = self._ready.popleft
-        handle: Handle | None = None
+        handle: Any = None
         for _ in range(ntodo):
             handle = popleft()
             if handle._cancelled:
@@ -660,7 +660,7 @@ class EventLoop(CoreLoop):
         """
         popleft = self._ready.popleft
         observer.callbacks_began(ntodo)
-        handle: Handle | None = None
+        handle: Any = None
         for _ in range(ntodo):
             handle = popleft()
             if handle._cancelled:

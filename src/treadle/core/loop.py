@@ -92,9 +92,10 @@ class CoreLoop:
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         self._clock_time = self._clock.time
         # Invariant: every handle in _ready is run or skipped (if cancelled) exactly once.
-        # (Handles typed Any, here and in _timers, as treadle.aio queues asyncio's: the
-        # compiled build would refuse what is not treadle's Handle.)
-        self._ready: deque[Any] = deque()
+        # (Typed "| Any", as treadle.aio queues asyncio's handles: the compiled build would
+        # refuse what is not treadle's; and naming Handle and Task lets it read theirs
+        # directly, not through Python's attribute lookup. _timers holds Any alike.)
+        self._ready: deque[Handle | Task[Any] | Any] = deque()
         # Heap of (when, sequence, handle): ties fire in scheduling order.
         self._timers: list[tuple[float, int, Any]] = []
         self._timer_sequence = itertools.count().__next__
