@@ -592,7 +592,8 @@ def test_worker_processes_slot_tokens_are_their_own(tmp_path: Path) -> None:
             await second.join(["http://example.com/"], [])
             taken = await first.acquire_host("h", 1, 0.0, "0")
             refused = await second.acquire_host("h", 1, 0.0, "0")
-            await first.release_host("h", "0")
+            await first.release_host("h", "0")  # one way: a round trip after it lands it
+            await first.acquire_host("other", 1, 0.0, "1")
             return taken, refused, await second.acquire_host("h", 1, 0.0, "0")
         finally:
             await first.close()
