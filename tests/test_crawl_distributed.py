@@ -579,11 +579,13 @@ def test_a_worker_stopped_mid_crawl_ends_at_once_and_gives_its_urls_back(redis_u
 
 def test_worker_processes_slot_tokens_are_their_own(tmp_path: Path) -> None:
     """Each worker numbers its host slots from 0: the parent keeps them apart, so one
-    worker's slot 0 is not taken for another's (which let two requests through at once)."""
+    worker's slot 0 is not taken for another's (which let two requests through at once):
+    the second worker's acquire waits until the first gives its slot back."""
     from treadle.crawl.frontier import MemoryFrontier
     from treadle.crawl.processes import FrontierService, ProcessFrontier
+    from treadle.testing import wait_all_tasks_blocked
 
-    async def main() -> tuple[float, float, float]:
+    async def main() -> tuple[float, bool, float]:
         service = FrontierService(MemoryFrontier(), str(tmp_path / "s"), lambda records: None)
         await service.start()
         first, second = ProcessFrontier(service.path), ProcessFrontier(service.path)
@@ -591,15 +593,16 @@ def test_worker_processes_slot_tokens_are_their_own(tmp_path: Path) -> None:
             await first.join(["http://example.com/"], [])
             await second.join(["http://example.com/"], [])
             taken = await first.acquire_host("h", 1, 0.0, "0")
-            refused = await second.acquire_host("h", 1, 0.0, "0")
-            await first.release_host("h", "0")  # one way: a round trip after it lands it
-            await first.acquire_host("other", 1, 0.0, "1")
-            return taken, refused, await second.acquire_host("h", 1, 0.0, "0")
+            refused = treadle.create_task(second.acquire_host("h", 1, 0.0, "0"))
+            await wait_all_tasks_blocked()
+            waited = not refused.done()
+            await first.release_host("h", "0")
+            return taken, waited, await refused
         finally:
             await first.close()
             await second.close()
             await service.close()
 
-    taken, refused, later = treadle.run(main())
+    taken, waited, later = treadle.run(main())
     assert (taken, later) == (0.0, 0.0)
-    assert refused > 0, "the host's one slot was given twice"
+    assert waited, "the host's one slot was given twice"

@@ -655,7 +655,7 @@ def _new_crawler(
 
 def _run_worker(args: argparse.Namespace) -> int:
     """A worker process of --processes: crawl through the parent's frontier, say nothing."""
-    frontier = ProcessFrontier(args.worker_of)
+    frontier = ProcessFrontier(args.worker_of, spare=min(args.max_tasks, args.max_per_host) // 2)
 
     async def work() -> None:
         try:

@@ -367,6 +367,11 @@ class MemoryFrontier:
         ledger.next_start = now + spacing
         return 0.0
 
+    def host_slots(self, key: str) -> collections.Counter[str]:
+        """How many slots of host ``key`` each owner holds."""
+        ledger = self._hosts.get(key)
+        return collections.Counter(ledger.slots.values() if ledger is not None else ())
+
     def release_host(self, key: str, token: str) -> None:
         """As ``SharedFrontier.release_host``."""
         ledger = self._hosts.get(key)
