@@ -356,6 +356,7 @@ class ProcessFrontier(SharedFrontier):
         self._spare: collections.deque[Lease] = collections.deque()
         self._spare_wanted = spare
         self._spare_asked = 0  # spare URLs in a claim not answered yet
+        self._released = False  # the worker gave its URLs back: it is stopping
         # Host slots: (key, the gate's token) -> (this worker's name of the ledger's
         # slot, whether it may be kept for the next request); slots kept, by host;
         # how many slots of a host the parent asked back.
@@ -497,6 +498,10 @@ class ProcessFrontier(SharedFrontier):
             return
         leases, otherwise = answer.result()
         given = collections.deque(Lease(SavedJob(*job), token) for token, *job in leases)
+        if self._released and given:
+            # Claimed ahead, come after the worker gave its URLs back: back too.
+            self._send(["release", [lease.token for lease in given]])
+            given.clear()
         for claimer in claimers:
             # A claimer cancelled (its worker stopping) leaves its URL spare: spare
             # URLs go back with the worker's other leases (``release``).
@@ -518,9 +523,11 @@ class ProcessFrontier(SharedFrontier):
         return record
 
     async def release(self, leases: list[Lease]) -> None:
-        """Give back ``leases`` and the spare URLs."""
+        """Give back ``leases`` and the spare URLs (the worker is stopping: spare URLs
+        claimed and not come yet go back when they come)."""
         tokens = [lease.token for lease in [*leases, *self._spare]]
         self._spare.clear()
+        self._released = True
         self._send(["release", tokens])
 
     # --- host slots -----------------------------------------------------------------------
