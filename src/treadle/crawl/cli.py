@@ -655,7 +655,8 @@ def _new_crawler(
 
 def _run_worker(args: argparse.Namespace) -> int:
     """A worker process of --processes: crawl through the parent's frontier, say nothing."""
-    frontier = ProcessFrontier(args.worker_of, spare=min(args.max_tasks, args.max_per_host) // 2)
+    # Spare URLs: enough for the tasks' next requests to a host, twice over.
+    frontier = ProcessFrontier(args.worker_of, spare=2 * min(args.max_tasks, args.max_per_host))
 
     async def work() -> None:
         try:

@@ -73,7 +73,7 @@ _DEAD_SLOT_GRACE = 1.0
 _STOP_GRACE = 10.0
 # An acknowledgement waits this long at most for a question to ride with (the task that
 # sent it claims its next URL at once, as a rule).
-_ACK_DELAY = 0.005
+_ACK_DELAY = 0.05
 # The record's fields on the wire, in this order.
 _RECORD_FIELDS = tuple(Record.__dataclass_fields__)
 
@@ -396,13 +396,17 @@ class ProcessFrontier(SharedFrontier):
         )
 
     def _ask(
-        self, name: str, *args: Any, if_abandoned: Callable[[Any], None] | None = None
+        self,
+        name: str,
+        *args: Any,
+        if_abandoned: Callable[[Any], None] | None = None,
+        soon: bool = True,
     ) -> Future[Any]:
-        """Send a question; the future of its answer. ``if_abandoned`` gets an answer
-        that comes once the future was cancelled."""
+        """Send a question (as ``_send``); the future of its answer. ``if_abandoned``
+        gets an answer that comes once the future was cancelled."""
         number = next(self._numbers)
         answer: Future[Any] = get_running_loop().create_future()
-        self._send([name, number, *args])
+        self._send([name, number, *args], soon=soon)
         self._questions[number] = (answer, if_abandoned)
         return answer
 
@@ -476,8 +480,9 @@ class ProcessFrontier(SharedFrontier):
         return await claimer
 
     def _ask_for_spare(self, spare: int) -> None:
+        # Spare URLs are left yet: the question can ride with the next acknowledgements.
         self._spare_asked += spare
-        answer = self._ask("claim", spare)
+        answer = self._ask("claim", spare, soon=False)
         answer.add_done_callback(lambda done: self._hand_out(done, [], spare))
 
     def _hand_out(
