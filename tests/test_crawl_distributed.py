@@ -319,6 +319,10 @@ def test_a_worker_joining_another_crawl_under_the_same_id_is_refused(
             "--state is not supported with it",
         ),
         (["--processes", "2", "--warc", "a.warc.gz"], "--warc is not supported with --processes"),
+        (
+            ["--processes", "2", "--timeline", "t.html"],
+            "--timeline is not supported with --processes",
+        ),
     ],
 )
 def test_combinations_that_cannot_work_are_refused_clearly(extra: list[str], message: str) -> None:

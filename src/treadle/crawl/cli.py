@@ -720,13 +720,13 @@ def _run_processes(
     workers: WorkerProcesses | None = None
 
     def on_records(records: list[Record]) -> None:
+        if json_file is not None and not output_error:
+            try:
+                json_file.write("".join(record.to_json() + "\n" for record in records))
+                json_file.flush()
+            except OSError as exc:
+                output_error.append(exc)
         for record in records:
-            if json_file is not None and not output_error:
-                try:
-                    json_file.write(record.to_json() + "\n")
-                    json_file.flush()
-                except OSError as exc:
-                    output_error.append(exc)
             progress.record(record)
 
     async def run() -> None:
