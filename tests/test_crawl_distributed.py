@@ -318,7 +318,6 @@ def test_a_worker_joining_another_crawl_under_the_same_id_is_refused(
             ["--frontier", "redis://127.0.0.1:1/0", "--crawl-id", "x", "--state", "s.db"],
             "--state is not supported with it",
         ),
-        (["--processes", "2", "--warc", "a.warc.gz"], "--warc is not supported with --processes"),
         (
             ["--processes", "2", "--timeline", "t.html"],
             "--timeline is not supported with --processes",
@@ -491,13 +490,50 @@ def test_two_processes_one_killed_record_each_url_once_and_politely(
     assert f"pages            {len(urls)}" in stdout
 
 
+WARCIO = [sys.executable, "-c", "import sys; from warcio.cli import main; sys.exit(main())"]
+
+
+def archived_responses(path: Path) -> collections.Counter[str]:
+    """The target URIs of a WARC file's response records, after ``warcio check`` passed."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    checked = subprocess.run([*WARCIO, "check", str(path)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    targets: collections.Counter[str] = collections.Counter()
+    with path.open("rb") as stream:
+        for record in ArchiveIterator(stream):
+            if record.rec_type == "response":
+                targets[record.rec_headers.get_header("WARC-Target-URI")] += 1
+    return targets
+
+
+def test_two_processes_one_killed_archive_each_recorded_url_once(
+    site: Site, tmp_path: Path
+) -> None:
+    """Each worker archives in a segment of its own; the parent copies a URL's records
+    into the archive when it is acknowledged: the killed worker's unacknowledged
+    records stay out, and the URLs it was fetching are archived once, by the other."""
+    pytest.importorskip("warcio")
+    warc = tmp_path / "crawl.warc.gz"
+    parent = start([*processes_command(site.url(), tmp_path), "--warc", str(warc)])
+    with reaped(parent):
+        assert wait_for_urls(parent, 10) == 10
+        children = psutil.Process(parent.pid).children()
+        children[0].kill()
+        finish(parent)
+    urls = json_urls(tmp_path / "crawl.jsonl")
+    assert set(urls) == expected_urls(site)
+    assert archived_responses(warc) == collections.Counter(set(urls))
+
+
 @pytest.mark.parametrize(
     ("sent", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"]
 )
 def test_a_signal_stops_every_process_prints_the_report_and_the_crawl_resumes(
     site: Site, tmp_path: Path, sent: signal.Signals, status: int
 ) -> None:
-    command = processes_command(site.url(), tmp_path)
+    pytest.importorskip("warcio")
+    command = [*processes_command(site.url(), tmp_path), "--warc", str(tmp_path / "c.warc.gz")]
     parent = start(command)
     with reaped(parent):
         assert wait_for_urls(parent, 10) == 10
@@ -515,6 +551,7 @@ def test_a_signal_stops_every_process_prints_the_report_and_the_crawl_resumes(
     urls = json_urls(tmp_path / "crawl.jsonl")
     assert urls.most_common(1)[0][1] == 1
     assert set(urls) == expected_urls(site)
+    assert archived_responses(tmp_path / "c.warc.gz") == collections.Counter(set(urls))
 
 
 def test_a_back_off_one_worker_hears_holds_back_every_worker(redis_url: str) -> None:

@@ -77,6 +77,9 @@ class Settlement:
     """The in-scope links it found, for the frontier unless seen."""
     too_deep: list[str]
     """The links it found past ``--max-depth``."""
+    archived: tuple[int, int] | None = None
+    """Where the worker's WARC segment holds this URL's records (``start, end``), if it
+    keeps one (``--processes N --warc``: the parent copies them into the archive)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -319,9 +322,13 @@ class MemoryFrontier:
             self._unsaved_records.append(record)
         return True
 
-    def commit(self) -> list[Record]:
-        """Save what changed (with a state); the page records now durable, to hand on."""
+    def commit(self, warc_length: int | None = None) -> list[Record]:
+        """Save what changed (with a state); the page records now durable, to hand on.
+        ``warc_length``: how long the WARC archive is with the records of every URL
+        this commit marks done (a resumed crawl cuts the archive back to it)."""
         if self._state is not None:
+            if warc_length is not None and self._state.pending:
+                self._state.note_warc_length(warc_length)
             records = self._state.commit()
         else:
             records, self._unsaved_records = self._unsaved_records, []

@@ -50,6 +50,7 @@ from treadle.crawl.frontier import (
 )
 from treadle.crawl.records import Record
 from treadle.crawl.state import SavedJob
+from treadle.crawl.warc import WarcArchive
 from treadle.errors import IncompleteReadError
 from treadle.loop import create_task, get_running_loop
 from treadle.servers import Server, start_unix_server
@@ -101,7 +102,10 @@ class FrontierService:
     """Serves a ``MemoryFrontier`` to worker processes on a Unix socket at ``path``.
 
     ``on_records`` gets the page records as they become durable (at once without a
-    state; at each commit with one).
+    state; at each commit with one). With a ``warc`` archive, each worker archives in a
+    segment of its own and names it when it joins; the records of a URL are copied from
+    the segment into ``warc`` when the URL is acknowledged, so the archive holds the
+    URLs recorded, each once (a worker killed leaves the rest in its segment).
     """
 
     def __init__(
@@ -111,8 +115,12 @@ class FrontierService:
         on_records: Callable[[list[Record]], None],
         *,
         max_pages: int | None = None,
+        warc: WarcArchive | None = None,
     ) -> None:
         self.frontier = frontier
+        self._warc = warc
+        # Each worker's WARC segment, open for reading.
+        self._segments: dict[str, int] = {}
         self.path = path
         self._on_records = on_records
         self._max_pages = max_pages
@@ -148,7 +156,7 @@ class FrontierService:
 
     def commit(self) -> None:
         """Save the frontier's changes and hand on the records they made durable."""
-        records = self.frontier.commit()
+        records = self.frontier.commit(self._warc.flush() if self._warc is not None else None)
         if records:
             self._on_records(records)
 
@@ -195,6 +203,9 @@ class FrontierService:
         """``owner`` went away: its leases return now, its host slots a little later."""
         del self._writers[owner]
         self._outbox.pop(owner, None)
+        segment = self._segments.pop(owner, None)
+        if segment is not None:
+            os.close(segment)
         for waiters in self._slot_waiters.values():
             for waiter in [waiter for waiter in waiters if waiter.owner == owner]:
                 waiters.remove(waiter)
@@ -223,11 +234,14 @@ class FrontierService:
         frontier = self.frontier
         for operation, *args in operations:
             if operation == "ack":
-                token, outcome, fields, found, too_deep = args
+                token, outcome, fields, found, too_deep, archived = args
                 record = None if fields is None else Record(*fields)
                 jobs = [SavedJob(*job) for job in found]
                 if not frontier.ack(owner, token, outcome, record, jobs, too_deep):
                     raise FrontierError(f"{owner} acknowledged {token!r}, a lease it does not hold")
+                if archived is not None and self._warc is not None:
+                    start, end = archived
+                    self._warc.append(os.pread(self._segments[owner], end - start, start))
             elif operation == "claim":
                 number, count = args
                 self._tell(owner, ["answer", number, self._claim(owner, count)])
@@ -247,10 +261,12 @@ class FrontierService:
                 for holder, held in frontier.host_slots(key).items():
                     self._tell(holder, ["give_back", key, held])
             elif operation == "join":
-                number, roots, seeds = args
+                number, roots, seeds, segment = args
                 try:
                     frontier.join(roots, [SavedJob(*job) for job in seeds])
-                except FrontierError as exc:
+                    if segment is not None and owner not in self._segments:
+                        self._segments[owner] = os.open(segment, os.O_RDONLY)
+                except (FrontierError, OSError) as exc:
                     self._tell(owner, ["answer", number, str(exc)])
                 else:
                     self._tell(owner, ["answer", number, None])
@@ -336,10 +352,13 @@ class ProcessFrontier(SharedFrontier):
     What the tasks ask in one turn of the loop goes as one line; acknowledgements and
     releases go one way. ``spare``: how many URLs beyond those its tasks ask for it
     keeps claimed, so that a task rarely waits for the parent for its next URL.
+    ``segment``: the WARC file this worker's crawler archives in (the parent copies
+    from it), if any.
     """
 
-    def __init__(self, path: str, *, spare: int = 0) -> None:
+    def __init__(self, path: str, *, spare: int = 0, segment: str | None = None) -> None:
         self.path = path
+        self.segment = segment
         self.worker = f"pid-{os.getpid()}"
         self._writer: StreamWriter | None = None
         self._reader_task: Any = None
@@ -461,7 +480,9 @@ class ProcessFrontier(SharedFrontier):
         if self._writer is None:
             reader, self._writer = await open_unix_connection(self.path, limit=_LINE_LIMIT)
             self._reader_task = create_task(self._read_answers(reader))
-        refused = await self._ask("join", roots, [_job_to_wire(job) for job in seeds])
+        refused = await self._ask(
+            "join", roots, [_job_to_wire(job) for job in seeds], self.segment
+        )
         if refused is not None:
             raise FrontierError(refused)
 
@@ -522,8 +543,12 @@ class ProcessFrontier(SharedFrontier):
         if settled.outcome != DISALLOWED and record is not None:
             fields = _record_to_wire(record)
         found = [_job_to_wire(job) for job in settled.found]
+        archived = settled.archived
+        if archived is not None and self.segment is None:
+            raise FrontierError("a record was archived, and this worker named no WARC segment")
         self._send(
-            ["ack", lease.token, settled.outcome, fields, found, settled.too_deep], soon=False
+            ["ack", lease.token, settled.outcome, fields, found, settled.too_deep, archived],
+            soon=False,
         )
         return record
 
@@ -663,24 +688,33 @@ class ProcessFrontier(SharedFrontier):
 
 class WorkerProcesses:
     """Starts ``count`` worker processes running ``treadle crawl ARGS --worker-of SOCKET``
-    against ``service``, waits for them, and stops them all when asked (or cancelled)."""
+    against ``service``, waits for them, and stops them all when asked (or cancelled).
+    With ``warc_segments`` each worker archives in a WARC segment of its own, in the
+    same temporary folder as the socket (``FrontierService`` copies from them)."""
 
-    def __init__(self, count: int, crawl_args: list[str]) -> None:
+    def __init__(self, count: int, crawl_args: list[str], *, warc_segments: bool = False) -> None:
         self.count = count
         self.crawl_args = crawl_args
         self.processes: list[subprocess.Popen[bytes]] = []
         self._directory = tempfile.TemporaryDirectory(prefix="treadle-crawl-")
         self.socket_path = str(Path(self._directory.name) / "frontier.sock")
+        self._warc_segments = warc_segments
         self.returncodes: list[int] = []
 
     def start(self) -> None:
         command = [sys.executable, "-m", "treadle", "crawl", *self.crawl_args]
         command += ["--worker-of", self.socket_path]
-        for _ in range(self.count):
+        for number in range(self.count):
+            segment = []
+            if self._warc_segments:
+                segment = ["--warc", str(Path(self._directory.name) / f"segment-{number}.warc.gz")]
             # A session of its own: a Ctrl-C at the terminal reaches the parent only,
             # which stops the workers itself (and prints the report).
             process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
+                [*command, *segment],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,
             )
             self.processes.append(process)
 
