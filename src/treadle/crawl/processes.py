@@ -423,9 +423,20 @@ class ProcessFrontier(SharedFrontier):
     ) -> Future[Any]:
         """Send a question (as ``_send``); the future of its answer. ``if_abandoned``
         gets an answer that comes once the future was cancelled."""
+        answer = self._question(name, *args, if_abandoned=if_abandoned)
+        self._schedule_flush(soon)
+        return answer
+
+    def _question(
+        self, name: str, *args: Any, if_abandoned: Callable[[Any], None] | None = None
+    ) -> Future[Any]:
+        if self._gone is not None:
+            raise self._gone
+        if self._writer is None:
+            raise FrontierError("join the crawl first: the frontier is not connected")
         number = next(self._numbers)
         answer: Future[Any] = get_running_loop().create_future()
-        self._send([name, number, *args], soon=soon)
+        self._operations.append([name, number, *args])
         self._questions[number] = (answer, if_abandoned)
         return answer
 
@@ -437,7 +448,7 @@ class ProcessFrontier(SharedFrontier):
             claimers, self._claimers = self._claimers, []
             spare = max(0, self._spare_wanted - len(self._spare) - self._spare_asked)
             self._spare_asked += spare
-            answer = self._ask("claim", len(claimers) + spare)
+            answer = self._question("claim", len(claimers) + spare)
             answer.add_done_callback(lambda done: self._hand_out(done, claimers, spare))
         if self._operations:
             self._writer.write(json.dumps(self._operations).encode() + b"\n")
@@ -492,7 +503,7 @@ class ProcessFrontier(SharedFrontier):
         if self._spare:
             lease = self._spare.popleft()
             if len(self._spare) <= self._spare_wanted // 2 and not self._spare_asked:
-                # More before they run out, with this turn's line.
+                # More before they run out (the question rides with the next acks).
                 self._ask_for_spare(self._spare_wanted - len(self._spare))
             return lease
         claimer: Future[Lease | Literal["wait", "done"]] = get_running_loop().create_future()
