@@ -208,3 +208,19 @@ async def test_a_pause_asked_by_one_worker_takes_back_the_slots_others_keep(
         await settled(second, first)
         assert service.frontier.host_slots("h") == {}
         assert 29.0 < await first.acquire_host("h", 4, 0.0, "1") <= 30.0
+
+
+async def test_a_worker_gone_holding_slots_is_not_asked_for_them(tmp_path: Path) -> None:
+    """A worker gone keeps its host slots for a grace period (its last requests may be
+    in the server's hands): a worker waiting for that host meanwhile must not make the
+    parent tell the gone one to give them back (it once failed on the gone writer)."""
+    async with serving(tmp_path) as service, worker(service) as second:
+        first = ProcessFrontier(service.path)
+        await first.join([ROOT], [])
+        assert await first.acquire_host("h", 1, 0.0, "0") == 0.0
+        await first.close()  # gone, its slot still held
+        await settled(second)
+        waiting = treadle.create_task(second.acquire_host("h", 1, 0.0, "0"))
+        await settled(second)
+        assert not waiting.done()
+        assert await waiting == 0.0  # once the grace is over

@@ -227,7 +227,9 @@ class FrontierService:
         self._outbox.clear()
 
     def _tell(self, owner: str, message: list[Any]) -> None:
-        self._outbox.setdefault(owner, []).append(message)
+        # A worker gone may still hold host slots (freed after a grace): it hears nothing.
+        if owner in self._writers:
+            self._outbox.setdefault(owner, []).append(message)
 
     def _carry_out(self, owner: str, operations: list[list[Any]]) -> None:
         """Carry out one line's operations in order, queueing the answers."""
@@ -342,8 +344,7 @@ class FrontierService:
             self._tell(waiter.owner, ["answer", waiter.number, wait])
         if not waiters:
             for told in self._told_wanted.pop(key, set()):
-                if told in self._writers:
-                    self._tell(told, ["wanted", key, False])
+                self._tell(told, ["wanted", key, False])
 
 
 class ProcessFrontier(SharedFrontier):
