@@ -224,3 +224,18 @@ async def test_a_worker_gone_holding_slots_is_not_asked_for_them(tmp_path: Path)
         await settled(second)
         assert not waiting.done()
         assert await waiting == 0.0  # once the grace is over
+
+
+async def test_tasks_waiting_for_a_host_each_get_a_slot_as_they_free(tmp_path: Path) -> None:
+    """One acquire stands at the parent for a worker's tasks waiting for a full host:
+    when it is answered and tasks still wait, another stands for them."""
+    async with serving(tmp_path) as service, worker(service) as first, worker(service) as second:
+        for token in "01":
+            assert await first.acquire_host("h", 2, 0.0, token) == 0.0
+        waiting = [treadle.create_task(second.acquire_host("h", 2, 0.0, t)) for t in "01"]
+        await wait_all_tasks_blocked()
+        await settled(first, second)
+        for token in "01":
+            await first.release_host("h", token)  # others wait: given back, not kept
+        assert await treadle.gather(*waiting) == [0.0, 0.0]
+        assert service.frontier.host_slots("h") == {"worker-2": 2}

@@ -613,11 +613,12 @@ class ProcessFrontier(SharedFrontier):
         slot = str(next(self._slot_names))
         self._standing.add(key)
         answer = self._ask("acquire_host", key, cap, 0.0, slot)
-        answer.add_done_callback(lambda done: self._slot_answered(done, key, slot))
+        answer.add_done_callback(lambda done: self._slot_answered(done, key, cap, slot))
 
-    def _slot_answered(self, answer: Future[Any], key: str, slot: str) -> None:
+    def _slot_answered(self, answer: Future[Any], key: str, cap: int, slot: str) -> None:
         """The standing acquire of ``key`` was answered: the slot goes to the oldest task
-        waiting (or is kept); a wait (the host paused) goes to every task waiting."""
+        waiting (or is kept), and another acquire stands for the tasks still waiting; a
+        wait (the host paused) goes to every task waiting."""
         self._standing.discard(key)
         if answer.cancelled() or answer.exception() is not None:
             return  # the connection is gone: the waiters heard it
@@ -625,6 +626,8 @@ class ProcessFrontier(SharedFrontier):
         waiters = self._slot_waiters.get(key, collections.deque())
         if wait <= 0:
             self._free_slot(key, slot)
+            if any(not waiter.done() for waiter in waiters):
+                self._stand_for_a_slot(key, cap)
             return
         while waiters:
             waiter = waiters.popleft()
