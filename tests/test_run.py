@@ -103,11 +103,15 @@ async def leftover(fw: Any, log: list[str], name: str) -> None:
 
 def test_run_cancels_leftover_tasks_and_runs_their_finally_blocks(fw: Any) -> None:
     log: list[str] = []
+    held: list[Any] = []
 
     async def main() -> str:
         loop = fw.get_running_loop()
-        loop.create_task(leftover(fw, log, "a"))
-        loop.create_task(leftover(fw, log, "b"))
+        # Held: asyncio (the oracle) keeps tasks only weakly, and a cyclic GC pass
+        # before run() cancels them would destroy them ("Task was destroyed but it is
+        # pending"). treadle's loop holds every live task itself.
+        held.append(loop.create_task(leftover(fw, log, "a")))
+        held.append(loop.create_task(leftover(fw, log, "b")))
         await fw.sleep(0)
         return "main done"
 
@@ -267,9 +271,11 @@ def test_run_keeps_a_custom_sigint_handler(fw: Any) -> None:
 
 def test_system_exit_from_main_propagates_past_leftover_tasks(fw: Any) -> None:
     log: list[str] = []
+    held: list[Any] = []
 
     async def main() -> None:
-        fw.get_running_loop().create_task(leftover(fw, log, "leftover"))
+        # Held, as above: a GC pass here destroyed asyncio's task in full compiled runs.
+        held.append(fw.get_running_loop().create_task(leftover(fw, log, "leftover")))
         await fw.sleep(0)
         raise SystemExit(3)
 
