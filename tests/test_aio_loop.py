@@ -101,7 +101,7 @@ EXPECTED_OWNERS = {
     "subprocess_shell": "BaseEventLoop",
     "time": "treadle",
     # the private hooks: treadle's engine ...
-    "_run_once": "treadle",
+    "_run_once": "treadle.aio",
     "_wake_up": "treadle",
     "_loop_for_asyncio": "treadle.aio",
     "_callback_failed": "treadle.aio",
