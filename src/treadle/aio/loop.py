@@ -2,7 +2,9 @@
 
 ``EventLoop`` is a subclass of treadle's ``EventLoop`` (first in the MRO) and of
 asyncio's Unix selector loop. treadle's part is the engine: the ready queue, the timer
-heap, the poller, the wake-up pipe and ``_run_once``, which calls every callback.
+heap, the poller, the wake-up pipe and ``_run_once``, which calls every callback (here
+in a version of its own, which runs the ready descriptors' callbacks straight from the
+poll's results).
 asyncio's part is everything built on an engine: its Future and Task (the C ones, so
 libraries' ``isinstance`` checks hold), transports and protocols, servers, TLS,
 sendfile, subprocesses, signals, ``sock_*``, DNS, executors, async generators, the
@@ -28,6 +30,15 @@ treadle's loop (``treadle.loop.EventLoop``):
     ``_callback_failed``  reports a callback's exception (overridden: asyncio's wording)
     ``_run_ready_debug``  runs the ready callbacks in debug mode (overridden: asyncio's
                           slow-callback log and ``_current_handle``)
+    ``_run_once``         one iteration (overridden: the same steps, the descriptors'
+                          callbacks from a list of their own); it reads ``_poller``,
+                          ``_registered``, ``_readers``, ``_writers`` (fd -> argument-less
+                          handle), ``_clock``, ``_clock_time``, ``_cancelled_timers``,
+                          ``_purge_cancelled_timers``, ``_callback_observer`` and
+                          ``treadle.core.loop``'s ``_POLLIN``, ``_READ_EVENTS``,
+                          ``_WRITE_EVENTS``, ``_MAX_SELECT_TIMEOUT``,
+                          ``_MIN_CANCELLED_TIMERS_TO_PURGE``, and falls back to
+                          ``CoreLoop._run_once`` in debug mode and under an observer
     ``_check_thread``     the debug-mode thread check (overridden: both signatures)
     ``_asyncgen_firstiter``, ``_asyncgen_finalizer``  the hooks ``run_forever`` installs
     ``_current_task``, ``_tasks``  read by ``treadle.current_task``/``all_tasks``
@@ -310,10 +321,24 @@ class EventLoop(TreadleLoop, _AsyncioLoop):  # type: ignore[misc]
         due = len(ready) - queued
 
         # 5. Run them: the queued, the descriptors', the due timers. What they schedule
-        # is queued behind the due timers, for the next iteration.
+        # is queued behind the due timers, for the next iteration. (Three loops in this
+        # one frame, not a helper: introspection finds the running callback in the frame
+        # of _run_once, treadle.introspect.snapshot's _RUNNERS.)
         handle: Any = None
         if queued:
-            self._run_queued(queued)
+            for _ in itertools.repeat(None, queued):
+                handle = ready.popleft()
+                if handle._cancelled:
+                    continue
+                try:
+                    if handle._args:
+                        handle._context.run(handle._callback, *handle._args)
+                    else:
+                        handle._context.run(handle._callback)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._callback_failed(handle, exc)
         for handle in io_ready:
             if handle._cancelled:
                 continue
@@ -324,29 +349,22 @@ class EventLoop(TreadleLoop, _AsyncioLoop):  # type: ignore[misc]
             except BaseException as exc:
                 self._callback_failed(handle, exc)
         if due:
-            self._run_queued(due)
+            for _ in itertools.repeat(None, due):
+                handle = ready.popleft()
+                if handle._cancelled:
+                    continue
+                try:
+                    if handle._args:
+                        handle._context.run(handle._callback, *handle._args)
+                    else:
+                        handle._context.run(handle._callback)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._callback_failed(handle, exc)
         # As in the core: a frame kept by a traceback must not keep the last callback.
         handle = None
         del io_ready
-
-    def _run_queued(self, count: int) -> None:
-        """Run the next ``count`` handles of the ready queue (step 5 of ``_run_once``)."""
-        ready = self._ready
-        handle: Any = None
-        for _ in itertools.repeat(None, count):
-            handle = ready.popleft()
-            if handle._cancelled:
-                continue
-            try:
-                if handle._args:
-                    handle._context.run(handle._callback, *handle._args)
-                else:
-                    handle._context.run(handle._callback)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._callback_failed(handle, exc)
-        handle = None
 
     def _timer_handle_cancelled(self, handle: Any) -> None:
         # asyncio's TimerHandle reports every cancel; only one still in the heap counts.
