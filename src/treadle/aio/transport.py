@@ -6,8 +6,8 @@
 asyncio's semantics (``asyncio.selector_events._SelectorSocketTransport`` is the oracle,
 selectable with ``transport="asyncio"``) on a shorter path: its readiness callbacks sit
 directly in treadle's poller tables, with no asyncio ``Handle`` in between; a
-``BufferedProtocol`` is read with ``readv`` into its buffer; ``write`` sends first and buffers only
-what the socket did not take; a backlog goes out with one ``sendmsg``.
+``BufferedProtocol`` is read with ``readv`` into its buffer; ``write`` sends first and
+buffers only what the socket did not take; a backlog goes out with one ``sendmsg``.
 
 Side layer: imports asyncio and treadle's loop.
 
