@@ -36,7 +36,14 @@ from treadle.crawl.frontier import (
     Settlement,
     SharedFrontier,
 )
-from treadle.crawl.links import LEXBOR, STDLIB, decode_html, default_parser, extract_links
+from treadle.crawl.links import (
+    LEXBOR,
+    STDLIB,
+    LinkResolver,
+    default_parser,
+    extract_links,
+    read_html,
+)
 from treadle.crawl.politeness import HostGate
 from treadle.crawl.records import Record
 from treadle.crawl.report import CrawlReport, HostActivity, ProgressSnapshot
@@ -242,6 +249,8 @@ class Crawler:
             raise ValueError(f"user_agent must be one non-empty line, got {user_agent!r}")
         self.roots = [normalize_url(root) for root in roots]
         self.scope = Scope(self.roots, strict=strict, include=include, exclude=exclude)
+        # Resolves the pages' hrefs to in-scope links, remembering them across pages.
+        self._links = LinkResolver(keep=self.scope.allows, keep_host=self.scope.allows_host)
         self.max_redirect = max_redirect
         self.max_tries = max_tries
         self.max_tasks = max_tasks
@@ -893,9 +902,8 @@ class Crawler:
         self, body: bytes, content_type: str | None, url: str
     ) -> tuple[str, list[str]]:
         """The encoding of an HTML page and its in-scope links (pure: any thread may run it)."""
-        text, encoding = decode_html(body, content_type, parser=self.parser)
-        links = extract_links(text, url, parser=self.parser)
-        return encoding, [link for link in links if self.scope.allows(link)]
+        encoding, page = read_html(body, content_type, parser=self.parser)
+        return encoding, self._links.resolve(page, url)
 
     def _take_sitemap(self, job: _Job, record: Record, body: bytes) -> None:
         """Queue what the sitemap in ``body`` lists: pages in scope, or (an index) sitemaps."""
