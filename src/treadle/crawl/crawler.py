@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, Literal
@@ -71,7 +72,6 @@ from treadle.http import Client, Response
 from treadle.loop import create_task, get_running_loop
 from treadle.queues import Queue
 from treadle.sleeping import check_delay, sleep
-from treadle.threads import to_thread
 from treadle.timeouts import timeout
 
 __all__ = [
@@ -106,11 +106,13 @@ _DEFAULT_SITEMAP_PATH = "/sitemap.xml"
 _ROBOTS_MAX_SIZE = 500 * 1024
 # Connecting takes one round trip; a host that has not answered in 10 s is not there.
 _MAX_CONNECT_TIMEOUT = 10.0
-# A page at least this big is parsed in a worker thread, so that the loop keeps serving
-# the other fetches: lexbor parses without the GIL, and the Python around it (and all of
-# html.parser) gives the GIL up every switch interval (5 ms). Below it, a page costs
-# about 1 ms (lexbor at ~90 MB/s plus its links' normalisation) or 8 ms (html.parser
-# at ~8 MB/s) on the loop, less than a thread hand-off is worth (docs/crawling.md).
+# A page at least this big is parsed in the crawl's parsing thread, so that the loop
+# keeps serving the other fetches: lexbor parses without the GIL, and the Python around
+# it (and all of html.parser) gives the GIL up every switch interval (5 ms). Below it, a
+# page costs about 1 ms (lexbor at ~90 MB/s plus its links' normalisation) or 8 ms
+# (html.parser at ~8 MB/s) on the loop, less than a thread hand-off is worth
+# (docs/crawling.md). One thread, not a pool: glibc gives each thread that allocates its
+# own malloc arena, and a pool's threads held ~30 MiB more than one thread does.
 _PARSE_IN_THREAD_BYTES = {LEXBOR: 128 * 1024, STDLIB: 32 * 1024}
 # How often the state file (--state) is committed, and after how many changes at most:
 # a crash loses at most this much work, and a commit costs ~0.1 ms, not per record.
@@ -315,6 +317,8 @@ class Crawler:
         self._robots_fetching: dict[str, str] = {}
         self._frontier: Queue[_Job] | None = None
         self._client: Client | None = None
+        # Parses the big pages, started at the first (see _PARSE_IN_THREAD_BYTES).
+        self._parse_thread: ThreadPoolExecutor | None = None
         # Set when the crawl can't go on (on_record raised): crawl() raises it.
         self._failed: Future[None] | None = None
 
@@ -425,6 +429,10 @@ class Crawler:
                     task.cancel()
                 await gather(*workers, finished, helper, return_exceptions=True)
                 self._client = None
+                if self._parse_thread is not None:
+                    # Its page, if any, is the page of a worker cancelled above.
+                    self._parse_thread.shutdown(wait=False, cancel_futures=True)
+                    self._parse_thread = None
                 self._ended = loop.time()
                 self._save_state()
                 await self._release_leases()
@@ -861,8 +869,10 @@ class Crawler:
             self._take_sitemap(job, record, body)
             return
         if len(body) >= _PARSE_IN_THREAD_BYTES[self.parser]:
-            record.encoding, links = await to_thread(
-                self._read_page, body, record.content_type, job.url
+            if self._parse_thread is None:
+                self._parse_thread = ThreadPoolExecutor(1, thread_name_prefix="treadle-parse")
+            record.encoding, links = await get_running_loop().run_in_executor(
+                self._parse_thread, self._read_page, body, record.content_type, job.url
             )
         else:
             record.encoding, links = self._read_page(body, record.content_type, job.url)
