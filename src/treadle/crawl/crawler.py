@@ -812,8 +812,13 @@ class Crawler:
         try:
             async with (
                 deadline,
+                # The deadline bounds the whole fetch: the client needs none of its own.
                 self._client.stream(
-                    "GET", job.url, max_body_size=body_limit, retry_stale=retry_stale
+                    "GET",
+                    job.url,
+                    max_body_size=body_limit,
+                    retry_stale=retry_stale,
+                    timeout=None,
                 ) as response,
             ):
                 record.tries += response.requests_sent - 1
@@ -877,16 +882,17 @@ class Crawler:
         else:
             record.encoding, links = self._read_page(body, record.content_type, job.url)
         record.num_urls = len(links)
-        record.num_new_urls = sum(
-            self._add(
-                link,
-                depth=job.depth + 1,
-                referrer=job.url,
-                redirects_left=self.max_redirect,
-                found_by=job,
-            )
-            for link in links
-        )
+        new_urls = 0
+        for link in links:
+            if link not in self.seen:  # the most common answer, found without a call
+                new_urls += self._add(
+                    link,
+                    depth=job.depth + 1,
+                    referrer=job.url,
+                    redirects_left=self.max_redirect,
+                    found_by=job,
+                )
+        record.num_new_urls = new_urls
 
     def _keep_exchange(
         self, job: _Job, response: Response, arrived: datetime, chunks: list[bytes] | None
