@@ -35,13 +35,9 @@ class RobotsPolicy:
         """Parse robots.txt ``lines``; prefer the class methods."""
         self._parser = RobotFileParser()
         self._parser.parse(lines)
-        # No group at all (no robots.txt, or one without rules): RobotFileParser allows
+        # No group at all (no robots.txt, or no User-agent line): RobotFileParser allows
         # every URL then, after parsing and quoting it; a crawl asks once per URL.
-        self._allows_everything = (
-            not self._parser.entries
-            and self._parser.default_entry is None
-            and not self._parser.disallow_all
-        )
+        self._allows_everything = not any("user-agent" in line.lower() for line in lines)
         self._kind = kind  # "rules", "allow all" or "disallow all", for repr
         self.user_agent = user_agent
         """The product token rules are matched against, e.g. ``treadle``."""
