@@ -161,13 +161,20 @@ def _lexbor_links(html: str | bytes) -> PageLinks:
 
 
 def _links_of_tree(tree: Any) -> PageLinks:
-    # Matches come in document order. The tree builder may clone an unclosed <a> into
-    # the blocks after it (HTML's "reconstruct the active formatting elements"): a
-    # repeat of an href seen before, which extract_links drops anyway. Every match has
-    # an href, so it is read with [] (cheaper than .get); a bare one reads as None.
-    hrefs = [node.attrs["href"] or "" for node in tree.css("a[href], area[href]")]
-    base = tree.css_first("base[href]")
-    return PageLinks(hrefs, None if base is None else base.attrs["href"] or "")
+    # One walk of the tree finds the links and the <base> (a second selector would walk
+    # it again). Matches come in document order. The tree builder may clone an unclosed
+    # <a> into the blocks after it (HTML's "reconstruct the active formatting
+    # elements"): a repeat of an href seen before, which extract_links drops anyway.
+    # Every match has an href, so it is read with [] (cheaper than .get); a bare one
+    # reads as None.
+    hrefs = []
+    base = None
+    for node in tree.css("a[href], area[href], base[href]"):
+        if node.tag != "base":
+            hrefs.append(node.attrs["href"] or "")
+        elif base is None:
+            base = node.attrs["href"] or ""
+    return PageLinks(hrefs, base)
 
 
 def find_links(html: str, parser: str | None = None) -> PageLinks:
