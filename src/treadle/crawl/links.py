@@ -504,8 +504,8 @@ def read_html(
 
     The same answers, for less: with lexbor, a page whose header names no charset is
     parsed once, as UTF-8 (most pages are), its ``<meta>`` charset read from that tree,
-    and parsed again only when it declares another encoding or is not valid UTF-8
-    (``decode_html`` parses a prefix to find the ``<meta>``, then the decoded text).
+    and parsed again only when it declares another encoding (``decode_html`` parses a
+    prefix to find the ``<meta>``, then the decoded text).
     """
     if _check_parser(parser) == STDLIB:
         text, encoding = decode_html(body, content_type, parser=STDLIB)
@@ -526,9 +526,10 @@ def read_html(
             decoded = _decode(body, declared)
             if decoded is not None:
                 return decoded[1], _lexbor_links(decoded[0])
-    # UTF-8, which lexbor reads from the bytes when they are valid.
-    if not _is_valid_utf8(body):
-        return "utf-8", _lexbor_links(body.decode("utf-8", errors="replace"))
+    # UTF-8, which lexbor reads from the bytes themselves. Invalid ones too: lexbor
+    # passes them through and selectolax decodes what it returns with errors="replace",
+    # as body.decode would have (bytes never invalid in an ASCII byte, where the
+    # tokenizer cuts, so each piece decodes as it would inside the whole).
     return "utf-8", _links_of_tree(tree) if tree is not None else _lexbor_links(body)
 
 
@@ -539,16 +540,6 @@ def _is_utf8(label: str) -> bool:
         return codecs.lookup(label).name == "utf-8"
     except (LookupError, ValueError):
         return False
-
-
-def _is_valid_utf8(body: bytes) -> bool:
-    if body.isascii():
-        return True
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 # _meta_charset_of_tree's answer when only the prefix's own parse can tell.
