@@ -842,7 +842,7 @@ class Crawler:
             raise _FetchFailed() from exc
 
     async def _take_response(self, job: _Job, record: Record, response: Response) -> None:
-        arrived = datetime.now(UTC)
+        arrived = datetime.now(UTC) if self._warc is not None else None  # for the archive
         length = _content_length(response)
         media_type = (record.content_type or "").split(";", 1)[0].strip().lower()
         if response.status in _REDIRECTS or response.status != 200 or not (
@@ -895,11 +895,12 @@ class Crawler:
         record.num_new_urls = new_urls
 
     def _keep_exchange(
-        self, job: _Job, response: Response, arrived: datetime, chunks: list[bytes] | None
+        self, job: _Job, response: Response, arrived: datetime | None, chunks: list[bytes] | None
     ) -> None:
         """Keep the exchange for the archive (``chunks`` None: the body was not read)."""
         if self._warc is None:
             return
+        assert arrived is not None
         job.exchanges.append(
             Exchange(
                 url=job.url,
