@@ -101,7 +101,7 @@ EXPECTED_OWNERS = {
     "subprocess_shell": "BaseEventLoop",
     "time": "treadle",
     # the private hooks: treadle's engine ...
-    "_run_once": "treadle",
+    "_run_once": "treadle.aio",
     "_wake_up": "treadle",
     "_loop_for_asyncio": "treadle.aio",
     "_callback_failed": "treadle.aio",
@@ -264,6 +264,84 @@ def test_remove_reader_finds_the_registration_of_a_socket_already_closed() -> No
         assert fd not in loop._selector.get_map()  # type: ignore[union-attr]
     finally:
         b.close()
+        loop.close()
+
+
+# One iteration's order, with stock asyncio as the oracle: treadle.aio's run-once runs the
+# descriptors' callbacks from a list of its own, not through the ready queue.
+LOOP_KINDS = {"treadle.aio": EventLoop, "asyncio": asyncio.SelectorEventLoop}
+
+
+def run_one_iteration(loop: asyncio.AbstractEventLoop) -> None:
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+
+
+@pytest.mark.parametrize("kind", LOOP_KINDS)
+def test_one_iteration_runs_the_queued_then_the_readable_then_the_due(kind: str) -> None:
+    loop = LOOP_KINDS[kind]()
+    a, b = socket.socketpair()
+    events: list[str] = []
+
+    def on_readable() -> None:
+        events.append("reader")
+        a.recv(1)
+        loop.call_soon(events.append, "scheduled by the reader")
+
+    try:
+        b.send(b"x")
+        loop.add_reader(a, on_readable)
+        loop.call_later(0, events.append, "due timer")
+        loop.call_soon(events.append, "queued")
+        run_one_iteration(loop)
+        assert events == ["queued", "reader", "due timer"]
+        run_one_iteration(loop)
+        assert events[3:] == ["scheduled by the reader"]
+    finally:
+        a.close()
+        b.close()
+        loop.close()
+
+
+@pytest.mark.parametrize("kind", LOOP_KINDS)
+def test_a_reader_removed_or_replaced_earlier_in_the_iteration_is_not_called(
+    kind: str,
+) -> None:
+    loop = LOOP_KINDS[kind]()
+    pairs = [socket.socketpair() for _ in range(3)]
+    kept, removed, replaced = (a for a, _ in pairs)
+    events: list[str] = []
+
+    def reader(name: str, sock: socket.socket) -> Callable[[], None]:
+        def on_readable() -> None:
+            events.append(name)
+            sock.recv(1)
+
+        return on_readable
+
+    def remove_and_replace() -> None:
+        events.append("queued")
+        loop.remove_reader(removed)
+        loop.add_reader(replaced, reader("replacement", replaced))
+
+    try:
+        for _, b in pairs:
+            b.send(b"x")
+        loop.add_reader(kept, reader("kept", kept))
+        loop.add_reader(removed, reader("removed", removed))
+        loop.add_reader(replaced, reader("replaced", replaced))
+        loop.call_soon(remove_and_replace)
+        run_one_iteration(loop)
+        # All three were readable when the loop polled; the removed reader and both
+        # readers of the replaced socket sit this iteration out.
+        assert events == ["queued", "kept"]
+        run_one_iteration(loop)
+        assert events[2:] == ["replacement"]
+    finally:
+        for a, b in pairs:
+            loop.remove_reader(a)
+            a.close()
+            b.close()
         loop.close()
 
 

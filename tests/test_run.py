@@ -101,18 +101,27 @@ async def leftover(fw: Any, log: list[str], name: str) -> None:
         log.append(f"{name} finally")
 
 
+def start_leftover(fw: Any, log: list[str], name: str, keep: list[Any]) -> None:
+    """Start ``leftover`` as a task of the running loop and append the task to ``keep``.
+
+    asyncio holds only weak references to tasks: a leftover waiting on a future nobody
+    else holds is garbage from then on, and a collection before run() cancels it destroys
+    it pending ("Task was destroyed but it is pending"), so the oracle would pass or fail
+    by when the collector happened to run. The caller keeps ``keep`` past run(). (treadle's
+    loop holds its tasks itself: test_tasks.py checks that without such a list.)
+    """
+    keep.append(fw.get_running_loop().create_task(leftover(fw, log, name)))
+
+
 def test_run_cancels_leftover_tasks_and_runs_their_finally_blocks(fw: Any) -> None:
     log: list[str] = []
-    held: list[Any] = []
+    tasks: list[Any] = []
 
     async def main() -> str:
-        loop = fw.get_running_loop()
-        # Held: asyncio (the oracle) keeps tasks only weakly, and a cyclic GC pass
-        # before run() cancels them would destroy them ("Task was destroyed but it is
-        # pending"). treadle's loop holds every live task itself.
-        held.append(loop.create_task(leftover(fw, log, "a")))
-        held.append(loop.create_task(leftover(fw, log, "b")))
+        start_leftover(fw, log, "a", tasks)
+        start_leftover(fw, log, "b", tasks)
         await fw.sleep(0)
+        gc.collect()  # the moment that would destroy an unreferenced asyncio task
         return "main done"
 
     assert fw.run(main()) == "main done"
@@ -271,12 +280,12 @@ def test_run_keeps_a_custom_sigint_handler(fw: Any) -> None:
 
 def test_system_exit_from_main_propagates_past_leftover_tasks(fw: Any) -> None:
     log: list[str] = []
-    held: list[Any] = []
+    tasks: list[Any] = []
 
     async def main() -> None:
-        # Held, as above: a GC pass here destroyed asyncio's task in full compiled runs.
-        held.append(fw.get_running_loop().create_task(leftover(fw, log, "leftover")))
+        start_leftover(fw, log, "leftover", tasks)
         await fw.sleep(0)
+        gc.collect()  # the moment that would destroy an unreferenced asyncio task
         raise SystemExit(3)
 
     with pytest.raises(SystemExit) as info:
