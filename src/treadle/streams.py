@@ -24,6 +24,8 @@ I/O layer: imports ``sockets`` and the layers above.
 from __future__ import annotations
 
 import copy
+import errno
+import os
 import socket
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Protocol, Self
@@ -50,8 +52,21 @@ __all__ = [
 DEFAULT_LIMIT = 64 * 1024
 _HIGH_WATER = 64 * 1024
 _LOW_WATER = 16 * 1024
-# The most one recv() asks for.
+# The most one receive asks for.
 _MAX_RECV = 256 * 1024
+# A plain connection reads and writes the descriptor with os.read/os.write: they take
+# their arguments through the fast parser, socket.recv/send through the slow old one
+# (and a method lookup through socket.socket's class); the same system calls on a stream
+# socket. Measured: about 1,000 fewer instructions per echo round trip.
+_read = os.read
+_write = os.write
+
+
+def _closed_under_us() -> OSError:
+    # Someone closed the socket object the connection owns (a ``sock=`` argument kept, or
+    # get_extra_info("socket"), and closed): fail as recv/send on it would, and never
+    # touch the descriptor's number, which may name another file by now.
+    return OSError(errno.EBADF, "Bad file descriptor: the stream's socket was closed")
 
 
 def _wake(fut: Future[None] | Any | None) -> None:
@@ -183,7 +198,12 @@ class Connection:
         layer = self.layer
         self.readable = False
         try:
-            data = self.sock.recv(nbytes) if layer is None else layer.receive(nbytes)
+            if layer is not None:
+                data = layer.receive(nbytes)
+            elif self.sock._closed:  # type: ignore[attr-defined]
+                raise _closed_under_us()
+            else:
+                data = _read(self.fd, nbytes)
         except (BlockingIOError, InterruptedError):
             return None
         except OSError as exc:
@@ -311,7 +331,9 @@ class Connection:
             self.wbuf += data
             return
         try:
-            sent = self.sock.send(data)
+            if self.sock._closed:  # type: ignore[attr-defined]
+                raise _closed_under_us()
+            sent = _write(self.fd, data)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError as exc:
@@ -337,7 +359,9 @@ class Connection:
     def _on_writable(self) -> None:
         """The socket can take more: send from the buffer, wake drainers below low water."""
         try:
-            sent = self.sock.send(self.wbuf)
+            if self.sock._closed:  # type: ignore[attr-defined]
+                raise _closed_under_us()
+            sent = _write(self.fd, self.wbuf)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -654,7 +678,9 @@ class StreamWriter:
 
     def write(self, data: Buffer) -> None:
         """Send ``data`` (buffered if the socket can't take it all now). Follow with drain()."""
-        if not isinstance(data, bytes | bytearray | memoryview):
+        # A tuple, not ``bytes | bytearray | memoryview``: the union is built anew on
+        # every call (about 1,000 instructions per write in the compiled build).
+        if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(
                 f"write() needs bytes, bytearray or memoryview, got {type(data).__name__}"
             )
