@@ -15,6 +15,7 @@ import errno
 import os
 import random
 import socket
+import ssl
 import struct
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -385,6 +386,19 @@ async def test_a_socket_closed_under_the_stream_fails_and_touches_no_other_file(
             os.close(fd)
             other.close()
             other_peer.close()
+
+
+def test_an_ssl_socket_is_refused_with_what_to_pass_instead(fw: Any) -> None:
+    # Streams read and write the descriptor: an SSLSocket's would give them ciphertext.
+    async def main() -> None:
+        plain = socket.socket()
+        tls_socket = ssl.create_default_context().wrap_socket(
+            plain, server_hostname="example.test", do_handshake_on_connect=False
+        )
+        with tls_socket, pytest.raises(TypeError, match="SSLSocket"):
+            await fw.open_connection(sock=tls_socket)
+
+    fw.run_guarded(main())
 
 
 def test_write_needs_bytes(fw: Any) -> None:

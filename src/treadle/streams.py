@@ -13,10 +13,10 @@ Every byte is delivered in order or a clear error is raised. The hot path is sho
   and ``drain()`` blocks above the high-water mark until the buffer falls below the low.
 
 A ``Connection`` moves bytes through two hooks (tornado's ``read_from_fd`` and
-``write_to_fd``): receive and transmit. Plain, they are the socket's ``recv`` and the
-connection's own send queue; a ``StreamLayer`` (TLS, in ``tls.py``) supplies its own
-pair and takes part in closing. The functions that open connections, with TLS as an
-option, live in ``tls.py`` too: this module never imports it.
+``write_to_fd``): receive and transmit. Plain, they are ``os.read`` on the socket's
+descriptor and the connection's own send queue; a ``StreamLayer`` (TLS, in ``tls.py``)
+supplies its own pair and takes part in closing. The functions that open connections,
+with TLS as an option, live in ``tls.py`` too: this module never imports it.
 
 I/O layer: imports ``sockets`` and the layers above.
 """
@@ -27,6 +27,7 @@ import copy
 import errno
 import os
 import socket
+import ssl
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Final, Protocol, Self
 
@@ -794,6 +795,14 @@ def check_limit(limit: int) -> None:
 def connection_over(sock: socket.socket, limit: int = DEFAULT_LIMIT) -> Connection:
     """A connection over a connected socket, made non-blocking here (TCP_NODELAY for TCP)."""
     check_limit(limit)
+    if isinstance(sock, ssl.SSLSocket):
+        # The connection reads and writes the descriptor itself: through an SSLSocket's
+        # it would see ciphertext. TLS is a layer of the connection's own (asyncio
+        # refuses an SSLSocket too).
+        raise TypeError(
+            "the socket is an ssl.SSLSocket; pass the plain connected socket and "
+            "ssl=... to have treadle run TLS over it"
+        )
     sock.setblocking(False)
     if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
