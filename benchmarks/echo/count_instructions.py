@@ -73,16 +73,32 @@ def total_instructions(dump: Path) -> int:
     raise RuntimeError(f"no instruction total in {dump}")
 
 
-def count(python: str, server: list[str], size: int, nconns: int, rounds: int,
-          warmup: int, keep: Path | None) -> float:
+def count(
+    python: str,
+    server: list[str],
+    size: int,
+    nconns: int,
+    rounds: int,
+    warmup: int,
+    keep: Path | None,
+) -> float:
     """Instructions the server spends per round trip on this workload."""
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp, "callgrind.out")
         proc = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-             python, str(HERE / server[0]), str(port), *server[1:]],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                python,
+                str(HERE / server[0]),
+                str(port),
+                *server[1:],
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
             env={**os.environ, "PYTHONHASHSEED": "0"},
         )
         try:
@@ -121,13 +137,23 @@ def count(python: str, server: list[str], size: int, nconns: int, rounds: int,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", default=sys.executable, help="the Python that runs the server")
-    parser.add_argument("--workloads", default="1k_x10,1k_x100,64k_x10",
-                        help=f"comma-separated, of {', '.join(WORKLOADS)}")
-    parser.add_argument("--round-trips", type=int, default=2000,
-                        help="round trips counted per workload (rounded to whole rounds)")
+    parser.add_argument(
+        "--workloads",
+        default="1k_x10,1k_x100,64k_x10",
+        help=f"comma-separated, of {', '.join(WORKLOADS)}",
+    )
+    parser.add_argument(
+        "--round-trips",
+        type=int,
+        default=2000,
+        help="round trips counted per workload (rounded to whole rounds)",
+    )
     parser.add_argument("--warmup", type=int, default=20, help="rounds before counting starts")
-    parser.add_argument("--keep", metavar="PREFIX",
-                        help="keep each workload's dump as PREFIX.WORKLOAD, for callgrind_annotate")
+    parser.add_argument(
+        "--keep",
+        metavar="PREFIX",
+        help="keep each workload's dump as PREFIX.WORKLOAD, for callgrind_annotate",
+    )
     parser.add_argument("server", nargs=argparse.REMAINDER, help="server script and its flags")
     args = parser.parse_args()
     if not args.server:
