@@ -318,7 +318,10 @@ def test_a_worker_joining_another_crawl_under_the_same_id_is_refused(
             ["--frontier", "redis://127.0.0.1:1/0", "--crawl-id", "x", "--state", "s.db"],
             "--state is not supported with it",
         ),
-        (["--processes", "2", "--warc", "a.warc.gz"], "--warc is not supported with --processes"),
+        (
+            ["--processes", "2", "--timeline", "t.html"],
+            "--timeline is not supported with --processes",
+        ),
     ],
 )
 def test_combinations_that_cannot_work_are_refused_clearly(extra: list[str], message: str) -> None:
@@ -487,13 +490,50 @@ def test_two_processes_one_killed_record_each_url_once_and_politely(
     assert f"pages            {len(urls)}" in stdout
 
 
+WARCIO = [sys.executable, "-c", "import sys; from warcio.cli import main; sys.exit(main())"]
+
+
+def archived_responses(path: Path) -> collections.Counter[str]:
+    """The target URIs of a WARC file's response records, after ``warcio check`` passed."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    checked = subprocess.run([*WARCIO, "check", str(path)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    targets: collections.Counter[str] = collections.Counter()
+    with path.open("rb") as stream:
+        for record in ArchiveIterator(stream):
+            if record.rec_type == "response":
+                targets[record.rec_headers.get_header("WARC-Target-URI")] += 1
+    return targets
+
+
+def test_two_processes_one_killed_archive_each_recorded_url_once(
+    site: Site, tmp_path: Path
+) -> None:
+    """Each worker archives in a segment of its own; the parent copies a URL's records
+    into the archive when it is acknowledged: the killed worker's unacknowledged
+    records stay out, and the URLs it was fetching are archived once, by the other."""
+    pytest.importorskip("warcio")
+    warc = tmp_path / "crawl.warc.gz"
+    parent = start([*processes_command(site.url(), tmp_path), "--warc", str(warc)])
+    with reaped(parent):
+        assert wait_for_urls(parent, 10) == 10
+        children = psutil.Process(parent.pid).children()
+        children[0].kill()
+        finish(parent)
+    urls = json_urls(tmp_path / "crawl.jsonl")
+    assert set(urls) == expected_urls(site)
+    assert archived_responses(warc) == collections.Counter(set(urls))
+
+
 @pytest.mark.parametrize(
     ("sent", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"]
 )
 def test_a_signal_stops_every_process_prints_the_report_and_the_crawl_resumes(
     site: Site, tmp_path: Path, sent: signal.Signals, status: int
 ) -> None:
-    command = processes_command(site.url(), tmp_path)
+    pytest.importorskip("warcio")
+    command = [*processes_command(site.url(), tmp_path), "--warc", str(tmp_path / "c.warc.gz")]
     parent = start(command)
     with reaped(parent):
         assert wait_for_urls(parent, 10) == 10
@@ -511,6 +551,7 @@ def test_a_signal_stops_every_process_prints_the_report_and_the_crawl_resumes(
     urls = json_urls(tmp_path / "crawl.jsonl")
     assert urls.most_common(1)[0][1] == 1
     assert set(urls) == expected_urls(site)
+    assert archived_responses(tmp_path / "c.warc.gz") == collections.Counter(set(urls))
 
 
 def test_a_back_off_one_worker_hears_holds_back_every_worker(redis_url: str) -> None:
@@ -579,11 +620,13 @@ def test_a_worker_stopped_mid_crawl_ends_at_once_and_gives_its_urls_back(redis_u
 
 def test_worker_processes_slot_tokens_are_their_own(tmp_path: Path) -> None:
     """Each worker numbers its host slots from 0: the parent keeps them apart, so one
-    worker's slot 0 is not taken for another's (which let two requests through at once)."""
+    worker's slot 0 is not taken for another's (which let two requests through at once):
+    the second worker's acquire waits until the first gives its slot back."""
     from treadle.crawl.frontier import MemoryFrontier
     from treadle.crawl.processes import FrontierService, ProcessFrontier
+    from treadle.testing import wait_all_tasks_blocked
 
-    async def main() -> tuple[float, float, float]:
+    async def main() -> tuple[float, bool, float]:
         service = FrontierService(MemoryFrontier(), str(tmp_path / "s"), lambda records: None)
         await service.start()
         first, second = ProcessFrontier(service.path), ProcessFrontier(service.path)
@@ -591,14 +634,16 @@ def test_worker_processes_slot_tokens_are_their_own(tmp_path: Path) -> None:
             await first.join(["http://example.com/"], [])
             await second.join(["http://example.com/"], [])
             taken = await first.acquire_host("h", 1, 0.0, "0")
-            refused = await second.acquire_host("h", 1, 0.0, "0")
+            refused = treadle.create_task(second.acquire_host("h", 1, 0.0, "0"))
+            await wait_all_tasks_blocked()
+            waited = not refused.done()
             await first.release_host("h", "0")
-            return taken, refused, await second.acquire_host("h", 1, 0.0, "0")
+            return taken, waited, await refused
         finally:
             await first.close()
             await second.close()
             await service.close()
 
-    taken, refused, later = treadle.run(main())
+    taken, waited, later = treadle.run(main())
     assert (taken, later) == (0.0, 0.0)
-    assert refused > 0, "the host's one slot was given twice"
+    assert waited, "the host's one slot was given twice"

@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     status = EXIT_INTERRUPTED
     try:
         if args.processes is not None:
-            status = _run_processes(args, json_file, state)
+            status = _run_processes(args, json_file, state, warc)
         else:
             status = _run_crawl(args, json_file, state, warc)
     finally:
@@ -550,11 +550,9 @@ def _check_shared_options(parser: _OneLineParser, args: argparse.Namespace) -> N
             if getattr(args, option) is not None:
                 parser.error(f"--{option.replace('_', '-')} names a worker of a shared"
                              " crawl: give --frontier redis://HOST:PORT/DB too")
-        if args.processes is not None:
-            for option, given in (("--warc", args.warc), ("--timeline", args.timeline)):
-                if given is not None:
-                    parser.error(f"{option} is not supported with --processes yet:"
-                                 f" crawl in one process to use {option}")
+        if args.processes is not None and args.timeline is not None:
+            parser.error("--timeline is not supported with --processes yet:"
+                         " crawl in one process to use --timeline")
         return
     if args.crawl_id is None:
         parser.error("--frontier needs --crawl-id NAME: the name of the crawl the workers share")
@@ -655,13 +653,23 @@ def _new_crawler(
 
 def _run_worker(args: argparse.Namespace) -> int:
     """A worker process of --processes: crawl through the parent's frontier, say nothing."""
-    frontier = ProcessFrontier(args.worker_of)
+    # Spare URLs: enough for the tasks' next requests to a host, twice over.
+    frontier = ProcessFrontier(
+        args.worker_of, spare=2 * min(args.max_tasks, args.max_per_host), segment=args.warc
+    )
+    # Its WARC segment: the parent copies each URL's records into the crawl's archive.
+    warc = None
+    if args.warc is not None:
+        info = {"software": f"treadle {treadle.__version__}", "treadle-segment": "yes"}
+        warc = WarcArchive(args.warc, info=info)
 
     async def work() -> None:
         try:
-            await _new_crawler(args, args.roots, None, frontier=frontier).crawl()
+            await _new_crawler(args, args.roots, None, frontier=frontier, warc=warc).crawl()
         finally:
             await frontier.close()
+            if warc is not None:
+                warc.close()
 
     try:
         with _TerminateAsInterrupt() as terminate:
@@ -706,7 +714,10 @@ def _worker_args(args: argparse.Namespace, roots: list[str]) -> list[str]:
 
 
 def _run_processes(
-    args: argparse.Namespace, json_file: IO[str] | None, state: CrawlState | None
+    args: argparse.Namespace,
+    json_file: IO[str] | None,
+    state: CrawlState | None,
+    warc: WarcArchive | None,
 ) -> int:
     """--processes N: serve the frontier to N worker processes; write --json and the report."""
     progress = _Progress(quiet=True, verbose=args.verbose)
@@ -719,13 +730,13 @@ def _run_processes(
     workers: WorkerProcesses | None = None
 
     def on_records(records: list[Record]) -> None:
+        if json_file is not None and not output_error:
+            try:
+                json_file.write("".join(record.to_json() + "\n" for record in records))
+                json_file.flush()
+            except OSError as exc:
+                output_error.append(exc)
         for record in records:
-            if json_file is not None and not output_error:
-                try:
-                    json_file.write(record.to_json() + "\n")
-                    json_file.flush()
-                except OSError as exc:
-                    output_error.append(exc)
             progress.record(record)
 
     async def run() -> None:
@@ -739,9 +750,11 @@ def _run_processes(
             roots = [site_server.origin + "/"]
             print(f"treadle: serving a demo site of {args.pages} pages at {site_server.origin}",
                   file=sys.stderr)
-        workers = WorkerProcesses(args.processes, _worker_args(args, roots))
+        workers = WorkerProcesses(
+            args.processes, _worker_args(args, roots), warc_segments=warc is not None
+        )
         service = FrontierService(
-            frontier, workers.socket_path, on_records, max_pages=args.max_pages
+            frontier, workers.socket_path, on_records, max_pages=args.max_pages, warc=warc
         )
         ended = None
         try:

@@ -140,6 +140,8 @@ class _Job:
     # acknowledged together with its outcome.
     found: list[SavedJob] = field(default_factory=list)
     found_too_deep: list[str] = field(default_factory=list)
+    # With a shared frontier and --warc: where the archive holds its records.
+    archived: tuple[int, int] | None = None
 
 
 class _FetchFailed(Exception):
@@ -230,10 +232,10 @@ class Crawler:
             ("max_retry_wait", max_retry_wait),
         ):
             check_delay(seconds, name)
-        if frontier is not None and (state is not None or warc is not None):
+        if frontier is not None and state is not None:
             raise ValueError(
                 "a shared frontier keeps the crawl's state itself: it cannot be combined"
-                " with a state file or a WARC archive"
+                " with a state file"
             )
         # Checked (and a missing selectolax named) here, not at the first page.
         extract_links("", roots[0], parser=parser)
@@ -596,7 +598,7 @@ class Crawler:
         (briefly): had the ack committed and the record not been handed on, the URL
         would be done in the frontier and missing from this worker's ``--json``.
         """
-        settled = Settlement(outcome, record, job.found, job.found_too_deep)
+        settled = Settlement(outcome, record, job.found, job.found_too_deep, job.archived)
         ack = create_task(frontier.ack(claim, settled))
         try:
             await shield(ack)
@@ -680,8 +682,11 @@ class Crawler:
             metadata = {"hopsFromSeed": str(job.depth)}
             if job.referrer is not None:
                 metadata["via"] = job.referrer
+            start = self._warc.flush() if self._shared is not None else 0
             for exchange in job.exchanges:
                 self._warc.archive(exchange, metadata)
+            if self._shared is not None:
+                job.archived = (start, self._warc.flush())
         return (SITEMAP if job.is_sitemap else FETCHED), record
 
     def _finish(self, record: Record) -> None:

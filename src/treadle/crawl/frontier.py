@@ -77,6 +77,9 @@ class Settlement:
     """The in-scope links it found, for the frontier unless seen."""
     too_deep: list[str]
     """The links it found past ``--max-depth``."""
+    archived: tuple[int, int] | None = None
+    """Where the worker's WARC segment holds this URL's records (``start, end``), if it
+    keeps one (``--processes N --warc``: the parent copies them into the archive)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -265,29 +268,36 @@ class MemoryFrontier:
             new += 1
         return new
 
-    def claim(self, owner: str) -> tuple[str, SavedJob] | Literal["wait", "done"]:
-        """As ``SharedFrontier.claim``: ``(token, job)``, or ``WAIT``/``DONE``."""
-        if not self._queue:
-            return WAIT if self._leases else DONE
-        job = self._queue.popleft()
-        token = f"{owner}:{next(self._tokens)}"
-        self._leases[token] = (owner, job)
-        return token, job
+    def claim(
+        self, owner: str, count: int = 1
+    ) -> tuple[list[tuple[str, SavedJob]], Literal["wait", "done"]]:
+        """Up to ``count`` URLs on leases held by ``owner``, as ``(token, job)`` pairs, and
+        what a claimer left without one hears: ``WAIT`` (leases are out, whose pages may
+        add URLs) or ``DONE`` (the crawl is over)."""
+        queue = self._queue
+        leases = []
+        for _ in range(min(count, len(queue))):
+            job = queue.popleft()
+            token = f"{owner}:{next(self._tokens)}"
+            self._leases[token] = (owner, job)
+            leases.append((token, job))
+        return leases, WAIT if self._leases else DONE
 
     def ack(
         self,
         owner: str,
         token: str,
         outcome: Outcome,
-        record_json: str | None,
+        record: Record | None,
         found: list[SavedJob],
         too_deep: list[str],
-    ) -> str | None:
-        """As ``SharedFrontier.ack``: the record as committed (JSON; "" for a disallowed
-        URL), or None if ``owner`` does not hold the lease ``token``."""
+    ) -> bool:
+        """As ``SharedFrontier.ack``, ``record.num_new_urls`` set here (``record`` is None
+        for a URL robots.txt disallowed). False, and nothing done, if ``owner`` does not
+        hold the lease ``token``."""
         lease = self._leases.get(token)
         if lease is None or lease[0] != owner:
-            return None
+            return False
         del self._leases[token]
         _, job = lease
         new = self._add(found)
@@ -296,27 +306,29 @@ class MemoryFrontier:
                 self.too_deep[url] = None
                 if self._state is not None:
                     self._state.too_deep(url, 0)
-        if outcome == DISALLOWED or record_json is None:
+        if outcome == DISALLOWED or record is None:
             self.disallowed.append(job.url)
             if self._state is not None:
                 self._state.disallowed(job.url)
-            return ""
-        committed = fill_placeholder(record_json, new)
-        record = Record.from_json(committed)
+            return True
+        record.num_new_urls = new
         if outcome == SITEMAP:
             self.sitemaps.append(record)
             if self._state is not None:
                 self._state.fetched(record, is_sitemap=True)
-            return committed
-        if self._state is not None:
+        elif self._state is not None:
             self._state.fetched(record)  # handed back by the commit that saves it
         else:
             self._unsaved_records.append(record)
-        return committed
+        return True
 
-    def commit(self) -> list[Record]:
-        """Save what changed (with a state); the page records now durable, to hand on."""
+    def commit(self, warc_length: int | None = None) -> list[Record]:
+        """Save what changed (with a state); the page records now durable, to hand on.
+        ``warc_length``: how long the WARC archive is with the records of every URL
+        this commit marks done (a resumed crawl cuts the archive back to it)."""
         if self._state is not None:
+            if warc_length is not None and self._state.pending:
+                self._state.note_warc_length(warc_length)
             records = self._state.commit()
         else:
             records, self._unsaved_records = self._unsaved_records, []
@@ -361,6 +373,11 @@ class MemoryFrontier:
         ledger.slots[token] = owner
         ledger.next_start = now + spacing
         return 0.0
+
+    def host_slots(self, key: str) -> collections.Counter[str]:
+        """How many slots of host ``key`` each owner holds."""
+        ledger = self._hosts.get(key)
+        return collections.Counter(ledger.slots.values() if ledger is not None else ())
 
     def release_host(self, key: str, token: str) -> None:
         """As ``SharedFrontier.release_host``."""

@@ -145,6 +145,10 @@ class WarcArchive:
             writer.write_record(record)
         self.exchanges += 1
 
+    def append(self, records: bytes) -> None:
+        """Append whole records (gzip members) another ``WarcArchive`` wrote, as they are."""
+        self._file.write(records)
+
     def flush(self) -> int:
         """Push what was written to the operating system; the file's length."""
         self._file.flush()
