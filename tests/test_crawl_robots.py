@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.robotparser import RobotFileParser
+
 import pytest
 
 from treadle.crawl.robots import RobotsPolicy, robots_url
@@ -110,3 +112,25 @@ def test_repr() -> None:
     assert repr(RobotsPolicy.allow_all("t")) == "<RobotsPolicy allow all for 't'>"
     assert repr(RobotsPolicy.disallow_all("t")) == "<RobotsPolicy disallow all for 't'>"
     assert repr(RobotsPolicy.from_text("", "t")) == "<RobotsPolicy rules for 't'>"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "# only a comment\n",
+        "Sitemap: http://example.com/s.xml\n",
+        "Crawl-delay: 3\n",  # no User-agent: no group
+        "User-agent: other\nDisallow: /\n",
+        "User-agent: *\nDisallow: /private\n",
+        "Disallow: /\nUser-agent: treadle\nDisallow: /p\n",
+    ],
+)
+@pytest.mark.parametrize(
+    "url", ["http://example.com/", "http://example.com/private/x?q=%2F", "http://example.com/p"]
+)
+def test_answers_are_the_standard_librarys(text: str, url: str) -> None:
+    # A policy without any group answers without asking RobotFileParser: the same answer.
+    oracle = RobotFileParser()
+    oracle.parse(text.splitlines())
+    assert RobotsPolicy.from_text(text, "treadle").allowed(url) == oracle.can_fetch("treadle", url)

@@ -85,25 +85,37 @@ def no_fd_leak() -> Iterator[None]:
 
 
 @pytest.mark.parametrize("parser", ["lexbor", "stdlib"])
-async def test_a_big_page_is_parsed_in_a_thread_a_small_one_on_the_loop(
+async def test_big_pages_are_parsed_in_one_thread_small_ones_on_the_loop(
     parser: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     filler = "<p>" + "words " * 40_000 + "</p>"  # 240 KB: over both parsers' thresholds
-    routes = {"/": page("/big", "/small"), "/big": page("/from-big", extra=filler)}
+    big = ["/big1", "/big2", "/big3", "/big4"]
+    routes = {"/": page(*big, "/small")}
+    for path in big:
+        routes[path] = page("/from-big", extra=filler)
     routes["/small"] = routes["/from-big"] = page()
-    threads: dict[str, bool] = {}
+    threads: dict[str, threading.Thread] = {}
     read_page = Crawler._read_page
 
     def spy(self: Crawler, body: bytes, content_type: str | None, url: str) -> object:
-        threads[url.rsplit("/", 1)[1]] = threading.current_thread() is threading.main_thread()
+        threads[url.rsplit("/", 1)[1]] = threading.current_thread()
         return read_page(self, body, content_type, url)
 
     monkeypatch.setattr(Crawler, "_read_page", spy)
     async with Site(routes) as site:
         _, records = await crawl(site.url(), parser=parser)
     assert set(records) == {site.url(path) for path in routes}
-    assert records[site.url("/big")].num_urls == 1
-    assert threads == {"": True, "big": False, "small": True, "from-big": True}
+    assert records[site.url("/big1")].num_urls == 1
+    main = threading.main_thread()
+    assert [threads[name] is main for name in ("", "small", "from-big")] == [True] * 3
+    # One parsing thread for the crawl, not a pool (each thread costs a malloc arena),
+    # and it ends with the crawl.
+    parsing = {threads[path[1:]] for path in big}
+    assert len(parsing) == 1
+    (thread,) = parsing
+    assert thread is not main and thread.name.startswith("treadle-parse")
+    thread.join(timeout=10)
+    assert not thread.is_alive()
 
 
 def test_an_unknown_parser_is_refused_when_the_crawler_is_made() -> None:

@@ -39,6 +39,7 @@ from treadle.http import (
     DEFAULT_USER_AGENT,
     Client,
     ConnectError,
+    Headers,
     InvalidURL,
     ProtocolError,
     ReadTimeout,
@@ -647,3 +648,15 @@ async def test_raw_deflate_with_a_one_byte_first_chunk() -> None:
     async with Site(routes) as site, Client() as client:
         r = await client.get(site.url())
     assert r.content == BODY
+
+
+def test_headers_are_looked_up_case_insensitively_first_value_first() -> None:
+    headers = Headers([("Set-Cookie", "a=1"), ("content-type", "text/html"), ("SET-COOKIE", "b=2")])
+    assert headers.get("set-cookie") == "a=1"
+    assert headers["Content-Type"] == headers.get("CONTENT-TYPE") == "text/html"
+    assert headers.get("Location") is None
+    assert headers.get("location", "-") == "-"
+    assert "SET-cookie" in headers and "etag" not in headers
+    assert headers.get_all("Set-Cookie") == ["a=1", "b=2"]
+    with pytest.raises(KeyError):
+        headers["etag"]

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import aiohttp
 from yarl import URL
 
-from treadle.crawl.links import PARSERS, decode_html, default_parser, extract_links
+from treadle.crawl.links import PARSERS, LinkResolver, default_parser, read_html
 from treadle.crawl.records import Record
 from treadle.crawl.report import format_report
 from treadle.crawl.robots import RobotsPolicy, robots_url
@@ -63,6 +63,8 @@ class Crawler:
     ) -> None:
         self.roots = [normalize_url(root) for root in roots]
         self.scope = Scope(self.roots, strict=strict, exclude=exclude)
+        # The page reading treadle's crawler does: one parse, hrefs resolved once per folder.
+        self.links = LinkResolver(keep=self.scope.allows, keep_host=self.scope.allows_host)
         self.max_tasks = max_tasks
         self.max_redirect = max_redirect
         self.max_tries = max_tries
@@ -174,11 +176,10 @@ class Crawler:
         mime = (record.content_type or "").partition(";")[0].strip().lower()
         if record.status != 200 or mime != "text/html":
             return
-        text, record.encoding = decode_html(body, record.content_type, parser=self.parser)
-        for link in extract_links(text, record.url, parser=self.parser):
-            if self.scope.allows(link):
-                record.num_urls += 1
-                record.num_new_urls += self._add(link, self.max_redirect)
+        record.encoding, page = read_html(body, record.content_type, parser=self.parser)
+        for link in self.links.resolve(page, record.url):
+            record.num_urls += 1
+            record.num_new_urls += self._add(link, self.max_redirect)
 
 
 def peak_rss_bytes() -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, Literal
@@ -36,7 +37,14 @@ from treadle.crawl.frontier import (
     Settlement,
     SharedFrontier,
 )
-from treadle.crawl.links import LEXBOR, STDLIB, decode_html, default_parser, extract_links
+from treadle.crawl.links import (
+    LEXBOR,
+    STDLIB,
+    LinkResolver,
+    default_parser,
+    extract_links,
+    read_html,
+)
 from treadle.crawl.politeness import HostGate
 from treadle.crawl.records import Record
 from treadle.crawl.report import CrawlReport, HostActivity, ProgressSnapshot
@@ -64,7 +72,6 @@ from treadle.http import Client, Response
 from treadle.loop import create_task, get_running_loop
 from treadle.queues import Queue
 from treadle.sleeping import check_delay, sleep
-from treadle.threads import to_thread
 from treadle.timeouts import timeout
 
 __all__ = [
@@ -99,11 +106,13 @@ _DEFAULT_SITEMAP_PATH = "/sitemap.xml"
 _ROBOTS_MAX_SIZE = 500 * 1024
 # Connecting takes one round trip; a host that has not answered in 10 s is not there.
 _MAX_CONNECT_TIMEOUT = 10.0
-# A page at least this big is parsed in a worker thread, so that the loop keeps serving
-# the other fetches: lexbor parses without the GIL, and the Python around it (and all of
-# html.parser) gives the GIL up every switch interval (5 ms). Below it, a page costs
-# about 1 ms (lexbor at ~90 MB/s plus its links' normalisation) or 8 ms (html.parser
-# at ~8 MB/s) on the loop, less than a thread hand-off is worth (docs/crawling.md).
+# A page at least this big is parsed in the crawl's parsing thread, so that the loop
+# keeps serving the other fetches: lexbor parses without the GIL, and the Python around
+# it (and all of html.parser) gives the GIL up every switch interval (5 ms). Below it, a
+# page costs about 1 ms (lexbor at ~90 MB/s plus its links' normalisation) or 8 ms
+# (html.parser at ~8 MB/s) on the loop, less than a thread hand-off is worth
+# (docs/crawling.md). One thread, not a pool: glibc gives each thread that allocates its
+# own malloc arena, and a pool's threads held ~30 MiB more than one thread does.
 _PARSE_IN_THREAD_BYTES = {LEXBOR: 128 * 1024, STDLIB: 32 * 1024}
 # How often the state file (--state) is committed, and after how many changes at most:
 # a crash loses at most this much work, and a commit costs ~0.1 ms, not per record.
@@ -244,6 +253,8 @@ class Crawler:
             raise ValueError(f"user_agent must be one non-empty line, got {user_agent!r}")
         self.roots = [normalize_url(root) for root in roots]
         self.scope = Scope(self.roots, strict=strict, include=include, exclude=exclude)
+        # Resolves the pages' hrefs to in-scope links, remembering them across pages.
+        self._links = LinkResolver(keep=self.scope.allows, keep_host=self.scope.allows_host)
         self.max_redirect = max_redirect
         self.max_tries = max_tries
         self.max_tasks = max_tasks
@@ -308,6 +319,8 @@ class Crawler:
         self._robots_fetching: dict[str, str] = {}
         self._frontier: Queue[_Job] | None = None
         self._client: Client | None = None
+        # Parses the big pages, started at the first (see _PARSE_IN_THREAD_BYTES).
+        self._parse_thread: ThreadPoolExecutor | None = None
         # Set when the crawl can't go on (on_record raised): crawl() raises it.
         self._failed: Future[None] | None = None
 
@@ -418,6 +431,10 @@ class Crawler:
                     task.cancel()
                 await gather(*workers, finished, helper, return_exceptions=True)
                 self._client = None
+                if self._parse_thread is not None:
+                    # Its page, if any, is the page of a worker cancelled above.
+                    self._parse_thread.shutdown(wait=False, cancel_futures=True)
+                    self._parse_thread = None
                 self._ended = loop.time()
                 self._save_state()
                 await self._release_leases()
@@ -800,8 +817,13 @@ class Crawler:
         try:
             async with (
                 deadline,
+                # The deadline bounds the whole fetch: the client needs none of its own.
                 self._client.stream(
-                    "GET", job.url, max_body_size=body_limit, retry_stale=retry_stale
+                    "GET",
+                    job.url,
+                    max_body_size=body_limit,
+                    retry_stale=retry_stale,
+                    timeout=None,
                 ) as response,
             ):
                 record.tries += response.requests_sent - 1
@@ -825,7 +847,7 @@ class Crawler:
             raise _FetchFailed() from exc
 
     async def _take_response(self, job: _Job, record: Record, response: Response) -> None:
-        arrived = datetime.now(UTC)
+        arrived = datetime.now(UTC) if self._warc is not None else None  # for the archive
         length = _content_length(response)
         media_type = (record.content_type or "").split(";", 1)[0].strip().lower()
         if response.status in _REDIRECTS or response.status != 200 or not (
@@ -857,29 +879,33 @@ class Crawler:
             self._take_sitemap(job, record, body)
             return
         if len(body) >= _PARSE_IN_THREAD_BYTES[self.parser]:
-            record.encoding, links = await to_thread(
-                self._read_page, body, record.content_type, job.url
+            if self._parse_thread is None:
+                self._parse_thread = ThreadPoolExecutor(1, thread_name_prefix="treadle-parse")
+            record.encoding, links = await get_running_loop().run_in_executor(
+                self._parse_thread, self._read_page, body, record.content_type, job.url
             )
         else:
             record.encoding, links = self._read_page(body, record.content_type, job.url)
         record.num_urls = len(links)
-        record.num_new_urls = sum(
-            self._add(
-                link,
-                depth=job.depth + 1,
-                referrer=job.url,
-                redirects_left=self.max_redirect,
-                found_by=job,
-            )
-            for link in links
-        )
+        new_urls = 0
+        for link in links:
+            if link not in self.seen:  # the most common answer, found without a call
+                new_urls += self._add(
+                    link,
+                    depth=job.depth + 1,
+                    referrer=job.url,
+                    redirects_left=self.max_redirect,
+                    found_by=job,
+                )
+        record.num_new_urls = new_urls
 
     def _keep_exchange(
-        self, job: _Job, response: Response, arrived: datetime, chunks: list[bytes] | None
+        self, job: _Job, response: Response, arrived: datetime | None, chunks: list[bytes] | None
     ) -> None:
         """Keep the exchange for the archive (``chunks`` None: the body was not read)."""
         if self._warc is None:
             return
+        assert arrived is not None
         job.exchanges.append(
             Exchange(
                 url=job.url,
@@ -898,9 +924,8 @@ class Crawler:
         self, body: bytes, content_type: str | None, url: str
     ) -> tuple[str, list[str]]:
         """The encoding of an HTML page and its in-scope links (pure: any thread may run it)."""
-        text, encoding = decode_html(body, content_type, parser=self.parser)
-        links = extract_links(text, url, parser=self.parser)
-        return encoding, [link for link in links if self.scope.allows(link)]
+        encoding, page = read_html(body, content_type, parser=self.parser)
+        return encoding, self._links.resolve(page, url)
 
     def _take_sitemap(self, job: _Job, record: Record, body: bytes) -> None:
         """Queue what the sitemap in ``body`` lists: pages in scope, or (an index) sitemaps."""

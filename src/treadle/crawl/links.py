@@ -1,4 +1,4 @@
-"""Finding the links in an HTML page, and decoding the page's bytes to text first.
+"""Finding the links in an HTML page (decoding its bytes first) and resolving them.
 
 Two tokenizers find the hrefs, with one contract (docs/crawling.md): lexbor, an HTML5
 parser in C reached through ``selectolax`` (the ``crawl`` extra), about ten times the
@@ -25,6 +25,7 @@ __all__ = [
     "META_SCAN_BYTES",
     "PARSERS",
     "STDLIB",
+    "LinkResolver",
     "PageLinks",
     "charset_from_content_type",
     "charset_from_meta",
@@ -32,6 +33,7 @@ __all__ = [
     "default_parser",
     "extract_links",
     "find_links",
+    "read_html",
 ]
 
 META_SCAN_BYTES = 4096
@@ -153,14 +155,26 @@ def _stdlib_links(html: str) -> PageLinks:
     return PageLinks(parser.hrefs, parser.base)
 
 
-def _lexbor_links(html: str) -> PageLinks:
-    tree = _lexbor()(html)
-    # Matches come in document order. The tree builder may clone an unclosed <a> into
-    # the blocks after it (HTML's "reconstruct the active formatting elements"): a
-    # repeat of an href seen before, which extract_links drops anyway.
-    hrefs = [node.attrs.get("href") or "" for node in tree.css("a[href], area[href]")]
-    base = tree.css_first("base[href]")
-    return PageLinks(hrefs, None if base is None else base.attrs.get("href") or "")
+def _lexbor_links(html: str | bytes) -> PageLinks:
+    """The links of a page as text, or as bytes in UTF-8."""
+    return _links_of_tree(_lexbor()(html))
+
+
+def _links_of_tree(tree: Any) -> PageLinks:
+    # One walk of the tree finds the links and the <base> (a second selector would walk
+    # it again). Matches come in document order. The tree builder may clone an unclosed
+    # <a> into the blocks after it (HTML's "reconstruct the active formatting
+    # elements"): a repeat of an href seen before, which extract_links drops anyway.
+    # Every match has an href, so it is read with [] (cheaper than .get); a bare one
+    # reads as None.
+    hrefs = []
+    base = None
+    for node in tree.css("a[href], area[href], base[href]"):
+        if node.tag != "base":
+            hrefs.append(node.attrs["href"] or "")
+        elif base is None:
+            base = node.attrs["href"] or ""
+    return PageLinks(hrefs, base)
 
 
 def find_links(html: str, parser: str | None = None) -> PageLinks:
@@ -186,41 +200,114 @@ def extract_links(html: str, page_url: str, *, parser: str | None = None) -> lis
     has already.
     ``parser`` chooses the tokenizer (``find_links``); both give the same links.
     """
-    page = find_links(html, parser)
-    base = page_url
-    if page.base is not None:
-        try:
-            candidate = normalize_url(page.base, page_url)
-        except ValueError:
-            candidate = ""
-        if is_http_url(candidate):
-            base = candidate
-    # Most hrefs on a real page are repeats (navigation), differ only in their fragment
-    # (an index's entries), or are fragments of the page itself. A URL's fragment starts
-    # at its first "#" and the crawl drops it, so it is cut first: each distinct rest is
-    # normalised once, and an empty one (the page itself) not at all.
-    skip_self_links = base == page_url
-    distinct = dict.fromkeys(href.strip(_ASCII_WHITESPACE).partition("#")[0] for href in page.hrefs)
-    base_directory = _directory_of(base)
-    links: dict[str, None] = {}  # an insertion-ordered set
-    for href in distinct:
-        if skip_self_links and not href:
-            continue
-        if base_directory is not None and _resolves_by_directory(href):
-            url = _resolve_cached(href, base_directory)
-        else:
-            url = _resolve(href, base)
-        if url is not None:
-            links.setdefault(url)
-    return list(links)
+    return _SHARED_RESOLVER.resolve(find_links(html, parser), page_url)
 
 
-# Resolving and normalising an href costs tens of microseconds (urljoin, urlsplit,
-# quoting), and most hrefs of a site recur on many of its pages (navigation, indexes),
-# resolved against pages of the same folder: the crawl of ~5,000 manual pages resolves
-# ~110,000 hrefs to ~10,000 distinct URLs. So resolutions are memoised, keyed by the
-# href and the base URL's folder when those decide the result (a few MB at most).
-_RESOLVE_CACHE_SIZE = 1 << 14
+class LinkResolver:
+    """Resolves the hrefs of many pages to links, as ``extract_links`` does, and
+    remembers each answer for the next page of the same folder.
+
+    Most hrefs of a site recur on many of its pages (navigation, indexes), resolved
+    against pages of the same folder: a crawl of ~5,000 manual pages meets ~500,000
+    hrefs, ~42,000 distinct per folder. Resolving one costs ~10 microseconds
+    (urljoin, urlsplit, quoting), a remembered one a dict look-up. ``keep`` (say a
+    crawl's scope) is asked once per URL resolved and remembered with it: a link it
+    refuses is left out. ``keep_host``, if given, must refuse every URL whose host
+    ``keep`` would refuse, and must decide an absolute href as it decides its
+    normalised URL (``Scope.allows_host`` does): asked first, it spares normalising the
+    links to other sites. What is remembered is bounded: all of it is forgotten when it
+    holds ``_MEMO_SIZE`` hrefs. Safe to share between the loop and a parsing thread
+    (the memo changes only by single dict operations).
+    """
+
+    def __init__(
+        self,
+        keep: Callable[[str], bool] | None = None,
+        keep_host: Callable[[str], bool] | None = None,
+    ) -> None:
+        self._keep = keep
+        self._keep_host = keep_host
+        # base folder -> href (stripped, fragment cut) -> its link, None (not a link,
+        # or refused by keep), or _BY_PAGE (its resolution reads the whole base URL).
+        self._memo: dict[str, dict[str, str | None]] = {}
+        # An absolute href ("http://..." or "https://...") -> its link or None, whatever
+        # the folder: the same one on pages of many folders is resolved once.
+        self._absolute: dict[str, str | None] = {}
+        self._memo_size = 0  # hrefs in _memo and _absolute (approximate with threads)
+
+    def resolve(self, page: PageLinks, page_url: str) -> list[str]:
+        """The links of ``page``, found at ``page_url``: see ``extract_links``."""
+        base = page_url
+        if page.base is not None:
+            try:
+                candidate = normalize_url(page.base, page_url)
+            except ValueError:
+                candidate = ""
+            if is_http_url(candidate):
+                base = candidate
+        skip_self_links = base == page_url
+        directory = _directory_of(base)
+        memo: dict[str, str | None] = {}
+        if directory is not None:
+            memo = self._memo_of(directory)
+        links: dict[str, None] = {}  # an insertion-ordered set
+        for href in dict.fromkeys(page.hrefs):
+            # A URL's fragment starts at its first "#" and the crawl drops it: cut first.
+            href = href.strip(_ASCII_WHITESPACE).partition("#")[0]
+            url = memo.get(href, _UNSEEN)
+            if url == _UNSEEN:
+                if directory is not None and _resolves_by_directory(href):
+                    url = self._resolve_new(href, directory)
+                else:
+                    url = _BY_PAGE
+                memo[href] = url
+                self._memo_size += 1
+            if url == _BY_PAGE:
+                if skip_self_links and not href:
+                    continue  # the page itself: the crawl has it already
+                url = self._kept(_resolve(href, base))
+            if url is not None:
+                links[url] = None
+        return list(links)
+
+    def _resolve_new(self, href: str, directory: str) -> str | None:
+        """The link ``href`` makes in ``directory``, or None (an href resolved by folder)."""
+        if not href.startswith(_ABSOLUTE):
+            return self._kept(_resolve_in_directory(href, directory))
+        url = self._absolute.get(href, _UNSEEN)
+        if url == _UNSEEN:
+            if self._keep_host is not None and not self._keep_host(href):
+                url = None  # another site's: not worth normalising
+            else:
+                url = self._kept(_resolve(href, directory))
+            self._absolute[href] = url
+            self._memo_size += 1
+        return url
+
+    def _memo_of(self, directory: str) -> dict[str, str | None]:
+        memo = self._memo.get(directory)
+        if memo is None:
+            if self._memo_size >= _MEMO_SIZE:
+                self._memo = {}
+                self._absolute = {}
+                self._memo_size = 0
+            memo = self._memo[directory] = {}
+        return memo
+
+    def _kept(self, url: str | None) -> str | None:
+        if url is None or (self._keep is not None and not self._keep(url)):
+            return None
+        return url
+
+
+# How many hrefs a LinkResolver remembers, at most (~150 bytes each).
+_MEMO_SIZE = 1 << 16
+_ABSOLUTE = ("http://", "https://")
+# Markers in a LinkResolver's memo, never equal to a link (an absolute URL).
+_BY_PAGE = ""
+_UNSEEN = "unseen"
+# extract_links's: a crawl's pages are on few sites, and most callers crawl.
+_SHARED_RESOLVER = LinkResolver()
 # What ``normalize_url`` strips from both ends of a URL (C0 controls and space).
 _C0_AND_SPACE = "".join(map(chr, range(0x21)))
 
@@ -251,7 +338,6 @@ def _resolve_in_directory(href: str, directory: str) -> str | None:
     return _resolve(href, directory)
 
 
-_resolve_cached = functools.lru_cache(maxsize=_RESOLVE_CACHE_SIZE)(_resolve_in_directory)
 _PLAIN_RELATIVE_PATH = re.compile(r"[A-Za-z0-9._~-][A-Za-z0-9._~/-]*\Z")
 
 
@@ -381,12 +467,14 @@ def _decode(body: bytes, label: str | None) -> tuple[str, str] | None:
     if label is None:
         return None
     try:
+        # Looked up first: decoding no bytes asks no codec, even an unknown one.
+        name = codecs.lookup(label).name
         text = body.decode(label, errors="replace")
     except (LookupError, ValueError):
         # Unknown, a bytes-to-bytes codec such as "base64" (LookupError), or a
         # codec that refuses errors="replace" such as "idna" (UnicodeError).
         return None
-    return text, codecs.lookup(label).name
+    return text, name
 
 
 def decode_html(
@@ -407,3 +495,87 @@ def decode_html(
     if decoded is None:
         decoded = body.decode("utf-8", errors="replace"), "utf-8"
     return decoded
+
+
+def read_html(
+    body: bytes, content_type: str | None, *, parser: str | None = None
+) -> tuple[str, PageLinks]:
+    """``decode_html`` and ``find_links`` in one: the encoding of an HTML body and its links.
+
+    The same answers, for less: with lexbor, a page whose header names no charset is
+    parsed once, as UTF-8 (most pages are), its ``<meta>`` charset read from that tree,
+    and parsed again only when it declares another encoding (``decode_html`` parses a
+    prefix to find the ``<meta>``, then the decoded text).
+    """
+    if _check_parser(parser) == STDLIB:
+        text, encoding = decode_html(body, content_type, parser=STDLIB)
+        return encoding, _stdlib_links(text)
+    header = charset_from_content_type(content_type)
+    if header is not None and not _is_utf8(header):
+        decoded = _decode(body, header)
+        if decoded is not None:
+            return decoded[1], _lexbor_links(decoded[0])
+    tree = None
+    if header is None or not _is_utf8(header):
+        # No charset Python knows in the header: the page's <meta> decides.
+        tree = _lexbor()(body)
+        declared = _meta_charset_of_tree(tree, body)
+        if declared is _UNDECIDED:
+            declared = charset_from_meta(body, LEXBOR)
+        if declared is not None and not _is_utf8(declared):
+            decoded = _decode(body, declared)
+            if decoded is not None:
+                return decoded[1], _lexbor_links(decoded[0])
+    # UTF-8, which lexbor reads from the bytes themselves. Invalid ones too: lexbor
+    # passes them through and selectolax decodes what it returns with errors="replace",
+    # as body.decode would have (bytes never invalid in an ASCII byte, where the
+    # tokenizer cuts, so each piece decodes as it would inside the whole).
+    return "utf-8", _links_of_tree(tree) if tree is not None else _lexbor_links(body)
+
+
+@functools.lru_cache(maxsize=256)
+def _is_utf8(label: str) -> bool:
+    """True if Python decodes charset ``label`` as UTF-8 (``utf8``, ``UTF-8``...)."""
+    try:
+        return codecs.lookup(label).name == "utf-8"
+    except (LookupError, ValueError):
+        return False
+
+
+# _meta_charset_of_tree's answer when only the prefix's own parse can tell.
+_UNDECIDED = "undecided"
+_META_TAG = re.compile(rb"<meta", re.IGNORECASE)
+
+
+def _meta_charset_of_tree(tree: Any, body: bytes) -> str | None:
+    """``charset_from_meta(body, LEXBOR)`` read from ``tree``, the parse of all of
+    ``body``, when its ``<head>`` shows the answer; else ``_UNDECIDED``.
+
+    ``charset_from_meta`` reads the ``<meta>`` tags of the first ``META_SCAN_BYTES``.
+    The k-th ``<meta`` of that prefix, complete there (a ``>`` after it), is the k-th
+    ``<meta>`` of the head when the head holds that many: a tag in a comment or a
+    script spells ``<meta`` too and would miscount, so an answer is given only when the
+    counts agree: no ``<meta`` at all, or the head's metas are all of the
+    prefix's and the charset-declaring one is among them. (Fooled only by a ``<meta``
+    spelt inside a comment or script of the prefix with the real tag past its end.)
+    """
+    prefix = body[:META_SCAN_BYTES]
+    starts = [match.start() for match in _META_TAG.finditer(prefix)]
+    if not starts:
+        return None  # no <meta> in the prefix
+    metas = 0
+    node = tree.head.child if tree.head is not None else None
+    while node is not None:
+        if node.tag == "meta":
+            metas += 1
+            if metas > len(starts):
+                return _UNDECIDED
+            charset = _meta_charset(node.attrs.get)
+            if charset is not None:
+                if prefix.find(b">", starts[metas - 1]) < 0:
+                    return _UNDECIDED  # cut off by the prefix's end
+                if charset.replace("-", "").startswith("utf16"):
+                    return "utf-8"
+                return charset
+        node = node.next
+    return None if metas == len(starts) else _UNDECIDED

@@ -29,12 +29,15 @@ class RobotsPolicy:
     ``*``/``$`` wildcards are not understood.
     """
 
-    __slots__ = ("_kind", "_parser", "user_agent")
+    __slots__ = ("_allows_everything", "_kind", "_parser", "user_agent")
 
     def __init__(self, lines: list[str], user_agent: str, *, kind: str = "rules") -> None:
         """Parse robots.txt ``lines``; prefer the class methods."""
         self._parser = RobotFileParser()
         self._parser.parse(lines)
+        # No group at all (no robots.txt, or no User-agent line): RobotFileParser allows
+        # every URL then, after parsing and quoting it; a crawl asks once per URL.
+        self._allows_everything = not any("user-agent" in line.lower() for line in lines)
         self._kind = kind  # "rules", "allow all" or "disallow all", for repr
         self.user_agent = user_agent
         """The product token rules are matched against, e.g. ``treadle``."""
@@ -73,7 +76,7 @@ class RobotsPolicy:
 
     def allowed(self, url: str) -> bool:
         """True if the policy lets ``user_agent`` fetch ``url``."""
-        return self._parser.can_fetch(self.user_agent, url)
+        return self._allows_everything or self._parser.can_fetch(self.user_agent, url)
 
     @property
     def crawl_delay(self) -> float | None:

@@ -16,6 +16,7 @@ import ssl as ssl_module
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from types import TracebackType
 from typing import Any, Self
 
 from treadle.errors import (
@@ -267,7 +268,7 @@ class Client:
         retry = self.retry_stale if retry_stale is None else retry_stale
         wire = _WireCount()
         try:
-            async with _deadline(total):
+            async with _Deadline(total):
                 response = await self._send(
                     method, _Target(url), headers, content, body_cap, wire, retry
                 )
@@ -426,14 +427,29 @@ class _DeadlineExceeded(Exception):
     """The whole-request deadline passed (turned into ReadTimeout by ``request``)."""
 
 
-@asynccontextmanager
-async def _deadline(seconds: float | None) -> AsyncIterator[None]:
-    try:
-        async with timeout(seconds):
-            yield
-    except TimeoutError as exc:
-        # A read or connect timeout raised inside is a TimeoutError too; only the
-        # deadline's own expiry becomes _DeadlineExceeded.
-        if isinstance(exc, ReadTimeout | ConnectError):
-            raise
-        raise _DeadlineExceeded() from None
+class _Deadline:
+    """``async with _Deadline(seconds):`` bounds the whole request; its expiry raises
+    ``_DeadlineExceeded`` (a class, not an async generator: it runs per request)."""
+
+    __slots__ = ("_timeout",)
+
+    def __init__(self, seconds: float | None) -> None:
+        self._timeout = timeout(seconds)
+
+    async def __aenter__(self) -> None:
+        await self._timeout.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            await self._timeout.__aexit__(exc_type, exc, traceback)
+        except TimeoutError as expired:
+            exc = expired
+        # A read or connect timeout raised inside is a TimeoutError too, and goes on as
+        # it is; any other (the deadline's own expiry) becomes _DeadlineExceeded.
+        if isinstance(exc, TimeoutError) and not isinstance(exc, ReadTimeout | ConnectError):
+            raise _DeadlineExceeded() from None

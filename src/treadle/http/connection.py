@@ -30,18 +30,23 @@ _CHUNK = 65536
 class Headers:
     """Response or request headers: ordered (name, value) pairs, looked up case-insensitively."""
 
-    __slots__ = ("_items",)
+    __slots__ = ("_first", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items = list(items)
+        # The first value of each lower-cased name, made at the first look-up (a client
+        # looks up several names per response). Invariant: _items never changes.
+        self._first: dict[str, str] | None = None
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default``."""
-        lowered = name.lower()
-        for key, value in self._items:
-            if key.lower() == lowered:
-                return value
-        return default
+        first = self._first
+        if first is None:
+            first = {}
+            for key, value in self._items:
+                first.setdefault(key.lower(), value)
+            self._first = first
+        return first.get(name.lower(), default)
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in order."""
