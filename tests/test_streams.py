@@ -11,8 +11,11 @@ from __future__ import annotations
 import array
 import ast
 import contextlib
+import errno
+import os
 import random
 import socket
+import ssl
 import struct
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -355,6 +358,49 @@ async def test_a_memoryview_of_wide_items_is_sent_whole() -> None:
         assert received == data.tobytes()
 
 
+async def test_a_socket_closed_under_the_stream_fails_and_touches_no_other_file() -> None:
+    """Reads and writes on a socket closed under the stream fail with EBADF, as recv and
+    send on it would; the descriptor's number, given to another socket meanwhile, is
+    neither read nor written (the connection reads and writes the number itself)."""
+    async with connected(treadle) as p:
+        sock = p.writer.get_extra_info("socket")
+        fd = sock.fileno()
+        other, other_peer = socket.socketpair()
+        try:
+            other_peer.sendall(b"not yours")
+            sock.close()  # the caller's bug: the stream owns this socket
+            os.dup2(other.fileno(), fd)  # the number now names another socket
+            with pytest.raises(OSError) as read_error:
+                await p.reader.read(100)
+            assert read_error.value.errno == errno.EBADF
+            p.writer.write(b"stray")
+            with pytest.raises(OSError) as write_error:
+                await p.writer.drain()
+            assert write_error.value.errno == errno.EBADF
+            other.setblocking(False)
+            assert other.recv(100) == b"not yours"  # nothing was read from it
+            other_peer.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                other_peer.recv(100)  # nothing was written to it
+        finally:
+            os.close(fd)
+            other.close()
+            other_peer.close()
+
+
+def test_an_ssl_socket_is_refused_with_what_to_pass_instead(fw: Any) -> None:
+    # Streams read and write the descriptor: an SSLSocket's would give them ciphertext.
+    async def main() -> None:
+        plain = socket.socket()
+        tls_socket = ssl.create_default_context().wrap_socket(
+            plain, server_hostname="example.test", do_handshake_on_connect=False
+        )
+        with tls_socket, pytest.raises(TypeError, match="SSLSocket"):
+            await fw.open_connection(sock=tls_socket)
+
+    fw.run_guarded(main())
+
+
 def test_write_needs_bytes(fw: Any) -> None:
     async def main() -> None:
         async with connected(fw) as p:
@@ -631,20 +677,24 @@ def test_a_reset_right_after_accept_belongs_to_the_first_read_not_the_connect(fw
 # read in one place too. And the streams ask their connection to change its state.
 
 RECEIVING_CALLS = {"recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg"}
+# os.read, as streams.py names it: a plain connection reads its descriptor with it.
+RECEIVING_FUNCTIONS = {"_read"}
 MUTATING_METHODS = {"append", "clear", "extend", "insert", "pop", "remove", "update"}
 
 
-def _functions_calling(source: str, names: set[str]) -> list[str]:
-    """``Class.method`` (or ``function``) for each call of an attribute named in ``names``."""
+def _functions_calling(
+    source: str, names: set[str], functions: frozenset[str] = frozenset()
+) -> list[str]:
+    """``Class.method`` (or ``function``) for each call of an attribute named in ``names``,
+    or of a function named in ``functions``."""
     found: list[str] = []
 
     def visit(node: ast.AST, where: list[str]) -> None:
         if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
             where = [*where, node.name]
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr in names
+        if isinstance(node, ast.Call) and (
+            (isinstance(node.func, ast.Attribute) and node.func.attr in names)
+            or (isinstance(node.func, ast.Name) and node.func.id in functions)
         ):
             found.append(".".join(where))
         for child in ast.iter_child_nodes(node):
@@ -708,7 +758,10 @@ def _source(module: Any) -> str:
 
 
 def test_one_receive_routine_reads_the_socket() -> None:
-    assert _functions_calling(_source(treadle.streams), RECEIVING_CALLS) == ["Connection.receive"]
+    streams_source = _source(treadle.streams)
+    assert _functions_calling(streams_source, RECEIVING_CALLS, RECEIVING_FUNCTIONS) == [
+        "Connection.receive"
+    ]
     assert _functions_calling(_source(treadle.tls), RECEIVING_CALLS) == [
         "TLSLayer.receive_ciphertext"
     ]

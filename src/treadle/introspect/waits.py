@@ -113,7 +113,8 @@ def _sock_method(action: str) -> Describer:
 
 def _stream_connection(action: str) -> Describer:
     def describe(frame: types.FrameType, now: float | None) -> str:
-        connection = _local(frame, "self")
+        owner = _local(frame, "self")  # the connection, or a StreamReader waiting on one
+        connection = getattr(owner, "_conn", owner)
         extra = getattr(connection, "extra", None) or {}
         text = f"{action} stream, peer {_address(extra.get('peername'))}"
         if action == "drain":
@@ -146,7 +147,8 @@ DESCRIBERS: dict[str, Describer] = {
     "asyncio.tasks.sleep": _sleep,
     "treadle.loop.EventLoop._wait_readable": _wait_fd("read"),
     "treadle.loop.EventLoop._wait_writable": _wait_fd("write"),
-    "treadle.streams.Connection.wait_readable": _stream_connection("read from"),
+    "treadle.streams.StreamReader.read": _stream_connection("read from"),
+    "treadle.streams.StreamReader._fill": _stream_connection("read from"),
     "treadle.streams.Connection.drain": _stream_connection("drain"),
     "asyncio.streams.StreamReader._wait_for_data": _asyncio_stream,
     "treadle.taskgroups.TaskGroup._exit": _task_group,
