@@ -147,7 +147,6 @@ class EventLoop(CoreLoop):
         super().__init__(clock=clock)
         self.slow_callback_duration = 0.1
         self._exception_handler: ExceptionHandler | None = None
-        self._task_factory: TaskFactory | None = None
         self._asyncgens: weakref.WeakSet[Any] = weakref.WeakSet()
         self._asyncgens_shutdown_called = False
         self._default_executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -262,22 +261,6 @@ class EventLoop(CoreLoop):
         return _fileno(fd) in self._writers
 
     # --- the task factory ---------------------------------------------------------------
-
-    def create_task(
-        self, coro: CoroutineLike[_T], *, name: str | None = None, context: Context | None = None
-    ) -> Task[_T]:
-        """Wrap a coroutine or generator in a ``Task`` (or the factory's) and schedule it."""
-        factory = self._task_factory
-        if factory is None:
-            # Not super(): a super object per task cost 3% on the spawn benchmark.
-            return CoreLoop.create_task(self, coro, name=name, context=context)
-        self._check_closed()
-        if self._debug:
-            self._check_call("create_task", None)
-        task = factory(self, coro, context=context)
-        if name is not None:
-            task.set_name(name)
-        return task
 
     def set_task_factory(self, factory: TaskFactory | None) -> None:
         """Use ``factory(loop, coro, context=...)`` in ``create_task``; None restores Task."""
@@ -646,7 +629,7 @@ class EventLoop(CoreLoop):
         # treadle.aio's version: each mode's own, so that the plain loop stays inline in
         # _run_once and a debug-mode stack reads _run_once -> _run_ready_debug -> callback.
         popleft = self._ready.popleft
-        handle: Handle | None = None
+        handle: Any = None
         for _ in range(ntodo):
             handle = popleft()
             if handle._cancelled:
@@ -677,7 +660,7 @@ class EventLoop(CoreLoop):
         """
         popleft = self._ready.popleft
         observer.callbacks_began(ntodo)
-        handle: Handle | None = None
+        handle: Any = None
         for _ in range(ntodo):
             handle = popleft()
             if handle._cancelled:
@@ -786,7 +769,7 @@ class _ForkedPoller:
 
 def _cut_off_loops_after_fork() -> None:
     """In a child just forked: no loop runs here, and the parent's loops are cut off."""
-    _running_record.running.loop = None
+    _running_record.set_running_loop(None)
     parent_pid = os.getppid()
     for loop in list(_all_loops):
         if loop._closed:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Generator
 from contextvars import Context, copy_context
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from treadle.core.running import get_running_loop
 from treadle.describe import describe_future
@@ -33,9 +33,11 @@ class _State(enum.Enum):
     FINISHED = "finished"
 
 
-_PENDING = _State.PENDING
-_CANCELLED = _State.CANCELLED
-_FINISHED = _State.FINISHED
+# Final, here and for the core's other module constants: compiled, a Final name is read
+# from a C variable, not looked up in the module's dict at every use.
+_PENDING: Final = _State.PENDING
+_CANCELLED: Final = _State.CANCELLED
+_FINISHED: Final = _State.FINISHED
 
 
 # Programs may subclass Future (the compiled build must be told so: mypyc_attr).

@@ -41,12 +41,12 @@ from collections import deque
 from collections.abc import Callable
 from contextvars import Context, copy_context
 from heapq import heapify, heappop, heappush
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from treadle.core.clock import Clock, MonotonicClock
 from treadle.core.futures import Future
 from treadle.core.handles import Callback, Handle, TimerHandle
-from treadle.core.running import running
+from treadle.core.running import running, set_running_loop
 from treadle.core.tasks import CoroutineLike, Task
 from treadle.describe import describe_callback
 from treadle.interpreted import mypyc_attr
@@ -58,15 +58,15 @@ _T = TypeVar("_T")
 # Readiness bits as epoll and poll report them. An error or hang-up wakes both the
 # reader and the writer, so that the callback's own system call reports what went wrong.
 _POLLIN, _POLLOUT = select.POLLIN, select.POLLOUT
-_READ_EVENTS = _POLLIN | select.POLLERR | select.POLLHUP
-_WRITE_EVENTS = _POLLOUT | select.POLLERR | select.POLLHUP
+_READ_EVENTS: Final = _POLLIN | select.POLLERR | select.POLLHUP
+_WRITE_EVENTS: Final = _POLLOUT | select.POLLERR | select.POLLHUP
 
 # The longest the poller blocks at once: epoll cannot wait past ~24.8 days, and
 # waking once a day to recompute costs nothing.
-_MAX_SELECT_TIMEOUT = 24 * 3600.0
+_MAX_SELECT_TIMEOUT: Final = 24 * 3600.0
 
 # Purge cancelled timers once they are over half the heap and more than this many.
-_MIN_CANCELLED_TIMERS_TO_PURGE = 100
+_MIN_CANCELLED_TIMERS_TO_PURGE: Final = 100
 
 
 class Poller(Protocol):
@@ -92,9 +92,10 @@ class CoreLoop:
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         self._clock_time = self._clock.time
         # Invariant: every handle in _ready is run or skipped (if cancelled) exactly once.
-        # (Handles typed Any, here and in _timers, as treadle.aio queues asyncio's: the
-        # compiled build would refuse what is not treadle's Handle.)
-        self._ready: deque[Any] = deque()
+        # (Typed "| Any", as treadle.aio queues asyncio's handles: the compiled build would
+        # refuse what is not treadle's; and naming Handle and Task lets it read theirs
+        # directly, not through Python's attribute lookup. _timers holds Any alike.)
+        self._ready: deque[Handle | Task[Any] | Any] = deque()
         # Heap of (when, sequence, handle): ties fire in scheduling order.
         self._timers: list[tuple[float, int, Any]] = []
         self._timer_sequence = itertools.count().__next__
@@ -122,6 +123,9 @@ class CoreLoop:
         # ``treadle.loop.CallbackObserver``, told about every callback run.
         self._task_observer: Callable[[Task[Any]], object] | None = None
         self._callback_observer: object | None = None
+        # EventLoop.set_task_factory's factory, or None to make a Task. Read here, not in an
+        # EventLoop.create_task: compiled, that override cost every spawn a Python call.
+        self._task_factory: Callable[..., Task[Any]] | None = None
 
     # --- running ------------------------------------------------------------------------
 
@@ -129,7 +133,7 @@ class CoreLoop:
         """Run callbacks until ``stop()`` is called."""
         self._check_can_run()
         self._thread_id = threading.get_ident()
-        running.loop = self
+        set_running_loop(self)
         try:
             while True:
                 self._run_once()
@@ -138,7 +142,7 @@ class CoreLoop:
         finally:
             self._stopping = False
             self._thread_id = None
-            running.loop = None
+            set_running_loop(None)
 
     def _run_once(self) -> None:
         """One iteration of the loop; the only place callbacks are called."""
@@ -422,12 +426,18 @@ class CoreLoop:
     def create_task(
         self, coro: CoroutineLike[_T], *, name: str | None = None, context: Context | None = None
     ) -> Task[_T]:
-        """Wrap a coroutine or generator in a ``Task`` and schedule its first step."""
+        """Wrap a coroutine or generator in a ``Task`` (or the task factory's) and schedule it."""
         if self._closed:
             raise RuntimeError("Event loop is closed")
         if self._debug:
             self._check_call("create_task", None)
-        return Task(coro, loop=self, name=name, context=context)
+        factory = self._task_factory
+        if factory is None:
+            return Task(coro, loop=self, name=name, context=context)
+        task = factory(self, coro, context=context)
+        if name is not None:
+            task.set_name(name)
+        return task
 
     # --- errors -------------------------------------------------------------------------
 

@@ -59,7 +59,7 @@ import types
 import weakref
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context, copy_context
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeAlias, TypeVar
 
 from treadle.core.futures import _CANCELLED, _FINISHED, _PENDING, Future
 from treadle.core.running import get_running_loop
@@ -71,8 +71,7 @@ from treadle.describe import (
     why_a_task_cannot_wait_on,
 )
 from treadle.errors import CancelledError, InvalidStateError
-from treadle.interpreted import SUSPENDED as _SUSPENDED
-from treadle.interpreted import Suspended, mypyc_attr, wait_for_resume
+from treadle.interpreted import SUSPENDED, Suspended, mypyc_attr, wait_for_resume
 
 if TYPE_CHECKING:
     from treadle.core.loop import CoreLoop
@@ -85,13 +84,17 @@ __all__ = [
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
 
-_task_ids = itertools.count(1).__next__
+_task_ids: Final = itertools.count(1).__next__
 
 # What a Task drives: a native coroutine, or a generator for ``yield from``; returns _T.
 CoroutineLike: TypeAlias = Coroutine[Any, Any, _T] | Generator[Any, Any, _T]
 
 
-_COROUTINE_TYPES = (types.CoroutineType, types.GeneratorType)
+_COROUTINE_TYPES: Final = (types.CoroutineType, types.GeneratorType)
+
+# What suspend() yields (a Final of this module, so that compiled code reads it from a C
+# variable: Final names of an interpreted module are still looked up; see futures.py).
+_SUSPENDED: Final = SUSPENDED
 
 
 def iscoroutine(obj: object) -> bool:
@@ -110,15 +113,8 @@ class Task(Future[_T]):
     """
 
     __slots__ = (
-        "_born",
-        "_cancelled",
-        "_context",
-        "_coro",
-        "_fut_waiter",
-        "_must_cancel",
-        "_name",
-        "_num_cancels_requested",
-        "_parent",
+        "_born", "_cancelled", "_context", "_coro", "_fut_waiter", "_must_cancel", "_name",
+        "_num_cancels_requested", "_parent",
     )  # fmt: skip
 
     def __init__(
@@ -164,8 +160,11 @@ class Task(Future[_T]):
         # shows each task's age. Unset otherwise, which costs nothing.
         self._born: float
         # The first step, after _schedule's checks: the task goes in the ready queue as
-        # its own handle (see _callback below).
-        loop._check_closed()
+        # its own handle (see _callback below). (The test written out, not a call of
+        # loop._check_closed(): compiled, a call of a method of the loop, which programs
+        # may subclass, is a Python-level lookup, about 3% of a spawn.)
+        if loop._closed:
+            raise RuntimeError("Event loop is closed")
         if loop._debug:
             loop._check_call("call_soon", None)
         # Invariant: never set but by fork safety (which marks every ready handle).
@@ -323,7 +322,7 @@ class Task(Future[_T]):
     # Handle and no bound method: about 11% fewer instructions per spawned task
     # (benchmarks/README.md). Wake-ups with a value or an error go through a Handle.
     # (Properties, not ``_callback, _args = _step, ()``: the compiled build can neither
-    # unpack nor alias a method in a class body.)
+    # unpack nor alias a method in a class body. The pure build replaces them below.)
     @property
     def _callback(self) -> Callable[[], None]:
         return self._step
@@ -368,6 +367,14 @@ class Task(Future[_T]):
             self._step(future._make_cancelled_error())
         else:
             self._step(_outcome_of_foreign(future))
+
+
+# Where they are Python properties (the pure build), plain class attributes instead: a
+# property is a Python call per read, 10% of an ``await sleep(0)`` switch, 5% of a spawn.
+# (setattr: mypyc would not compile an assignment to its class's property.)
+if isinstance(vars(Task)["_callback"], property):
+    setattr(Task, "_callback", Task._step)  # noqa: B010
+    setattr(Task, "_args", ())  # noqa: B010
 
 
 def _outcome_of_foreign(future: Any) -> BaseException | None:
