@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import treadle
-from treadle.crawl.frontier import DONE, WAIT, Lease, MemoryFrontier, Settlement
-from treadle.crawl.processes import FrontierService, ProcessFrontier
+from treadle.crawl.frontier import DONE, WAIT, FrontierError, Lease, MemoryFrontier, Settlement
+from treadle.crawl.processes import _ACK_DELAY, FrontierService, ProcessFrontier
 from treadle.crawl.records import Record
 from treadle.crawl.state import SavedJob
 from treadle.testing import wait_all_tasks_blocked
@@ -239,3 +239,55 @@ async def test_tasks_waiting_for_a_host_each_get_a_slot_as_they_free(tmp_path: P
             await first.release_host("h", token)  # others wait: given back, not kept
         assert await treadle.gather(*waiting) == [0.0, 0.0]
         assert service.frontier.host_slots("h") == {"worker-2": 2}
+
+
+async def test_closing_with_an_ack_waiting_to_ride_sends_it_once_and_nothing_after(
+    tmp_path: Path,
+) -> None:
+    # An ack waits up to _ACK_DELAY for a question to ride with; close() sends it at
+    # once, and the flush that was waiting must not run on the closed connection after.
+    loop = treadle.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    async with serving(tmp_path, seeds=1) as service:
+        async with worker(service) as frontier:
+            lease = await frontier.claim()
+            assert isinstance(lease, Lease)
+            record = Record(url=lease.job.url, status=200)
+            await frontier.ack(lease, Settlement("fetched", record, [], []))
+        # Past the moment the waiting flush was due (timers run in deadline order).
+        due = treadle.Event()
+        loop.call_later(_ACK_DELAY * 2, due.set)
+        await due.wait()
+        await settled_service(service)
+    assert errors == []
+    assert [r.url for r in service.records] == [f"{ROOT}0"]
+
+
+async def settled_service(service: RecordingService) -> None:
+    """Return once the parent carried out what a worker already gone sent it."""
+    async with worker(service) as other:
+        await other.join([ROOT], [])
+
+
+async def test_a_worker_whose_parent_is_gone_fails_its_questions_not_the_loop(
+    tmp_path: Path,
+) -> None:
+    # Writes to a parent that went away fail (EPIPE) before the reader sees the end of
+    # the line: the worker must take that as the parent gone, not raise in a callback.
+    loop = treadle.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    async with serving(tmp_path, seeds=3) as service:
+        frontier = ProcessFrontier(service.path)
+        await frontier.join([ROOT], [])
+    outcomes: list[BaseException | None] = []
+    for _ in range(3):  # one flush a turn, each writing to the closed line
+        try:
+            await frontier.claim()
+            outcomes.append(None)
+        except FrontierError as exc:
+            outcomes.append(exc)
+    await frontier.close()
+    assert errors == []
+    assert all(isinstance(outcome, FrontierError) for outcome in outcomes)

@@ -452,8 +452,16 @@ class ProcessFrontier(SharedFrontier):
             answer = self._question("claim", len(claimers) + spare)
             answer.add_done_callback(lambda done: self._hand_out(done, claimers, spare))
         if self._operations:
-            self._writer.write(json.dumps(self._operations).encode() + b"\n")
+            line = json.dumps(self._operations).encode() + b"\n"
             self._operations = []
+            try:
+                self._writer.write(line)
+            except ConnectionError as exc:
+                # A write can fail (EPIPE) before the reader sees the line end: the
+                # parent is gone all the same; the reader fails the questions asked.
+                self._gone = FrontierError(
+                    f"the parent process serving the frontier went away ({exc})"
+                )
 
     async def _read_answers(self, reader: StreamReader) -> None:
         try:
