@@ -77,6 +77,18 @@ async def settled(*frontiers: ProcessFrontier) -> None:
             await frontier.join([ROOT], [])
 
 
+async def settled_service(service: RecordingService) -> None:
+    """Return once the parent carried out what a worker already gone sent it."""
+    async with worker(service) as other:
+        await other.join([ROOT], [])
+
+
+def errors_reported(loop: treadle.EventLoop) -> list[dict[str, Any]]:
+    """The contexts of the errors ``loop`` reports from now on (callbacks that raised)."""
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    return errors
+
 async def test_the_claims_of_one_turn_go_as_one_claim(tmp_path: Path) -> None:
     async with serving(tmp_path) as service, worker(service) as frontier:
         leases = await treadle.gather(*(frontier.claim() for _ in range(3)))
@@ -247,8 +259,7 @@ async def test_closing_with_an_ack_waiting_to_ride_sends_it_once_and_nothing_aft
     # An ack waits up to _ACK_DELAY for a question to ride with; close() sends it at
     # once, and the flush that was waiting must not run on the closed connection after.
     loop = treadle.get_running_loop()
-    errors: list[dict[str, Any]] = []
-    loop.set_exception_handler(lambda _, context: errors.append(context))
+    errors = errors_reported(loop)
     async with serving(tmp_path, seeds=1) as service:
         async with worker(service) as frontier:
             lease = await frontier.claim()
@@ -264,20 +275,12 @@ async def test_closing_with_an_ack_waiting_to_ride_sends_it_once_and_nothing_aft
     assert [r.url for r in service.records] == [f"{ROOT}0"]
 
 
-async def settled_service(service: RecordingService) -> None:
-    """Return once the parent carried out what a worker already gone sent it."""
-    async with worker(service) as other:
-        await other.join([ROOT], [])
-
-
 async def test_a_worker_whose_parent_is_gone_fails_its_questions_not_the_loop(
     tmp_path: Path,
 ) -> None:
     # Writes to a parent that went away fail (EPIPE) before the reader sees the end of
     # the line: the worker must take that as the parent gone, not raise in a callback.
-    loop = treadle.get_running_loop()
-    errors: list[dict[str, Any]] = []
-    loop.set_exception_handler(lambda _, context: errors.append(context))
+    errors = errors_reported(treadle.get_running_loop())
     async with serving(tmp_path, seeds=3) as service:
         frontier = ProcessFrontier(service.path)
         await frontier.join([ROOT], [])
