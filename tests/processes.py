@@ -21,13 +21,18 @@ def spawn(command: list[str], **popen_args: Any) -> subprocess.Popen[str]:
 
 @contextlib.contextmanager
 def reaped(process: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
-    """Kill and reap ``process`` if the block leaves it running (after a failed assert, say)."""
+    """Kill and reap ``process`` if the block leaves it running (after a failed assert, say),
+    and close its pipes whether or not it ran to the end: a pipe left to the garbage
+    collector fails a later test with a ResourceWarning."""
     try:
         yield process
     finally:
         if process.poll() is None:
             process.kill()
-            process.communicate()
+        process.wait()
+        for pipe in (process.stdin, process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def interrupt(process: subprocess.Popen[str], timeout: float) -> tuple[str, str]:

@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -254,42 +254,110 @@ def finish(process: subprocess.Popen[str]) -> tuple[str, str]:
 # --- the Redis crawl -------------------------------------------------------------------------
 
 
+class Watched:
+    """A crawl process whose ``-v`` lines a thread reads as they come, counting URLs.
+
+    Every watched process of a test shares one condition, so the test can wait for
+    progress anywhere (which worker gets the URLs is the frontier's choice, not the
+    test's: a worker that starts late may find the crawl nearly done).
+    """
+
+    def __init__(self, command: list[str], progress: threading.Condition) -> None:
+        self.process = start(command)
+        self.urls = 0
+        self.stderr: list[str] = []
+        self._progress = progress
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            with self._progress:
+                self.stderr.append(line)
+                self.urls += "http://127.0.0.1:" in line
+                self._progress.notify_all()
+
+    def finish(self) -> str:
+        """Wait for the process to end (it must succeed); its stdout."""
+        assert self.process.stdout is not None
+        stdout = self.process.stdout.read()
+        self.process.wait(timeout=120)
+        self._reader.join(30)
+        stderr = "".join(self.stderr)
+        assert self.process.returncode == 0, stdout + stderr
+        assert "Traceback" not in stderr, stderr
+        return stdout
+
+    def close(self) -> None:
+        """Kill the process if it runs, reap it, and close its pipes."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=60)
+        self._reader.join(30)
+        for pipe in (self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def wait_for(progress: threading.Condition, reached: Callable[[], bool], what: str) -> None:
+    with progress:
+        assert progress.wait_for(reached, timeout=120), f"timed out waiting until {what}"
+
+
 def test_three_workers_one_killed_and_redis_restarted_record_each_url_once(
-    site: Site, redis_server: PersistentRedis, redis_url: str, tmp_path: Path
+    redis_server: PersistentRedis, redis_url: str, tmp_path: Path
 ) -> None:
-    names = ["w0", "w1", "w2"]
-    commands = {
-        name: worker_command(site.url(), redis_url, "three", name, tmp_path) for name in names
-    }
-    workers = {name: start(commands[name]) for name in names}
-    with contextlib.ExitStack() as stack:
-        for process in workers.values():
-            stack.enter_context(reaped(process))
-        assert wait_for_urls(workers["w2"], 8) == 8
-        workers["w2"].kill()  # SIGKILL: its leases must come back when they expire
-        workers["w2"].communicate()
-        assert wait_for_urls(workers["w0"], 8) == 8
-        redis_server.restart()
-        # The crawl goes on after the restart: the survivors record more URLs.
-        assert wait_for_urls(workers["w1"], 8) == 8
-        for name in ("w0", "w1"):
-            stdout, stderr = finish(workers[name])
-            assert "Traceback" not in stderr
-            assert f"Worker {name} of the crawl 'three'" in stdout
-        # Started again under its name, the killed worker repairs its file (a line it
-        # acknowledged but had not written is added, a torn one cut) and finds the
-        # crawl done.
-        with (tmp_path / "w2.jsonl").open("a") as out:
-            out.write('{"url": "http://127.0.0.1:1/torn", "sta')
-        finish(start(commands["w2"]))
+    # A larger site than the other tests': the kill and the restart must both come while
+    # the survivors still have pages to take, at any start-up skew among the workers.
+    pages = 3 * PAGES // 2
+    with ThreadedSite(site_routes(pages)) as site:
+        names = ["w0", "w1", "w2"]
+        commands = {
+            name: worker_command(site.url(), redis_url, "three", name, tmp_path) for name in names
+        }
+        progress = threading.Condition()
+        workers = {name: Watched(commands[name], progress) for name in names}
+        with contextlib.ExitStack() as stack:
+            for watched in workers.values():
+                stack.callback(watched.close)
+            # The first worker to record 8 URLs is killed with SIGKILL, holding leases
+            # (its claims run ahead of its records): they must come back when they expire.
+            wait_for(
+                progress, lambda: any(w.urls >= 8 for w in workers.values()), "a worker has 8 URLs"
+            )
+            victim = next(name for name, w in workers.items() if w.urls >= 8)
+            workers[victim].process.kill()
+            workers[victim].process.wait(timeout=60)
+            survivors = [w for name, w in workers.items() if name != victim]
+
+            def recorded() -> int:
+                return sum(w.urls for w in survivors)
+
+            at_kill = recorded()
+            wait_for(progress, lambda: recorded() >= at_kill + 8, "the survivors record 8 more")
+            redis_server.restart()
+            # The crawl goes on after the restart: the survivors record more URLs.
+            at_restart = recorded()
+            wait_for(progress, lambda: recorded() >= at_restart + 8, "8 more after the restart")
+            for name, watched in workers.items():
+                if name != victim:
+                    assert f"Worker {name} of the crawl 'three'" in watched.finish()
+            # Started again under its name, the killed worker repairs its file (a line it
+            # acknowledged but had not written is added, a torn one cut) and finds the
+            # crawl done.
+            with (tmp_path / f"{victim}.jsonl").open("a") as out:
+                out.write('{"url": "http://127.0.0.1:1/torn", "sta')
+            finish(start(commands[victim]))
+        site_urls = {site.url("/")} | {site.url(f"/p{i}") for i in range(pages)}
     urls = json_urls(*(tmp_path / f"{name}.jsonl" for name in names))
     assert urls.most_common(1)[0][1] == 1, "a URL recorded twice"
-    assert set(urls) == expected_urls(site), "a URL lost (or one not on the site)"
+    assert set(urls) == site_urls, "a URL lost (or one not on the site)"
     check_politeness(site)
     # Each worker reads robots.txt once; every page is fetched once, but for those
     # the killed worker had claimed, fetched again by the others.
-    pages = collections.Counter(site.stats.paths)
-    assert pages.pop("/robots.txt") <= 3
+    fetched = collections.Counter(site.stats.paths)
+    assert fetched.pop("/robots.txt") <= 3
 
 
 def test_a_worker_joining_another_crawl_under_the_same_id_is_refused(
@@ -451,9 +519,7 @@ def test_a_hosts_cap_holds_against_concurrent_acquirers(redis_url: str) -> None:
         try:
             for frontier in workers:
                 await frontier.join(["http://example.com/"], [])
-            await asyncio.gather(
-                *(request(w, str(n)) for n in range(10) for w in workers)
-            )
+            await asyncio.gather(*(request(w, str(n)) for n in range(10) for w in workers))
         finally:
             for frontier in workers:
                 await frontier.close()
