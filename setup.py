@@ -33,6 +33,7 @@ COMPILED_MODULES = [
     "src/treadle/core/loop.py",
     "src/treadle/waitqueue.py",
     "src/treadle/streams.py",
+    "src/treadle/aio/engine.py",
 ]
 
 # Where the mended copies of mypyc's runtime files go (see mend_runtime).
