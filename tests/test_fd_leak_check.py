@@ -1,0 +1,84 @@
+"""conftest's hygiene checks: a test that leaks file descriptors fails, and it alone.
+
+Runs pytest, in a fresh interpreter, on small test files with this suite's conftest.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+TESTS = Path(__file__).parent
+
+# The first test fails while its child's pipes are still open, in a local: the failure's
+# traceback keeps them alive past the test. The two after it leak nothing; the first of
+# them collects garbage, as hypothesis does, and with it whatever the failure left.
+FAILS_HOLDING_PIPES = """
+import gc
+import subprocess
+import sys
+
+def test_fails_holding_a_childs_pipes():
+    child = subprocess.Popen(
+        [sys.executable, "-c", "pass"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    child.wait()
+    assert child.returncode == 1, "fails on purpose, its pipes still open"
+
+def test_next():
+    gc.collect()
+
+def test_after_next():
+    pass
+"""
+
+LEAKS_A_PIPE = """
+import os
+
+kept = []
+
+def test_leaks_a_pipe():
+    kept.append(os.pipe())
+"""
+
+
+def run_with_the_suites_conftest(pytester: pytest.Pytester, **files: str) -> pytest.RunResult:
+    pytester.makeconftest((TESTS / "conftest.py").read_text(encoding="utf-8"))
+    pytester.makepyfile(**files)
+    # The conftest imports the suite's helper modules (loopback, oracle_runners).
+    pythonpath = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+    pytester._monkeypatch.setenv("PYTHONPATH", pythonpath)
+    return pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:asyncio", "-W", "error", "-rA"
+    )
+
+
+def test_a_failed_test_owns_the_resource_warnings_of_what_it_held(
+    pytester: pytest.Pytester,
+) -> None:
+    result = run_with_the_suites_conftest(pytester, test_holds=FAILS_HOLDING_PIPES)
+    # The failure, and its leftovers at teardown, are the first test's alone.
+    result.assert_outcomes(failed=1, errors=1, passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "PASSED test_holds.py::test_next",
+            "PASSED test_holds.py::test_after_next",
+            "ERROR test_holds.py::test_fails_holding_a_childs_pipes - *",
+            "FAILED test_holds.py::test_fails_holding_a_childs_pipes - *",
+        ],
+        consecutive=False,
+    )
+    result.stdout.fnmatch_lines(["*ResourceWarning: unclosed file*"])
+
+
+def test_a_leaked_descriptor_is_named_in_the_failure(pytester: pytest.Pytester) -> None:
+    result = run_with_the_suites_conftest(pytester, test_leaks=LEAKS_A_PIPE)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*the test left file descriptors open (* before, * after); new since it started: *"]
+    )
+    result.stdout.fnmatch_lines(["*new since it started: {*: 'pipe:[[]*"])
