@@ -369,7 +369,9 @@ async def test_connect_timeout() -> None:
             started = time.monotonic()
             with pytest.raises(ConnectError, match=r"timed out after 0\.2 s"):
                 await client.get(f"http://127.0.0.1:{port}/")
-    assert 0.15 < time.monotonic() - started < 2
+    elapsed = time.monotonic() - started
+    # Not the 10 s default; the upper margin is for a busy machine's stalls.
+    assert 0.15 < elapsed < 5, f"the 0.2 s connect timeout fired after {elapsed:.2f} s"
 
 
 async def test_read_timeout_waiting_for_the_head() -> None:
