@@ -221,7 +221,8 @@ async def test_a_pause_asked_by_one_worker_takes_back_the_slots_others_keep(
         await second.back_off_host("h", 30.0)  # a 503 with Retry-After: 30
         await settled(second, first)
         assert service.frontier.host_slots("h") == {}
-        assert 29.0 < await first.acquire_host("h", 4, 0.0, "1") <= 30.0
+        # Real time since the pause began (a busy machine's stall too) comes off the 30 s.
+        assert 20.0 < await first.acquire_host("h", 4, 0.0, "1") <= 30.0
 
 
 async def test_a_worker_gone_holding_slots_is_not_asked_for_them(tmp_path: Path) -> None:
