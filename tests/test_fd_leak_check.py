@@ -5,6 +5,7 @@ Runs pytest on small test files with this suite's conftest.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -51,7 +52,9 @@ def test_closes_what_the_first_leaked():
 """
 
 
-def run_with_the_suites_conftest(pytester: pytest.Pytester, **files: str) -> pytest.RunResult:
+def run_with_the_suites_conftest(
+    pytester: pytest.Pytester, *, in_a_fresh_interpreter: bool = False, **files: str
+) -> pytest.RunResult:
     conftest = (TESTS / "conftest.py").read_text(encoding="utf-8")
     # A leaking test waits out the grace other threads get to close their descriptors;
     # these tests have no such threads, and need not wait seconds.
@@ -59,13 +62,22 @@ def run_with_the_suites_conftest(pytester: pytest.Pytester, **files: str) -> pyt
     assert grace is not None, "the conftest no longer has FD_CLOSE_GRACE"
     pytester.makeconftest(conftest.replace(grace[0], "FD_CLOSE_GRACE = 0.1"))
     pytester.makepyfile(**files)
-    return pytester.runpytest("-p", "no:cacheprovider", "-p", "no:asyncio", "-W", "error", "-rA")
+    args = ("-p", "no:cacheprovider", "-p", "no:asyncio", "-W", "error", "-rA")
+    if not in_a_fresh_interpreter:
+        return pytester.runpytest(*args)
+    # The conftest imports the suite's helper modules (loopback, oracle_runners).
+    pythonpath = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+    pytester._monkeypatch.setenv("PYTHONPATH", pythonpath)
+    return pytester.runpytest_subprocess(*args)
 
 
 def test_a_failed_test_owns_the_resource_warnings_of_what_it_held(
     pytester: pytest.Pytester,
 ) -> None:
-    result = run_with_the_suites_conftest(pytester, test_holds=FAILS_HOLDING_PIPES)
+    # In a fresh interpreter: as in a real run, only pytest itself holds the failure.
+    result = run_with_the_suites_conftest(
+        pytester, in_a_fresh_interpreter=True, test_holds=FAILS_HOLDING_PIPES
+    )
     # The failure, and its leftovers at teardown, are the first test's alone.
     result.assert_outcomes(failed=1, errors=1, passed=2)
     result.stdout.fnmatch_lines(
