@@ -344,10 +344,10 @@ async def test_max_redirects_zero_refuses_the_first_redirect() -> None:
 
 
 async def test_refused_port_is_a_connect_error_naming_the_host() -> None:
-    port = refused_port()
-    async with Client() as client:
-        with pytest.raises(ConnectError) as caught:
-            await client.get(f"http://127.0.0.1:{port}/")
+    with refused_port() as port:
+        async with Client() as client:
+            with pytest.raises(ConnectError) as caught:
+                await client.get(f"http://127.0.0.1:{port}/")
     assert f"127.0.0.1:{port}" in str(caught.value)
     assert isinstance(caught.value, HTTPError)
 
