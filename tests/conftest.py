@@ -24,13 +24,14 @@ import signal
 import ssl
 import sys
 import time
+import traceback
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import pytest
 import trustme
 from hypothesis import HealthCheck, settings
-from loopback import new_client_context, new_server_context, open_fds, throwaway_ca
+from loopback import new_client_context, new_server_context, throwaway_ca
 from oracle_runners import ASYNCIO, TREADLE, Framework
 
 import treadle
@@ -65,8 +66,9 @@ KEEPS_FDS_MODULES = {
     "test_guide.py": "the guide's snippets import the tour's stages (a module-level selector)",
 }
 # How long the fd check waits for descriptors that other threads (a threaded server, an
-# executor) are still closing, in steps of FD_CLOSE_POLL seconds.
-FD_CLOSE_GRACE = 1.0
+# executor) are still closing, in steps of FD_CLOSE_POLL seconds. Only a test that leaks
+# waits it out, so it is sized for a busy machine that runs such a thread late.
+FD_CLOSE_GRACE = 5.0
 FD_CLOSE_POLL = 0.01
 
 
@@ -76,28 +78,70 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.keeps_fds)
 
 
+def open_fd_names() -> dict[int, str]:
+    """This process's open file descriptors, each with what it is (``pipe:[123]``, a path)."""
+    names = {}
+    for entry in os.listdir("/proc/self/fd"):
+        try:
+            names[int(entry)] = os.readlink(f"/proc/self/fd/{entry}")
+        except FileNotFoundError:  # the descriptor listdir itself used, closed since
+            continue
+    return names
+
+
+def release_what_a_failed_test_holds() -> None:
+    """Free, now, what the test that just failed still holds, so that the failing test
+    owns every warning its leftovers raise.
+
+    pytest keeps the failure's traceback (``sys.last_traceback``, for post-mortem
+    debugging) until the next test's call starts; through it the failed test's frames
+    keep their locals: a child process, its pipes, a socket. Freed then, or by a later
+    garbage collection, they would fail that later test with a ResourceWarning. Clearing
+    the frames' locals here and collecting makes the warnings come during this test's
+    teardown, which pytest reports as this test's error.
+    """
+    failed = getattr(sys, "last_traceback", None)
+    if failed is None:
+        return
+    traceback.clear_frames(failed)
+    # Python 3.11 and 3.12 keep a dict of a frame's locals once anyone read f_locals (the
+    # failure's report did); clear_frames leaves it, reading f_locals again empties it.
+    entry: Any = failed
+    while entry is not None:
+        entry.tb_frame.f_locals  # noqa: B018 (read for its effect)
+        entry = entry.tb_next
+    gc.collect()
+
+
 @pytest.fixture(autouse=True)
 def no_fd_leak(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test that leaves file descriptors open; ``@pytest.mark.keeps_fds`` opts out.
 
     Fixtures of a wider scope (a module's server) are set up before this one and torn
     down after it, so they do not count. Descriptors another thread is still closing get
-    up to ``FD_CLOSE_GRACE`` seconds; garbage the test left is collected meanwhile.
+    up to ``FD_CLOSE_GRACE`` seconds; garbage the test left is collected meanwhile. A
+    test that failed has what it still holds released first (for every test, marked or
+    not), so that its leftovers fail it and not a later test.
     """
-    if request.node.get_closest_marker("keeps_fds"):
-        yield
-        return
-    before = open_fds()
+    checked = not request.node.get_closest_marker("keeps_fds")
+    before = open_fd_names() if checked else {}
     yield
+    release_what_a_failed_test_holds()
+    if not checked:
+        return
     deadline = time.monotonic() + FD_CLOSE_GRACE
     # Fewer descriptors after than before is no leak of this test's: something an earlier
     # test or a library set up (an interpreter-wide resource, garbage) was closed.
-    while (after := open_fds()) > before and time.monotonic() < deadline:
+    while len(after := open_fd_names()) > len(before) and time.monotonic() < deadline:
         # Sockets the test dropped in a reference cycle close now, with a ResourceWarning
         # that fails this test, rather than during a later test, which they would fail.
         gc.collect()
         time.sleep(FD_CLOSE_POLL)
-    assert after <= before, f"the test left file descriptors open ({before} before, {after} after)"
+    new = {fd: name for fd, name in after.items() if before.get(fd) != name}
+    assert len(after) <= len(before), (
+        f"the test left file descriptors open ({len(before)} before, {len(after)} after);"
+        f" new since it started: {new}"
+    )
 
 
 @pytest.fixture(params=["treadle", "asyncio"])

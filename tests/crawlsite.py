@@ -20,7 +20,7 @@ import ssl as ssl_module
 import struct
 import zlib
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Self
 
 import treadle
@@ -502,12 +502,14 @@ class Gate:
             raise
 
 
-def refused_port() -> int:
-    """A port on 127.0.0.1 where nothing listens (bound, never listening, then closed)."""
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """``with refused_port() as port:`` a port on 127.0.0.1 where nothing listens, bound
+    and never listening for the whole block. Held, not let go: a port let go could be
+    taken and answered by another process (other test suites share the machine)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+        yield sock.getsockname()[1]
 
 
 def open_fds() -> int:

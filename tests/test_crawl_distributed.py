@@ -640,7 +640,8 @@ def test_a_back_off_one_worker_hears_holds_back_every_worker(redis_url: str) -> 
             await other.close()
 
     waits = run_on_aio(main())
-    assert all(29.0 < wait <= 30.0 for wait in waits), waits
+    # Real time since the pause began (a busy machine's stall too) comes off the 30 s.
+    assert all(20.0 < wait <= 30.0 for wait in waits), waits
 
 
 def test_a_worker_stopped_mid_crawl_ends_at_once_and_gives_its_urls_back(redis_url: str) -> None:

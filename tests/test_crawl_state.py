@@ -308,8 +308,10 @@ def test_sigterm_and_ctrl_c_save_the_state_and_print_the_report(
     demo_root: str, tmp_path: Path, sent: signal.Signals, status: int
 ) -> None:
     command = crawl_command(demo_root, tmp_path)
-    # Two requests at once: the crawl is still far from done when the signal comes.
-    process = start_and_wait([*command, "--max-per-host", "2"], 30)
+    # Two requests at once, spaced by 30 ms: the crawl is still far from done when the
+    # signal comes (the other 120 pages take 3.6 s at least, more than a busy machine
+    # holds this process up between reading the 30th URL and signalling).
+    process = start_and_wait([*command, "--max-per-host", "2", "--delay", "0.03"], 30)
     process.send_signal(sent)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == status, stdout + stderr

@@ -375,8 +375,8 @@ async def test_no_response_is_retried_up_to_max_tries() -> None:
 
 
 async def test_refused_connection_is_not_retried() -> None:
-    port = refused_port()
-    crawler, records = await crawl(f"http://127.0.0.1:{port}/", max_tries=3, robots=False)
+    with refused_port() as port:
+        crawler, records = await crawl(f"http://127.0.0.1:{port}/", max_tries=3, robots=False)
     [record] = records.values()
     assert record.url == f"http://127.0.0.1:{port}/"
     assert record.tries == 1 and record.status is None and record.status_class == "error"
@@ -387,8 +387,8 @@ async def test_refused_connection_is_not_retried() -> None:
 
 
 async def test_host_refusing_robots_txt_gets_error_records_without_more_requests() -> None:
-    port = refused_port()
-    crawler, records = await crawl(f"http://127.0.0.1:{port}/", max_tries=3)
+    with refused_port() as port:
+        crawler, records = await crawl(f"http://127.0.0.1:{port}/", max_tries=3)
     [record] = records.values()
     assert (record.tries, record.error_kind) == (0, "refused")
     assert "unreachable" in crawler.robots_notes[f"http://127.0.0.1:{port}"]
@@ -396,9 +396,10 @@ async def test_host_refusing_robots_txt_gets_error_records_without_more_requests
 
 
 async def test_unreachable_root_does_not_stop_the_other_roots() -> None:
-    dead = f"http://127.0.0.1:{refused_port()}/"
-    async with Site({"/": page("/a"), "/a": page()}) as site:
-        _, records = await crawl([dead, site.url()], max_tries=2)
+    with refused_port() as port:
+        dead = f"http://127.0.0.1:{port}/"
+        async with Site({"/": page("/a"), "/a": page()}) as site:
+            _, records = await crawl([dead, site.url()], max_tries=2)
     assert set(records) == {dead, site.url(), site.url("/a")}
     assert records[dead].exception is not None and records[dead].error_kind == "refused"
     assert records[site.url("/a")].status == 200

@@ -65,6 +65,13 @@ def spans_of(events: list[dict[str, Any]], tid: int) -> list[str]:
     return [e["name"] for e in events if e["tid"] == tid and e["ph"] == "B"]
 
 
+# A callback that blocks the loop, and the threshold the trace marks it by: far apart
+# from each other and from what a busy machine's stall adds to an ordinary callback, so
+# that only this one is marked BLOCKING.
+BLOCKS_FOR = 0.5
+SLOW = 0.4
+
+
 async def contended() -> None:
     lock = treadle.Lock()
 
@@ -75,13 +82,13 @@ async def contended() -> None:
     async with treadle.TaskGroup() as group:
         group.create_task(worker(), name="w1")
         group.create_task(worker(), name="w2")
-    treadle.get_running_loop().call_soon(time.sleep, 0.12)
+    treadle.get_running_loop().call_soon(time.sleep, BLOCKS_FOR)
     await treadle.sleep(0.01)
 
 
 def test_a_trace_has_task_tracks_waits_iterations_and_blocking_callbacks(tmp_path: Path) -> None:
     path = tmp_path / "trace.json"
-    with treadle.trace(path):
+    with treadle.trace(path, slow=SLOW):
         treadle.run(contended())
     events = json.loads(path.read_text())
     tracks = validate(events)
@@ -96,8 +103,8 @@ def test_a_trace_has_task_tracks_waits_iterations_and_blocking_callbacks(tmp_pat
     assert any(e["name"].startswith("iteration (") for e in loop_events)
     assert any(e["name"] == "poll" for e in loop_events)
     blocking = [e for e in loop_events if e["name"].startswith("BLOCKING: ")]
-    assert [e["name"] for e in blocking] == ["BLOCKING: module.sleep(0.12)"]
-    assert blocking[0]["dur"] >= 120_000
+    assert [e["name"] for e in blocking] == [f"BLOCKING: module.sleep({BLOCKS_FOR})"]
+    assert blocking[0]["dur"] >= BLOCKS_FOR * 1e6
 
 
 def test_a_trace_begun_inside_a_running_program(tmp_path: Path) -> None:

@@ -95,13 +95,13 @@ async def test_fixtures_share_the_virtual_clock(slept, virtual_clock):
     real_start = time.monotonic()
     assert slept == 600
     assert treadle.get_running_loop().clock is virtual_clock
-    await treadle.sleep(1)
-    assert virtual_clock.time() == 601
-    assert time.monotonic() - real_start < 1
+    await treadle.sleep(30)
+    assert virtual_clock.time() == 630
+    assert time.monotonic() - real_start < 10  # 30 if it slept; a busy machine's stall
 
 
 def test_the_clock_kept_running_through_teardown():
-    assert log == [("slept teardown", 1201)]
+    assert log == [("slept teardown", 1230)]
 
 
 class TestInAClass:

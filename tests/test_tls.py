@@ -216,7 +216,9 @@ async def test_the_client_handshake_times_out(client_context: ssl.SSLContext) ->
                 server_hostname="localhost",
                 ssl_handshake_timeout=0.2,
             )
-        assert 0.15 < time.monotonic() - started < 1.5
+        elapsed = time.monotonic() - started
+        # Not the 60 s default; the upper margin is for a busy machine's stalls.
+        assert 0.15 < elapsed < 5, f"the 0.2 s handshake timeout fired after {elapsed:.2f} s"
 
 
 async def test_cancelling_open_connection_during_the_handshake_leaves_nothing_behind(
@@ -252,7 +254,9 @@ async def test_the_server_handshake_times_out(
             started = time.monotonic()
             await treadle.sock_connect(mute, address_of(server))
             assert await treadle.sock_recv(mute, 100) == b""  # closed on us
-            assert 0.15 < time.monotonic() - started < 1.5
+            elapsed = time.monotonic() - started
+            # Not the 60 s default; the upper margin is for a busy machine's stalls.
+            assert 0.15 < elapsed < 5, f"the 0.2 s handshake timeout closed after {elapsed:.2f} s"
     assert any("timed out" in r.message for r in caplog.records if r.name == "treadle")
 
 
@@ -277,7 +281,9 @@ async def test_a_peer_that_never_answers_close_notify_is_aborted_after_the_timeo
         started = time.monotonic()
         writer.close()
         await writer.wait_closed()
-        assert 0.25 < time.monotonic() - started < 1.5
+        elapsed = time.monotonic() - started
+        # Not the 30 s default; the upper margin is for a busy machine's stalls.
+        assert 0.25 < elapsed < 5, f"the 0.3 s shutdown timeout aborted after {elapsed:.2f} s"
         assert writer.get_extra_info("socket").fileno() == -1
         release.set_result(None)
 
@@ -349,7 +355,8 @@ async def test_close_sends_close_notify_and_waits_for_the_answer(
         started = time.monotonic()
         answer.set()
         await closing  # the peer's close_notify ended it, not the 10 s timeout
-        assert time.monotonic() - started < 2
+        elapsed = time.monotonic() - started
+        assert elapsed < 5, f"closing took {elapsed:.2f} s after the peer's answer"
     finally:
         answer.set()
         peer.finish.set()
@@ -375,7 +382,9 @@ async def test_the_peers_close_notify_reads_as_eof(
         started = time.monotonic()
         writer.close()
         await writer.wait_closed()
-        assert time.monotonic() - started < 2
+        elapsed = time.monotonic() - started
+        # Not the 30 s shutdown timeout: the peer's close_notify was already in.
+        assert elapsed < 5, f"closing took {elapsed:.2f} s"
     finally:
         peer.finish.set()
     assert await serving == "clean shutdown"

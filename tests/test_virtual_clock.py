@@ -26,7 +26,7 @@ def test_sleep_an_hour_takes_no_real_time() -> None:
 
     real_start = time.monotonic()
     assert treadle.run(main(), clock=clock) == 3600
-    assert time.monotonic() - real_start < 1.0
+    assert time.monotonic() - real_start < 10.0  # an hour if it slept; a busy machine's stall
     assert clock.time() == 3600
     assert clock.jumps == 1
 
@@ -316,10 +316,13 @@ async def test_a_thread_under_a_timeout_on_virtual_time(virtual_clock: VirtualCl
 
 @pytest.mark.timeout(20)
 async def test_sleeping_an_hour_with_no_io_takes_no_real_time(virtual_clock: VirtualClock) -> None:
+    # A threshold far above what a busy machine can hold the test up: a clock that waited
+    # for it before jumping would show, one that jumps at once stays well under.
+    virtual_clock.autojump_threshold = 15.0
     real_start = time.monotonic()
     await treadle.sleep(3600)
     assert treadle.get_running_loop().time() == 3600
-    assert time.monotonic() - real_start < DEFAULT_AUTOJUMP_THRESHOLD
+    assert time.monotonic() - real_start < 5.0
 
 
 def test_run_test_counts_threads_as_work_in_flight() -> None:
