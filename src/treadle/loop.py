@@ -573,6 +573,17 @@ class EventLoop(CoreLoop):
                 lines.append(f"{key}: {context[key]!r}")
         logger.error("\n".join(lines), exc_info=exc_info)
 
+    def _callback_failed(self, handle: Handle | Any, exc: BaseException) -> None:
+        """A callback raised ``exc``: report it to the exception handler."""
+        self.call_exception_handler(
+            {
+                "message": "Exception in callback "
+                + describe_callback(handle._callback, handle._args),
+                "exception": exc,
+                "handle": handle,
+            }
+        )
+
     def call_exception_handler(self, context: dict[str, Any]) -> None:
         """Hand ``context`` to the exception handler; an error in the handler is logged too."""
         handler = self._exception_handler

@@ -48,7 +48,7 @@ Its contract:
 
 Imports the core's futures, handles, tracebacks and running-loop record, and the leaves
 ``errors``, ``describe`` (its reprs and the wording of its complaints) and ``interpreted``
-(the seam's yield).
+(``mypyc_attr``).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ from treadle.describe import (
     why_a_task_cannot_wait_on,
 )
 from treadle.errors import CancelledError, InvalidStateError
-from treadle.interpreted import SUSPENDED, Suspended, mypyc_attr, wait_for_resume
+from treadle.interpreted import mypyc_attr
 
 if TYPE_CHECKING:
     from treadle.core.loop import CoreLoop
@@ -91,10 +91,6 @@ CoroutineLike: TypeAlias = Coroutine[Any, Any, _T] | Generator[Any, Any, _T]
 
 
 _COROUTINE_TYPES: Final = (types.CoroutineType, types.GeneratorType)
-
-# What suspend() yields (a Final of this module, so that compiled code reads it from a C
-# variable: Final names of an interpreted module are still looked up; see futures.py).
-_SUSPENDED: Final = SUSPENDED
 
 
 def iscoroutine(obj: object) -> bool:
@@ -388,6 +384,26 @@ def _outcome_of_foreign(future: Any) -> BaseException | None:
 
 # --- the suspend/resume seam (its contract is in the module docstring) --------------------
 
+
+class Suspended:
+    """What ``suspend()`` returns, and what awaiting it yields to the Task: "no Future:
+    ``resume()`` will wake me". The await then gives what the task was resumed with."""
+
+    # A class whose __await__ is a generator, as Future's: the compiled build compiles it,
+    # and compiled code awaits it without a Python frame (a generator function's own
+    # result, compiled, could not be awaited by interpreted code; interpreted, it cost a
+    # Python call and frame per wait: 1,100 instructions per echo round trip).
+    def __await__(self) -> Generator[Suspended, Any, Any]:
+        return (yield self)
+
+    def __iter__(self) -> Generator[Suspended, Any, Any]:
+        """``yield from suspend(waiter)`` in generator-based coroutines, as ``await``."""
+        return self.__await__()
+
+
+# The one instance (Final: compiled code reads it from a C variable; see futures.py).
+_SUSPENDED: Final = Suspended()
+
 # What resume() wakes: the suspended Task itself, or the Future a task of another kind awaits.
 # ("| Any", not "Task[Any] | Future[Any]": mypyc crashes on a union of a class and its
 # subclass, and compiled code would refuse asyncio's future under treadle.aio.)
@@ -422,11 +438,16 @@ def suspend(waiter: Waiter) -> Any:
             f"suspend() was given {waiter!r}, which is not the running task; "
             "take the waiter from current_waiter() in the task that suspends"
         )
-    # The checks are here, not in the generator, to keep its frame small: every task
-    # parked on a lock, an event or a queue holds one (176 bytes rather than 216). It is
-    # in treadle/interpreted.py: the compiled build cannot await a @types.coroutine
-    # generator of its own.
-    return wait_for_resume()
+    return _SUSPENDED
+
+
+# An inline resume calls these (Final: compiled, each is a C call; the plain
+# ``waiter._context.run(waiter._step, ...)`` looks ``run`` up by name and reads
+# ``_step``, a bound method made through Python since programs may subclass Task:
+# 600 instructions per echo round trip compiled, 400 pure). A subclass's own ``_step``
+# (none has one) would still run for scheduled steps, not inline ones.
+_run_in: Final = Context.run
+_task_step: Final = Task._step
 
 
 def resume(
@@ -445,7 +466,7 @@ def resume(
         loop = waiter._loop
         # Not while an observer times each callback: it must see every step as one.
         if inline and loop._current_task is None and loop._callback_observer is None:
-            waiter._context.run(waiter._step, error, value)
+            _run_in(waiter._context, _task_step, waiter, error, value)
         else:
             loop._schedule(waiter._step, (error, value), waiter._context)
         return True
