@@ -33,6 +33,9 @@ COMPILED_MODULES = [
     "src/treadle/core/loop.py",
     "src/treadle/waitqueue.py",
     "src/treadle/streams.py",
+    # treadle.aio's run-once; the aio loop class and its transport stay interpreted
+    # (docs/compiled.md, "treadle.aio on the compiled build", says why).
+    "src/treadle/aio/engine.py",
 ]
 
 # Where the mended copies of mypyc's runtime files go (see mend_runtime).

@@ -36,6 +36,15 @@ def test_compiled_says_whether_the_core_is_an_extension_module() -> None:
         assert treadle.compiled, f"the suite runs on pure Python ({core_file})"
 
 
+def test_treadle_aio_run_once_is_compiled_exactly_when_the_core_is() -> None:
+    # setup.py's COMPILED_MODULES names it; a build that left it out would measure the
+    # aio loop interpreted over the compiled core, its slowest combination.
+    import treadle.aio.engine
+
+    engine_file = treadle.aio.engine.__file__
+    assert engine_file.endswith(".py") == (not treadle.compiled), engine_file
+
+
 def test_the_running_loop_is_per_thread() -> None:
     found: list[object] = []
 

@@ -79,7 +79,12 @@ EXTRA_SERVERS = [  # asyncio's servers on treadle.aio (issue 8): run when named 
     Server("treadle_aio_streams", "treadle.aio streams", ("treadle_aio.py", "--streams")),
     Server("treadle_aio_protocol_asyncio_transport", "treadle.aio protocol, asyncio's transport",
            ("treadle_aio.py", "--transport", "asyncio")),
+    # On the compiled build, run by --compiled-python like treadle_compiled.
+    Server("treadle_aio_compiled", "treadle.aio protocol, compiled",
+           ("treadle_aio.py", "--compiled")),
 ]
+# The servers run by --compiled-python, on the compiled wheel's treadle.
+COMPILED_SERVERS = {"treadle_compiled", "treadle_aio_compiled"}
 ALL_SERVERS = {s.name: s for s in SERVERS + EXTRA_SERVERS}
 # Pairs compared directly when both ran: (server, against).
 COMPARISONS = [
@@ -89,6 +94,9 @@ COMPARISONS = [
     ("treadle_aio_protocol", "asyncio_protocol"),
     ("treadle_aio_protocol", "uvloop_protocol"),
     ("treadle_aio_protocol", "treadle_aio_protocol_asyncio_transport"),
+    ("treadle_aio_compiled", "asyncio_protocol"),
+    ("treadle_aio_compiled", "uvloop_protocol"),
+    ("treadle_aio_compiled", "treadle_aio_protocol"),
     ("treadle_aio_streams", "asyncio_streams"),
     ("treadle_aio_streams", "uvloop_streams"),
 ]
@@ -220,7 +228,7 @@ class Bench:
             return None
         port = free_port()
         python, env = PYTHON, self.env
-        if server.name == "treadle_compiled":
+        if server.name in COMPILED_SERVERS:
             # Its own Python, and not the source tree's src/ on the path: the wheel's treadle.
             python = self.args.compiled_python
             env = {key: value for key, value in env.items() if key != "PYTHONPATH"}
@@ -509,7 +517,8 @@ def main() -> int:
     parser.add_argument(
         "--compiled-python",
         default=str(HERE.parent.parent / ".venv-compiled" / "bin" / "python"),
-        help="the Python with the compiled wheel installed, for treadle_compiled "
+        help="the Python with the compiled wheel installed, for treadle_compiled and "
+        "treadle_aio_compiled "
         "(default: .venv-compiled/bin/python)",
     )
     parser.add_argument("--workloads", help="comma-separated from " + ",".join(ALL_WORKLOADS))

@@ -80,6 +80,9 @@ EXTRA_SERVERS = [  # run only when named in --servers
     Server("treadle_aio_streams", "treadle.aio streams", ("treadle_aio.py", "--streams")),
     Server("treadle_aio_protocol_asyncio_transport", "treadle.aio protocol, asyncio's transport",
            ("treadle_aio.py", "--transport", "asyncio")),
+    # On the compiled build (docs/compiled.md), run by --compiled-python.
+    Server("treadle_aio_compiled", "treadle.aio protocol, compiled",
+           ("treadle_aio.py", "--compiled")),
     Server("aiohttp_asyncio", "aiohttp on asyncio", ("aiohttp_server.py", "--loop", "asyncio"),
            exact_response=False),
     Server("aiohttp_uvloop", "aiohttp on uvloop", ("aiohttp_server.py", "--loop", "uvloop"),
@@ -94,12 +97,17 @@ COMPARISONS = [
     ("treadle_aio_protocol", "asyncio_protocol"),
     ("treadle_aio_protocol", "uvloop_protocol"),
     ("treadle_aio_protocol", "treadle_aio_protocol_asyncio_transport"),
+    ("treadle_aio_compiled", "asyncio_protocol"),
+    ("treadle_aio_compiled", "uvloop_protocol"),
+    ("treadle_aio_compiled", "treadle_aio_protocol"),
     ("treadle_aio_streams", "asyncio_streams"),
     ("treadle_aio_streams", "uvloop_streams"),
     ("aiohttp_treadle_aio", "aiohttp_asyncio"),
     ("aiohttp_treadle_aio", "aiohttp_uvloop"),
 ]
 ALL_SERVERS = {s.name: s for s in SERVERS + EXTRA_SERVERS}
+# The servers run by --compiled-python, on the compiled wheel's treadle.
+COMPILED_SERVERS = {"treadle_aio_compiled"}
 
 
 @dataclass
@@ -192,10 +200,15 @@ class Bench:
         if server.name in self.unavailable:
             return None
         port = free_port()
-        cmd = [PYTHON, str(HERE / server.argv[0]), str(port), *server.argv[1:]]
+        python, env = PYTHON, self.env
+        if server.name in COMPILED_SERVERS:
+            # Its own Python, and not the source tree's src/ on the path: the wheel's treadle.
+            python = self.args.compiled_python
+            env = {key: value for key, value in env.items() if key != "PYTHONPATH"}
+        cmd = [python, str(HERE / server.argv[0]), str(port), *server.argv[1:]]
         try:
             child = self.kids.start_server(server.name, cmd, cpu=self.args.server_cpu,
-                                           env=self.env)
+                                           env=env)
         except ServerUnavailable as exc:
             self.unavailable[server.name] = str(exc)
             log(f"{server.family}: not available ({exc})")
@@ -261,6 +274,12 @@ def main() -> int:
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
     parser.add_argument("--wrk", default=shutil.which("wrk"), help="wrk binary")
+    parser.add_argument(
+        "--compiled-python",
+        default=str(HERE.parent.parent / ".venv-compiled" / "bin" / "python"),
+        help="the Python with the compiled wheel installed, for treadle_aio_compiled "
+        "(default: .venv-compiled/bin/python)",
+    )
     args = parser.parse_args()
     if not (0 < args.seconds <= 600 and 1 <= args.rounds <= 50):
         sys.exit("--seconds must be in (0, 600] and --rounds in [1, 50]")

@@ -1,10 +1,12 @@
 """The asyncio hello-world HTTP servers of this directory, unchanged, on treadle.aio's loop.
 
-Usage: python treadle_aio.py PORT [--streams] [--transport treadle|asyncio]
+Usage: python treadle_aio.py PORT [--streams] [--transport treadle|asyncio] [--compiled]
 
 Without ``--streams`` it runs ``asyncio_protocol.py``'s server, with it
 ``asyncio_streams.py``'s. ``--transport`` picks treadle.aio's stream transport:
-treadle's own (the default) or asyncio's.
+treadle's own (the default) or asyncio's. ``--compiled`` insists on the compiled build
+(``treadle.compiled``), so that "treadle.aio protocol, compiled" can't silently measure
+pure Python.
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ if __name__ == "__main__":
     parser.add_argument("port", type=int)
     parser.add_argument("--streams", action="store_true", help="asyncio streams, not Protocol")
     parser.add_argument("--transport", choices=["treadle", "asyncio"], default="treadle")
+    parser.add_argument("--compiled", action="store_true", help="insist on compiled treadle")
     args = parser.parse_args()
     prepare()
     try:
         import treadle.aio
     except ImportError as exc:
         unavailable(exc)
+    if treadle.compiled != args.compiled:
+        unavailable(ImportError(f"treadle.compiled is not {args.compiled} ({treadle.__file__})"))
     server = asyncio_streams if args.streams else asyncio_protocol
     with asyncio.Runner(
         loop_factory=lambda: treadle.aio.new_event_loop(transport=args.transport)

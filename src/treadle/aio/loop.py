@@ -30,8 +30,9 @@ treadle's loop (``treadle.loop.EventLoop``):
     ``_callback_failed``  reports a callback's exception (overridden: asyncio's wording)
     ``_run_ready_debug``  runs the ready callbacks in debug mode (overridden: asyncio's
                           slow-callback log and ``_current_handle``)
-    ``_run_once``         one iteration (overridden: the same steps, the descriptors'
-                          callbacks from a list of their own); it reads ``_poller``,
+    ``_run_once``         one iteration (overridden by ``treadle.aio.engine._run_once``:
+                          the same steps, the descriptors' callbacks from a list of
+                          their own); that reads ``_poller``,
                           ``_registered``, ``_readers``, ``_writers`` (fd -> argument-less
                           handle), ``_clock``, ``_clock_time``, ``_cancelled_timers``,
                           ``_purge_cancelled_timers``, ``_callback_observer`` and
@@ -70,7 +71,6 @@ asyncio (``asyncio.base_events``, ``selector_events``, ``unix_events``, ``events
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import selectors
 import socket
@@ -79,19 +79,13 @@ import warnings
 import weakref
 from asyncio import base_events, events, format_helpers, unix_events
 from collections.abc import Iterator, Mapping
-from heapq import heappop, heappush
+from heapq import heappush
 from typing import TYPE_CHECKING, Any
 
 import treadle.errors
 from treadle.aio import transport as treadle_transport
+from treadle.aio.engine import _run_once as run_once_from_poll
 from treadle.core.clock import Clock
-from treadle.core.loop import (
-    _MAX_SELECT_TIMEOUT,
-    _MIN_CANCELLED_TIMERS_TO_PURGE,
-    _POLLIN,
-    _READ_EVENTS,
-    _WRITE_EVENTS,
-)
 from treadle.loop import EventLoop as TreadleLoop
 
 __all__ = ["EventLoop"]
@@ -243,128 +237,13 @@ class EventLoop(TreadleLoop, _AsyncioLoop):  # type: ignore[misc]
     def _run_once(self) -> None:
         """One iteration of treadle's loop, with readiness callbacks run straight from the poll.
 
-        The same steps, in the same order, as ``treadle.core.loop.CoreLoop._run_once``
-        (read that first): drop cancelled timers, work out the poll's timeout, poll, take
-        the due timers, then run exactly the callbacks ready when the iteration began:
-        those already queued, then those of the ready descriptors (in the poller's order,
-        each reader before its writer), then the due timers. Here the descriptors'
-        callbacks go through a local list instead of the ready queue, and are called
-        without arguments: on this loop every handle in treadle's reader and writer
-        tables is argument-less (asyncio's handles, and the transport's bound methods,
-        carry their own). As in the core, a handle is taken when the poll reports its
-        descriptor and skipped if it is cancelled before its turn.
+        ``treadle.aio.engine._run_once`` (read it there); the core's own in debug mode
+        and under an introspection observer, which run the ready queue their own way.
         """
         if self._debug or self._callback_observer is not None:
-            TreadleLoop._run_once(self)  # they run the ready queue their own way
+            TreadleLoop._run_once(self)
             return
-        ready = self._ready
-        timers = self._timers
-
-        # 1. Cancelled timers must not pile up.
-        if timers:
-            if (
-                self._cancelled_timers > _MIN_CANCELLED_TIMERS_TO_PURGE
-                and self._cancelled_timers * 2 > len(timers)
-            ):
-                self._purge_cancelled_timers()
-            else:
-                while timers and timers[0][2]._cancelled:
-                    heappop(timers)[2]._scheduled = False
-                    self._cancelled_timers -= 1
-
-        # 2. How long may the poller block? Not at all if there is work ready.
-        deadline = timers[0][0] if timers else None
-        if ready or self._stopping:
-            timeout = 0.0
-        elif deadline is None:
-            timeout = -1.0
-        else:
-            timeout = min(self._clock.sleep_time(deadline), _MAX_SELECT_TIMEOUT)
-
-        # 3. Poll, and take the callbacks of the descriptors that are ready.
-        io_ready: list[Any] = []
-        if timeout != 0.0 or self._registered:
-            events = self._poller.poll(timeout)
-            if events:
-                readers = self._readers
-                writers = self._writers
-                for fd, mask in events:
-                    # Most events are one bit: an == is cheaper than the & of the
-                    # general case (which 3.11 does not specialise for ints).
-                    if mask == _POLLIN:
-                        reader = readers.get(fd)
-                        if reader is not None:
-                            io_ready.append(reader)
-                        continue
-                    if mask & _READ_EVENTS:
-                        reader = readers.get(fd)
-                        if reader is not None:
-                            io_ready.append(reader)
-                    if mask & _WRITE_EVENTS:
-                        writer = writers.get(fd)
-                        if writer is not None:
-                            io_ready.append(writer)
-        if deadline is not None and not ready and not io_ready and not self._stopping:
-            self._clock.idle(deadline)
-
-        # 4. The queued callbacks run first, the due timers last (queued behind them).
-        queued = len(ready)
-        if timers:
-            now = self._clock_time()
-            while timers and timers[0][0] <= now:
-                timer = heappop(timers)[2]
-                timer._scheduled = False
-                if timer._cancelled:
-                    self._cancelled_timers -= 1
-                else:
-                    ready.append(timer)
-        due = len(ready) - queued
-
-        # 5. Run them: the queued, the descriptors', the due timers. What they schedule
-        # is queued behind the due timers, for the next iteration. (Three loops in this
-        # one frame, not a helper: introspection finds the running callback in the frame
-        # of _run_once, treadle.introspect.snapshot's _RUNNERS.)
-        handle: Any = None
-        if queued:
-            for _ in itertools.repeat(None, queued):
-                handle = ready.popleft()
-                if handle._cancelled:
-                    continue
-                try:
-                    if handle._args:
-                        handle._context.run(handle._callback, *handle._args)
-                    else:
-                        handle._context.run(handle._callback)
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
-                    self._callback_failed(handle, exc)
-        for handle in io_ready:
-            if handle._cancelled:
-                continue
-            try:
-                handle._context.run(handle._callback)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._callback_failed(handle, exc)
-        if due:
-            for _ in itertools.repeat(None, due):
-                handle = ready.popleft()
-                if handle._cancelled:
-                    continue
-                try:
-                    if handle._args:
-                        handle._context.run(handle._callback, *handle._args)
-                    else:
-                        handle._context.run(handle._callback)
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
-                    self._callback_failed(handle, exc)
-        # As in the core: a frame kept by a traceback must not keep the last callback.
-        handle = None
-        del io_ready
+        run_once_from_poll(self)
 
     def _timer_handle_cancelled(self, handle: Any) -> None:
         # asyncio's TimerHandle reports every cancel; only one still in the heap counts.
