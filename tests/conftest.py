@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 import trustme
 from hypothesis import HealthCheck, settings
-from loopback import new_client_context, new_server_context, throwaway_ca
+from loopback import new_client_context, new_server_context, open_fd_names, throwaway_ca
 from oracle_runners import ASYNCIO, TREADLE, Framework
 
 import treadle
@@ -76,17 +76,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.name in KEEPS_FDS_MODULES:
             item.add_marker(pytest.mark.keeps_fds)
-
-
-def open_fd_names() -> dict[int, str]:
-    """This process's open file descriptors, each with what it is (``pipe:[123]``, a path)."""
-    names = {}
-    for entry in os.listdir("/proc/self/fd"):
-        try:
-            names[int(entry)] = os.readlink(f"/proc/self/fd/{entry}")
-        except FileNotFoundError:  # the descriptor listdir itself used, closed since
-            continue
-    return names
 
 
 def release_what_a_failed_test_holds() -> None:

@@ -25,6 +25,17 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def open_fd_names() -> dict[int, str]:
+    """This process's open file descriptors, each with what it is (``pipe:[123]``, a path)."""
+    names = {}
+    for entry in os.listdir("/proc/self/fd"):
+        try:
+            names[int(entry)] = os.readlink(f"/proc/self/fd/{entry}")
+        except FileNotFoundError:  # the descriptor listdir itself used, closed since
+            continue
+    return names
+
+
 def address_of(server: Any) -> tuple[str, int]:
     """The ``(host, port)`` a server listens on."""
     host, port = server.sockets[0].getsockname()[:2]
