@@ -1,12 +1,12 @@
 """The aio loop's run-once: treadle's steps, the ready descriptors' callbacks from a list.
 
-``treadle.aio.EventLoop._run_once`` calls ``_run_once`` here outside debug mode and
-introspection. It lives in a module of its own, written against treadle's core loop
+``treadle.aio.EventLoop._run_once`` is ``_run_once`` here (in the pure build; compiled, a
+method that calls it). It lives in a module of its own, written against treadle's core loop
 (``CoreLoop``) and core ``Handle`` rather than the aio loop, so that the compiled build
 (docs/compiled.md) compiles it: compiled, it reads the loop's and the handles' fields
 straight from their C structs, where the interpreted aio loop, a Python subclass of the
-compiled core, goes through Python's attribute lookup for each. Pure, it is the same
-code one call further down.
+compiled core, goes through Python's attribute lookup for each. Pure, it is the aio
+loop's method itself, as if written in its class.
 
 Side layer: imports treadle's core loop and handles; not asyncio.
 """
@@ -44,8 +44,13 @@ def _run_once(loop: CoreLoop) -> None:
     without arguments: on the aio loop every handle in treadle's reader and writer
     tables is argument-less (asyncio's handles, and the transport's bound methods,
     carry their own). As in the core, a handle is taken when the poll reports its
-    descriptor and skipped if it is cancelled before its turn.
+    descriptor and skipped if it is cancelled before its turn. In debug mode and under
+    an introspection observer, which run the ready queue their own way, the core's
+    run-once runs instead.
     """
+    if loop._debug or loop._callback_observer is not None:
+        CoreLoop._run_once(loop)
+        return
     ready = loop._ready
     timers = loop._timers
 

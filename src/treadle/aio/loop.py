@@ -75,6 +75,7 @@ import os
 import selectors
 import socket
 import time
+import types
 import warnings
 import weakref
 from asyncio import base_events, events, format_helpers, unix_events
@@ -234,16 +235,18 @@ class EventLoop(TreadleLoop, _AsyncioLoop):  # type: ignore[misc]
         timer._scheduled = True
         return timer  # type: ignore[no-any-return]
 
-    def _run_once(self) -> None:
-        """One iteration of treadle's loop, with readiness callbacks run straight from the poll.
+    # One iteration of treadle's loop, with readiness callbacks run straight from the poll:
+    # treadle.aio.engine._run_once (read it there; it hands debug mode and an
+    # introspection observer to the core's own). In the pure build that function is the
+    # method itself, one Python call per iteration fewer; compiled, it is a builtin
+    # function, which does not bind as a method, so a one-line method calls it.
+    if isinstance(run_once_from_poll, types.FunctionType):
+        _run_once = run_once_from_poll
+    else:
 
-        ``treadle.aio.engine._run_once`` (read it there); the core's own in debug mode
-        and under an introspection observer, which run the ready queue their own way.
-        """
-        if self._debug or self._callback_observer is not None:
-            TreadleLoop._run_once(self)
-            return
-        run_once_from_poll(self)
+        def _run_once(self) -> None:
+            """One iteration of treadle's loop (``treadle.aio.engine._run_once``)."""
+            run_once_from_poll(self)
 
     def _timer_handle_cancelled(self, handle: Any) -> None:
         # asyncio's TimerHandle reports every cancel; only one still in the heap counts.
