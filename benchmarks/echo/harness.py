@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import resource
 import selectors
 import shlex
 import shutil
@@ -25,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -222,13 +221,6 @@ def free_port() -> int:
 # --- /proc readers -------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
-
-
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -251,48 +243,6 @@ def cpu_work_seconds(cpus: Sequence[int]) -> float:
                 user, nice, system, _idle, _iowait, irq, softirq = map(int, rest.split()[:7])
                 total += user + nice + system + irq + softirq
     return total / CLK_TCK
-
-
-def reaped_children_seconds() -> float:
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
-class CpuMeter:
-    """Who used the benchmark CPUs while the load ran: the server, the load, or others.
-
-    Wrap the load generator's whole life (start to reaped) in ``with meter:``.
-    ``server_share`` is the server's CPU seconds per wall second, ``load_share``
-    the load generator's (near 100 % means the load, not the server, may be the
-    limit); ``foreign_share`` is CPU time on the benchmark CPUs that neither the server
-    nor the (reaped) load generator accounts for, per wall second: other
-    processes, or kernel work not charged to either. A few percent is normal;
-    tens of percent mean a neighbour ran on the benchmark CPUs.
-    """
-
-    def __init__(self, cpus: Sequence[int | None], server_pid: int) -> None:
-        self.cpus = [c for c in cpus if c is not None]
-        self.pid = server_pid
-        self.server_share = self.load_share = self.foreign_share = 0.0
-
-    def __enter__(self) -> CpuMeter:
-        self._t = time.monotonic()
-        self._work = cpu_work_seconds(self.cpus)
-        self._server = cpu_seconds(self.pid)
-        self._reaped = reaped_children_seconds()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        wall = time.monotonic() - self._t
-        if wall <= 0 or exc[0] is not None:
-            return
-        with contextlib.suppress(OSError):
-            server = cpu_seconds(self.pid) - self._server
-            load = reaped_children_seconds() - self._reaped
-            work = cpu_work_seconds(self.cpus) - self._work if self.cpus else server + load
-            self.server_share = server / wall
-            self.load_share = load / wall
-            self.foreign_share = max(0.0, work - server - load) / wall
 
 
 def _cpu_jiffies(cpu: int) -> tuple[int, int]:
@@ -504,6 +454,29 @@ class Sample:
     @property
     def contended(self) -> bool:
         return self.busy_before > QUIET or self.window.contended
+
+
+def with_retries(run_one: Callable[[float], Sample], *, retries: int,
+                 wait: Callable[[], float], report: Callable[[Sample, str], None],
+                 wait_first: bool = False) -> Sample:
+    """Run a burst, and again while it is contended, up to ``retries`` more times.
+
+    ``run_one(busy)`` runs the burst, given how busy the CPUs were just before (``wait()``,
+    which waits for them to be quiet and returns that share; called before every re-run,
+    and before the first run too with ``wait_first``); ``report(sample, note)`` logs each.
+    The last burst is returned, contended or not: the report counts and sets aside those.
+    """
+    busy = wait() if wait_first else 0.0
+    for attempt in range(retries + 1):
+        if attempt:
+            busy = wait()
+        sample = run_one(busy)
+        retry = sample.contended and attempt < retries
+        report(sample, ("  contended" + (", retrying" if retry else ""))
+               if sample.contended else "")
+        if not retry:
+            break
+    return sample
 
 
 def usable(samples: Sequence[Sample | None]) -> list[Sample]:

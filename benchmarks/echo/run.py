@@ -62,6 +62,7 @@ from harness import (
     usable,
     wait_idle,
     wait_quiet,
+    with_retries,
 )
 
 
@@ -282,20 +283,9 @@ def describe(sample: Sample) -> str:
                if sample.busy_before > QUIET else ""))
 
 
-def with_retries(bench: Bench, prefix: str, run_one: Callable[[float], Sample],
-                 busy: float) -> Sample:
-    """Run a burst, and again (after waiting for quiet CPUs) while it is contended."""
-    args = bench.args
-    for attempt in range(args.retries + 1):
-        if attempt:
-            busy = wait_quiet(bench.cpus, args.quiet_wait)
-        sample = run_one(busy)
-        retry = sample.contended and attempt < args.retries
-        log(f"{prefix} {describe(sample)}"
-            + ("  contended" + (", retrying" if retry else "") if sample.contended else ""))
-        if not retry:
-            break
-    return sample
+def log_burst(prefix: str) -> Callable[[Sample, str], None]:
+    """A ``with_retries`` reporter: one progress line per burst on stderr."""
+    return lambda sample, note: log(f"{prefix} {describe(sample)}{note}")
 
 
 # --- modes ------------------------------------------------------------------------------------
@@ -373,9 +363,10 @@ def run_interleaved(bench: Bench, servers: list[Server], workloads: list[Workloa
             # whether it was contended; how busy the CPUs were before the round is only
             # waited out (wait_quiet), not held against the round's bursts.
             return with_retries(
-                bench, f"[{where}] {wl.label:<12} {server.label:<26}",
                 lambda _busy: bench.burst(child, port, wl, seconds=args.seconds,
-                                          warmup=args.warmup), 0.0)
+                                          warmup=args.warmup),
+                retries=args.retries, wait=lambda: wait_quiet(bench.cpus, args.quiet_wait),
+                report=log_burst(f"[{where}] {wl.label:<12} {server.label:<26}"))
         except ServerFailed as exc:
             bench.fail(server, f"{wl.label}, {where}", exc)
             bench.kids.kill(running.pop(server.name)[0])
@@ -422,9 +413,10 @@ def run_fresh(bench: Bench, servers: list[Server], workloads: list[Workload]) ->
                 where = f"round {rnd}/{args.rounds}"
                 try:
                     sample: Sample | None = with_retries(
-                        bench, f"[{where}] {wl.label:<12} {server.label:<26}",
-                        functools.partial(fresh_burst, server, wl),
-                        wait_quiet(bench.cpus, args.quiet_wait))
+                        functools.partial(fresh_burst, server, wl), retries=args.retries,
+                        wait=lambda: wait_quiet(bench.cpus, args.quiet_wait),
+                        report=log_burst(f"[{where}] {wl.label:<12} {server.label:<26}"),
+                        wait_first=True)
                 except ServerFailed as exc:
                     if server.name in bench.unavailable:
                         continue
