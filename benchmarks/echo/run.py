@@ -35,7 +35,8 @@ from harness import (
     QUIET,
     REPO,
     WAIT_MAX,
-    WINDOW_GUARD,
+    WINDOW_END_GUARD,
+    WINDOW_START_GUARD,
     Child,
     Children,
     Sample,
@@ -240,10 +241,10 @@ class Bench:
             cmd.append("--verify")
         gen = self.kids.start("echo_load", cmd, cpu=self.args.client_cpu)
         started = time.monotonic()  # Popen returns once the pinned binary is being exec'd
-        guard = min(WINDOW_GUARD, seconds / 4)
         try:
-            window = measure_window(child, gen, self.cpus, started + warmup + guard,
-                                    started + warmup + seconds - guard)
+            window = measure_window(
+                child, gen, self.cpus, started + warmup + min(WINDOW_START_GUARD, seconds / 4),
+                started + warmup + seconds - min(WINDOW_END_GUARD, seconds / 4))
             gen_stderr = gen.stderr_tail(5)
             rc, out = run_to_end(self.kids, gen, timeout=warmup + seconds + LOAD_SLACK)
         except BaseException:
@@ -433,9 +434,10 @@ def method_line(args: argparse.Namespace) -> str:
     """The header paragraph: how the figures below were made."""
     cpus = f"servers on CPU {args.server_cpu}, echo_load on CPU {args.client_cpu}"
     window = (f"Server CPU per round trip: the server's scheduler time (/proc/PID/task/*/"
-              f"schedstat, ns) over echo_load's measured phase less {WINDOW_GUARD * 1000:g} ms "
-              "at either end (the burst's connection start-up and teardown stay out), divided "
-              "by echo_load's round trips/s.")
+              f"schedstat, ns) over echo_load's measured phase, from {WINDOW_START_GUARD * 1000:g} "
+              f"ms after its start to {WINDOW_END_GUARD * 1000:g} ms before its end (the "
+              "burst's connection start-up and teardown stay out), divided by echo_load's "
+              "round trips/s.")
     ratios = ("Ratios: the median of per-round ratios, each server against the other measured "
               "in the same round, with the interquartile range of those ratios in brackets "
               "(for round trips/s: server / baseline; for CPU per round trip: baseline / "

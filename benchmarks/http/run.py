@@ -39,7 +39,7 @@ from harness import (
     PYTHON,
     QUIET,
     WAIT_MAX,
-    WINDOW_GUARD,
+    WINDOW_END_GUARD,
     Child,
     Children,
     Sample,
@@ -159,7 +159,7 @@ WRK_ERRS = re.compile(r"Socket errors:.*|Non-2xx or 3xx responses:.*")
 LATENCY_UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6}
 # wrk has no warm-up: its thread starts, connects and requests at once. The server's CPU
 # is read from this long after wrk started (accepting the burst's connections stays out)
-# to WINDOW_GUARD before its end (closing them stays out).
+# to WINDOW_END_GUARD before its end (closing them stays out).
 WRK_RAMP = 0.1
 WRK_SLACK = 30.0  # beyond -d: wrk's --timeout and its exit
 
@@ -238,7 +238,7 @@ class Bench:
         started = time.monotonic()
         try:
             window = measure_window(child, gen, self.cpus, started + WRK_RAMP,
-                                    started + seconds - WINDOW_GUARD)
+                                    started + seconds - WINDOW_END_GUARD)
             rc, out = run_to_end(self.kids, gen, timeout=seconds + WRK_SLACK)
         except BaseException:
             self.kids.kill(gen)
@@ -361,7 +361,7 @@ def method_line(args: argparse.Namespace) -> str:
     cpus = f"servers on CPU {args.server_cpu}, wrk on CPU {args.client_cpu}"
     common = (f"Keep-alive, 13-byte body. Server CPU per request: the server's scheduler "
               f"time (/proc/PID/task/*/schedstat, ns) from {WRK_RAMP:g} s after wrk started "
-              f"to {WINDOW_GUARD * 1000:g} ms before its end, divided by wrk's requests/s. "
+              f"to {WINDOW_END_GUARD * 1000:g} ms before its end, divided by wrk's requests/s. "
               "Ratios: the median of per-round ratios, each server against the other measured "
               "in the same round, with the interquartile range of those ratios in brackets "
               "(above 1, the server is faster or cheaper). A burst is contended when others "
