@@ -1,16 +1,23 @@
 """Run the TCP echo benchmark: every echo server against the C load generator, in rounds.
 
 Each server runs pinned to one CPU (default 0) and ``echo_load`` to another
-(default 1). For every round and workload the servers run one after another
-(A B C ... A B C ...), each in a fresh process on a fresh port; the report gives
-median round trips/s per server and workload and the ratio of each server to
-asyncio streams (and treadle to uvloop streams), measured pairwise within rounds.
+(default 1). By default (``--mode interleaved``) every server is started once and
+kept running; for each workload, each round runs one short echo_load burst (new
+connections, a warm-up, a measured phase) against each server in turn, the order
+reversed every other round (or shuffled: ``--order shuffle --seed N``). The server's
+CPU time per round trip is read from the kernel's nanosecond counters over the inside
+of each burst's measured phase. The report gives, per server and workload, median
+round trips/s and server µs per round trip, and the median and interquartile range
+of per-round ratios against asyncio streams and for each pair in ``COMPARISONS``.
+``--mode fresh`` is the earlier method (a fresh server process per run, servers in
+a fixed order), kept for comparison.
 
 ``--idle-conns N`` instead measures memory: it opens N idle connections to each
 server and reports the growth of the server's resident set size per connection.
 
-    python benchmarks/echo/run.py --seconds 3 --rounds 3
+    python benchmarks/echo/run.py --rounds 16
     python benchmarks/echo/run.py --servers asyncio_streams,treadle_streams --verify
+    python benchmarks/echo/run.py --mode fresh --seconds 3 --rounds 3
     python benchmarks/echo/run.py --idle-conns 10000
 """
 
@@ -245,11 +252,11 @@ class Bench:
             window = measure_window(
                 child, gen, self.cpus, started + warmup + min(WINDOW_START_GUARD, seconds / 4),
                 started + warmup + seconds - min(WINDOW_END_GUARD, seconds / 4))
-            gen_stderr = gen.stderr_tail(5)
             rc, out = run_to_end(self.kids, gen, timeout=warmup + seconds + LOAD_SLACK)
         except BaseException:
             self.kids.kill(gen)
             raise
+        gen_stderr = gen.stderr_tail(5)
         ensure_alive(child, "during a burst")
         try:
             res = parse_result(out)
@@ -306,12 +313,14 @@ def run_verify(bench: Bench, servers: list[Server], workloads: list[Workload],
     for server in servers:
         cells, ok = [], True
         for wl in workloads:
-            started = running.get(server.name) if running is not None else bench.start(server)
-            if started is None:
-                cells, ok = ["not available"] * len(workloads), False
-                break
-            child, port = started
+            child: Child | None = None
             try:
+                started = (running.get(server.name) if running is not None
+                           else bench.start(server))
+                if started is None:
+                    cells, ok = ["not available"] * len(workloads), False
+                    break
+                child, port = started
                 bench.burst(child, port, wl, seconds=VERIFY_SECONDS, warmup=VERIFY_WARMUP,
                             verify=True)
                 cells.append("ok")
@@ -320,7 +329,7 @@ def run_verify(bench: Bench, servers: list[Server], workloads: list[Workload],
                 cells.append("FAIL")
                 ok = False
             finally:
-                if running is None:
+                if running is None and child is not None:
                     bench.kids.kill(child)
         rows.append([server.label, *cells])
         if ok:
