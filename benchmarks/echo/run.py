@@ -718,6 +718,13 @@ def main() -> int:
             bench = Bench(kids, args, load)
             print(f"<!-- Made by: {command_line()} -->\n")
             if args.mode == "interleaved":
+                # A burst costs its warm-up and measured time plus ~0.1 s (start, idle
+                # wait); a round adds wait_quiet's 0.25 s look at the CPUs.
+                minutes = len(workloads) * (
+                    len(servers) * (args.rounds + 1) * (args.warmup + args.seconds + 0.1)
+                    + args.rounds * 0.25) / 60
+                log(f"{args.rounds} rounds x {len(servers)} servers x {len(workloads)} "
+                    f"workloads: about {minutes:.1f} min on quiet CPUs")
                 running = start_all(bench, servers)
                 if args.verify:
                     servers = run_verify(bench, servers, workloads, running)
