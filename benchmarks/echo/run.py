@@ -288,7 +288,8 @@ def describe(sample: Sample) -> str:
             f"load CPU {w.load_cpu:4.0%}  others {w.foreign:4.0%}  "
             f"waited {max(w.server_wait, w.load_wait):4.0%}"
             + (f"  (CPUs {sample.busy_before:.0%} busy before)"
-               if sample.busy_before > QUIET else ""))
+               if sample.busy_before > QUIET else "")
+            + ("  echo_load-bound" if w.load_cpu > LOAD_SATURATED else ""))
 
 
 def log_burst(prefix: str) -> Callable[[Sample, str], None]:
