@@ -505,6 +505,8 @@ def report_throughput(bench: Bench, servers: list[Server], workloads: list[Workl
                 fmt_pct(median([x.window.server_cpu for x in good])),
                 fmt_pct(median([x.window.load_cpu for x in good])),
                 f"{len(good)}/{len(samples)}" + (f", {contended} contended" if contended else "")
+                + (f", {bound} load-bound" if (bound := sum(
+                    x.window.load_cpu > LOAD_SATURATED for x in good)) else "")
                 + (", FAILED" if None in samples else ""),
             ])
         print(md_table(["server", "rt/s", "server µs/rt", f"rt/s vs {base}",

@@ -410,6 +410,8 @@ def report(bench: Bench, servers: list[Server], results: Results) -> None:
             "-" if cpu is None else f"{cpu:.0%}",
             "-" if load is None else f"{load:.0%}",
             f"{len(good)}/{len(samples)}" + (f", {contended} contended" if contended else "")
+            + (f", {bound} wrk-bound" if (bound := sum(
+                x.window.load_cpu > WRK_SATURATED for x in good)) else "")
             + (", FAILED" if None in samples else ""),
         ])
     print(md_table(["server", "req/s", "server µs/req", f"req/s vs {base}",
