@@ -322,6 +322,14 @@ def thread_times(pid: int) -> ThreadTimes:
     return ThreadTimes(ran, waited)
 
 
+def require_schedstat() -> None:
+    """Exit with a clear message if this kernel keeps no per-task scheduler counters."""
+    if not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/schedstat"):
+        sys.exit("/proc/PID/task/TID/schedstat is missing: the runners read the server's CPU "
+                 "time from it; it needs a Linux kernel built with CONFIG_SCHED_INFO "
+                 "(CONFIG_SCHEDSTATS selects it), as every major distribution's is")
+
+
 @dataclass(frozen=True)
 class Window:
     """What the server, the load generator and everything else did over a measured window.

@@ -65,6 +65,7 @@ from harness import (
     median,
     open_fds,
     rate_ratios,
+    require_schedstat,
     rss_kib,
     run_to_end,
     usable,
@@ -702,6 +703,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
+    require_schedstat()
     if (os.cpu_count() or 1) < 2:
         log("warning: fewer than 2 CPUs; server and load generator will share a CPU")
         args.server_cpu = args.client_cpu = None

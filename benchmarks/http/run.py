@@ -59,6 +59,7 @@ from harness import (
     measure_window,
     median,
     rate_ratios,
+    require_schedstat,
     run_to_end,
     usable,
     wait_idle,
@@ -495,6 +496,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
+    require_schedstat()
     if not args.wrk:
         sys.exit("wrk not found: install it (Debian: apt-get install -y wrk) or pass --wrk")
     if (os.cpu_count() or 1) < 2:
