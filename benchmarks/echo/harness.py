@@ -360,8 +360,12 @@ class _Reading:
 
 
 def _read(server_pid: int, load_pid: int, cpus: Sequence[int]) -> _Reading:
-    return _Reading(time.monotonic(), thread_times(server_pid), thread_times(load_pid),
-                    cpu_work_seconds(cpus) if cpus else 0.0)
+    # The server's counters first, timed on both sides: the instant is their midpoint, so
+    # a runner descheduled around the read (it is not pinned) skews the window less.
+    before = time.monotonic()
+    server = thread_times(server_pid)
+    at = (before + time.monotonic()) / 2
+    return _Reading(at, server, thread_times(load_pid), cpu_work_seconds(cpus) if cpus else 0.0)
 
 
 def window_between(a: _Reading, b: _Reading, cpus: Sequence[int]) -> Window:
