@@ -53,6 +53,47 @@ def _run_once(loop: CoreLoop) -> None:
         return
     ready = loop._ready
     timers = loop._timers
+    handle: Any = None
+    io_handle: Handle | None = None
+    io_ready: list[Handle] = []
+
+    # 0. The common case of a server, in one pass: nothing queued, no timers, not
+    # stopping. Steps 1, 2 and 4 then have nothing to do and step 3 blocks: poll, take
+    # the ready descriptors' handles, run them (steps 3 and 5 below, the same code).
+    # About a thousand instructions of every iteration fewer in the pure build.
+    if not ready and not timers and not loop._stopping:
+        events = loop._poller.poll(-1.0)
+        if not events:
+            return
+        readers = loop._readers
+        writers = loop._writers
+        for fd, mask in events:
+            if mask == _POLLIN:
+                reader = readers.get(fd)
+                if reader is not None:
+                    io_ready.append(reader)
+                continue
+            if mask & _READ_EVENTS:
+                reader = readers.get(fd)
+                if reader is not None:
+                    io_ready.append(reader)
+            if mask & _WRITE_EVENTS:
+                writer = writers.get(fd)
+                if writer is not None:
+                    io_ready.append(writer)
+        for io_handle in io_ready:
+            handle = io_handle
+            if io_handle._cancelled:
+                continue
+            try:
+                io_handle._context.run(io_handle._callback)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                loop._callback_failed(io_handle, exc)
+        handle = io_handle = None
+        del io_ready
+        return
 
     # 1. Cancelled timers must not pile up.
     if timers:
@@ -76,7 +117,6 @@ def _run_once(loop: CoreLoop) -> None:
         timeout = min(loop._clock.sleep_time(deadline), _MAX_SELECT_TIMEOUT)
 
     # 3. Poll, and take the callbacks of the descriptors that are ready.
-    io_ready: list[Handle] = []
     if timeout != 0.0 or loop._registered:
         events = loop._poller.poll(timeout)
         if events:
@@ -117,7 +157,6 @@ def _run_once(loop: CoreLoop) -> None:
     # 5. Run them: the queued, the descriptors', the due timers. What they schedule is
     # queued behind the due timers, for the next iteration. (Three loops in this one
     # frame, not a helper: introspection finds the running callback here, in "handle".)
-    handle: Any = None
     if queued:
         for _ in itertools.repeat(None, queued):
             handle = ready.popleft()
@@ -132,7 +171,6 @@ def _run_once(loop: CoreLoop) -> None:
                 raise
             except BaseException as exc:
                 loop._callback_failed(handle, exc)
-    io_handle: Handle | None = None
     for io_handle in io_ready:
         handle = io_handle
         if io_handle._cancelled:
