@@ -404,6 +404,18 @@ class Suspended:
 # The one instance (Final: compiled code reads it from a C variable; see futures.py).
 _SUSPENDED: Final = Suspended()
 
+
+def _suspended_until_resumed() -> Generator[Suspended, Any, Any]:
+    """``Suspended.__await__`` of the pure build: the same wait, with no ``self`` to hold."""
+    return (yield _SUSPENDED)
+
+
+# In the pure build, a static __await__: its generator holds no ``self``, which keeps a
+# parked task's generator 16 bytes smaller after pymalloc's rounding (benchmarks/README.md,
+# memory). (mypyc cannot compile a static __await__; the compiled one holds no frame.)
+if isinstance(vars(Suspended)["__await__"], types.FunctionType):
+    setattr(Suspended, "__await__", staticmethod(_suspended_until_resumed))  # noqa: B010
+
 # What resume() wakes: the suspended Task itself, or the Future a task of another kind awaits.
 # ("| Any", not "Task[Any] | Future[Any]": mypyc crashes on a union of a class and its
 # subclass, and compiled code would refuse asyncio's future under treadle.aio.)
