@@ -302,7 +302,9 @@ class Connection:
         if not self.reading and not self.closing:
             self.reading = True
             self.loop.add_reader(self.fd, self._on_readable)
-        self.read_waiter = waiter = current_waiter()
+        # The connection's loop is the one running this reader (its readiness callback
+        # goes there): handing it over saves current_waiter() finding it, per message.
+        self.read_waiter = waiter = current_waiter(self.loop)
         return waiter
 
     def reader_woke(self) -> None:

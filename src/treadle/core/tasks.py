@@ -422,11 +422,15 @@ if isinstance(vars(Suspended)["__await__"], types.FunctionType):
 Waiter: TypeAlias = "Future[Any] | Any"
 
 
-def current_waiter() -> Waiter:
-    """The handle by which ``resume()`` will wake the running task once it ``suspend()``s."""
+def current_waiter(running_loop: Any = None) -> Waiter:
+    """The handle by which ``resume()`` will wake the running task once it ``suspend()``s.
+
+    A caller that holds the running loop may pass it, to save finding it (a stream's
+    reader, once per message: a thread-local read).
+    """
     # Any: treadle.aio's loop answers with asyncio's tasks and futures, which the compiled
     # build would refuse as not treadle's.
-    loop: Any = get_running_loop()
+    loop: Any = get_running_loop() if running_loop is None else running_loop
     task = loop._current_task
     if isinstance(task, Task):
         return task
