@@ -3,16 +3,19 @@
 Starts pinned child processes in their own process groups, waits for a server's
 ``READY`` line, and guarantees that every child it started is killed when the
 runner exits, whether normally, on an error, on Ctrl-C or on SIGTERM/SIGHUP.
-Also: free ports, /proc readers (CPU time, RSS, open fds, CPU busy share),
-medians and markdown tables.
+Also: free ports, /proc readers (CPU time, RSS, open fds, CPU busy share, and the
+scheduler's nanosecond counters), the measured window of one load burst against a
+server kept running (``measure_window``), the order of bursts in a round, medians and
+quartiles of per-burst ratios, and markdown tables. Imports only the standard library.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import resource
+import random
 import selectors
+import shlex
 import shutil
 import signal
 import socket
@@ -21,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -218,13 +221,6 @@ def free_port() -> int:
 # --- /proc readers -------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
-
-
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -247,48 +243,6 @@ def cpu_work_seconds(cpus: Sequence[int]) -> float:
                 user, nice, system, _idle, _iowait, irq, softirq = map(int, rest.split()[:7])
                 total += user + nice + system + irq + softirq
     return total / CLK_TCK
-
-
-def reaped_children_seconds() -> float:
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
-class CpuMeter:
-    """Who used the benchmark CPUs while the load ran: the server, the load, or others.
-
-    Wrap the load generator's whole life (start to reaped) in ``with meter:``.
-    ``server_share`` is the server's CPU seconds per wall second, ``load_share``
-    the load generator's (near 100 % means the load, not the server, may be the
-    limit); ``foreign_share`` is CPU time on the benchmark CPUs that neither the server
-    nor the (reaped) load generator accounts for, per wall second: other
-    processes, or kernel work not charged to either. A few percent is normal;
-    tens of percent mean a neighbour ran on the benchmark CPUs.
-    """
-
-    def __init__(self, cpus: Sequence[int | None], server_pid: int) -> None:
-        self.cpus = [c for c in cpus if c is not None]
-        self.pid = server_pid
-        self.server_share = self.load_share = self.foreign_share = 0.0
-
-    def __enter__(self) -> CpuMeter:
-        self._t = time.monotonic()
-        self._work = cpu_work_seconds(self.cpus)
-        self._server = cpu_seconds(self.pid)
-        self._reaped = reaped_children_seconds()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        wall = time.monotonic() - self._t
-        if wall <= 0 or exc[0] is not None:
-            return
-        with contextlib.suppress(OSError):
-            server = cpu_seconds(self.pid) - self._server
-            load = reaped_children_seconds() - self._reaped
-            work = cpu_work_seconds(self.cpus) - self._work if self.cpus else server + load
-            self.server_share = server / wall
-            self.load_share = load / wall
-            self.foreign_share = max(0.0, work - server - load) / wall
 
 
 def _cpu_jiffies(cpu: int) -> tuple[int, int]:
@@ -327,6 +281,271 @@ def wait_quiet(cpus: Sequence[int | None], max_wait: float) -> float:
     while (busy := cpu_busy(pinned)) > QUIET and time.monotonic() < deadline:
         pass
     return busy
+
+
+# --- bursts against servers kept running ---------------------------------------------------
+
+FOREIGN_MAX = 0.08  # other work on the benchmark CPUs above this share marks a burst contended
+WAIT_MAX = 0.05  # server or load runnable but kept off its CPU above this share: contended
+# The server's counters are read this far inside the load generator's measured phase.
+# At the start: the generator's clock begins only once its pinned binary is exec'd and
+# connected, measured here at 7-15 ms after Popen returned on a busy machine (10 and
+# 100 connections). At the end: the generator stops at the end of its phase and only
+# then closes the connections, so a little slack for the runner's wake-up suffices.
+WINDOW_START_GUARD = 0.05
+WINDOW_END_GUARD = 0.005
+
+
+@dataclass(frozen=True)
+class ThreadTimes:
+    """A process's scheduler counters summed over its threads, in nanoseconds."""
+
+    ran_ns: int  # on a CPU
+    waited_ns: int  # runnable, but waiting for a CPU
+
+
+def thread_times(pid: int) -> ThreadTimes:
+    """The kernel's ``/proc/PID/task/*/schedstat`` counters, summed (finer than clock ticks).
+
+    Every thread counts (wrk runs two; a server may run helper threads). Raises
+    ``FileNotFoundError`` when the process is gone.
+    """
+    ran = waited = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                fields = f.read().split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended after the listing; its time left with it
+        ran += int(fields[0])
+        waited += int(fields[1])
+    return ThreadTimes(ran, waited)
+
+
+def require_schedstat() -> None:
+    """Exit with a clear message if this kernel keeps no per-task scheduler counters."""
+    if not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/schedstat"):
+        sys.exit("/proc/PID/task/TID/schedstat is missing: the runners read the server's CPU "
+                 "time from it; it needs a Linux kernel built with CONFIG_SCHED_INFO "
+                 "(CONFIG_SCHEDSTATS selects it), as every major distribution's is")
+
+
+@dataclass(frozen=True)
+class Window:
+    """What the server, the load generator and everything else did over a measured window.
+
+    All shares are per wall second of the window.
+    """
+
+    seconds: float
+    server_cpu: float  # the server's CPU seconds
+    server_wait: float  # the server runnable but off its CPU (someone else ran there)
+    load_cpu: float  # the load generator's CPU seconds (near 1: it may be the limit)
+    load_wait: float
+    foreign: float  # CPU time on the benchmark CPUs neither of the two accounts for
+
+    @property
+    def contended(self) -> bool:
+        """Other work shared the benchmark CPUs enough to skew this window."""
+        return (self.foreign > FOREIGN_MAX or self.server_wait > WAIT_MAX
+                or self.load_wait > WAIT_MAX)
+
+
+@dataclass(frozen=True)
+class _Reading:
+    at: float
+    server: ThreadTimes
+    load: ThreadTimes
+    work: float
+
+
+def _read(server_pid: int, load_pid: int, cpus: Sequence[int]) -> _Reading:
+    # The server's counters first, timed on both sides: the instant is their midpoint, so
+    # a runner descheduled around the read (it is not pinned) skews the window less.
+    before = time.monotonic()
+    server = thread_times(server_pid)
+    at = (before + time.monotonic()) / 2
+    return _Reading(at, server, thread_times(load_pid), cpu_work_seconds(cpus) if cpus else 0.0)
+
+
+def window_between(a: _Reading, b: _Reading, cpus: Sequence[int]) -> Window:
+    """The window from reading ``a`` to reading ``b``."""
+    wall = b.at - a.at
+    server = (b.server.ran_ns - a.server.ran_ns) / 1e9
+    load = (b.load.ran_ns - a.load.ran_ns) / 1e9
+    # /proc/stat counts in clock ticks (10 ms): over half a second "others" is good to a
+    # few percent, enough to see a neighbour; the waits below are exact.
+    foreign = max(0.0, (b.work - a.work) - server - load) if cpus else 0.0
+    return Window(
+        seconds=wall,
+        server_cpu=server / wall,
+        server_wait=(b.server.waited_ns - a.server.waited_ns) / 1e9 / wall,
+        load_cpu=load / wall,
+        load_wait=(b.load.waited_ns - a.load.waited_ns) / 1e9 / wall,
+        foreign=foreign / wall,
+    )
+
+
+def measure_window(server: Child, load: Child, cpus: Sequence[int | None], start_at: float,
+                   end_at: float) -> Window | None:
+    """Read both processes' counters at ``start_at`` and ``end_at`` (``time.monotonic()``).
+
+    The caller picks the instants inside the load generator's measured phase, so the
+    server's start-up of the connections (accepts, first reads, buffers) and their
+    teardown (EOFs, closes) stay out of its CPU per round trip. Returns None when
+    either process ended before ``end_at`` (the caller reaps the load generator and
+    says why); never waits past ``end_at``.
+    """
+    pinned = [c for c in cpus if c is not None]
+    readings = []
+    for when in (start_at, end_at):
+        time.sleep(max(0.0, when - time.monotonic()))
+        if server.proc.poll() is not None or load.proc.poll() is not None:
+            return None
+        try:
+            readings.append(_read(server.pid, load.pid, pinned))
+        except FileNotFoundError:
+            return None
+    return window_between(readings[0], readings[1], pinned)
+
+
+def wait_idle(child: Child, *, timeout: float = 2.0, step: float = 0.01,
+              idle_share: float = 0.05) -> bool:
+    """Wait until ``child`` uses under ``idle_share`` of a CPU over ``step`` s; False on timeout.
+
+    After a burst the server still closes the burst's connections (EOFs, task endings,
+    frees); the next burst, against another server on the same CPU, must not share
+    the CPU with that.
+    """
+    deadline = time.monotonic() + timeout
+    last = thread_times(child.pid).ran_ns
+    while time.monotonic() < deadline:
+        time.sleep(step)
+        now = thread_times(child.pid).ran_ns
+        if now - last < idle_share * step * 1e9:
+            return True
+        last = now
+    return False
+
+
+def ensure_alive(child: Child, when: str) -> None:
+    """Raise ``ServerFailed`` naming the child, its exit status and its stderr if it exited."""
+    if child.proc.poll() is not None:
+        raise ServerFailed(f"{child.name}: exited with status {child.proc.returncode} {when}"
+                           + (f"; its stderr ends:\n{tail}" if (tail := child.stderr_tail())
+                              else " (nothing on stderr)"))
+
+
+def burst_order(names: Sequence[str], round_index: int,
+                rng: random.Random | None = None) -> list[str]:
+    """The order of the bursts in round ``round_index`` (from 0).
+
+    Without ``rng``: as given in even rounds, reversed in odd ones, so no server always
+    follows the same neighbour and a slow drift of the machine favours no one. With
+    ``rng`` (seeded, the seed in the report): a fresh shuffle every round.
+    """
+    order = list(names)
+    if rng is not None:
+        rng.shuffle(order)
+    elif round_index % 2:
+        order.reverse()
+    return order
+
+
+@dataclass
+class Sample:
+    """One burst: the load generator's rate and the window's counters."""
+
+    rate: float  # round trips (echo) or requests (HTTP) per second, as the generator counted
+    latency_us: float  # echo: p99 of round trips; HTTP: wrk's average latency
+    window: Window
+    busy_before: float = 0.0  # the benchmark CPUs' busy share just before, if measured
+
+    @property
+    def server_us(self) -> float:
+        """The server's CPU time per round trip (request), in microseconds."""
+        return self.window.server_cpu / self.rate * 1e6 if self.rate else float("inf")
+
+    @property
+    def contended(self) -> bool:
+        return self.busy_before > QUIET or self.window.contended
+
+
+def with_retries(run_one: Callable[[float], Sample], *, retries: int,
+                 wait: Callable[[], float], report: Callable[[Sample, str], None],
+                 wait_first: bool = False) -> Sample:
+    """Run a burst, and again while it is contended, up to ``retries`` more times.
+
+    ``run_one(busy)`` runs the burst, given how busy the CPUs were just before (``wait()``,
+    which waits for them to be quiet and returns that share; called before every re-run,
+    and before the first run too with ``wait_first``); ``report(sample, note)`` logs each.
+    The last burst is returned, contended or not: the report counts and sets aside those.
+    """
+    busy = wait() if wait_first else 0.0
+    for attempt in range(retries + 1):
+        if attempt:
+            busy = wait()
+        sample = run_one(busy)
+        retry = sample.contended and attempt < retries
+        report(sample, ("  contended" + (", retrying" if retry else ""))
+               if sample.contended else "")
+        if not retry:
+            break
+    return sample
+
+
+def usable(samples: Sequence[Sample | None]) -> list[Sample]:
+    """The samples to take medians of: uncontended ones if there are any, else all that ran."""
+    good = [x for x in samples if x]
+    return [x for x in good if not x.contended] or good
+
+
+def paired(a: Sequence[Sample | None], b: Sequence[Sample | None]) -> list[tuple[Sample, Sample]]:
+    """(a, b) bursts of the same round where both ran; the uncontended pairs if any."""
+    pairs = [(x, y) for x, y in zip(a, b, strict=False) if x and y and x.rate and y.rate]
+    return [(x, y) for x, y in pairs if not (x.contended or y.contended)] or pairs
+
+
+def rate_ratios(a: Sequence[Sample | None], b: Sequence[Sample | None]) -> list[float]:
+    """Per round: a's rate / b's rate (above 1: a is faster)."""
+    return [x.rate / y.rate for x, y in paired(a, b)]
+
+
+def cost_ratios(a: Sequence[Sample | None], b: Sequence[Sample | None]) -> list[float]:
+    """Per round: b's server CPU per item / a's (above 1: a is cheaper)."""
+    return [y.server_us / x.server_us for x, y in paired(a, b) if x.window.server_cpu]
+
+
+def quartiles(values: Sequence[float]) -> tuple[float, float, float] | None:
+    """(first quartile, median, third quartile), by linear interpolation; None if empty."""
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+def fmt_spread(values: Sequence[float]) -> str:
+    """A ratio's median with its interquartile range: ``1.52x (1.50-1.54)``."""
+    q = quartiles(values)
+    if q is None:
+        return "-"
+    return f"{q[1]:.2f}x ({q[0]:.2f}-{q[2]:.2f})"
+
+
+def command_line() -> str:
+    """This runner's command line as typed from the repository root, and the commit."""
+    script = Path(sys.argv[0]).resolve()
+    with contextlib.suppress(ValueError):
+        script = script.relative_to(REPO)
+    rev = ""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=5).stdout.strip()
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return (f"python {shlex.join([str(script), *sys.argv[1:]])} ({when}"
+            + (f", at {rev}" if rev else "") + ")")
 
 
 # --- statistics and formatting ---------------------------------------------------------

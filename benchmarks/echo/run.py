@@ -1,52 +1,77 @@
 """Run the TCP echo benchmark: every echo server against the C load generator, in rounds.
 
 Each server runs pinned to one CPU (default 0) and ``echo_load`` to another
-(default 1). For every round and workload the servers run one after another
-(A B C ... A B C ...), each in a fresh process on a fresh port; the report gives
-median round trips/s per server and workload and the ratio of each server to
-asyncio streams (and treadle to uvloop streams), measured pairwise within rounds.
+(default 1). By default (``--mode interleaved``) every server is started once and
+kept running; for each workload, each round runs one short echo_load burst (new
+connections, a warm-up, a measured phase) against each server in turn, the order
+reversed every other round (or shuffled: ``--order shuffle --seed N``). The server's
+CPU time per round trip is read from the kernel's nanosecond counters over the inside
+of each burst's measured phase. The report gives, per server and workload, median
+round trips/s and server µs per round trip, and the median and interquartile range
+of per-round ratios against asyncio streams and for each pair in ``COMPARISONS``.
+``--mode fresh`` is the earlier method (a fresh server process per run, servers in
+a fixed order), kept for comparison.
 
 ``--idle-conns N`` instead measures memory: it opens N idle connections to each
 server and reports the growth of the server's resident set size per connection.
 
-    python benchmarks/echo/run.py --seconds 3 --rounds 3
+    python benchmarks/echo/run.py --rounds 16
     python benchmarks/echo/run.py --servers asyncio_streams,treadle_streams --verify
+    python benchmarks/echo/run.py --mode fresh --seconds 3 --rounds 3
     python benchmarks/echo/run.py --idle-conns 10000
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import random
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import (
+    FOREIGN_MAX,
     HERE,
     PYTHON,
     QUIET,
     REPO,
+    WAIT_MAX,
+    WINDOW_END_GUARD,
+    WINDOW_START_GUARD,
     Child,
     Children,
-    CpuMeter,
+    Sample,
     ServerFailed,
     ServerUnavailable,
+    burst_order,
     child_env,
     children,
+    command_line,
+    cost_ratios,
+    ensure_alive,
     fmt_rate,
     fmt_ratio,
+    fmt_spread,
     free_port,
     machine_summary,
     md_table,
+    measure_window,
     median,
     open_fds,
+    rate_ratios,
+    require_schedstat,
     rss_kib,
     run_to_end,
+    usable,
+    wait_idle,
     wait_quiet,
+    with_retries,
 )
 
 
@@ -102,7 +127,6 @@ COMPARISONS = [
 ]
 BASELINE = "asyncio_streams"
 LOAD_SATURATED = 0.90  # echo_load above this CPU share may be the bottleneck
-FOREIGN_MAX = 0.08  # other work on the benchmark CPUs above this share marks a run contended
 
 
 @dataclass(frozen=True)
@@ -119,56 +143,6 @@ WORKLOADS = [
     Workload("64k_x10", "64 KiB x 10", 65536, 10),
 ]
 ALL_WORKLOADS = {w.name: w for w in WORKLOADS}
-
-
-@dataclass
-class Sample:
-    rps: float
-    p99_us: float
-    cpu_share: float  # server CPU seconds / wall seconds while the load ran
-    busy_before: float  # how busy the benchmark CPUs were just before the server started
-    foreign: float  # CPU share others used on the benchmark CPUs during the run
-    load_share: float  # echo_load's CPU seconds per wall second
-
-    @property
-    def contended(self) -> bool:
-        return self.busy_before > QUIET or self.foreign > FOREIGN_MAX
-
-
-@dataclass
-class Results:
-    samples: dict[tuple[str, str], list[Sample | None]] = field(default_factory=dict)
-
-    def add(self, server: str, workload: str, sample: Sample | None) -> None:
-        self.samples.setdefault((server, workload), []).append(sample)
-
-    def rates(self, server: str, workload: str) -> list[float]:
-        return [s.rps for s in usable(self.samples.get((server, workload), []))]
-
-    def paired_ratio(self, server: str, base: str, workload: str) -> float | None:
-        return paired_ratio(self.samples.get((server, workload), []),
-                            self.samples.get((base, workload), []))
-
-    def paired_cost_ratio(self, server: str, base: str, workload: str) -> float | None:
-        """Median over rounds of base's server CPU per round trip / server's (>1: cheaper)."""
-        pairs = [(x, y) for x, y in zip(self.samples.get((server, workload), []),
-                                        self.samples.get((base, workload), []), strict=False)
-                 if x and y and x.cpu_share and y.rps]
-        clean = [(x, y) for x, y in pairs if not (x.contended or y.contended)]
-        return median([(y.cpu_share / y.rps) / (x.cpu_share / x.rps) for x, y in clean or pairs])
-
-
-def usable(samples: list[Sample | None]) -> list[Sample]:
-    """The samples to take medians of: uncontended ones if there are any, else all that ran."""
-    good = [x for x in samples if x]
-    return [x for x in good if not x.contended] or good
-
-
-def paired_ratio(a: list[Sample | None], b: list[Sample | None]) -> float | None:
-    """Median over rounds of a's rate / b's rate in the same round, uncontended pairs first."""
-    pairs = [(x, y) for x, y in zip(a, b, strict=False) if x and y and y.rps]
-    clean = [(x, y) for x, y in pairs if not (x.contended or y.contended)]
-    return median([x.rps / y.rps for x, y in clean or pairs])
 
 
 def log(msg: str) -> None:
@@ -211,16 +185,35 @@ def parse_result(stdout: str) -> dict[str, float]:
     raise ValueError("no RESULT line in load generator output")
 
 
-# --- one measurement -----------------------------------------------------------------------
+# --- one burst --------------------------------------------------------------------------------
+
+LOAD_SLACK = 10.0  # echo_load's connect timeout (5 s) and exit, beyond warm-up + measured time
+
+
+@dataclass
+class Results:
+    """Every timed burst per (server, workload), in round order; None where a burst failed."""
+
+    samples: dict[tuple[str, str], list[Sample | None]] = field(default_factory=dict)
+
+    def add(self, server: str, workload: str, sample: Sample | None) -> None:
+        self.samples.setdefault((server, workload), []).append(sample)
+
+    def of(self, server: str, workload: str) -> list[Sample | None]:
+        return self.samples.get((server, workload), [])
 
 
 class Bench:
+    """Starts servers and runs echo_load bursts against them; remembers who is out and why."""
+
     def __init__(self, kids: Children, args: argparse.Namespace, load: Path) -> None:
         self.kids = kids
         self.args = args
         self.load = load
+        self.cpus = [args.server_cpu, args.client_cpu]
         self.env = child_env(cold_malloc=args.cold_malloc)
         self.unavailable: dict[str, str] = {}
+        self.failed: dict[str, str] = {}  # server name -> where and how it failed
 
     def start(self, server: Server) -> tuple[Child, int] | None:
         """Start a server on a fresh port; None (and remember why) if it is unavailable."""
@@ -242,181 +235,322 @@ class Bench:
             return None
         return child, port
 
-    def load_once(self, server: Server, wl: Workload, *, seconds: float, warmup: float,
-                  verify: bool) -> tuple[Sample | None, dict[str, float] | None, str]:
-        if server.name in self.unavailable:
-            return None, None, "unavailable"
-        busy = wait_quiet([self.args.server_cpu, self.args.client_cpu], self.args.quiet_wait)
+    def burst(self, child: Child, port: int, wl: Workload, *, seconds: float, warmup: float,
+              verify: bool = False, busy_before: float = 0.0) -> Sample:
+        """One echo_load run against a running server; ``ServerFailed`` says what went wrong.
+
+        The server's CPU is read over the middle of echo_load's measured phase (see
+        ``harness.measure_window``); afterwards the runner waits until the server has
+        finished closing the burst's connections, so the next burst starts on an idle CPU.
+        """
+        cmd = [str(self.load), "--port", str(port), "--conns", str(wl.conns),
+               "--size", str(wl.size), "--seconds", f"{seconds:g}", "--warmup", f"{warmup:g}"]
+        if verify:
+            cmd.append("--verify")
+        gen = self.kids.start("echo_load", cmd, cpu=self.args.client_cpu)
+        started = time.monotonic()  # Popen returns once the pinned binary is being exec'd
         try:
-            started = self.start(server)
-        except ServerFailed as exc:
-            return None, None, str(exc)
-        if started is None:
-            return None, None, "unavailable"
-        child, port = started
-        try:
-            cmd = [str(self.load), "--port", str(port), "--conns", str(wl.conns),
-                   "--size", str(wl.size), "--seconds", str(seconds), "--warmup", str(warmup)]
-            if verify:
-                cmd.append("--verify")
-            meter = CpuMeter([self.args.server_cpu, self.args.client_cpu], child.pid)
-            with meter:
-                gen = self.kids.start("echo_load", cmd, cpu=self.args.client_cpu)
-                rc, out = run_to_end(self.kids, gen, timeout=seconds + warmup + 30)
-            if child.proc.poll() is not None:
-                return None, None, f"server died (status {child.proc.returncode}):\n" \
-                    + child.stderr_tail()
-        except ServerFailed as exc:  # the load generator overran its time limit
-            return None, None, str(exc)
-        finally:
-            self.kids.kill(child)
+            window = measure_window(
+                child, gen, self.cpus, started + warmup + min(WINDOW_START_GUARD, seconds / 4),
+                started + warmup + seconds - min(WINDOW_END_GUARD, seconds / 4))
+            rc, out = run_to_end(self.kids, gen, timeout=warmup + seconds + LOAD_SLACK)
+        except BaseException:
+            self.kids.kill(gen)
+            raise
+        gen_stderr = gen.stderr_tail(5)
+        ensure_alive(child, "during a burst")
         try:
             res = parse_result(out)
         except ValueError:
-            return None, None, f"load generator failed (status {rc}):\n{out.strip()}"
+            raise ServerFailed(f"{child.name}: echo_load failed (status {rc}): "
+                               f"{out.strip()} {gen_stderr}") from None
         if rc != 0 or res.get("errors", 0) or res.get("mismatches", -1) > 0:
-            return None, res, (f"errors={res.get('errors', 0):.0f} "
-                               f"mismatches={res.get('mismatches', -1):.0f} (status {rc})")
-        sample = Sample(res["rps"], res["p99_us"], meter.server_share, busy, meter.foreign_share,
-                        meter.load_share)
-        return sample, res, "ok"
+            raise ServerFailed(f"{child.name}: echo_load saw errors={res.get('errors', 0):.0f} "
+                               f"mismatches={res.get('mismatches', -1):.0f} (status {rc}) "
+                               f"{gen_stderr}")
+        if not res.get("rt"):
+            raise ServerFailed(f"{child.name}: not one round trip in {seconds:g} s: the server "
+                               "stopped answering")
+        if window is None:
+            raise ServerFailed(f"{child.name}: echo_load ended before its measured phase did")
+        if not wait_idle(child):
+            log(f"warning: {child.name} still busy 2 s after a burst ended")
+        return Sample(res["rps"], res["p99_us"], window, busy_before)
+
+    def fail(self, server: Server, where: str, exc: ServerFailed) -> None:
+        self.failed[server.name] = f"{where}: {exc}"
+        log(f"FAILED {server.label}, {where}: {exc}")
+
+
+def describe(sample: Sample) -> str:
+    w = sample.window
+    return (f"{fmt_rate(sample.rate):>7} rt/s  {sample.server_us:5.1f} us/rt  "
+            f"p99 {sample.latency_us:6.0f} us  server CPU {w.server_cpu:4.0%}  "
+            f"load CPU {w.load_cpu:4.0%}  others {w.foreign:4.0%}  "
+            f"waited {max(w.server_wait, w.load_wait):4.0%}"
+            + (f"  (CPUs {sample.busy_before:.0%} busy before)"
+               if sample.busy_before > QUIET else "")
+            + ("  echo_load-bound" if w.load_cpu > LOAD_SATURATED else ""))
+
+
+def log_burst(prefix: str) -> Callable[[Sample, str], None]:
+    """A ``with_retries`` reporter: one progress line per burst on stderr."""
+    return lambda sample, note: log(f"{prefix} {describe(sample)}{note}")
 
 
 # --- modes ------------------------------------------------------------------------------------
 
+VERIFY_SECONDS, VERIFY_WARMUP = 1.0, 0.2
 
-def run_verify(bench: Bench, servers: list[Server], workloads: list[Workload]) -> list[Server]:
-    """Check every echoed byte once per server and workload; return the servers that passed."""
-    log("verify pass: echo_load --verify, 1 s per server and workload")
+
+def run_verify(bench: Bench, servers: list[Server], workloads: list[Workload],
+               running: dict[str, tuple[Child, int]] | None) -> list[Server]:
+    """Check every echoed byte once per server and workload; return the servers that passed.
+
+    ``running``: the servers kept running (interleaved mode); None starts a fresh one for
+    each check. A server that fails is stopped and not timed.
+    """
+    log(f"verify pass: echo_load --verify, {VERIFY_SECONDS:g} s per server and workload")
     rows, passed = [], []
     for server in servers:
         cells, ok = [], True
         for wl in workloads:
-            sample, _res, status = bench.load_once(server, wl, seconds=1.0, warmup=0.2,
-                                                   verify=True)
-            if status == "unavailable":
-                cells, ok = ["not available"] * len(workloads), False
-                break
-            if sample is None:
-                log(f"  {server.label} {wl.label}: FAILED {status}")
+            child: Child | None = None
+            try:
+                started = (running.get(server.name) if running is not None
+                           else bench.start(server))
+                if started is None:
+                    cells, ok = ["not available"] * len(workloads), False
+                    break
+                child, port = started
+                bench.burst(child, port, wl, seconds=VERIFY_SECONDS, warmup=VERIFY_WARMUP,
+                            verify=True)
+                cells.append("ok")
+            except ServerFailed as exc:
+                log(f"  {server.label} {wl.label}: FAILED {exc}")
+                cells.append("FAIL")
                 ok = False
-            cells.append("ok" if sample else "FAIL")
+            finally:
+                if running is None and child is not None:
+                    bench.kids.kill(child)
         rows.append([server.label, *cells])
         if ok:
             passed.append(server)
+        elif running is not None and server.name in running:
+            bench.kids.kill(running.pop(server.name)[0])
     print("### Correctness (echo_load --verify)\n")
     print(md_table(["server", *(w.label for w in workloads)], rows) + "\n")
     return passed
 
 
-def run_throughput(bench: Bench, servers: list[Server], workloads: list[Workload]) -> Results:
+def start_all(bench: Bench, servers: list[Server]) -> dict[str, tuple[Child, int]]:
+    """Start every server once (interleaved mode); those that cannot start are reported."""
+    running = {}
+    for server in servers:
+        try:
+            started = bench.start(server)
+        except ServerFailed as exc:
+            bench.fail(server, "at start", exc)
+            continue
+        if started is not None:
+            running[server.name] = started
+    return running
+
+
+def run_interleaved(bench: Bench, servers: list[Server], workloads: list[Workload],
+                    running: dict[str, tuple[Child, int]]) -> Results:
+    """Bursts against servers kept running, alternated within each round (the default mode)."""
     args = bench.args
     results = Results()
+    rng = random.Random(args.seed) if args.order == "shuffle" else None
+    by_name = {s.name: s for s in servers}
+
+    def timed_or_failed(server: Server, wl: Workload, where: str,
+                        counted: bool) -> Sample | None:
+        child, port = running[server.name]
+        try:
+            if not counted:
+                return bench.burst(child, port, wl, seconds=args.seconds, warmup=args.warmup)
+            # Each burst's own counters (others' CPU time, the two processes' waits) say
+            # whether it was contended; how busy the CPUs were before the round is only
+            # waited out (wait_quiet), not held against the round's bursts.
+            return with_retries(
+                lambda _busy: bench.burst(child, port, wl, seconds=args.seconds,
+                                          warmup=args.warmup),
+                retries=args.retries, wait=lambda: wait_quiet(bench.cpus, args.quiet_wait),
+                report=log_burst(f"[{where}] {wl.label:<12} {server.label:<26}"))
+        except ServerFailed as exc:
+            bench.fail(server, f"{wl.label}, {where}", exc)
+            bench.kids.kill(running.pop(server.name)[0])
+            return None
+
+    for wl in workloads:
+        # One uncounted burst each: a workload's first connections grow buffers and caches.
+        for server in servers:
+            if server.name in running:
+                timed_or_failed(server, wl, "warm-up burst", counted=False)
+        for rnd in range(args.rounds):
+            busy = wait_quiet(bench.cpus, args.quiet_wait)
+            if busy > QUIET:
+                log(f"round {rnd + 1}: the benchmark CPUs still {busy:.0%} busy after "
+                    f"{args.quiet_wait:g} s")
+            for name in burst_order([s.name for s in servers if s.name in running], rnd, rng):
+                sample = timed_or_failed(by_name[name], wl, f"round {rnd + 1}/{args.rounds}",
+                                         counted=True)
+                results.add(name, wl.name, sample)
+    return results
+
+
+def run_fresh(bench: Bench, servers: list[Server], workloads: list[Workload]) -> Results:
+    """The earlier method: a fresh server process for every burst, servers in a fixed order."""
+    args = bench.args
+    results = Results()
+
+    def fresh_burst(server: Server, wl: Workload, busy: float) -> Sample:
+        started = bench.start(server)
+        if started is None:
+            raise ServerFailed(f"{server.name}: not available")
+        child, port = started
+        try:
+            return bench.burst(child, port, wl, seconds=args.seconds, warmup=args.warmup,
+                               busy_before=busy)
+        finally:
+            bench.kids.kill(child)
+
     for rnd in range(1, args.rounds + 1):
         for wl in workloads:
             for server in servers:
                 if server.name in bench.unavailable:
                     continue
-                for attempt in range(args.retries + 1):
-                    sample, _res, status = bench.load_once(server, wl, seconds=args.seconds,
-                                                           warmup=args.warmup, verify=False)
-                    prefix = f"[round {rnd}/{args.rounds}] {wl.label:<12} {server.label:<26}"
-                    if sample is None:
-                        if status != "unavailable":
-                            log(f"{prefix} FAILED: {status}")
-                        break
-                    log(f"{prefix} {fmt_rate(sample.rps):>7} rt/s  p99 {sample.p99_us:8.0f} us"
-                        f"  server CPU {sample.cpu_share:4.0%}  load CPU {sample.load_share:4.0%}"
-                        f"  others {sample.foreign:4.0%}"
-                        + (f"  (CPU {sample.busy_before:.0%} busy before)"
-                           if sample.busy_before > QUIET else "")
-                        + ("  contended" + (", retrying" if attempt < args.retries else "")
-                           if sample.contended else ""))
-                    if not sample.contended:
-                        break
-                if status != "unavailable":
-                    results.add(server.name, wl.name, sample)
+                where = f"round {rnd}/{args.rounds}"
+                try:
+                    sample: Sample | None = with_retries(
+                        functools.partial(fresh_burst, server, wl), retries=args.retries,
+                        wait=lambda: wait_quiet(bench.cpus, args.quiet_wait),
+                        report=log_burst(f"[{where}] {wl.label:<12} {server.label:<26}"),
+                        wait_first=True)
+                except ServerFailed as exc:
+                    if server.name in bench.unavailable:
+                        continue
+                    bench.fail(server, f"{wl.label}, {where}", exc)
+                    sample = None
+                results.add(server.name, wl.name, sample)
     return results
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def method_line(args: argparse.Namespace) -> str:
+    """The header paragraph: how the figures below were made."""
+    cpus = f"servers on CPU {args.server_cpu}, echo_load on CPU {args.client_cpu}"
+    window = (f"Server CPU per round trip: the server's scheduler time (/proc/PID/task/*/"
+              f"schedstat, ns) over echo_load's measured phase, from {WINDOW_START_GUARD * 1000:g} "
+              f"ms after its start to {WINDOW_END_GUARD * 1000:g} ms before its end (the "
+              "burst's connection start-up and teardown stay out), divided by echo_load's "
+              "round trips/s.")
+    ratios = ("Ratios: the median of per-round ratios, each server against the other measured "
+              "in the same round, with the interquartile range of those ratios in brackets "
+              "(for round trips/s: server / baseline; for CPU per round trip: baseline / "
+              "server; above 1, the server is faster). A burst is contended when others used "
+              f"over {FOREIGN_MAX:.0%} of the benchmark CPUs, the server or echo_load waited "
+              f"over {WAIT_MAX:.0%} of the window for its CPU"
+              + (", or the CPUs were busy before it" if args.mode == "fresh" else "") + ": "
+              f"it is re-run up to {args.retries} times and left out of medians when "
+              "uncontended bursts exist.")
+    if args.mode == "interleaved":
+        order = (f"shuffled every round (seed {args.seed})" if args.order == "shuffle"
+                 else "the order reversed every other round")
+        how = (f"Method: interleaved. Every server started once and kept running ({cpus}); "
+               f"for each workload one uncounted burst per server, then {args.rounds} rounds "
+               f"of one burst per server, {order}; a burst is one echo_load run, new "
+               f"connections, {args.seconds:g} s measured after {args.warmup:g} s warm-up.")
+    else:
+        how = (f"Method: fresh servers (--mode fresh). {args.rounds} rounds; in each, for each "
+               f"workload, every server in turn in a fresh process on a fresh port ({cpus}), "
+               f"{args.seconds:g} s measured after {args.warmup:g} s warm-up.")
+    return f"{how} {window} {ratios}"
 
 
 def report_throughput(bench: Bench, servers: list[Server], workloads: list[Workload],
                       results: Results) -> None:
     args = bench.args
-    measured = [s for s in servers if s.name not in bench.unavailable]
+    measured = [s for s in servers if s.name not in bench.unavailable
+                and any(results.of(s.name, wl.name) for wl in workloads)]
     names = {s.name for s in measured}
+    base = ALL_SERVERS[BASELINE].label
     print(f"### Echo round trips per second ({machine_summary()})\n")
-    print(f"Median of {args.rounds} rounds; {args.seconds:g} s measured after {args.warmup:g} s "
-          f"warm-up; server on CPU {args.server_cpu}, echo_load on CPU {args.client_cpu}. "
-          "Ratios are medians of per-round ratios (each server against the baseline measured "
-          "in the same round). Medians leave out contended runs when uncontended ones exist."
-          "\n")
-    header = ["server"]
-    for wl in workloads:
-        header += [f"{wl.label} rt/s", "vs asyncio streams"]
-    rows = []
-    for s in measured:
-        row = [s.label]
-        for wl in workloads:
-            row.append(fmt_rate(median(results.rates(s.name, wl.name))))
-            row.append(fmt_ratio(results.paired_ratio(s.name, BASELINE, wl.name))
-                       if BASELINE in names else "-")
-        rows.append(row)
-    print(md_table(header, rows) + "\n")
-
-    for server, base in COMPARISONS:
-        if server in names and base in names:
-            rates = [fmt_ratio(results.paired_ratio(server, base, wl.name)) for wl in workloads]
-            costs = [fmt_ratio(results.paired_cost_ratio(server, base, wl.name))
-                     for wl in workloads]
-            print(f"{ALL_SERVERS[server].label} vs {ALL_SERVERS[base].label}: round trips/s "
-                  + ", ".join(f"{wl.label} {r}" for wl, r in zip(workloads, rates, strict=True))
-                  + "; server CPU per round trip (theirs / ours) "
-                  + ", ".join(f"{wl.label} {c}" for wl, c in zip(workloads, costs, strict=True))
-                  + "\n")
-    for name, why in bench.unavailable.items():
-        print(f"{name.split('_')[0]}: not available ({why})\n")
-
+    print(method_line(args) + "\n")
     saturated = []
-    for s in measured:
-        for wl in workloads:
-            samples = results.samples.get((s.name, wl.name), [])
-            load = median([x.load_share for x in usable(samples)])
+    for wl in workloads:
+        print(f"#### {wl.label}\n")
+        rows = []
+        for s in measured:
+            samples = results.of(s.name, wl.name)
+            good = usable(samples)
+            ran = [x for x in samples if x]
+            contended = sum(x.contended for x in ran)
+            load = median([x.window.load_cpu for x in good])
             if load and load > LOAD_SATURATED:
                 saturated.append(f"{s.label} ({wl.label})")
+            against = (BASELINE in names and s.name != BASELINE)
+            rows.append([
+                s.label,
+                fmt_rate(median([x.rate for x in good])),
+                fmt_num(median([x.server_us for x in good]), ".2f"),
+                fmt_spread(rate_ratios(samples, results.of(BASELINE, wl.name)))
+                if against else "-",
+                fmt_spread(cost_ratios(samples, results.of(BASELINE, wl.name)))
+                if against else "-",
+                fmt_num(median([x.latency_us for x in good]), ".0f"),
+                fmt_pct(median([x.window.server_cpu for x in good])),
+                fmt_pct(median([x.window.load_cpu for x in good])),
+                f"{len(good)}/{len(samples)}" + (f", {contended} contended" if contended else "")
+                + (f", {bound} load-bound" if (bound := sum(
+                    x.window.load_cpu > LOAD_SATURATED for x in good)) else "")
+                + (", FAILED" if None in samples else ""),
+            ])
+        print(md_table(["server", "rt/s", "server µs/rt", f"rt/s vs {base}",
+                        f"CPU/rt vs {base}", "p99 µs", "server CPU", "load CPU",
+                        "bursts used"], rows) + "\n")
+
+    pairs = [(a, b) for a, b in COMPARISONS if a in names and b in names]
+    if pairs:
+        rows = []
+        for a, b in pairs:
+            for wl in workloads:
+                mine, theirs = results.of(a, wl.name), results.of(b, wl.name)
+                rows.append([f"{ALL_SERVERS[a].label} vs {ALL_SERVERS[b].label}", wl.label,
+                             fmt_spread(rate_ratios(mine, theirs)),
+                             fmt_spread(cost_ratios(mine, theirs))])
+        print("Pairs (median of per-round ratios, interquartile range in brackets):\n")
+        print(md_table(["comparison", "workload", "rt/s ratio", "server CPU/rt ratio "
+                        "(theirs / ours)"], rows) + "\n")
     if saturated:
         print(f"echo_load used over {LOAD_SATURATED:.0%} of its CPU against: "
-              f"{'; '.join(saturated)}. Those figures are partly the load generator's limit: "
-              "differences among them are understated (the server µs per round trip column "
-              "below still separates them).\n")
+              f"{'; '.join(saturated)}. Those rt/s figures are partly the load generator's "
+              "limit and their rt/s ratios understate differences; the server µs/rt column "
+              "and the CPU/rt ratios still separate them.\n")
     every = [x for v in results.samples.values() for x in v if x]
     contended = sum(x.contended for x in every)
     if contended:
-        print(f"**{contended} of {len(every)} runs shared CPU {args.server_cpu} or "
+        print(f"**{contended} of {len(every)} bursts shared CPU {args.server_cpu} or "
               f"{args.client_cpu} with other work even after retries**; their figures are "
               "suspect.\n")
-    print("Per-round rt/s (* = contended run), and medians of: p99 latency, server CPU time "
-          "per round trip, the CPU share of the server and of echo_load, and the CPU share "
-          "other processes took on the benchmark CPUs:\n")
-    rows = []
-    for s in measured:
-        for wl in workloads:
-            samples = results.samples.get((s.name, wl.name), [])
-            per_round = " ".join(fmt_rate(x.rps) + ("*" if x.contended else "") if x else "FAIL"
-                                 for x in samples)
-            good = usable(samples)
-            p99 = median([x.p99_us for x in good])
-            cpu = median([x.cpu_share for x in good])
-            other = median([x.foreign for x in good])
-            load = median([x.load_share for x in good])
-            cost = median([x.cpu_share / x.rps * 1e6 for x in good if x.rps])
-            rows.append([s.label, wl.label, per_round,
-                         "-" if p99 is None else f"{p99:.0f}",
-                         "-" if cost is None else f"{cost:.1f}",
-                         "-" if cpu is None else f"{cpu:.0%}",
-                         "-" if load is None else f"{load:.0%}",
-                         "-" if other is None else f"{other:.0%}"])
-    print(md_table(["server", "workload", "rounds", "p99 µs", "server µs/rt", "server CPU",
-                    "load CPU", "others"], rows))
+    for name, why in bench.failed.items():
+        stopped = "; it was stopped and not run again" if args.mode == "interleaved" else ""
+        print(f"**{ALL_SERVERS[name].label} FAILED**, {why.splitlines()[0]}{stopped}.\n")
+    for name, why in bench.unavailable.items():
+        print(f"{name.split('_')[0]}: not available ({why})\n")
+
+
+def fmt_num(v: float | None, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def fmt_pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0%}"
+
 
 
 def settle_rss(pid: int, timeout: float = 5.0) -> int:
@@ -508,11 +642,26 @@ def pick(names: str | None, table: dict[str, object], default: list[str], what: 
     return chosen
 
 
-def main() -> int:
+# Per mode: (--seconds, --warmup, --rounds) when not given.
+MODE_DEFAULTS = {"interleaved": (0.5, 0.1, 16), "fresh": (5.0, 1.0, 3)}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run")
-    parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per run")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--mode", choices=list(MODE_DEFAULTS), default="interleaved",
+                        help="interleaved (default): servers kept running, short bursts "
+                             "alternated; fresh: a fresh server process per burst, servers "
+                             "in a fixed order (the earlier method, for comparison)")
+    parser.add_argument("--seconds", type=float,
+                        help="measured seconds per burst (default 0.5; fresh: 5)")
+    parser.add_argument("--warmup", type=float,
+                        help="echo_load's warm-up seconds per burst (default 0.1; fresh: 1)")
+    parser.add_argument("--rounds", type=int, help="rounds per workload (default 16; fresh: 3)")
+    parser.add_argument("--order", choices=["alternate", "shuffle"], default="alternate",
+                        help="burst order within a round: as listed, reversed every other "
+                             "round (default), or shuffled every round (--seed)")
+    parser.add_argument("--seed", type=int,
+                        help="seed for --order shuffle (default: a random one, reported)")
     parser.add_argument("--servers", help="comma-separated from " + ",".join(ALL_SERVERS))
     parser.add_argument(
         "--compiled-python",
@@ -528,10 +677,10 @@ def main() -> int:
     parser.add_argument("--idle-conns", type=int, metavar="N",
                         help="measure server RSS growth per idle connection instead")
     parser.add_argument("--quiet-wait", type=float, default=15.0, metavar="S",
-                        help="before each run wait up to S seconds for the server and load CPUs "
-                             "to be idle (other load skews results); 0 to not wait")
+                        help="before each round (fresh: each burst) wait up to S seconds for "
+                             "the server and load CPUs to be idle; 0 to not wait")
     parser.add_argument("--retries", type=int, default=2,
-                        help="re-run a measurement up to this many times while it is contended "
+                        help="re-run a burst up to this many times while it is contended "
                              "(other processes used the benchmark CPUs)")
     parser.add_argument("--cold-malloc", action="store_true",
                         help="do not warm glibc's mmap threshold in the servers (README)")
@@ -539,9 +688,22 @@ def main() -> int:
     parser.add_argument("--client-cpu", type=int, default=1)
     parser.add_argument("--load", type=Path, help="echo_load binary (default: build into .build/)")
     parser.add_argument("--load-src", type=Path, default=default_load_source())
-    args = parser.parse_args()
-    if not (0 < args.seconds <= 600 and 0 <= args.warmup <= 60 and 1 <= args.rounds <= 50):
-        sys.exit("--seconds must be in (0, 600], --warmup in [0, 60], --rounds in [1, 50]")
+    args = parser.parse_args(argv)
+    seconds, warmup, rounds = MODE_DEFAULTS[args.mode]
+    args.seconds = seconds if args.seconds is None else args.seconds
+    args.warmup = warmup if args.warmup is None else args.warmup
+    args.rounds = rounds if args.rounds is None else args.rounds
+    if not (0.1 <= args.seconds <= 600 and 0 <= args.warmup <= 60 and 1 <= args.rounds <= 200):
+        parser.error("--seconds must be in [0.1, 600], --warmup in [0, 60], "
+                     "--rounds in [1, 200]")
+    if args.seed is None:
+        args.seed = random.randrange(1 << 32)
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    require_schedstat()
     if (os.cpu_count() or 1) < 2:
         log("warning: fewer than 2 CPUs; server and load generator will share a CPU")
         args.server_cpu = args.client_cpu = None
@@ -559,14 +721,29 @@ def main() -> int:
                 return 0
             load = ensure_load_generator(args.load, args.load_src)
             bench = Bench(kids, args, load)
-            if args.verify:
-                servers = run_verify(bench, servers, workloads)
-            results = run_throughput(bench, servers, workloads)
+            print(f"<!-- Made by: {command_line()} -->\n")
+            if args.mode == "interleaved":
+                # A burst costs its warm-up and measured time plus ~0.1 s (start, idle
+                # wait); a round adds wait_quiet's 0.25 s look at the CPUs.
+                minutes = len(workloads) * (
+                    len(servers) * (args.rounds + 1) * (args.warmup + args.seconds + 0.1)
+                    + args.rounds * 0.25) / 60
+                log(f"{args.rounds} rounds x {len(servers)} servers x {len(workloads)} "
+                    f"workloads: about {minutes:.1f} min on quiet CPUs")
+                running = start_all(bench, servers)
+                if args.verify:
+                    servers = run_verify(bench, servers, workloads, running)
+                servers = [s for s in servers if s.name in running]
+                results = run_interleaved(bench, servers, workloads, running)
+            else:
+                if args.verify:
+                    servers = run_verify(bench, servers, workloads, None)
+                results = run_fresh(bench, servers, workloads)
             report_throughput(bench, servers, workloads, results)
     except KeyboardInterrupt:
         log("interrupted; all child processes killed")
         return 130
-    return 0
+    return 1 if bench.failed else 0
 
 
 if __name__ == "__main__":

@@ -1,26 +1,33 @@
 """Run the HTTP hello-world benchmark: every server against ``wrk``, in alternating rounds.
 
 Each server runs pinned to one CPU (default 0) and ``wrk -t1 -c100`` to another
-(default 1), each run in a fresh server process on a fresh port. Before every
-timed run a plain-socket check sends three requests (the second split across
-two writes, the third, with ``Connection: close``, pipelined behind it) and
-insists on exactly three correct responses followed by a close.
-The report gives median requests/s and the ratio of each server to asyncio
-protocol, measured pairwise within rounds.
+(default 1). By default (``--mode interleaved``) every server is started once and
+kept running, and each round runs one short wrk burst against each server in turn,
+the order reversed every other round (or shuffled, ``--order shuffle --seed N``);
+``--mode fresh`` is the earlier method, a fresh server process per run. Before every
+burst a plain-socket check sends three requests (the second split across two
+writes, the third, with ``Connection: close``, pipelined behind it) and insists on
+exactly three correct responses followed by a close. The report gives median
+requests/s, the server's CPU time per request, and the median and interquartile
+range of per-round ratios against asyncio protocol and for each comparison pair.
 
-    python benchmarks/http/run.py --seconds 5 --rounds 3
+    python benchmarks/http/run.py --rounds 10
     python benchmarks/http/run.py --servers asyncio_streams,treadle_streams
+    python benchmarks/http/run.py --mode fresh --seconds 5 --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import random
 import re
 import shutil
 import socket
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,28 +35,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "echo"))
 
 from _httpcommon import RESPONSE
 from harness import (
+    FOREIGN_MAX,
     PYTHON,
     QUIET,
+    WAIT_MAX,
+    WINDOW_END_GUARD,
     Child,
     Children,
-    CpuMeter,
+    Sample,
     ServerFailed,
     ServerUnavailable,
+    burst_order,
     child_env,
     children,
+    command_line,
+    cost_ratios,
+    ensure_alive,
     fmt_rate,
-    fmt_ratio,
+    fmt_spread,
     free_port,
     machine_summary,
     md_table,
+    measure_window,
     median,
+    rate_ratios,
+    require_schedstat,
     run_to_end,
+    usable,
+    wait_idle,
     wait_quiet,
+    with_retries,
 )
 
 HERE = Path(__file__).resolve().parent
 BASELINE = "asyncio_protocol"
-FOREIGN_MAX = 0.08  # other work on the benchmark CPUs above this share marks a run contended
 WRK_SATURATED = 0.90  # wrk above this CPU share may be the bottleneck
 
 
@@ -110,56 +129,6 @@ ALL_SERVERS = {s.name: s for s in SERVERS + EXTRA_SERVERS}
 COMPILED_SERVERS = {"treadle_aio_compiled"}
 
 
-@dataclass
-class Sample:
-    rps: float
-    latency: str  # wrk's average latency, as printed
-    cpu_share: float  # server CPU seconds per wall second during the run
-    busy_before: float  # how busy the benchmark CPUs were just before the run
-    foreign: float  # CPU share others used on the benchmark CPUs during the run
-    load_share: float  # wrk's CPU seconds per wall second
-
-    @property
-    def contended(self) -> bool:
-        return self.busy_before > QUIET or self.foreign > FOREIGN_MAX
-
-
-@dataclass
-class Results:
-    samples: dict[str, list[Sample | None]] = field(default_factory=dict)
-
-    def add(self, server: str, sample: Sample | None) -> None:
-        self.samples.setdefault(server, []).append(sample)
-
-    def paired_ratio(self, server: str, base: str) -> float | None:
-        return paired_ratio(self.samples.get(server, []), self.samples.get(base, []))
-
-    def paired_cost_ratio(self, server: str, base: str) -> float | None:
-        """Median over rounds of base's server CPU per request / server's (>1: cheaper)."""
-        pairs = [(x, y) for x, y in zip(self.samples.get(server, []),
-                                        self.samples.get(base, []), strict=False)
-                 if x and y and x.cpu_share and y.rps]
-        clean = [(x, y) for x, y in pairs if not (x.contended or y.contended)]
-        return median([(y.cpu_share / y.rps) / (x.cpu_share / x.rps) for x, y in clean or pairs])
-
-
-def usable(samples: list[Sample | None]) -> list[Sample]:
-    """The samples to take medians of: uncontended ones if there are any, else all that ran."""
-    good = [x for x in samples if x]
-    return [x for x in good if not x.contended] or good
-
-
-def paired_ratio(a: list[Sample | None], b: list[Sample | None]) -> float | None:
-    """Median over rounds of a's rate / b's rate in the same round, uncontended pairs first."""
-    pairs = [(x, y) for x, y in zip(a, b, strict=False) if x and y and y.rps]
-    clean = [(x, y) for x, y in pairs if not (x.contended or y.contended)]
-    return median([x.rps / y.rps for x, y in clean or pairs])
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def check_server(port: int, *, exact: bool = True) -> None:
     """Three requests, one split and two pipelined; expect three exact responses, then EOF.
 
@@ -186,15 +155,55 @@ def check_server(port: int, *, exact: bool = True) -> None:
 
 
 WRK_RPS = re.compile(r"Requests/sec:\s*([\d.]+)")
-WRK_LAT = re.compile(r"^\s*Latency\s+(\S+)", re.M)
+WRK_LAT = re.compile(r"^\s*Latency\s+([\d.]+)(us|ms|s)\b", re.M)
 WRK_ERRS = re.compile(r"Socket errors:.*|Non-2xx or 3xx responses:.*")
+LATENCY_UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6}
+# wrk has no warm-up: its thread starts, connects and requests at once. The server's CPU
+# is read from this long after wrk started (accepting the burst's connections stays out)
+# to WINDOW_END_GUARD before its end (closing them stays out).
+WRK_RAMP = 0.1
+WRK_SLACK = 30.0  # beyond -d: wrk's --timeout and its exit
+
+
+def parse_wrk(out: str) -> tuple[float, float]:
+    """(requests/s, average latency in µs) from wrk's output; ServerFailed on errors."""
+    rps = WRK_RPS.search(out)
+    if not rps:
+        raise ServerFailed(f"no Requests/sec in wrk's output:\n{out.strip()}")
+    errors = WRK_ERRS.findall(out)
+    if errors:
+        raise ServerFailed("wrk: " + "; ".join(errors))
+    lat = WRK_LAT.search(out)
+    latency = float(lat.group(1)) * LATENCY_UNITS[lat.group(2)] if lat else float("nan")
+    return float(rps.group(1)), latency
+
+
+@dataclass
+class Results:
+    """Every timed burst per server, in round order; None where a burst failed."""
+
+    samples: dict[str, list[Sample | None]] = field(default_factory=dict)
+
+    def add(self, server: str, sample: Sample | None) -> None:
+        self.samples.setdefault(server, []).append(sample)
+
+    def of(self, server: str) -> list[Sample | None]:
+        return self.samples.get(server, [])
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
 class Bench:
+    """Starts servers and runs wrk bursts against them; remembers who is out and why."""
+
     def __init__(self, kids: Children, args: argparse.Namespace, wrk: str) -> None:
         self.kids, self.args, self.wrk = kids, args, wrk
+        self.cpus = [args.server_cpu, args.client_cpu]
         self.env = child_env(cold_malloc=args.cold_malloc)
         self.unavailable: dict[str, str] = {}
+        self.failed: dict[str, str] = {}  # server name -> where and how it failed
 
     def start(self, server: Server) -> tuple[Child, int] | None:
         if server.name in self.unavailable:
@@ -215,58 +224,252 @@ class Bench:
             return None
         return child, port
 
-    def measure(self, server: Server) -> tuple[Sample | None, str]:
-        if server.name in self.unavailable:
-            return None, "unavailable"
-        busy = wait_quiet([self.args.server_cpu, self.args.client_cpu], self.args.quiet_wait)
-        try:
-            started = self.start(server)
-        except ServerFailed as exc:
-            return None, str(exc)
-        if started is None:
-            return None, "unavailable"
-        child, port = started
+    def burst(self, server: Server, child: Child, port: int, *, seconds: int,
+              busy_before: float = 0.0) -> Sample:
+        """The HTTP check, then one wrk run against a running server; ServerFailed says why not."""
         a = self.args
         try:
             check_server(port, exact=server.exact_response)
-            cmd = [self.wrk, f"-t{a.threads}", f"-c{a.connections}", f"-d{a.seconds:g}s",
-                   "--timeout", "5s", f"http://127.0.0.1:{port}/"]
-            meter = CpuMeter([a.server_cpu, a.client_cpu], child.pid)
-            with meter:
-                gen = self.kids.start("wrk", cmd, cpu=a.client_cpu)
-                rc, out = run_to_end(self.kids, gen, timeout=a.seconds + 30)
-            if child.proc.poll() is not None:
-                return None, f"server died (status {child.proc.returncode}):\n" \
-                    + child.stderr_tail()
-        except (ServerFailed, OSError) as exc:
-            return None, str(exc)
+        except OSError as exc:
+            ensure_alive(child, "before a burst")
+            raise ServerFailed(f"{server.name}: HTTP check failed: {exc}") from None
+        cmd = [self.wrk, f"-t{a.threads}", f"-c{a.connections}", f"-d{seconds}s",
+               "--timeout", "5s", f"http://127.0.0.1:{port}/"]
+        gen = self.kids.start("wrk", cmd, cpu=a.client_cpu)
+        started = time.monotonic()
+        try:
+            window = measure_window(child, gen, self.cpus, started + WRK_RAMP,
+                                    started + seconds - WINDOW_END_GUARD)
+            rc, out = run_to_end(self.kids, gen, timeout=seconds + WRK_SLACK)
+        except BaseException:
+            self.kids.kill(gen)
+            raise
+        ensure_alive(child, "during a burst")
+        if rc != 0:
+            raise ServerFailed(f"{server.name}: wrk failed (status {rc}):\n{out.strip()}")
+        rps, latency = parse_wrk(out)
+        if not rps:
+            raise ServerFailed(f"{server.name}: not one response in {seconds} s: the server "
+                               "stopped answering")
+        if window is None:
+            raise ServerFailed(f"{server.name}: wrk ended before its -d{seconds}s did")
+        if not wait_idle(child):
+            log(f"warning: {server.name} still busy 2 s after a burst ended")
+        return Sample(rps, latency, window, busy_before)
+
+    def fail(self, server: Server, where: str, exc: ServerFailed) -> None:
+        self.failed[server.name] = f"{where}: {exc}"
+        log(f"FAILED {server.label}, {where}: {exc}")
+
+
+def describe(sample: Sample) -> str:
+    w = sample.window
+    return (f"{fmt_rate(sample.rate):>7} req/s  {sample.server_us:5.2f} us/req  "
+            f"latency avg {sample.latency_us:7.0f} us  server CPU {w.server_cpu:4.0%}  "
+            f"wrk CPU {w.load_cpu:4.0%}  others {w.foreign:4.0%}  "
+            f"waited {max(w.server_wait, w.load_wait):4.0%}"
+            + (f"  (CPUs {sample.busy_before:.0%} busy before)"
+               if sample.busy_before > QUIET else "")
+            + ("  wrk-bound" if w.load_cpu > WRK_SATURATED else ""))
+
+
+def log_burst(prefix: str) -> Callable[[Sample, str], None]:
+    """A ``with_retries`` reporter: one progress line per burst on stderr."""
+    return lambda sample, note: log(f"{prefix} {describe(sample)}{note}")
+
+
+def run_interleaved(bench: Bench, servers: list[Server]) -> Results:
+    """Servers started once and kept running, wrk bursts alternated within each round."""
+    args = bench.args
+    results = Results()
+    rng = random.Random(args.seed) if args.order == "shuffle" else None
+    running: dict[str, tuple[Child, int]] = {}
+    for server in servers:
+        try:
+            started = bench.start(server)
+        except ServerFailed as exc:
+            bench.fail(server, "at start", exc)
+            continue
+        if started is not None:
+            running[server.name] = started
+    by_name = {s.name: s for s in servers}
+
+    def burst_or_fail(server: Server, where: str, counted: bool) -> Sample | None:
+        child, port = running[server.name]
+        try:
+            if not counted:
+                return bench.burst(server, child, port, seconds=args.seconds)
+            return with_retries(
+                lambda _busy: bench.burst(server, child, port, seconds=args.seconds),
+                retries=args.retries, wait=lambda: wait_quiet(bench.cpus, args.quiet_wait),
+                report=log_burst(f"[{where}] {server.label:<26}"))
+        except ServerFailed as exc:
+            bench.fail(server, where, exc)
+            bench.kids.kill(running.pop(server.name)[0])
+            return None
+
+    # One uncounted burst each: the first connections grow buffers and caches.
+    for server in servers:
+        if server.name in running:
+            burst_or_fail(server, "warm-up burst", counted=False)
+    for rnd in range(args.rounds):
+        busy = wait_quiet(bench.cpus, args.quiet_wait)
+        if busy > QUIET:
+            log(f"round {rnd + 1}: the benchmark CPUs still {busy:.0%} busy after "
+                f"{args.quiet_wait:g} s")
+        for name in burst_order([s.name for s in servers if s.name in running], rnd, rng):
+            results.add(name, burst_or_fail(by_name[name], f"round {rnd + 1}/{args.rounds}",
+                                            counted=True))
+    return results
+
+
+def run_fresh(bench: Bench, servers: list[Server]) -> Results:
+    """The earlier method: a fresh server process for every run, servers in a fixed order."""
+    args = bench.args
+    results = Results()
+
+    def fresh_burst(server: Server, busy: float) -> Sample:
+        started = bench.start(server)
+        if started is None:
+            raise ServerFailed(f"{server.name}: not available")
+        child, port = started
+        try:
+            return bench.burst(server, child, port, seconds=args.seconds, busy_before=busy)
         finally:
-            self.kids.kill(child)
-        m = WRK_RPS.search(out)
-        if rc != 0 or not m:
-            return None, f"wrk failed (status {rc}):\n{out.strip()}"
-        errors = WRK_ERRS.findall(out)
-        if errors:
-            return None, "; ".join(errors)
-        lat = WRK_LAT.search(out)
-        return Sample(float(m.group(1)), lat.group(1) if lat else "?", meter.server_share, busy,
-                      meter.foreign_share, meter.load_share), "ok"
+            bench.kids.kill(child)
+
+    for rnd in range(1, args.rounds + 1):
+        for server in servers:
+            if server.name in bench.unavailable:
+                continue
+            where = f"round {rnd}/{args.rounds}"
+            try:
+                sample: Sample | None = with_retries(
+                    functools.partial(fresh_burst, server), retries=args.retries,
+                    wait=lambda: wait_quiet(bench.cpus, args.quiet_wait),
+                    report=log_burst(f"[{where}] {server.label:<26}"), wait_first=True)
+            except ServerFailed as exc:
+                if server.name in bench.unavailable:
+                    continue
+                bench.fail(server, where, exc)
+                sample = None
+            results.add(server.name, sample)
+    return results
 
 
-def main() -> int:
+def method_line(args: argparse.Namespace) -> str:
+    """The header paragraph: how the figures below were made."""
+    wrk = f"`wrk -t{args.threads} -c{args.connections} -d{args.seconds}s`"
+    cpus = f"servers on CPU {args.server_cpu}, wrk on CPU {args.client_cpu}"
+    common = (f"Keep-alive, 13-byte body. Server CPU per request: the server's scheduler "
+              f"time (/proc/PID/task/*/schedstat, ns) from {WRK_RAMP:g} s after wrk started "
+              f"to {WINDOW_END_GUARD * 1000:g} ms before its end, divided by wrk's requests/s. "
+              "Ratios: the median of per-round ratios, each server against the other measured "
+              "in the same round, with the interquartile range of those ratios in brackets "
+              "(above 1, the server is faster or cheaper). A burst is contended when others "
+              f"used over {FOREIGN_MAX:.0%} of the benchmark CPUs, the server or wrk waited "
+              f"over {WAIT_MAX:.0%} of the window for its CPU"
+              + (", or the CPUs were busy before it" if args.mode == "fresh" else "")
+              + f": it is re-run up to {args.retries} times and left out of medians when "
+              "uncontended bursts exist.")
+    if args.mode == "interleaved":
+        order = (f"shuffled every round (seed {args.seed})" if args.order == "shuffle"
+                 else "the order reversed every other round")
+        how = (f"Method: interleaved. Every server started once and kept running ({cpus}); "
+               f"one uncounted burst per server, then {args.rounds} rounds of one {wrk} burst "
+               f"per server, {order}.")
+    else:
+        how = (f"Method: fresh servers (--mode fresh). {args.rounds} rounds; in each, every "
+               f"server in turn in a fresh process on a fresh port ({cpus}), one {wrk} run.")
+    return f"{how} {common}"
+
+
+def report(bench: Bench, servers: list[Server], results: Results) -> None:
+    args = bench.args
+    measured = [s for s in servers if s.name not in bench.unavailable and results.of(s.name)]
+    have = {s.name for s in measured}
+    base = ALL_SERVERS[BASELINE].label
+    print(f"### HTTP hello world, requests per second ({machine_summary()})\n")
+    print(method_line(args) + "\n")
+    rows, saturated = [], []
+    for s in measured:
+        samples = results.of(s.name)
+        good = usable(samples)
+        contended = sum(x.contended for x in samples if x)
+        load = median([x.window.load_cpu for x in good])
+        if load and load > WRK_SATURATED:
+            saturated.append(s.label)
+        against = BASELINE in have and s.name != BASELINE
+        cpu = median([x.window.server_cpu for x in good])
+        cost = median([x.server_us for x in good])
+        rows.append([
+            s.label,
+            fmt_rate(median([x.rate for x in good])),
+            "-" if cost is None else f"{cost:.2f}",
+            fmt_spread(rate_ratios(samples, results.of(BASELINE))) if against else "-",
+            fmt_spread(cost_ratios(samples, results.of(BASELINE))) if against else "-",
+            "-" if cpu is None else f"{cpu:.0%}",
+            "-" if load is None else f"{load:.0%}",
+            f"{len(good)}/{len(samples)}" + (f", {contended} contended" if contended else "")
+            + (f", {bound} wrk-bound" if (bound := sum(
+                x.window.load_cpu > WRK_SATURATED for x in good)) else "")
+            + (", FAILED" if None in samples else ""),
+        ])
+    print(md_table(["server", "req/s", "server µs/req", f"req/s vs {base}",
+                    f"CPU/req vs {base}", "server CPU", "wrk CPU", "bursts used"], rows) + "\n")
+    pairs = [(a, b) for a, b in COMPARISONS if a in have and b in have]
+    if pairs:
+        print("Pairs (median of per-round ratios, interquartile range in brackets):\n")
+        print(md_table(["comparison", "req/s ratio", "server CPU/req ratio (theirs / ours)"],
+                       [[f"{ALL_SERVERS[a].label} vs {ALL_SERVERS[b].label}",
+                         fmt_spread(rate_ratios(results.of(a), results.of(b))),
+                         fmt_spread(cost_ratios(results.of(a), results.of(b)))]
+                        for a, b in pairs]) + "\n")
+    if saturated:
+        print(f"wrk used over {WRK_SATURATED:.0%} of its CPU against: {', '.join(saturated)}. "
+              "Those figures may be wrk's limit rather than the server's, and the req/s ratios "
+              "between them understate the difference; the CPU per request ones do not.\n")
+    every = [x for v in results.samples.values() for x in v if x]
+    contended = sum(x.contended for x in every)
+    if contended:
+        print(f"**{contended} of {len(every)} bursts shared CPU {args.server_cpu} or "
+              f"{args.client_cpu} with other work even after retries**; their figures are "
+              "suspect.\n")
+    for name, why in bench.failed.items():
+        stopped = "; it was stopped and not run again" if args.mode == "interleaved" else ""
+        print(f"**{ALL_SERVERS[name].label} FAILED**, {why.splitlines()[0]}{stopped}.\n")
+    for name, why in bench.unavailable.items():
+        print(f"{name.split('_')[0]}: not available ({why})\n")
+
+
+# Per mode: (--seconds, --rounds) when not given.
+MODE_DEFAULTS = {"interleaved": (1, 10), "fresh": (5, 3)}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="wrk -d, per run")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--mode", choices=list(MODE_DEFAULTS), default="interleaved",
+                        help="interleaved (default): servers kept running, short wrk bursts "
+                             "alternated; fresh: a fresh server process per run (the earlier "
+                             "method, for comparison)")
+    parser.add_argument("--seconds", type=int,
+                        help="wrk -d per burst, whole seconds (default 1; fresh: 5)")
+    parser.add_argument("--rounds", type=int, help="default 10; fresh: 3")
+    parser.add_argument("--order", choices=["alternate", "shuffle"], default="alternate",
+                        help="burst order within a round: as listed, reversed every other "
+                             "round (default), or shuffled every round (--seed)")
+    parser.add_argument("--seed", type=int,
+                        help="seed for --order shuffle (default: a random one, reported)")
     parser.add_argument("--connections", type=int, default=100, help="wrk -c")
     parser.add_argument("--threads", type=int, default=1, help="wrk -t")
     parser.add_argument("--servers", help="comma-separated; default: " +
                         ",".join(s.name for s in SERVERS) +
                         "; extra: " + ",".join(s.name for s in EXTRA_SERVERS))
     parser.add_argument("--quiet-wait", type=float, default=15.0, metavar="S",
-                        help="before each run wait up to S seconds for the server and wrk CPUs "
-                             "to be idle; 0 to not wait")
+                        help="before each round (fresh: each run) wait up to S seconds for "
+                             "the server and wrk CPUs to be idle; 0 to not wait")
     parser.add_argument("--retries", type=int, default=2,
-                        help="re-run a measurement up to this many times while it is contended "
+                        help="re-run a burst up to this many times while it is contended "
                              "(other processes used the benchmark CPUs)")
     parser.add_argument("--cold-malloc", action="store_true",
                         help="do not warm glibc's mmap threshold in the servers "
@@ -280,9 +483,20 @@ def main() -> int:
         help="the Python with the compiled wheel installed, for treadle_aio_compiled "
         "(default: .venv-compiled/bin/python)",
     )
-    args = parser.parse_args()
-    if not (0 < args.seconds <= 600 and 1 <= args.rounds <= 50):
-        sys.exit("--seconds must be in (0, 600] and --rounds in [1, 50]")
+    args = parser.parse_args(argv)
+    seconds, rounds = MODE_DEFAULTS[args.mode]
+    args.seconds = seconds if args.seconds is None else args.seconds
+    args.rounds = rounds if args.rounds is None else args.rounds
+    if not (1 <= args.seconds <= 600 and 1 <= args.rounds <= 200):
+        parser.error("--seconds must be in [1, 600] and --rounds in [1, 200]")
+    if args.seed is None:
+        args.seed = random.randrange(1 << 32)
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    require_schedstat()
     if not args.wrk:
         sys.exit("wrk not found: install it (Debian: apt-get install -y wrk) or pass --wrk")
     if (os.cpu_count() or 1) < 2:
@@ -295,82 +509,17 @@ def main() -> int:
         sys.exit(f"unknown servers: {', '.join(unknown)}; choose from {', '.join(ALL_SERVERS)}")
     servers = [ALL_SERVERS[n] for n in names]
 
-    results = Results()
     try:
         with children() as kids:
             bench = Bench(kids, args, args.wrk)
-            for rnd in range(1, args.rounds + 1):
-                for server in servers:
-                    for attempt in range(args.retries + 1):
-                        sample, status = bench.measure(server)
-                        prefix = f"[round {rnd}/{args.rounds}] {server.label:<26}"
-                        if sample is None:
-                            if status != "unavailable":
-                                log(f"{prefix} FAILED: {status}")
-                            break
-                        log(f"{prefix} {fmt_rate(sample.rps):>7} req/s  "
-                            f"latency avg {sample.latency:>8}  server CPU {sample.cpu_share:4.0%}"
-                            f"  wrk CPU {sample.load_share:4.0%}  others {sample.foreign:4.0%}"
-                            + (f"  (CPU {sample.busy_before:.0%} busy before)"
-                               if sample.busy_before > QUIET else "")
-                            + ("  contended" + (", retrying" if attempt < args.retries else "")
-                               if sample.contended else ""))
-                        if not sample.contended:
-                            break
-                    if status != "unavailable":
-                        results.add(server.name, sample)
+            print(f"<!-- Made by: {command_line()} -->\n")
+            results = (run_interleaved(bench, servers) if args.mode == "interleaved"
+                       else run_fresh(bench, servers))
     except KeyboardInterrupt:
         log("interrupted; all child processes killed")
         return 130
-
-    measured = [s for s in servers if s.name not in bench.unavailable]
-    have = {s.name for s in measured}
-    print(f"### HTTP hello world, requests per second ({machine_summary()})\n")
-    print(f"`wrk -t{args.threads} -c{args.connections} -d{args.seconds:g}s`, keep-alive, "
-          f"13-byte body; median of {args.rounds} rounds; server on CPU {args.server_cpu}, "
-          f"wrk on CPU {args.client_cpu}. Ratios are medians of per-round ratios. Medians "
-          "leave out contended runs when uncontended ones exist.\n")
-    rows, saturated = [], []
-    for s in measured:
-        samples = results.samples.get(s.name, [])
-        good = usable(samples)
-        cpu = median([x.cpu_share for x in good])
-        other = median([x.foreign for x in good])
-        load = median([x.load_share for x in good])
-        if load and load > WRK_SATURATED:
-            saturated.append(s.label)
-        cost = median([x.cpu_share / x.rps * 1e6 for x in good if x.rps])
-        rows.append([
-            s.label,
-            fmt_rate(median([x.rps for x in good])),
-            fmt_ratio(results.paired_ratio(s.name, BASELINE)) if BASELINE in have else "-",
-            " ".join(fmt_rate(x.rps) + ("*" if x.contended else "") if x else "FAIL"
-                     for x in samples),
-            "-" if cost is None else f"{cost:.2f}",
-            "-" if cpu is None else f"{cpu:.0%}",
-            "-" if load is None else f"{load:.0%}",
-            "-" if other is None else f"{other:.0%}",
-        ])
-    print(md_table(["server", "req/s", "vs asyncio protocol", "rounds (* contended)",
-                    "server µs/req", "server CPU", "wrk CPU", "others"], rows) + "\n")
-    if saturated:
-        print(f"wrk used over {WRK_SATURATED:.0%} of its CPU against: {', '.join(saturated)}. "
-              "Those figures may be wrk's limit rather than the server's, and the ratios "
-              "between them understate the difference.\n")
-    every = [x for v in results.samples.values() for x in v if x]
-    contended = sum(x.contended for x in every)
-    if contended:
-        print(f"**{contended} of {len(every)} runs shared CPU {args.server_cpu} or "
-              f"{args.client_cpu} with other work even after retries**; their figures are "
-              "suspect.\n")
-    for server, base in COMPARISONS:
-        if server in have and base in have:
-            print(f"{ALL_SERVERS[server].label} vs {ALL_SERVERS[base].label}: requests/s "
-                  f"{fmt_ratio(results.paired_ratio(server, base))}, server CPU per request "
-                  f"(theirs / ours) {fmt_ratio(results.paired_cost_ratio(server, base))}\n")
-    for name, why in bench.unavailable.items():
-        print(f"{name.split('_')[0]}: not available ({why})\n")
-    return 0
+    report(bench, servers, results)
+    return 1 if bench.failed else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,350 @@
+"""The echo and HTTP benchmark runners' own logic, without load.
+
+What decides the figures in ``benchmarks/echo/run.py`` and ``benchmarks/http/run.py``
+and can be checked without running echo_load or wrk: the order of bursts in a round,
+the per-round ratios and their quartiles, which bursts count as contended and are
+re-run, the measured window's arithmetic, and that a server which dies or stops
+answering mid-run is reported by name and dropped, never waited on without bound.
+The last uses tiny stand-in processes (a few hundred milliseconds in all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import random
+import sys
+import textwrap
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path[:0] = [str(BENCH / "echo"), str(BENCH / "http")]
+
+import harness  # noqa: E402  (benchmarks/echo/harness.py: the folder is not a package)
+from harness import (  # noqa: E402
+    Sample,
+    ServerFailed,
+    ThreadTimes,
+    Window,
+    _Reading,
+)
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+echo_run = _load("bench_echo_run", BENCH / "echo" / "run.py")
+http_run = _load("bench_http_run", BENCH / "http" / "run.py")
+
+QUIET_WINDOW = Window(seconds=0.5, server_cpu=0.99, server_wait=0.0, load_cpu=0.6,
+                      load_wait=0.0, foreign=0.01)
+
+
+def sample(rate: float, server_cpu: float = 0.99, *, contended: bool = False) -> Sample:
+    window = Window(0.5, server_cpu, 0.0, 0.6, 0.0, 0.5 if contended else 0.01)
+    return Sample(rate, 100.0, window)
+
+
+# --- order ------------------------------------------------------------------------------
+
+
+def test_alternate_order_reverses_every_other_round() -> None:
+    names = ["a", "b", "c"]
+    orders = [harness.burst_order(names, rnd) for rnd in range(4)]
+    assert orders == [["a", "b", "c"], ["c", "b", "a"], ["a", "b", "c"], ["c", "b", "a"]]
+    assert names == ["a", "b", "c"]  # the caller's list is left alone
+
+
+def test_shuffled_order_is_a_permutation_that_the_seed_repeats() -> None:
+    names = [f"s{i}" for i in range(6)]
+    rng_a, rng_b = random.Random(7), random.Random(7)
+    run_a = [harness.burst_order(names, rnd, rng_a) for rnd in range(5)]
+    run_b = [harness.burst_order(names, rnd, rng_b) for rnd in range(5)]
+    assert run_a == run_b
+    assert all(sorted(order) == sorted(names) for order in run_a)
+    assert len({tuple(order) for order in run_a}) > 1  # not the same order every round
+
+
+# --- ratios and quartiles ------------------------------------------------------------------
+
+
+def test_quartiles_and_their_format() -> None:
+    assert harness.quartiles([5.0, 1.0, 3.0, 2.0, 4.0]) == (2.0, 3.0, 4.0)
+    assert harness.quartiles([1.0, 2.0]) == (1.25, 1.5, 1.75)
+    assert harness.quartiles([1.5]) == (1.5, 1.5, 1.5)
+    assert harness.quartiles([]) is None
+    assert harness.fmt_spread([1.50, 1.52, 1.54, 1.51, 1.53]) == "1.52x (1.51-1.53)"
+    assert harness.fmt_spread([]) == "-"
+
+
+def test_ratios_pair_bursts_of_the_same_round_and_skip_failed_ones() -> None:
+    ours = [sample(150), None, sample(160), sample(140)]
+    base = [sample(100), sample(100), None, sample(100)]
+    assert harness.rate_ratios(ours, base) == [1.5, 1.4]
+    # Same CPU share at a higher rate: less CPU per round trip, by the same factor.
+    assert harness.cost_ratios(ours, base) == pytest.approx([1.5, 1.4])
+    cheaper = [sample(100, server_cpu=0.5)]
+    assert harness.cost_ratios(cheaper, [sample(100, server_cpu=1.0)]) == [2.0]
+
+
+def test_ratios_leave_out_contended_pairs_while_clean_ones_exist() -> None:
+    ours = [sample(150), sample(300, contended=True), sample(160)]
+    base = [sample(100), sample(100), sample(100, contended=True)]
+    assert harness.rate_ratios(ours, base) == [1.5]
+    # Nothing clean left: all pairs count (and the report says they were contended).
+    assert harness.rate_ratios(ours[1:], base[1:]) == [3.0, 1.6]
+    assert [x.rate for x in harness.usable([sample(1, contended=True), sample(2), None])] == [2]
+
+
+# --- contention and the measured window ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("field", "value", "contended"), [
+    ("foreign", 0.07, False),
+    ("foreign", 0.09, True),
+    ("server_wait", 0.06, True),
+    ("load_wait", 0.06, True),
+    ("server_wait", 0.04, False),
+])
+def test_a_window_is_contended_when_others_ran_on_the_benchmark_cpus(
+        field: str, value: float, contended: bool) -> None:
+    fields = dict(seconds=0.5, server_cpu=0.99, server_wait=0.0, load_cpu=0.6, load_wait=0.0,
+                  foreign=0.0)
+    fields[field] = value
+    assert Window(**fields).contended is contended
+
+
+def test_busy_cpus_before_a_burst_mark_it_contended() -> None:
+    assert not Sample(1.0, 1.0, QUIET_WINDOW, busy_before=0.1).contended
+    assert Sample(1.0, 1.0, QUIET_WINDOW, busy_before=0.5).contended
+
+
+def test_window_between_two_readings() -> None:
+    a = _Reading(at=10.0, server=ThreadTimes(1_000_000_000, 0),
+                 load=ThreadTimes(500_000_000, 10_000_000), work=100.0)
+    b = _Reading(at=10.5, server=ThreadTimes(1_490_000_000, 20_000_000),
+                 load=ThreadTimes(800_000_000, 10_000_000), work=100.82)
+    w = harness.window_between(a, b, [0, 1])
+    assert w.seconds == pytest.approx(0.5)
+    assert w.server_cpu == pytest.approx(0.98)
+    assert w.server_wait == pytest.approx(0.04)
+    assert w.load_cpu == pytest.approx(0.6)
+    assert w.load_wait == 0.0
+    assert w.foreign == pytest.approx(0.06)  # 0.82 s of work, 0.79 s theirs: 0.03 s others
+    assert not w.contended
+    assert harness.window_between(a, b, []).foreign == 0.0  # unpinned: not measured
+
+
+def test_server_cpu_per_round_trip() -> None:
+    assert Sample(100_000.0, 0.0, QUIET_WINDOW).server_us == pytest.approx(9.9)
+
+
+def test_a_contended_burst_is_rerun_after_waiting_for_quiet_cpus() -> None:
+    runs = iter([sample(1, contended=True), sample(2, contended=True), sample(3)])
+    seen: list[tuple[float, str]] = []
+    waits: list[int] = []
+    got = harness.with_retries(lambda _busy: next(runs), retries=2,
+                               wait=lambda: waits.append(1) or 0.0,
+                               report=lambda s, note: seen.append((s.rate, note)))
+    assert got.rate == 3 and len(waits) == 2
+    assert seen == [(1, "  contended, retrying"), (2, "  contended, retrying"), (3, "")]
+    # Retries spent: the last, contended, burst is kept and the report says so.
+    runs = iter([sample(1, contended=True), sample(2, contended=True)])
+    seen.clear()
+    got = harness.with_retries(lambda _busy: next(runs), retries=1, wait=lambda: 0.0,
+                               report=lambda s, note: seen.append((s.rate, note)))
+    assert got.rate == 2 and seen[-1] == (2, "  contended")
+
+
+# --- the interleaved loop ---------------------------------------------------------------------
+
+
+def _echo_args(**overrides: object) -> argparse.Namespace:
+    args = echo_run.parse_args(["--rounds", "4", "--quiet-wait", "0"])
+    args.server_cpu = args.client_cpu = None  # wait_quiet has nothing to watch
+    vars(args).update(overrides)
+    return args
+
+
+class _FakeKids:
+    def __init__(self) -> None:
+        self.killed: list[str] = []
+
+    def kill(self, child: object) -> None:
+        self.killed.append(str(child))
+
+
+class _ScriptedBench(echo_run.Bench):
+    """Bursts answered from a script: (server, workload label) -> ServerFailed at burst n."""
+
+    def __init__(self, args: argparse.Namespace, dies: dict[str, int]) -> None:
+        super().__init__(_FakeKids(), args, Path("/nonexistent"))
+        self.dies = dies
+        self.calls: list[str] = []
+
+    def burst(self, child: str, port: int, wl: object, *, seconds: float, warmup: float,
+              verify: bool = False, busy_before: float = 0.0) -> Sample:
+        self.calls.append(child)
+        if len([c for c in self.calls if c == child]) == self.dies.get(child):
+            raise ServerFailed(f"{child}: exited with status -11 during a burst")
+        return sample({"asyncio_streams": 100e3, "treadle_streams": 150e3}.get(child, 120e3))
+
+
+def test_interleaved_rounds_alternate_and_a_dead_server_is_dropped_and_reported(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    names = ["asyncio_streams", "treadle_streams", "uvloop_streams"]
+    servers = [echo_run.ALL_SERVERS[n] for n in names]
+    wl = echo_run.ALL_WORKLOADS["1k_x10"]
+    bench = _ScriptedBench(_echo_args(), dies={"uvloop_streams": 3})  # its 2nd timed burst
+    running = {n: (n, 0) for n in names}  # child stand-ins: the name
+    results = echo_run.run_interleaved(bench, servers, [wl], running)
+
+    warmup, timed = bench.calls[:3], bench.calls[3:]
+    assert warmup == names
+    assert timed[:3] == names  # round 1 as listed
+    assert timed[3:6] == names[::-1]  # round 2 reversed: uvloop died at its first burst there
+    assert timed[6:] == names[:2] + names[1::-1]  # rounds 3, 4 without it
+    assert results.of("uvloop_streams", wl.name)[1] is None
+    assert len(results.of("uvloop_streams", wl.name)) == 2
+    assert "uvloop_streams" not in running and bench.kids.killed == ["uvloop_streams"]
+    assert "exited with status -11" in bench.failed["uvloop_streams"]
+    assert "round 2/4" in bench.failed["uvloop_streams"]
+    assert harness.rate_ratios(results.of("treadle_streams", wl.name),
+                               results.of("asyncio_streams", wl.name)) == [1.5] * 4
+
+    echo_run.report_throughput(bench, servers, [wl], results)
+    out = capsys.readouterr().out
+    assert "Method: interleaved" in out
+    assert "| treadle streams | 150k | 6.60 | 1.50x (1.50-1.50) | 1.50x (1.50-1.50) |" in out
+    assert "**uvloop streams FAILED**, 1 KiB x 10, round 2/4: uvloop_streams: exited" in out
+    assert "treadle streams vs uvloop streams | 1 KiB x 10 | 1.25x (1.25-1.25)" in out
+
+
+def test_shuffled_rounds_record_their_seed() -> None:
+    args = _echo_args(order="shuffle", seed=1234)
+    assert "shuffled every round (seed 1234)" in echo_run.method_line(args)
+    assert "reversed every other round" in echo_run.method_line(_echo_args())
+    assert "fresh process" in echo_run.method_line(_echo_args(mode="fresh"))
+
+
+def test_mode_defaults_and_bounds() -> None:
+    args = echo_run.parse_args([])
+    assert (args.mode, args.seconds, args.warmup, args.rounds) == ("interleaved", 0.5, 0.1, 16)
+    args = echo_run.parse_args(["--mode", "fresh"])
+    assert (args.seconds, args.warmup, args.rounds) == (5.0, 1.0, 3)
+    with pytest.raises(SystemExit):
+        echo_run.parse_args(["--seconds", "0.05"])
+    args = http_run.parse_args([])
+    assert (args.mode, args.seconds, args.rounds) == ("interleaved", 1, 10)
+
+
+# --- wrk's output -------------------------------------------------------------------------------
+
+
+WRK_OUT = """\
+Running 1s test @ http://127.0.0.1:40000/
+  1 threads and 100 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   {lat}  120.00us   4.00ms   90.00%
+    Req/Sec   120.00k     3.00k  125.00k    80.00%
+  120000 requests in 1.00s, 10.00MB read
+{extra}Requests/sec: 119876.54
+Transfer/sec:     10.00MB
+"""
+
+
+@pytest.mark.parametrize(("lat", "micros"), [("812.00us", 812.0), ("1.50ms", 1500.0),
+                                             ("2.00s", 2e6)])
+def test_wrk_output_parsed(lat: str, micros: float) -> None:
+    assert http_run.parse_wrk(WRK_OUT.format(lat=lat, extra="")) == (119876.54, micros)
+
+
+def test_wrk_socket_errors_fail_the_burst() -> None:
+    out = WRK_OUT.format(lat="1.00ms",
+                         extra="  Socket errors: connect 0, read 3, write 0, timeout 0\n")
+    with pytest.raises(ServerFailed, match="read 3"):
+        http_run.parse_wrk(out)
+    with pytest.raises(ServerFailed, match="no Requests/sec"):
+        http_run.parse_wrk("unable to connect to 127.0.0.1:1 Connection refused\n")
+
+
+# --- a server that dies, and a load generator that hangs (real, tiny processes) ------------------
+
+
+def _script(tmp_path: Path, name: str, body: str) -> Path:
+    path = tmp_path / name
+    path.write_text(f"#!{sys.executable}\n" + textwrap.dedent(body))
+    path.chmod(0o755)
+    return path
+
+
+def test_a_server_that_exits_mid_burst_fails_with_its_status_and_stderr(tmp_path: Path) -> None:
+    server = _script(tmp_path, "server.py", """\
+        import sys, time
+        print("READY", flush=True)
+        time.sleep(0.15)
+        print("boom: lost my socket", file=sys.stderr, flush=True)
+        sys.exit(7)
+        """)
+    load = _script(tmp_path, "load.py", """\
+        import time
+        time.sleep(0.6)
+        print("RESULT rt=10 rps=20.0 p99_us=5.0 errors=0 mismatches=0")
+        """)
+    wl = echo_run.ALL_WORKLOADS["1k_x10"]
+    with harness.children() as kids:
+        bench = echo_run.Bench(kids, _echo_args(), load)
+        child = kids.start_server("dying", [str(server)], cpu=None)
+        with pytest.raises(ServerFailed) as caught:
+            bench.burst(child, 1, wl, seconds=0.3, warmup=0.1)
+    message = str(caught.value)
+    assert "dying: exited with status 7 during a burst" in message
+    assert "boom: lost my socket" in message
+
+
+def test_a_server_that_answers_nothing_fails_as_stopped(tmp_path: Path) -> None:
+    server = _script(tmp_path, "server.py", """\
+        import time
+        print("READY", flush=True)
+        time.sleep(30)
+        """)
+    load = _script(tmp_path, "load.py", """\
+        import time
+        time.sleep(0.2)
+        print("RESULT rt=0 rps=0.0 p99_us=0.0 errors=0 mismatches=0")
+        """)
+    wl = echo_run.ALL_WORKLOADS["1k_x10"]
+    with harness.children() as kids:
+        bench = echo_run.Bench(kids, _echo_args(), load)
+        child = kids.start_server("silent", [str(server)], cpu=None)
+        with pytest.raises(ServerFailed, match=r"silent: not one round trip in 0\.1 s"):
+            bench.burst(child, 1, wl, seconds=0.1, warmup=0.0)
+
+
+def test_a_hanging_load_generator_is_killed_at_its_time_limit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = _script(tmp_path, "server.py", """\
+        import time
+        print("READY", flush=True)
+        time.sleep(30)
+        """)
+    load = _script(tmp_path, "load.py", """\
+        import time
+        time.sleep(30)
+        """)
+    monkeypatch.setattr(echo_run, "LOAD_SLACK", 0.3)
+    wl = echo_run.ALL_WORKLOADS["1k_x10"]
+    with harness.children() as kids:
+        bench = echo_run.Bench(kids, _echo_args(), load)
+        child = kids.start_server("stuck", [str(server)], cpu=None)
+        with pytest.raises(ServerFailed, match="echo_load: still running after"):
+            bench.burst(child, 1, wl, seconds=0.1, warmup=0.0)
