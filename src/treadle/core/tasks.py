@@ -426,7 +426,7 @@ def current_waiter(running_loop: Any = None) -> Waiter:
     """The handle by which ``resume()`` will wake the running task once it ``suspend()``s.
 
     A caller that holds the running loop may pass it, to save finding it (a stream's
-    reader, once per message: a thread-local read).
+    reader, once per message: ``get_running_loop()``'s check of the thread).
     """
     # Any: treadle.aio's loop answers with asyncio's tasks and futures, which the compiled
     # build would refuse as not treadle's.
