@@ -289,13 +289,14 @@ class Connection:
     #     try:
     #         await suspend(waiter)
     #     finally:
-    #         if connection.read_waiter is not None:
+    #         if connection.read_waiter is waiter:
     #             connection.reader_woke()
     #
     # Whoever wakes the reader forgets its waiter first (before an inline resume, in
     # which the reader may already wait again), so a woken reader makes no call on its
     # way out: 1.4% fewer instructions per echo round trip pure. Only a reader that
-    # leaves otherwise (cancelled, say) forgets its waiter itself.
+    # leaves otherwise (cancelled, say) forgets its waiter itself, and only its own: once
+    # its waker has forgotten it, another task may already wait in its place.
 
     def reader_waits(self) -> Waiter:
         """The running task waits until the readiness callback has buffered bytes, seen
@@ -563,7 +564,7 @@ class StreamReader:
             try:
                 await suspend(waiter)
             finally:
-                if c.read_waiter is not None:  # not woken: cancelled, say
+                if c.read_waiter is waiter:  # not woken: cancelled, say
                     c.reader_woke()
 
     def _check_error(self) -> None:
@@ -605,7 +606,7 @@ class StreamReader:
             try:
                 await suspend(waiter)
             finally:
-                if c.read_waiter is not None:  # not woken: cancelled, say
+                if c.read_waiter is waiter:  # not woken: cancelled, say
                     c.reader_woke()
 
     async def _read_all(self) -> bytes:
