@@ -151,6 +151,22 @@ def test_a_coroutine_not_driven_by_a_treadle_task_waits_on_a_future() -> None:
     treadle.run(main())
 
 
+def test_current_waiter_given_the_running_loop_answers_as_without_it() -> None:
+    # A caller that holds the running loop (a stream's reader) may hand it over.
+    async def main() -> None:
+        loop = treadle.get_running_loop()
+        assert current_waiter(loop) is current_waiter() is treadle.current_task()
+        # No treadle Task stepping (a plain callback): a new Future of that loop each time.
+        answers: list[Any] = []
+        loop.call_soon(lambda: answers.extend([current_waiter(loop), current_waiter(loop)]))
+        await treadle.sleep(0)
+        first, second = answers
+        assert isinstance(first, treadle.Future) and first is not second
+        assert first.get_loop() is loop
+
+    treadle.run(main())
+
+
 def test_inline_resume_runs_the_step_inside_a_plain_callback_only() -> None:
     async def main() -> None:
         loop = treadle.get_running_loop()

@@ -274,6 +274,29 @@ async def test_the_second_reader_error_says_what_is_wrong() -> None:
         assert await first == b"abc"
 
 
+async def test_a_cancelled_reader_leaves_the_next_readers_wait_alone() -> None:
+    # White-box. A reader cancelled while it waits, whose waiter the readiness callback
+    # then forgets (a spurious wake-up: nothing to receive), runs its exit only after
+    # another task has begun to wait on the same stream: that exit must not forget the
+    # other task's waiter, or the bytes that come next wake nobody.
+    async with connected(treadle) as p:
+        cancelled = create_task(p.reader.read(10))
+        await wait_all_tasks_blocked()
+        cancelled.cancel()
+        p.reader._conn._on_readable()  # ready, but with nothing to receive
+        assert p.reader._conn.read_waiter is None
+
+        async def write_once_all_wait() -> None:
+            await wait_all_tasks_blocked()
+            assert cancelled.cancelled()
+            p.peer_writer.write(b"for second")
+
+        writing = create_task(write_once_all_wait())
+        async with treadle.timeout(10):  # this task waits before the cancelled one exits
+            assert await p.reader.read(10) == b"for second"
+        await writing
+
+
 async def test_a_read_with_bytes_waiting_registers_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     # White-box: the fast path reads straight from the socket, no reader, no Future.
     async with connected(treadle) as p:

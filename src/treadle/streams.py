@@ -225,7 +225,8 @@ class Connection:
         The readiness callback's work when no reader waits on an empty buffer, and the
         reader's way to fill the buffer itself.
         """
-        data = self.receive(max(self.limit, 65536))
+        limit = self.limit  # (not max(): see read()'s fast path)
+        data = self.receive(limit if limit > 65536 else 65536)
         if data is None:
             return False
         if data:
@@ -251,6 +252,7 @@ class Connection:
             # or is cancelled), this callback runs again and buffers them as usual.
             # Measured: 11-13% fewer instructions per echo round trip at 1 KiB.
             self.readable = True
+            self.read_waiter = None  # forgotten by its waker (see reader_waits)
             if resume(waiter, inline=True):
                 return
         self.receive_into_buffer()
@@ -287,7 +289,14 @@ class Connection:
     #     try:
     #         await suspend(waiter)
     #     finally:
-    #         connection.reader_woke()
+    #         if connection.read_waiter is waiter:
+    #             connection.reader_woke()
+    #
+    # Whoever wakes the reader forgets its waiter first (before an inline resume, in
+    # which the reader may already wait again), so a woken reader makes no call on its
+    # way out: 1.4% fewer instructions per echo round trip pure. Only a reader that
+    # leaves otherwise (cancelled, say) forgets its waiter itself, and only its own: once
+    # its waker has forgotten it, another task may already wait in its place.
 
     def reader_waits(self) -> Waiter:
         """The running task waits until the readiness callback has buffered bytes, seen
@@ -301,17 +310,20 @@ class Connection:
         if not self.reading and not self.closing:
             self.reading = True
             self.loop.add_reader(self.fd, self._on_readable)
-        self.read_waiter = waiter = current_waiter()
+        # The connection's loop is the one running this reader (its readiness callback
+        # goes there): handing it over saves current_waiter() finding it, per message.
+        self.read_waiter = waiter = current_waiter(self.loop)
         return waiter
 
     def reader_woke(self) -> None:
-        """The reader's wait is over (woken, cancelled or failed): nobody is to be woken."""
+        """The reader's wait is over but nobody woke it (cancelled, say): forget its waiter."""
         self.read_waiter = None
 
     def wake_reader(self) -> None:
         """Wake the task waiting to read, if any."""
         waiter = self.read_waiter
         if waiter is not None:
+            self.read_waiter = None  # forgotten by its waker (see reader_waits)
             # Inline: from the readiness callback the reader's step runs right here,
             # saving a trip through the ready queue per message (core/tasks.py).
             resume(waiter, inline=True)
@@ -552,7 +564,8 @@ class StreamReader:
             try:
                 await suspend(waiter)
             finally:
-                c.reader_woke()
+                if c.read_waiter is waiter:  # not woken: cancelled, say
+                    c.reader_woke()
 
     def _check_error(self) -> None:
         error = self._conn.read_error
@@ -582,8 +595,9 @@ class StreamReader:
             if not c.reading or c.readable or (c.layer is not None and c.layer.holds_unread()):
                 # Fast path: the socket may have bytes right now, and they go to the
                 # caller without a copy into the buffer. (Bounded: recv() allocates the
-                # whole size it is asked for up front.)
-                received = c.receive(min(n, _MAX_RECV))
+                # whole size it is asked for up front. Not min(): the builtin parses its
+                # arguments by keyword, about 1,100 instructions per message pure.)
+                received = c.receive(n if n < _MAX_RECV else _MAX_RECV)
                 if received:
                     return received
                 if received is not None:
@@ -592,7 +606,8 @@ class StreamReader:
             try:
                 await suspend(waiter)
             finally:
-                c.reader_woke()
+                if c.read_waiter is waiter:  # not woken: cancelled, say
+                    c.reader_woke()
 
     async def _read_all(self) -> bytes:
         chunks: list[bytes] = []

@@ -183,14 +183,10 @@ class CoreLoop:
                 readers, writers = self._readers, self._writers
                 for fd, mask in events:
                     # (Not "handle": that one holds what _ready holds, see there.)
-                    if mask & _READ_EVENTS:
-                        reader = readers.get(fd)
-                        if reader is not None:
-                            _append(ready, reader)
-                    if mask & _WRITE_EVENTS:
-                        writer = writers.get(fd)
-                        if writer is not None:
-                            _append(ready, writer)
+                    if mask & _READ_EVENTS and (reader := readers.get(fd)) is not None:
+                        _append(ready, reader)
+                    if mask & _WRITE_EVENTS and (writer := writers.get(fd)) is not None:
+                        _append(ready, writer)
         if deadline is not None and not ready and not self._stopping:
             self._clock.idle(deadline)
 

@@ -404,17 +404,33 @@ class Suspended:
 # The one instance (Final: compiled code reads it from a C variable; see futures.py).
 _SUSPENDED: Final = Suspended()
 
+
+def _suspended_until_resumed() -> Generator[Suspended, Any, Any]:
+    """``Suspended.__await__`` of the pure build: the same wait, with no ``self`` to hold."""
+    return (yield _SUSPENDED)
+
+
+# In the pure build, a static __await__: its generator holds no ``self``, which keeps a
+# parked task's generator 16 bytes smaller after pymalloc's rounding (benchmarks/README.md,
+# memory). (mypyc cannot compile a static __await__; the compiled one holds no frame.)
+if isinstance(vars(Suspended)["__await__"], types.FunctionType):
+    setattr(Suspended, "__await__", staticmethod(_suspended_until_resumed))  # noqa: B010
+
 # What resume() wakes: the suspended Task itself, or the Future a task of another kind awaits.
 # ("| Any", not "Task[Any] | Future[Any]": mypyc crashes on a union of a class and its
 # subclass, and compiled code would refuse asyncio's future under treadle.aio.)
 Waiter: TypeAlias = "Future[Any] | Any"
 
 
-def current_waiter() -> Waiter:
-    """The handle by which ``resume()`` will wake the running task once it ``suspend()``s."""
+def current_waiter(running_loop: Any = None) -> Waiter:
+    """The handle by which ``resume()`` will wake the running task once it ``suspend()``s.
+
+    A caller that holds the running loop may pass it, to save finding it (a stream's
+    reader, once per message: ``get_running_loop()``'s check of the thread).
+    """
     # Any: treadle.aio's loop answers with asyncio's tasks and futures, which the compiled
     # build would refuse as not treadle's.
-    loop: Any = get_running_loop()
+    loop: Any = get_running_loop() if running_loop is None else running_loop
     task = loop._current_task
     if isinstance(task, Task):
         return task
