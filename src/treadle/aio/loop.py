@@ -75,6 +75,7 @@ import os
 import selectors
 import socket
 import time
+import types
 import warnings
 import weakref
 from asyncio import base_events, events, format_helpers, unix_events
@@ -86,9 +87,19 @@ import treadle.errors
 from treadle.aio import transport as treadle_transport
 from treadle.aio.engine import _run_once as run_once_from_poll
 from treadle.core.clock import Clock
+from treadle.core.loop import CoreLoop
 from treadle.loop import EventLoop as TreadleLoop
 
 __all__ = ["EventLoop"]
+
+# The engine's run-once is a Python function (the pure build), which binds as a method,
+# or compiled (a builtin function, which does not).
+_RUN_ONCE_IS_PYTHON = isinstance(run_once_from_poll, types.FunctionType)
+
+
+def _call_compiled_run_once(loop: CoreLoop) -> None:
+    """One iteration of treadle's loop (``treadle.aio.engine._run_once``, compiled)."""
+    run_once_from_poll(loop)
 
 # One cancellation, two names: ``except treadle.CancelledError`` (in TaskGroup, timeout
 # and the rest of treadle's code) also catches what asyncio's tasks throw. Possible
@@ -234,16 +245,12 @@ class EventLoop(TreadleLoop, _AsyncioLoop):  # type: ignore[misc]
         timer._scheduled = True
         return timer  # type: ignore[no-any-return]
 
-    def _run_once(self) -> None:
-        """One iteration of treadle's loop, with readiness callbacks run straight from the poll.
-
-        ``treadle.aio.engine._run_once`` (read it there); the core's own in debug mode
-        and under an introspection observer, which run the ready queue their own way.
-        """
-        if self._debug or self._callback_observer is not None:
-            TreadleLoop._run_once(self)
-            return
-        run_once_from_poll(self)
+    # One iteration of treadle's loop, with readiness callbacks run straight from the poll:
+    # treadle.aio.engine._run_once (read it there; it hands debug mode and an
+    # introspection observer to the core's own). In the pure build that function is the
+    # method itself, one Python call per iteration fewer; compiled, it is a builtin
+    # function, which does not bind as a method, so a one-line function calls it.
+    _run_once = run_once_from_poll if _RUN_ONCE_IS_PYTHON else _call_compiled_run_once
 
     def _timer_handle_cancelled(self, handle: Any) -> None:
         # asyncio's TimerHandle reports every cancel; only one still in the heap counts.
