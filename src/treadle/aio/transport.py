@@ -5,11 +5,12 @@
 ``connect_accepted_socket`` (and, under asyncio's ``SSLProtocol``, for TLS). It keeps
 asyncio's semantics (``asyncio.selector_events._SelectorSocketTransport`` is the oracle,
 selectable with ``transport="asyncio"``) on a shorter path: its readiness callbacks sit
-directly in treadle's poller tables, with no asyncio ``Handle`` in between; a
+directly in treadle's poller tables, with no asyncio ``Handle`` in between (the read
+routine is a ``treadle.aio.reading.SocketReader``'s, which the compiled build compiles); a
 ``BufferedProtocol`` is read with ``readv`` into its buffer; ``write`` sends first and
 buffers only what the socket did not take; a backlog goes out with one ``sendmsg``.
 
-Side layer: imports asyncio and treadle's loop.
+Side layer: imports asyncio, treadle's loop and ``treadle.aio.reading``.
 
 Private names relied on (adapt them when they move):
     treadle's loop: ``EventLoop.add_reader``/``remove_reader``/``add_writer``/
@@ -26,7 +27,6 @@ Private names relied on (adapt them when they move):
 from __future__ import annotations
 
 import asyncio
-import errno
 import inspect
 import itertools
 import os
@@ -37,6 +37,7 @@ from asyncio.log import logger
 from collections import deque
 from typing import Any
 
+from treadle.aio.reading import SocketReader, closed_under_us
 from treadle.loop import EventLoop as TreadleLoop
 
 __all__ = ["SocketTransport", "make_socket_transport", "make_ssl_transport"]
@@ -59,25 +60,10 @@ _SERVER_TRACKS_TRANSPORTS = (
 )
 _TCP_FAMILIES = {socket.AF_INET, socket.AF_INET6}
 
-# The most one data_received read asks for, as asyncio's transport.
-_MAX_READ = 256 * 1024
-# A read fails in one of these steps; each is the message the failure is reported with.
-_GET_BUFFER_FAILED = "Fatal error: protocol.get_buffer() call failed."
-_RECV_FAILED = "Fatal read error on socket transport"
-_DATA_RECEIVED_FAILED = "Fatal error: protocol.data_received() call failed."
-_BUFFER_UPDATED_FAILED = "Fatal error: protocol.buffer_updated() call failed."
 _WRITE_FAILED = "Fatal write error on socket transport"
-# Reads and writes of the plain path go to the descriptor: os.read/os.write parse their
-# arguments much faster than socket.recv/send (a tenth of a round trip's Python).
-_read = os.read
-_readv = os.readv
+# Writes of the plain path go to the descriptor (as the reads, in treadle.aio.reading):
+# os.write parses its arguments much faster than socket.send.
 _write = os.write
-
-
-def _closed_under_us() -> OSError:
-    # Someone closed the socket object the transport owns (a `sock=` argument kept and
-    # closed): fail as socket.recv/send on it would, never touch a reused descriptor.
-    return OSError(errno.EBADF, "Bad file descriptor: the transport's socket was closed")
 
 
 def _set_result_unless_cancelled(waiter: asyncio.Future[None]) -> None:
@@ -124,6 +110,7 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
         "_paused",
         "_protocol",
         "_protocol_connected",
+        "_reader",
         "_reading",
         "_send_now",
         "_server",
@@ -166,7 +153,8 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
         self._sock_fd = sock.fileno()
         self._closing = False  # close() or abort() was called, or the connection failed
         self._paused = False  # pause_reading() is in force
-        # Invariant: _reading is True exactly while _read_ready is in treadle's readers.
+        # Invariant: _reading is True exactly while a method of _reader is in treadle's
+        # readers.
         self._reading = False
         self._writing = False  # likewise, _write_ready in treadle's writers
         self._eof = False  # write_eof() was called
@@ -181,8 +169,10 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
         # buffered, no write_eof(), no sendfile running, connection not lost.
         self._send_now = True
         self._protocol: Any = None
-        # The protocol is a BufferedProtocol: _read_ready_buffered reads into its buffer
-        # (else _read_ready reads bytes for data_received).
+        # Reads the socket while _reading; its protocol is always _protocol.
+        self._reader = SocketReader(self, sock, self._sock_fd)
+        # The protocol is a BufferedProtocol: the reader's read_ready_buffered reads into
+        # its buffer (else its read_ready reads bytes for data_received).
         self._buffered = False
         self._protocol_connected = False
         self.set_protocol(protocol)
@@ -224,7 +214,7 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         """Deliver what is read from now on to ``protocol`` (``start_tls`` uses this)."""
-        self._protocol = protocol
+        self._protocol = self._reader.protocol = protocol
         buffered = isinstance(protocol, protocols.BufferedProtocol)
         if buffered != self._buffered:
             self._buffered = buffered
@@ -270,8 +260,11 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
             self._reading = True
 
     def _watch_readable(self) -> None:
-        # (Also replaces the routine when set_protocol changes the kind of protocol.)
-        ready = self._read_ready_buffered if self._buffered else self._read_ready
+        # (Also replaces the routine when set_protocol changes the kind of protocol.) The
+        # reader's bound method goes straight into treadle's table: the loop calls it as
+        # it would one of the transport's own, and compiled it is a native method.
+        reader = self._reader
+        ready = reader.read_ready_buffered if self._buffered else reader.read_ready
         TreadleLoop.add_reader(self._loop, self._sock_fd, ready)
 
     def _stop_reading(self) -> None:
@@ -279,65 +272,9 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
             self._reading = False
             TreadleLoop.remove_reader(self._loop, self._sock_fd)
 
-    # The readiness callbacks, called by treadle's loop straight from its poller: one per
-    # kind of protocol, so the hot path asks nothing it knew when reading started. Each
-    # step has its own handler (a try costs nothing until it catches) and its own message.
-    # Neither checks whether the connection is lost: reading stops before that, and a
-    # reader removed mid-iteration is cancelled, so the loop skips it.
-
-    def _read_ready(self) -> None:
-        try:
-            if self._sock._closed:  # type: ignore[union-attr]
-                raise _closed_under_us()
-            data = _read(self._sock_fd, _MAX_READ)
-        except (BlockingIOError, InterruptedError):
-            return  # woken for nothing: the data went to an earlier read
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, _RECV_FAILED)
-            return
-        if not data:
-            self._eof_from_peer()
-            return
-        try:
-            self._protocol.data_received(data)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, _DATA_RECEIVED_FAILED)
-
-    def _read_ready_buffered(self) -> None:
-        try:
-            buffer = self._protocol.get_buffer(-1)
-            if not len(buffer):
-                raise RuntimeError("get_buffer() returned an empty buffer")
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, _GET_BUFFER_FAILED)
-            return
-        try:
-            if self._sock._closed:  # type: ignore[union-attr]
-                raise _closed_under_us()
-            # readv on the descriptor: recv_into's argument parsing costs more than it.
-            nbytes = _readv(self._sock_fd, [buffer])
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, _RECV_FAILED)
-            return
-        if not nbytes:
-            self._eof_from_peer()
-            return
-        try:
-            self._protocol.buffer_updated(nbytes)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, _BUFFER_UPDATED_FAILED)
+    # The readiness callbacks are the reader's (treadle.aio.reading), one per kind of
+    # protocol, so the hot path asks nothing it knew when reading started; it calls back
+    # _fatal_error when a step fails and _eof_from_peer at end of file.
 
     def _eof_from_peer(self) -> None:
         if self._loop.get_debug():
@@ -372,7 +309,7 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
             return
         try:
             if self._sock._closed:  # type: ignore[union-attr]
-                raise _closed_under_us()
+                raise closed_under_us()
             sent = _write(self._sock_fd, data)
         except (BlockingIOError, InterruptedError):
             sent = 0
@@ -598,6 +535,9 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
             self._sock = None
             self._protocol = None
             self._loop = None
+            # The reader refers back to the transport: no cycle outlives the connection.
+            reader = self._reader
+            reader.transport = reader.sock = reader.protocol = None
             if self._server is not None:
                 self._detach_from_server()
             waiter = self._empty_waiter
