@@ -16,6 +16,7 @@ import socket
 import ssl
 import sys
 import tempfile
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ import pytest
 
 import treadle.aio
 from treadle.aio.transport import SocketTransport
+from treadle.describe import describe_callback
 
 _T = TypeVar("_T")
 
@@ -341,6 +343,50 @@ def test_a_socket_closed_under_the_transport_fails_its_writes(run: Any) -> None:
     run(main())
 
 
+@pytest.mark.parametrize("protocol_kind", ["plain", "buffered"])
+def test_a_socket_closed_under_the_transport_fails_its_reads(
+    run: Any, protocol_kind: str
+) -> None:
+    """Closed by its caller between the poll and the read: EBADF, as from asyncio.
+
+    The poll has reported the descriptor readable when a callback queued before it closes
+    the socket and the descriptor's number comes to name another socket, whose waiting
+    bytes the transport must not read.
+    """
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        protocol_factory = Recorder if protocol_kind == "plain" else BufferedRecorder
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            sock = socket.create_connection(listener.getsockname())
+            accepted, _ = listener.accept()
+            _, protocol = await loop.create_connection(protocol_factory, sock=sock)
+            await protocol.made
+            fd = sock.fileno()
+            reuser, reuser_peer = socket.socketpair()
+            reuser_peer.sendall(b"not yours")
+
+            def close_under_the_transport() -> None:
+                sock.close()  # the caller's bug: the transport owns this socket
+                os.dup2(reuser.fileno(), fd)  # the number now names another socket
+
+            try:
+                # The next iteration's poll finds the socket readable; the callback queued
+                # now runs before the reader does, in the same iteration.
+                accepted.sendall(b"in flight")
+                loop.call_soon(close_under_the_transport)
+                exc = await protocol.lost
+                assert isinstance(exc, OSError) and exc.errno == errno.EBADF
+                assert not protocol.data
+                assert reuser.recv(100) == b"not yours"
+            finally:
+                os.close(fd)
+                for other in (reuser, reuser_peer, accepted):
+                    other.close()
+
+    run(main())
+
+
 def test_connection_reset_reaches_connection_lost(run: Any) -> None:
     async def main() -> None:
         server, client, listener = await connected_pair()
@@ -468,6 +514,32 @@ def test_set_protocol_mid_stream(run: Any) -> None:
         client.transport.close()
         assert await plain.lost is None  # the new protocol gets the end
         assert not server.lost.done()
+        await client.lost
+        listener.close()
+        await listener.wait_closed()
+
+    run(main())
+
+
+def test_set_protocol_to_one_of_the_same_kind_mid_stream(run: Any) -> None:
+    """Plain to plain and buffered to buffered: what is read next goes to the new one."""
+
+    async def main() -> None:
+        server, client, listener = await connected_pair()
+        plain = Recorder()
+        server.transport.set_protocol(plain)
+        client.transport.write(b"first")
+        assert await plain.receive(5) == b"first"
+        buffered = BufferedRecorder()
+        server.transport.set_protocol(buffered)
+        other_buffered = BufferedRecorder()
+        server.transport.set_protocol(other_buffered)
+        client.transport.write(b"second")
+        while bytes(other_buffered.data) != b"second":
+            await asyncio.sleep(0)
+        assert not server.data and not buffered.data
+        client.transport.close()
+        assert await other_buffered.lost is None
         await client.lost
         listener.close()
         await listener.wait_closed()
@@ -680,6 +752,37 @@ def test_repr_and_unclosed_warning() -> None:
         assert a.fileno() == -1  # closed by __del__
     finally:
         b.close()
+
+
+def test_the_readers_table_holds_the_reader_named_after_its_transport() -> None:
+    """The poller's callback is the transport's reader, which says whose it is.
+
+    (Debug mode's slow-callback warning and introspection name a callback by its owner.)
+    And once the connection is lost the reader lets go of the transport: a lost
+    transport is freed as soon as the last reference to it goes, with no cycle to wait
+    for the garbage collector.
+    """
+
+    async def main() -> None:
+        loop: Any = asyncio.get_running_loop()
+        server, client, listener = await connected_pair()
+        transport = client.transport
+        fd = transport.get_extra_info("socket").fileno()
+        reader = loop._readers[fd]._callback.__self__
+        assert repr(reader) == f"<SocketReader of {transport!r}>"
+        assert describe_callback(loop._readers[fd]._callback) == "SocketReader.read_ready()"
+        freed = weakref.ref(transport)
+        await closed(listener, server, client)
+        del transport, reader, client  # (the client protocol's made future holds it too)
+        gc.disable()
+        try:
+            await asyncio.sleep(0)
+            assert freed() is None
+        finally:
+            gc.enable()
+
+    with asyncio.Runner(loop_factory=treadle.aio.new_event_loop) as runner:
+        runner.run(main())
 
 
 @pytest.mark.skipif(sys.version_info < (3, 13), reason="Server.close_clients is 3.13+")
