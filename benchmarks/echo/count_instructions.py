@@ -11,10 +11,11 @@ much (by a few percent at 1k_x10, through how many connections one poll reports)
 kernel's work is not in it.
 
 ``--stop-server`` makes a round exactly one poll reporting every connection: the client
-stops the server (SIGSTOP, and waits until it is stopped), sends on every connection,
-continues it (SIGCONT) and reads the echoes. The same code then gives the same count to
-within a tenth of a percent at every workload. (The stop interrupts the server's poll,
-which Python restarts: one poll more per round than the server would make.)
+waits until the server sleeps (in its poll), stops it (SIGSTOP, and waits until it is
+stopped), sends on every connection, continues it (SIGCONT) and reads the echoes. The
+same code then gives the same count to within a tenth of a percent at every workload.
+(The stop interrupts the server's poll, which Python restarts: one poll more per round
+than the server would make.)
 
     python benchmarks/echo/count_instructions.py treadle_streams.py
     python benchmarks/echo/count_instructions.py --python .venv-compiled/bin/python \\
@@ -58,14 +59,14 @@ def free_port() -> int:
         return port
 
 
-def wait_until_stopped(pid: int) -> None:
-    """Return once process ``pid`` is stopped (state T in /proc), after a SIGSTOP."""
+def wait_for_state(pid: int, states: tuple[str, ...], what: str) -> None:
+    """Return once process ``pid`` is in one of ``states`` (as /proc/PID/stat spells them)."""
     stat = Path(f"/proc/{pid}/stat")
     deadline = time.monotonic() + 60
     # The state follows the parenthesised command name, which may hold spaces.
-    while stat.read_text().rpartition(")")[2].split()[0] not in ("T", "t"):
+    while stat.read_text().rpartition(")")[2].split()[0] not in states:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the server (pid {pid}) did not stop")
+            raise RuntimeError(f"the server (pid {pid}) did not {what}")
         time.sleep(0.0005)
 
 
@@ -82,8 +83,10 @@ def do_rounds(
     view = memoryview(buffer)
     for _ in range(rounds):
         if stop_pid is not None:
+            # Stopped in its poll every round, never while finishing the last one.
+            wait_for_state(stop_pid, ("S",), "go back to its poll")
             os.kill(stop_pid, signal.SIGSTOP)
-            wait_until_stopped(stop_pid)
+            wait_for_state(stop_pid, ("T", "t"), "stop")
         for conn in conns:
             conn.sendall(message)
         if stop_pid is not None:
