@@ -37,7 +37,7 @@ COMPILED_MODULES = [
     # transport class stay interpreted (docs/compiled.md, "treadle.aio on the compiled
     # build", says why).
     "src/treadle/aio/engine.py",
-    "src/treadle/aio/reading.py",
+    "src/treadle/aio/datapath.py",
 ]
 
 # Where the mended copies of mypyc's runtime files go (see mend_runtime).

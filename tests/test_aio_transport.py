@@ -1,9 +1,11 @@
 """treadle.aio's stream transport, against asyncio's on the same loop and on asyncio's loop.
 
-Every test body runs three times: on treadle.aio with treadle's transport (the one under
-test), on treadle.aio with asyncio's transport (``transport="asyncio"``), and on stock
-asyncio (the oracle). Real sockets on 127.0.0.1 port 0 (and a UNIX socket); tests
-synchronise on futures the protocols resolve, never on sleeps.
+Every test body runs four times: on treadle.aio with treadle's transport (the one under
+test) twice, once with each of its two copies of ``write`` (the transport class's, which
+the pure build uses, and its data path's, which the compiled build uses), on treadle.aio
+with asyncio's transport (``transport="asyncio"``), and on stock asyncio (the oracle).
+Real sockets on 127.0.0.1 port 0 (and a UNIX socket); tests synchronise on futures the
+protocols resolve, never on sleeps.
 """
 
 from __future__ import annotations
@@ -23,21 +25,29 @@ from typing import Any, TypeVar
 import pytest
 
 import treadle.aio
+import treadle.aio.transport
 from treadle.aio.transport import SocketTransport
 from treadle.describe import describe_callback
 
 _T = TypeVar("_T")
 
-KINDS = ["treadle", "treadle.aio+asyncio-transport", "asyncio"]
+# "treadle+other-write": treadle's transport with the write this build does not use.
+KINDS = ["treadle", "treadle+other-write", "treadle.aio+asyncio-transport", "asyncio"]
 
 
 @pytest.fixture(params=KINDS)
-def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, _T]], _T]:
+def run(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[Coroutine[Any, Any, _T]], _T]:
     """Run a coroutine to completion on a fresh loop of the kind under test."""
     kind = request.param
+    if kind == "treadle+other-write":
+        monkeypatch.setattr(
+            treadle.aio.transport, "_DATA_PATH_WRITES", not treadle.aio.transport._DATA_PATH_WRITES
+        )
 
     def make_loop() -> asyncio.AbstractEventLoop:
-        if kind == "treadle":
+        if kind in ("treadle", "treadle+other-write"):
             return treadle.aio.new_event_loop(transport="treadle")
         if kind == "treadle.aio+asyncio-transport":
             return treadle.aio.new_event_loop(transport="asyncio")
@@ -151,7 +161,8 @@ def test_the_treadle_kind_uses_treadles_transport(run: Any) -> None:
         await closed(listener, server, client)
         return name
 
-    expected = "SocketTransport" if run.kind == "treadle" else "_SelectorSocketTransport"
+    treadles = run.kind in ("treadle", "treadle+other-write")
+    expected = "SocketTransport" if treadles else "_SelectorSocketTransport"
     assert run(main()) == expected
 
 
@@ -754,11 +765,11 @@ def test_repr_and_unclosed_warning() -> None:
         b.close()
 
 
-def test_the_readers_table_holds_the_reader_named_after_its_transport() -> None:
-    """The poller's callback is the transport's reader, which says whose it is.
+def test_the_readers_table_holds_the_data_path_named_after_its_transport() -> None:
+    """The poller's callback is the transport's data path's, which says whose it is.
 
     (Debug mode's slow-callback warning and introspection name a callback by its owner.)
-    And once the connection is lost the reader lets go of the transport: a lost
+    And once the connection is lost the data path lets go of the transport: a lost
     transport is freed as soon as the last reference to it goes, with no cycle to wait
     for the garbage collector.
     """
@@ -768,12 +779,12 @@ def test_the_readers_table_holds_the_reader_named_after_its_transport() -> None:
         server, client, listener = await connected_pair()
         transport = client.transport
         fd = transport.get_extra_info("socket").fileno()
-        reader = loop._readers[fd]._callback.__self__
-        assert repr(reader) == f"<SocketReader of {transport!r}>"
-        assert describe_callback(loop._readers[fd]._callback) == "SocketReader.read_ready()"
+        path = loop._readers[fd]._callback.__self__
+        assert repr(path) == f"<DataPath of {transport!r}>"
+        assert describe_callback(loop._readers[fd]._callback) == "DataPath.read_ready()"
         freed = weakref.ref(transport)
         await closed(listener, server, client)
-        del transport, reader, client  # (the client protocol's made future holds it too)
+        del transport, path, client  # (the client protocol's made future holds it too)
         gc.disable()
         try:
             await asyncio.sleep(0)
