@@ -21,6 +21,7 @@ import tempfile
 import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
+from unittest import mock
 
 import pytest
 
@@ -794,6 +795,22 @@ def test_the_readers_table_holds_the_data_path_named_after_its_transport() -> No
 
     with asyncio.Runner(loop_factory=treadle.aio.new_event_loop) as runner:
         runner.run(main())
+
+
+def test_a_transport_is_made_on_a_mock_socket() -> None:
+    """asyncio's own tests make transports on mock sockets (test_base_events).
+
+    Whose ``fileno()`` is a mock too: the compiled data path must not insist on an int.
+    """
+    loop = treadle.aio.new_event_loop()
+    sock = mock.MagicMock()
+    try:
+        transport = SocketTransport(loop, sock, asyncio.Protocol())
+        transport.close()
+        loop.run_until_complete(asyncio.sleep(0))
+        sock.close.assert_called_once_with()
+    finally:
+        loop.close()
 
 
 @pytest.mark.skipif(sys.version_info < (3, 13), reason="Server.close_clients is 3.13+")

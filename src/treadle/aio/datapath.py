@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 from typing import Any, Final
 
 __all__ = ["DataPath", "closed_under_us"]
@@ -66,10 +65,12 @@ class DataPath:
 
     __slots__ = ("fd", "protocol", "send_now", "sock", "transport")
 
-    def __init__(self, transport: Any, sock: socket.socket, fd: int) -> None:
+    # Typed Any, not socket.socket and int: compiled code would check the types, and
+    # asyncio's tests make transports on mock sockets (whose fileno() is a mock too).
+    def __init__(self, transport: Any, sock: Any, fd: Any) -> None:
         self.transport: Any = transport  # None once the connection is lost
         self.sock: Any = sock  # for its closed check; None once the connection is lost
-        self.fd = fd
+        self.fd: Any = fd
         self.protocol: Any = None  # the transport's, set by its set_protocol
         # Invariant: the transport's _send_now (write() may send at once: nothing
         # buffered, no write_eof(), no sendfile running, connection not lost).
