@@ -25,6 +25,7 @@ from loopback import echo_one_line, send_line
 
 import treadle
 import treadle.aio
+import treadle.aio.engine
 from treadle.aio import EventLoop
 from treadle.loop import EventLoop as TreadleLoop
 from treadle.testing import VirtualClock
@@ -342,6 +343,68 @@ def test_a_reader_removed_or_replaced_earlier_in_the_iteration_is_not_called(
             loop.remove_reader(a)
             a.close()
             b.close()
+        loop.close()
+
+
+class RecordingPoller:
+    """Wraps the loop's poller and records how many events each poll reported."""
+
+    def __init__(self, poller: Any) -> None:
+        self._poller = poller
+        self.sizes: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._poller, name)
+
+    def poll(self, *args: Any) -> list[tuple[int, int]]:
+        events: list[tuple[int, int]] = self._poller.poll(*args)
+        self.sizes.append(len(events))
+        return events
+
+
+def test_more_ready_descriptors_than_one_poll_takes_are_all_served_once() -> None:
+    # A quiet iteration (nothing queued, no timers) polls for at most _MAX_EVENTS
+    # events; the descriptors beyond them must come in the next polls, none lost.
+    loop = EventLoop()
+    limit = treadle.aio.engine._MAX_EVENTS
+    count = 2 * limit + 1
+    trigger, pull = socket.socketpair()
+    pairs = [socket.socketpair() for _ in range(count)]
+    served: list[int] = []
+
+    def reader(index: int, sock: socket.socket) -> Callable[[], None]:
+        def on_readable() -> None:
+            served.append(index)
+            sock.recv(1)
+            if len(served) == count:
+                loop.stop()
+
+        return on_readable
+
+    def make_all_readable() -> None:
+        # Runs as a reader, so the next iterations start with nothing queued.
+        loop.remove_reader(trigger)
+        for _, b in pairs:
+            b.send(b"x")
+
+    recorder = RecordingPoller(loop._poller)
+    try:
+        for index, (a, _) in enumerate(pairs):
+            loop.add_reader(a, reader(index, a))
+        loop.add_reader(trigger, make_all_readable)
+        pull.send(b"go")
+        loop._poller = recorder
+        loop.run_forever()
+        assert sorted(served) == list(range(count))
+        assert max(recorder.sizes) == limit  # the cap was reached, and held
+    finally:
+        loop._poller = recorder._poller
+        for a, b in pairs:
+            loop.remove_reader(a)
+            a.close()
+            b.close()
+        trigger.close()
+        pull.close()
         loop.close()
 
 

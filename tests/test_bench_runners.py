@@ -11,10 +11,17 @@ The last uses tiny stand-in processes (a few hundred milliseconds in all).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
+import os
 import random
+import selectors
+import shutil
+import socket
 import sys
 import textwrap
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -311,40 +318,140 @@ def test_a_server_that_exits_mid_burst_fails_with_its_status_and_stderr(tmp_path
     assert "boom: lost my socket" in message
 
 
-def test_a_server_that_answers_nothing_fails_as_stopped(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("load_body", "load_slack", "seconds", "failure"), [
+    # The load generator finishes but counted nothing: the server stopped answering.
+    ("time.sleep(0.2)\nprint('RESULT rt=0 rps=0.0 p99_us=0.0 errors=0 mismatches=0')", None,
+     0.1, r"silent: not one round trip in 0\.1 s"),
+    # The load generator never finishes: killed at its time limit.
+    ("time.sleep(30)", 0.3, 0.1, "echo_load: still running after"),
+], ids=["server-answers-nothing", "load-generator-hangs"])
+def test_a_burst_against_a_silent_server_fails_and_says_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, load_body: str,
+        load_slack: float | None, seconds: float, failure: str) -> None:
     server = _script(tmp_path, "server.py", """\
         import time
         print("READY", flush=True)
         time.sleep(30)
         """)
-    load = _script(tmp_path, "load.py", """\
-        import time
-        time.sleep(0.2)
-        print("RESULT rt=0 rps=0.0 p99_us=0.0 errors=0 mismatches=0")
-        """)
+    load = _script(tmp_path, "load.py", "import time\n" + load_body + "\n")
+    if load_slack is not None:
+        monkeypatch.setattr(echo_run, "LOAD_SLACK", load_slack)
     wl = echo_run.ALL_WORKLOADS["1k_x10"]
     with harness.children() as kids:
         bench = echo_run.Bench(kids, _echo_args(), load)
         child = kids.start_server("silent", [str(server)], cpu=None)
-        with pytest.raises(ServerFailed, match=r"silent: not one round trip in 0\.1 s"):
-            bench.burst(child, 1, wl, seconds=0.1, warmup=0.0)
+        with pytest.raises(ServerFailed, match=failure):
+            bench.burst(child, 1, wl, seconds=seconds, warmup=0.0)
 
 
-def test_a_hanging_load_generator_is_killed_at_its_time_limit(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    server = _script(tmp_path, "server.py", """\
-        import time
-        print("READY", flush=True)
-        time.sleep(30)
-        """)
-    load = _script(tmp_path, "load.py", """\
-        import time
-        time.sleep(30)
-        """)
-    monkeypatch.setattr(echo_run, "LOAD_SLACK", 0.3)
-    wl = echo_run.ALL_WORKLOADS["1k_x10"]
+# --- the C floor servers (built by the runners with the C compiler, real sockets) ----------------
+
+needs_cc = pytest.mark.skipif(
+    not (os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")),
+    reason="no C compiler: the runners build the C floor servers with gcc")
+
+
+@contextlib.contextmanager
+def _c_floor(run: ModuleType, args: argparse.Namespace,
+             *bench_args: object) -> Iterator[tuple[harness.Child, int]]:
+    """The runner's c_floor, built and started by its own Bench; stopped with SIGTERM."""
     with harness.children() as kids:
-        bench = echo_run.Bench(kids, _echo_args(), load)
-        child = kids.start_server("stuck", [str(server)], cpu=None)
-        with pytest.raises(ServerFailed, match="echo_load: still running after"):
-            bench.burst(child, 1, wl, seconds=0.1, warmup=0.0)
+        bench = run.Bench(kids, args, *bench_args)
+        started = bench.start(run.ALL_SERVERS["c_floor"])
+        assert started is not None, bench.unavailable
+        child, port = started
+        yield child, port
+        kids.kill(child)
+        assert child.proc.returncode == 0  # SIGTERM: a clean exit, not death by signal
+
+
+def _exchange(sock: socket.socket, message: bytes, expected: int) -> bytes:
+    """Send ``message`` while reading; return once ``expected`` bytes came back."""
+    sock.setblocking(False)
+    received = bytearray()
+    sent = 0
+    with selectors.DefaultSelector() as sel:
+        sel.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+        while len(received) < expected:
+            if sent == len(message):
+                sel.modify(sock, selectors.EVENT_READ)
+            events = sel.select(5.0)
+            assert events, f"no progress after 5 s: {len(received)} of {expected} bytes back"
+            for _key, mask in events:
+                if mask & selectors.EVENT_WRITE and sent < len(message):
+                    with contextlib.suppress(BlockingIOError):
+                        sent += sock.send(message[sent:sent + 65536])
+                if mask & selectors.EVENT_READ:
+                    chunk = sock.recv(1 << 20)
+                    assert chunk, f"EOF after {len(received)} of {expected} bytes"
+                    received += chunk
+    return bytes(received)
+
+
+@needs_cc
+def test_the_c_echo_floor_echoes_every_byte() -> None:
+    with _c_floor(echo_run, _echo_args(), Path("/nonexistent")) as (_child, port), \
+            socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        for size in (1024, 65536, 1024):
+            message = random.randbytes(size)
+            assert _exchange(sock, message, size) == message
+
+
+@needs_cc
+def test_the_c_echo_floor_waits_for_a_slow_reader_without_spinning() -> None:
+    with _c_floor(echo_run, _echo_args(), Path("/nonexistent")) as (child, port), \
+            socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        # Send without reading until the server stops taking bytes: its sends came up
+        # short, it holds the rest and no longer reads (the socket stays unwritable).
+        message = random.randbytes(16 << 20)
+        sock.setblocking(False)
+        sent = 0
+        with selectors.DefaultSelector() as sel:
+            sel.register(sock, selectors.EVENT_WRITE)
+            while sel.select(0.3):
+                with contextlib.suppress(BlockingIOError):
+                    sent += sock.send(message[sent:sent + 65536])
+        assert 0 < sent < len(message)
+        # Stalled on its peer, the server must sleep in epoll_wait, not retry send().
+        before = harness.thread_times(child.pid).ran_ns
+        time.sleep(0.2)  # a measured interval, not a synchronisation
+        assert harness.thread_times(child.pid).ran_ns - before < 20_000_000
+        # Reading again lets it go on: every byte comes back, in order.
+        assert _exchange(sock, message[sent:], len(message)) == message
+
+
+def _server_has_read(server_port: int, client: socket.socket) -> bool:
+    """Whether the server side of ``client``'s connection has no unread bytes (/proc/net/tcp)."""
+    local = f"0100007F:{server_port:04X}"
+    remote = f"0100007F:{client.getsockname()[1]:04X}"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local and fields[2] == remote:
+            return int(fields[4].split(":")[1], 16) == 0
+    raise AssertionError(f"no server side for {remote} in /proc/net/tcp")
+
+
+@needs_cc
+def test_the_c_http_floor_answers_pipelined_split_and_closing_requests() -> None:
+    request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    closing = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    response = http_run.RESPONSE
+    args = http_run.parse_args(["--quiet-wait", "0"])
+    args.server_cpu = args.client_cpu = None
+    with _c_floor(http_run, args, "wrk") as (_child, port), \
+            socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        # Two pipelined requests in one write: two responses.
+        assert _exchange(sock, request * 2, 2 * len(response)) == response * 2
+        # A request split inside its final CRLFCRLF, the server reading the first part
+        # on its own: nothing until the rest comes, which brings a closing request along.
+        sock.setblocking(True)
+        sock.sendall(request[:-3])
+        deadline = time.monotonic() + 5
+        while not _server_has_read(port, sock):
+            assert time.monotonic() < deadline, "the server never read the first part"
+            time.sleep(0.001)
+        sock.sendall(request[-3:] + closing)
+        rest = b""
+        while chunk := sock.recv(65536):  # the server closes after the closing request
+            rest += chunk
+        assert rest == response * 2

@@ -1,16 +1,20 @@
-"""Process plumbing shared by the echo and HTTP benchmark runners.
+"""Process plumbing and method shared by the echo and HTTP benchmark runners.
 
 Starts pinned child processes in their own process groups, waits for a server's
 ``READY`` line, and guarantees that every child it started is killed when the
 runner exits, whether normally, on an error, on Ctrl-C or on SIGTERM/SIGHUP.
-Also: free ports, /proc readers (CPU time, RSS, open fds, CPU busy share, and the
-scheduler's nanosecond counters), the measured window of one load burst against a
-server kept running (``measure_window``), the order of bursts in a round, medians and
-quartiles of per-burst ratios, and markdown tables. Imports only the standard library.
+Builds the C programs (the echo load generator, the C floor servers) with the C
+compiler. Also: free ports, /proc readers (CPU time, RSS, open fds, CPU busy share,
+and the scheduler's nanosecond counters), the measured window of one load burst
+against a server kept running (``measure_window``), what both runners' ``Bench``
+share (``ServerBench``: starting servers, the interleaved rounds), the order of
+bursts in a round, medians and quartiles of per-burst ratios, the pairs table, and
+markdown tables. Imports only the standard library.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import random
@@ -24,9 +28,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -41,6 +46,19 @@ class ServerUnavailable(Exception):
 
 class ServerFailed(Exception):
     """The server exited or stayed silent instead of printing READY."""
+
+
+class BuildFailed(Exception):
+    """A C program did not compile."""
+
+
+class CompilerMissing(BuildFailed):
+    """No C compiler to build a C program with."""
+
+
+def log(msg: str) -> None:
+    """A progress line on stderr (stdout is the report)."""
+    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -216,6 +234,32 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def build_c(source: Path, binary: Path) -> Path:
+    """Compile ``source`` into ``binary`` (``$CC``, else gcc or cc, ``-O2 -Wall``); return it.
+
+    Skipped when ``binary`` is newer than ``source``. The compiler writes a temporary
+    file that is then renamed, so a runner and a test building at once never run half
+    a binary. Raises ``CompilerMissing`` or ``BuildFailed`` (with the compiler's output).
+    """
+    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+        return binary
+    cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+    if not cc:
+        raise CompilerMissing(f"no C compiler to build {source.name}: install gcc "
+                              "(Debian: apt-get install -y gcc) or set CC")
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    partial = binary.with_name(f".{binary.name}.{os.getpid()}")
+    cmd = [cc, "-O2", "-Wall", "-o", str(partial), str(source)]
+    log("building: " + shlex.join(cmd))
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        partial.unlink(missing_ok=True)
+        raise BuildFailed(f"{shlex.join(cmd)} failed (status {done.returncode}):\n"
+                          f"{done.stderr.strip()}")
+    os.replace(partial, binary)
+    return binary
 
 
 # --- /proc readers -------------------------------------------------------------------
@@ -596,3 +640,175 @@ def run_to_end(kids: Children, child: Child, timeout: float) -> tuple[int, str]:
     rc = child.proc.returncode
     kids.kill(child)  # closes the pipe and forgets it
     return rc, out.decode(errors="replace")
+
+
+# --- what both runners' Bench share ------------------------------------------------------
+
+BUILD_DIR = HERE / ".build"  # git-ignored; the C servers' binaries are named <runner>_<source>
+
+
+class ServerSpec(Protocol):
+    """A runner's server entry: ``argv`` is a script or C source (in the runner's folder)
+    and its flags; the ``.c`` ones are built with ``build_c`` and run directly."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def family(self) -> str: ...
+    @property
+    def argv(self) -> tuple[str, ...]: ...
+
+
+class ServerBench:
+    """Starts a runner's servers and runs its interleaved rounds; remembers who is out and why.
+
+    A runner subclasses it with its folder (``server_dir``), the servers that run on the
+    compiled build's Python (``compiled_servers``), its bursts and ``describe``.
+    """
+
+    server_dir: Path = HERE
+    compiled_servers: Collection[str] = ()
+
+    def __init__(self, kids: Children, args: argparse.Namespace) -> None:
+        self.kids = kids
+        self.args = args
+        self.cpus = [args.server_cpu, args.client_cpu]
+        self.env = child_env(cold_malloc=args.cold_malloc)
+        self.unavailable: dict[str, str] = {}  # server name -> why it cannot run here
+        self.failed: dict[str, str] = {}  # server name -> where and how it failed
+
+    def server_command(self, server: ServerSpec, port: int) -> tuple[list[str], dict[str, str]]:
+        """The command line and environment that start ``server`` on ``port``.
+
+        Raises ``CompilerMissing`` or ``BuildFailed`` for a C server that cannot be built.
+        """
+        script, *flags = server.argv
+        if script.endswith(".c"):
+            binary = build_c(self.server_dir / script,
+                             BUILD_DIR / f"{self.server_dir.name}_{Path(script).stem}")
+            return [str(binary), str(port), *flags], self.env
+        python, env = PYTHON, self.env
+        if server.name in self.compiled_servers:
+            # Its own Python, and not the source tree's src/ on the path: the wheel's treadle.
+            python = self.args.compiled_python
+            env = {key: value for key, value in env.items() if key != "PYTHONPATH"}
+        return [python, str(self.server_dir / script), str(port), *flags], env
+
+    def start(self, server: ServerSpec) -> tuple[Child, int] | None:
+        """Start a server on a fresh port; None (and remember why) if it is unavailable.
+
+        ``ServerFailed`` if it cannot start (a C server that does not compile included).
+        """
+        if server.name in self.unavailable:
+            return None
+        port = free_port()
+        try:
+            cmd, env = self.server_command(server, port)
+            child = self.kids.start_server(server.name, cmd, cpu=self.args.server_cpu, env=env)
+        except (ServerUnavailable, CompilerMissing) as exc:
+            self.unavailable[server.name] = str(exc)
+            log(f"{server.family}: not available ({exc})")
+            return None
+        except BuildFailed as exc:
+            raise ServerFailed(f"{server.name}: {exc}") from None
+        return child, port
+
+    def start_all(self, servers: Sequence[ServerSpec]) -> dict[str, tuple[Child, int]]:
+        """Start every server once (interleaved mode); those that cannot start are reported."""
+        running = {}
+        for server in servers:
+            try:
+                started = self.start(server)
+            except ServerFailed as exc:
+                self.fail(server, "at start", exc)
+                continue
+            if started is not None:
+                running[server.name] = started
+        return running
+
+    def fail(self, server: ServerSpec, where: str, exc: ServerFailed) -> None:
+        self.failed[server.name] = f"{where}: {exc}"
+        log(f"FAILED {server.label}, {where}: {exc}")
+
+    def describe(self, sample: Sample) -> str:
+        """One burst's figures for its progress line."""
+        raise NotImplementedError
+
+    def log_burst(self, prefix: str) -> Callable[[Sample, str], None]:
+        """A ``with_retries`` reporter: one progress line per burst on stderr."""
+        return lambda sample, note: log(f"{prefix} {self.describe(sample)}{note}")
+
+    def interleave(self, servers: Sequence[ServerSpec], running: dict[str, tuple[Child, int]],
+                   burst: Callable[[ServerSpec, Child, int], Sample],
+                   record: Callable[[str, Sample | None], None], *,
+                   rng: random.Random | None, workload: str = "") -> None:
+        """One uncounted burst per running server, then ``args.rounds`` rounds of one each.
+
+        ``burst(server, child, port)`` runs one burst; ``record(name, sample)`` keeps each
+        counted one (None where it failed); ``workload`` labels the progress lines. The
+        order within a round is ``burst_order``'s. A server whose burst raises
+        ``ServerFailed`` is reported, killed and taken out of ``running``.
+        """
+        args = self.args
+        where_prefix = f"{workload}, " if workload else ""
+        name_column = f"{workload:<12} " if workload else ""
+
+        def timed_or_failed(server: ServerSpec, where: str, counted: bool) -> Sample | None:
+            child, port = running[server.name]
+            try:
+                if not counted:
+                    return burst(server, child, port)
+                # Each burst's own counters (others' CPU time, the two processes' waits)
+                # say whether it was contended; how busy the CPUs were before the round is
+                # only waited out (wait_quiet), not held against the round's bursts.
+                return with_retries(
+                    lambda _busy: burst(server, child, port), retries=args.retries,
+                    wait=lambda: wait_quiet(self.cpus, args.quiet_wait),
+                    report=self.log_burst(f"[{where}] {name_column}{server.label:<26}"))
+            except ServerFailed as exc:
+                self.fail(server, where_prefix + where, exc)
+                self.kids.kill(running.pop(server.name)[0])
+                return None
+
+        by_name = {s.name: s for s in servers}
+        # One uncounted burst each: the first connections grow buffers and caches.
+        for server in servers:
+            if server.name in running:
+                timed_or_failed(server, "warm-up burst", counted=False)
+        for rnd in range(args.rounds):
+            busy = wait_quiet(self.cpus, args.quiet_wait)
+            if busy > QUIET:
+                log(f"round {rnd + 1}: the benchmark CPUs still {busy:.0%} busy after "
+                    f"{args.quiet_wait:g} s")
+            for name in burst_order([s.name for s in servers if s.name in running], rnd, rng):
+                record(name, timed_or_failed(by_name[name], f"round {rnd + 1}/{args.rounds}",
+                                             counted=True))
+
+
+def pairs_table(comparisons: Sequence[tuple[str, str]], labels: Mapping[str, str],
+                of: Callable[[str, str], Sequence[Sample | None]],
+                workloads: Sequence[tuple[str, str]], unit: str) -> str:
+    """The report's "Pairs" section for the ``comparisons`` whose servers both ran; "" if none.
+
+    ``labels``: the measured servers' labels by name; ``of(server, workload)``: its bursts;
+    ``workloads``: (name, label) of each, a column when there are several (the HTTP runner
+    has one, ``("", "")``); ``unit``: what one item is (``rt``, ``req``).
+    """
+    by_workload = len(workloads) > 1 or any(label for _, label in workloads)
+    rows = []
+    for a, b in comparisons:
+        if a not in labels or b not in labels:
+            continue
+        for wl_name, wl_label in workloads:
+            mine, theirs = of(a, wl_name), of(b, wl_name)
+            rows.append([f"{labels[a]} vs {labels[b]}", *([wl_label] if by_workload else []),
+                         fmt_spread(rate_ratios(mine, theirs)),
+                         fmt_spread(cost_ratios(mine, theirs))])
+    if not rows:
+        return ""
+    header = ["comparison", *(["workload"] if by_workload else []), f"{unit}/s ratio",
+              f"server CPU/{unit} ratio (theirs / ours)"]
+    return ("Pairs (median of per-round ratios, interquartile range in brackets):\n\n"
+            + md_table(header, rows) + "\n")

@@ -27,15 +27,15 @@ import argparse
 import functools
 import os
 import random
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import (
+    BUILD_DIR,
     FOREIGN_MAX,
     HERE,
     PYTHON,
@@ -44,13 +44,13 @@ from harness import (
     WAIT_MAX,
     WINDOW_END_GUARD,
     WINDOW_START_GUARD,
+    BuildFailed,
     Child,
     Children,
     Sample,
+    ServerBench,
     ServerFailed,
-    ServerUnavailable,
-    burst_order,
-    child_env,
+    build_c,
     children,
     command_line,
     cost_ratios,
@@ -58,12 +58,13 @@ from harness import (
     fmt_rate,
     fmt_ratio,
     fmt_spread,
-    free_port,
+    log,
     machine_summary,
     md_table,
     measure_window,
     median,
     open_fds,
+    pairs_table,
     rate_ratios,
     require_schedstat,
     rss_kib,
@@ -94,6 +95,8 @@ SERVERS = [
     Server("trio", "trio", ("trio_server.py",)),
     Server("curio", "curio", ("curio_server.py",)),
     Server("epoll_floor", "bare epoll loop (Python)", ("epoll_floor.py",)),
+    # No framework and no Python: the kernel's share of a round trip (README, "C floor").
+    Server("c_floor", "C epoll loop, no framework (the kernel's share)", ("c_floor.c",)),
     Server("treadle_streams", "treadle streams", ("treadle_streams.py",)),
     # The same script on the compiled build, run by --compiled-python (docs/compiled.md);
     # it refuses to run on a pure treadle.
@@ -113,6 +116,7 @@ COMPILED_SERVERS = {"treadle_compiled", "treadle_aio_compiled"}
 ALL_SERVERS = {s.name: s for s in SERVERS + EXTRA_SERVERS}
 # Pairs compared directly when both ran: (server, against).
 COMPARISONS = [
+    ("c_floor", "asyncio_protocol"),  # the most any server can reach against asyncio here
     ("treadle_streams", "uvloop_streams"),
     ("treadle_compiled", "uvloop_streams"),
     ("treadle_compiled", "treadle_streams"),
@@ -126,6 +130,12 @@ COMPARISONS = [
     ("treadle_aio_streams", "uvloop_streams"),
 ]
 BASELINE = "asyncio_streams"
+FLOOR_NOTE = (
+    "The C epoll loop (`c_floor.c`) makes the system calls every server here makes per round "
+    "trip (one recv, one send, part of an epoll_wait) and nothing else: its CPU per round "
+    "trip is the kernel's share on this machine, and its ratio against asyncio protocol is "
+    "the most any server can reach here. A Python framework's ratio against asyncio cannot "
+    "exceed the C floor's.")
 LOAD_SATURATED = 0.90  # echo_load above this CPU share may be the bottleneck
 
 
@@ -145,10 +155,6 @@ WORKLOADS = [
 ALL_WORKLOADS = {w.name: w for w in WORKLOADS}
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 # --- load generator ----------------------------------------------------------------------
 
 
@@ -160,21 +166,15 @@ def ensure_load_generator(path: Path | None, source: Path) -> Path:
     """Return the echo_load binary, building it into .build/ from ``source`` if needed."""
     if path is not None:
         return path
-    binary = HERE / ".build" / "echo_load"
-    if binary.exists() and (
-        not source.exists() or binary.stat().st_mtime >= source.stat().st_mtime
-    ):
+    binary = BUILD_DIR / "echo_load"
+    if binary.exists() and not source.exists():
         return binary
     if not source.exists():
         sys.exit(f"echo_load source not found at {source}; pass --load-src or --load")
-    cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
-    if not cc:
-        sys.exit("no C compiler (gcc/cc) to build echo_load")
-    binary.parent.mkdir(exist_ok=True)
-    cmd = [cc, "-O2", "-Wall", "-o", str(binary), str(source)]
-    log("building load generator: " + " ".join(cmd))
-    subprocess.run(cmd, check=True)
-    return binary
+    try:
+        return build_c(source, binary)
+    except BuildFailed as exc:
+        sys.exit(str(exc))
 
 
 def parse_result(stdout: str) -> dict[str, float]:
@@ -203,37 +203,15 @@ class Results:
         return self.samples.get((server, workload), [])
 
 
-class Bench:
+class Bench(ServerBench):
     """Starts servers and runs echo_load bursts against them; remembers who is out and why."""
 
-    def __init__(self, kids: Children, args: argparse.Namespace, load: Path) -> None:
-        self.kids = kids
-        self.args = args
-        self.load = load
-        self.cpus = [args.server_cpu, args.client_cpu]
-        self.env = child_env(cold_malloc=args.cold_malloc)
-        self.unavailable: dict[str, str] = {}
-        self.failed: dict[str, str] = {}  # server name -> where and how it failed
+    server_dir = HERE
+    compiled_servers = COMPILED_SERVERS
 
-    def start(self, server: Server) -> tuple[Child, int] | None:
-        """Start a server on a fresh port; None (and remember why) if it is unavailable."""
-        if server.name in self.unavailable:
-            return None
-        port = free_port()
-        python, env = PYTHON, self.env
-        if server.name in COMPILED_SERVERS:
-            # Its own Python, and not the source tree's src/ on the path: the wheel's treadle.
-            python = self.args.compiled_python
-            env = {key: value for key, value in env.items() if key != "PYTHONPATH"}
-        cmd = [python, str(HERE / server.argv[0]), str(port), *server.argv[1:]]
-        try:
-            child = self.kids.start_server(server.name, cmd, cpu=self.args.server_cpu,
-                                           env=env)
-        except ServerUnavailable as exc:
-            self.unavailable[server.name] = str(exc)
-            log(f"{server.family}: not available ({exc})")
-            return None
-        return child, port
+    def __init__(self, kids: Children, args: argparse.Namespace, load: Path) -> None:
+        super().__init__(kids, args)
+        self.load = load
 
     def burst(self, child: Child, port: int, wl: Workload, *, seconds: float, warmup: float,
               verify: bool = False, busy_before: float = 0.0) -> Sample:
@@ -277,25 +255,15 @@ class Bench:
             log(f"warning: {child.name} still busy 2 s after a burst ended")
         return Sample(res["rps"], res["p99_us"], window, busy_before)
 
-    def fail(self, server: Server, where: str, exc: ServerFailed) -> None:
-        self.failed[server.name] = f"{where}: {exc}"
-        log(f"FAILED {server.label}, {where}: {exc}")
-
-
-def describe(sample: Sample) -> str:
-    w = sample.window
-    return (f"{fmt_rate(sample.rate):>7} rt/s  {sample.server_us:5.1f} us/rt  "
-            f"p99 {sample.latency_us:6.0f} us  server CPU {w.server_cpu:4.0%}  "
-            f"load CPU {w.load_cpu:4.0%}  others {w.foreign:4.0%}  "
-            f"waited {max(w.server_wait, w.load_wait):4.0%}"
-            + (f"  (CPUs {sample.busy_before:.0%} busy before)"
-               if sample.busy_before > QUIET else "")
-            + ("  echo_load-bound" if w.load_cpu > LOAD_SATURATED else ""))
-
-
-def log_burst(prefix: str) -> Callable[[Sample, str], None]:
-    """A ``with_retries`` reporter: one progress line per burst on stderr."""
-    return lambda sample, note: log(f"{prefix} {describe(sample)}{note}")
+    def describe(self, sample: Sample) -> str:
+        w = sample.window
+        return (f"{fmt_rate(sample.rate):>7} rt/s  {sample.server_us:5.1f} us/rt  "
+                f"p99 {sample.latency_us:6.0f} us  server CPU {w.server_cpu:4.0%}  "
+                f"load CPU {w.load_cpu:4.0%}  others {w.foreign:4.0%}  "
+                f"waited {max(w.server_wait, w.load_wait):4.0%}"
+                + (f"  (CPUs {sample.busy_before:.0%} busy before)"
+                   if sample.busy_before > QUIET else "")
+                + ("  echo_load-bound" if w.load_cpu > LOAD_SATURATED else ""))
 
 
 # --- modes ------------------------------------------------------------------------------------
@@ -343,61 +311,19 @@ def run_verify(bench: Bench, servers: list[Server], workloads: list[Workload],
     return passed
 
 
-def start_all(bench: Bench, servers: list[Server]) -> dict[str, tuple[Child, int]]:
-    """Start every server once (interleaved mode); those that cannot start are reported."""
-    running = {}
-    for server in servers:
-        try:
-            started = bench.start(server)
-        except ServerFailed as exc:
-            bench.fail(server, "at start", exc)
-            continue
-        if started is not None:
-            running[server.name] = started
-    return running
-
-
 def run_interleaved(bench: Bench, servers: list[Server], workloads: list[Workload],
                     running: dict[str, tuple[Child, int]]) -> Results:
     """Bursts against servers kept running, alternated within each round (the default mode)."""
     args = bench.args
     results = Results()
     rng = random.Random(args.seed) if args.order == "shuffle" else None
-    by_name = {s.name: s for s in servers}
-
-    def timed_or_failed(server: Server, wl: Workload, where: str,
-                        counted: bool) -> Sample | None:
-        child, port = running[server.name]
-        try:
-            if not counted:
-                return bench.burst(child, port, wl, seconds=args.seconds, warmup=args.warmup)
-            # Each burst's own counters (others' CPU time, the two processes' waits) say
-            # whether it was contended; how busy the CPUs were before the round is only
-            # waited out (wait_quiet), not held against the round's bursts.
-            return with_retries(
-                lambda _busy: bench.burst(child, port, wl, seconds=args.seconds,
-                                          warmup=args.warmup),
-                retries=args.retries, wait=lambda: wait_quiet(bench.cpus, args.quiet_wait),
-                report=log_burst(f"[{where}] {wl.label:<12} {server.label:<26}"))
-        except ServerFailed as exc:
-            bench.fail(server, f"{wl.label}, {where}", exc)
-            bench.kids.kill(running.pop(server.name)[0])
-            return None
-
     for wl in workloads:
-        # One uncounted burst each: a workload's first connections grow buffers and caches.
-        for server in servers:
-            if server.name in running:
-                timed_or_failed(server, wl, "warm-up burst", counted=False)
-        for rnd in range(args.rounds):
-            busy = wait_quiet(bench.cpus, args.quiet_wait)
-            if busy > QUIET:
-                log(f"round {rnd + 1}: the benchmark CPUs still {busy:.0%} busy after "
-                    f"{args.quiet_wait:g} s")
-            for name in burst_order([s.name for s in servers if s.name in running], rnd, rng):
-                sample = timed_or_failed(by_name[name], wl, f"round {rnd + 1}/{args.rounds}",
-                                         counted=True)
-                results.add(name, wl.name, sample)
+        bench.interleave(
+            servers, running,
+            lambda _server, child, port, wl=wl: bench.burst(
+                child, port, wl, seconds=args.seconds, warmup=args.warmup),
+            lambda name, sample, wl=wl: results.add(name, wl.name, sample),
+            rng=rng, workload=wl.label)
     return results
 
 
@@ -427,7 +353,7 @@ def run_fresh(bench: Bench, servers: list[Server], workloads: list[Workload]) ->
                     sample: Sample | None = with_retries(
                         functools.partial(fresh_burst, server, wl), retries=args.retries,
                         wait=lambda: wait_quiet(bench.cpus, args.quiet_wait),
-                        report=log_burst(f"[{where}] {wl.label:<12} {server.label:<26}"),
+                        report=bench.log_burst(f"[{where}] {wl.label:<12} {server.label:<26}"),
                         wait_first=True)
                 except ServerFailed as exc:
                     if server.name in bench.unavailable:
@@ -514,18 +440,11 @@ def report_throughput(bench: Bench, servers: list[Server], workloads: list[Workl
                         f"CPU/rt vs {base}", "p99 µs", "server CPU", "load CPU",
                         "bursts used"], rows) + "\n")
 
-    pairs = [(a, b) for a, b in COMPARISONS if a in names and b in names]
-    if pairs:
-        rows = []
-        for a, b in pairs:
-            for wl in workloads:
-                mine, theirs = results.of(a, wl.name), results.of(b, wl.name)
-                rows.append([f"{ALL_SERVERS[a].label} vs {ALL_SERVERS[b].label}", wl.label,
-                             fmt_spread(rate_ratios(mine, theirs)),
-                             fmt_spread(cost_ratios(mine, theirs))])
-        print("Pairs (median of per-round ratios, interquartile range in brackets):\n")
-        print(md_table(["comparison", "workload", "rt/s ratio", "server CPU/rt ratio "
-                        "(theirs / ours)"], rows) + "\n")
+    if pairs := pairs_table(COMPARISONS, {s.name: s.label for s in measured}, results.of,
+                            [(wl.name, wl.label) for wl in workloads], "rt"):
+        print(pairs)
+    if "c_floor" in names:
+        print(FLOOR_NOTE + "\n")
     if saturated:
         print(f"echo_load used over {LOAD_SATURATED:.0%} of its CPU against: "
               f"{'; '.join(saturated)}. Those rt/s figures are partly the load generator's "
@@ -730,7 +649,7 @@ def main() -> int:
                     + args.rounds * 0.25) / 60
                 log(f"{args.rounds} rounds x {len(servers)} servers x {len(workloads)} "
                     f"workloads: about {minutes:.1f} min on quiet CPUs")
-                running = start_all(bench, servers)
+                running = bench.start_all(servers)
                 if args.verify:
                     servers = run_verify(bench, servers, workloads, running)
                 servers = [s for s in servers if s.name in running]

@@ -27,7 +27,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,28 +36,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "echo"))
 from _httpcommon import RESPONSE
 from harness import (
     FOREIGN_MAX,
-    PYTHON,
     QUIET,
     WAIT_MAX,
     WINDOW_END_GUARD,
     Child,
     Children,
     Sample,
+    ServerBench,
     ServerFailed,
-    ServerUnavailable,
-    burst_order,
-    child_env,
     children,
     command_line,
     cost_ratios,
     ensure_alive,
     fmt_rate,
     fmt_spread,
-    free_port,
+    log,
     machine_summary,
     md_table,
     measure_window,
     median,
+    pairs_table,
     rate_ratios,
     require_schedstat,
     run_to_end,
@@ -69,6 +67,12 @@ from harness import (
 
 HERE = Path(__file__).resolve().parent
 BASELINE = "asyncio_protocol"
+FLOOR_NOTE = (
+    "The C epoll loop (`c_floor.c`) answers with the same bytes and the same system calls "
+    "per request as every server here (one recv, one send, part of an epoll_wait) and does "
+    "nothing else: its CPU per request is the kernel's share on this machine, and its ratio "
+    "against asyncio protocol is the most any server can reach here. A Python framework's "
+    "ratio against asyncio cannot exceed the C floor's.")
 WRK_SATURATED = 0.90  # wrk above this CPU share may be the bottleneck
 
 
@@ -90,6 +94,8 @@ SERVERS = [
     Server("asyncio_streams", "asyncio streams", ("asyncio_streams.py",)),
     Server("uvloop_protocol", "uvloop protocol", ("asyncio_protocol.py", "--uvloop")),
     Server("epoll_floor", "bare epoll loop (Python)", ("epoll_floor.py",)),
+    # No framework and no Python: the kernel's share of a request (README, "C floor").
+    Server("c_floor", "C epoll loop, no framework (the kernel's share)", ("c_floor.c",)),
     Server("treadle_streams", "treadle streams", ("treadle_streams.py",)),
 ]
 EXTRA_SERVERS = [  # run only when named in --servers
@@ -111,6 +117,7 @@ EXTRA_SERVERS = [  # run only when named in --servers
 ]
 # Pairs compared directly when both ran: (server, against).
 COMPARISONS = [
+    ("c_floor", "asyncio_protocol"),  # the most any server can reach against asyncio here
     ("treadle_streams", "asyncio_streams"),
     ("treadle_streams", "uvloop_protocol"),
     ("treadle_aio_protocol", "asyncio_protocol"),
@@ -191,38 +198,15 @@ class Results:
         return self.samples.get(server, [])
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-class Bench:
+class Bench(ServerBench):
     """Starts servers and runs wrk bursts against them; remembers who is out and why."""
 
-    def __init__(self, kids: Children, args: argparse.Namespace, wrk: str) -> None:
-        self.kids, self.args, self.wrk = kids, args, wrk
-        self.cpus = [args.server_cpu, args.client_cpu]
-        self.env = child_env(cold_malloc=args.cold_malloc)
-        self.unavailable: dict[str, str] = {}
-        self.failed: dict[str, str] = {}  # server name -> where and how it failed
+    server_dir = HERE
+    compiled_servers = COMPILED_SERVERS
 
-    def start(self, server: Server) -> tuple[Child, int] | None:
-        if server.name in self.unavailable:
-            return None
-        port = free_port()
-        python, env = PYTHON, self.env
-        if server.name in COMPILED_SERVERS:
-            # Its own Python, and not the source tree's src/ on the path: the wheel's treadle.
-            python = self.args.compiled_python
-            env = {key: value for key, value in env.items() if key != "PYTHONPATH"}
-        cmd = [python, str(HERE / server.argv[0]), str(port), *server.argv[1:]]
-        try:
-            child = self.kids.start_server(server.name, cmd, cpu=self.args.server_cpu,
-                                           env=env)
-        except ServerUnavailable as exc:
-            self.unavailable[server.name] = str(exc)
-            log(f"{server.family}: not available ({exc})")
-            return None
-        return child, port
+    def __init__(self, kids: Children, args: argparse.Namespace, wrk: str) -> None:
+        super().__init__(kids, args)
+        self.wrk = wrk
 
     def burst(self, server: Server, child: Child, port: int, *, seconds: int,
               busy_before: float = 0.0) -> Sample:
@@ -257,69 +241,25 @@ class Bench:
             log(f"warning: {server.name} still busy 2 s after a burst ended")
         return Sample(rps, latency, window, busy_before)
 
-    def fail(self, server: Server, where: str, exc: ServerFailed) -> None:
-        self.failed[server.name] = f"{where}: {exc}"
-        log(f"FAILED {server.label}, {where}: {exc}")
-
-
-def describe(sample: Sample) -> str:
-    w = sample.window
-    return (f"{fmt_rate(sample.rate):>7} req/s  {sample.server_us:5.2f} us/req  "
-            f"latency avg {sample.latency_us:7.0f} us  server CPU {w.server_cpu:4.0%}  "
-            f"wrk CPU {w.load_cpu:4.0%}  others {w.foreign:4.0%}  "
-            f"waited {max(w.server_wait, w.load_wait):4.0%}"
-            + (f"  (CPUs {sample.busy_before:.0%} busy before)"
-               if sample.busy_before > QUIET else "")
-            + ("  wrk-bound" if w.load_cpu > WRK_SATURATED else ""))
-
-
-def log_burst(prefix: str) -> Callable[[Sample, str], None]:
-    """A ``with_retries`` reporter: one progress line per burst on stderr."""
-    return lambda sample, note: log(f"{prefix} {describe(sample)}{note}")
+    def describe(self, sample: Sample) -> str:
+        w = sample.window
+        return (f"{fmt_rate(sample.rate):>7} req/s  {sample.server_us:5.2f} us/req  "
+                f"latency avg {sample.latency_us:7.0f} us  server CPU {w.server_cpu:4.0%}  "
+                f"wrk CPU {w.load_cpu:4.0%}  others {w.foreign:4.0%}  "
+                f"waited {max(w.server_wait, w.load_wait):4.0%}"
+                + (f"  (CPUs {sample.busy_before:.0%} busy before)"
+                   if sample.busy_before > QUIET else "")
+                + ("  wrk-bound" if w.load_cpu > WRK_SATURATED else ""))
 
 
 def run_interleaved(bench: Bench, servers: list[Server]) -> Results:
     """Servers started once and kept running, wrk bursts alternated within each round."""
     args = bench.args
     results = Results()
-    rng = random.Random(args.seed) if args.order == "shuffle" else None
-    running: dict[str, tuple[Child, int]] = {}
-    for server in servers:
-        try:
-            started = bench.start(server)
-        except ServerFailed as exc:
-            bench.fail(server, "at start", exc)
-            continue
-        if started is not None:
-            running[server.name] = started
-    by_name = {s.name: s for s in servers}
-
-    def burst_or_fail(server: Server, where: str, counted: bool) -> Sample | None:
-        child, port = running[server.name]
-        try:
-            if not counted:
-                return bench.burst(server, child, port, seconds=args.seconds)
-            return with_retries(
-                lambda _busy: bench.burst(server, child, port, seconds=args.seconds),
-                retries=args.retries, wait=lambda: wait_quiet(bench.cpus, args.quiet_wait),
-                report=log_burst(f"[{where}] {server.label:<26}"))
-        except ServerFailed as exc:
-            bench.fail(server, where, exc)
-            bench.kids.kill(running.pop(server.name)[0])
-            return None
-
-    # One uncounted burst each: the first connections grow buffers and caches.
-    for server in servers:
-        if server.name in running:
-            burst_or_fail(server, "warm-up burst", counted=False)
-    for rnd in range(args.rounds):
-        busy = wait_quiet(bench.cpus, args.quiet_wait)
-        if busy > QUIET:
-            log(f"round {rnd + 1}: the benchmark CPUs still {busy:.0%} busy after "
-                f"{args.quiet_wait:g} s")
-        for name in burst_order([s.name for s in servers if s.name in running], rnd, rng):
-            results.add(name, burst_or_fail(by_name[name], f"round {rnd + 1}/{args.rounds}",
-                                            counted=True))
+    bench.interleave(
+        servers, bench.start_all(servers),
+        lambda server, child, port: bench.burst(server, child, port, seconds=args.seconds),
+        results.add, rng=random.Random(args.seed) if args.order == "shuffle" else None)
     return results
 
 
@@ -347,7 +287,7 @@ def run_fresh(bench: Bench, servers: list[Server]) -> Results:
                 sample: Sample | None = with_retries(
                     functools.partial(fresh_burst, server), retries=args.retries,
                     wait=lambda: wait_quiet(bench.cpus, args.quiet_wait),
-                    report=log_burst(f"[{where}] {server.label:<26}"), wait_first=True)
+                    report=bench.log_burst(f"[{where}] {server.label:<26}"), wait_first=True)
             except ServerFailed as exc:
                 if server.name in bench.unavailable:
                     continue
@@ -417,14 +357,11 @@ def report(bench: Bench, servers: list[Server], results: Results) -> None:
         ])
     print(md_table(["server", "req/s", "server µs/req", f"req/s vs {base}",
                     f"CPU/req vs {base}", "server CPU", "wrk CPU", "bursts used"], rows) + "\n")
-    pairs = [(a, b) for a, b in COMPARISONS if a in have and b in have]
-    if pairs:
-        print("Pairs (median of per-round ratios, interquartile range in brackets):\n")
-        print(md_table(["comparison", "req/s ratio", "server CPU/req ratio (theirs / ours)"],
-                       [[f"{ALL_SERVERS[a].label} vs {ALL_SERVERS[b].label}",
-                         fmt_spread(rate_ratios(results.of(a), results.of(b))),
-                         fmt_spread(cost_ratios(results.of(a), results.of(b)))]
-                        for a, b in pairs]) + "\n")
+    if pairs := pairs_table(COMPARISONS, {s.name: s.label for s in measured},
+                            lambda name, _workload: results.of(name), [("", "")], "req"):
+        print(pairs)
+    if "c_floor" in have:
+        print(FLOOR_NOTE + "\n")
     if saturated:
         print(f"wrk used over {WRK_SATURATED:.0%} of its CPU against: {', '.join(saturated)}. "
               "Those figures may be wrk's limit rather than the server's, and the req/s ratios "

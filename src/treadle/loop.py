@@ -730,8 +730,11 @@ class _SelectorsPoller:
         except KeyError:
             raise FileNotFoundError(fd) from None
 
-    def poll(self, timeout: float) -> list[tuple[int, int]]:
-        ready = self._selector.select(None if timeout < 0 else timeout)
+    def poll(self, timeout: float | None = None, maxevents: int = -1) -> list[tuple[int, int]]:
+        # maxevents sizes epoll's array; it is not applied here: a selector lists the
+        # ready descriptors in the same order every time, so cutting its list would
+        # starve the last ones (epoll takes them in turn).
+        ready = self._selector.select(None if timeout is None or timeout < 0 else timeout)
         return [
             (key.fd, (_POLLIN if ev & selectors.EVENT_READ else 0)
              | (_POLLOUT if ev & selectors.EVENT_WRITE else 0))
