@@ -551,8 +551,9 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
             self._loop = None
             # The data path refers back to the transport: no cycle outlives the connection.
             # (A write from now on is the class's, which counts and drops it.)
-            self.__dict__.pop("write", None)
             path = self._data_path
+            if self.__dict__.get("write") == path.write:
+                del self.write
             path.transport = path.sock = path.protocol = None
             if self._server is not None:
                 self._detach_from_server()
