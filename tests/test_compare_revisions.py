@@ -6,14 +6,15 @@ with a stand-in load generator: a short Python script that takes echo_load's opt
 and prints its ``RESULT`` line, so the test needs neither a C compiler nor
 ``echo_load.c``, which lives outside the repository. The core mode runs two of its
 benchmarks at ``--quick`` sizes. A few seconds each. Also, without processes: each
-revision's server gets its revision's ``src/``, and a failed burst runs again only while
-its server lives.
+revision's server gets its revision's ``src/``, a failed burst runs again only while its
+server lives, and ``echo_load.c`` is found from a git worktree.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -191,3 +192,28 @@ def test_a_failed_burst_runs_again_only_while_its_server_lives(
     else:
         assert bench.burst(child, 1, wl, seconds=0.5, warmup=0.1) == "sample"
     assert len(calls) == attempts
+
+
+def test_echo_load_source_is_found_beside_the_main_checkout_from_a_worktree(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    main_checkout, worktree = tmp_path / "main", tmp_path / "wt" / "branch"
+    source = tmp_path / "shared" / "bench" / "echo_load.c"
+    source.parent.mkdir(parents=True)
+    source.write_text("int main(void) { return 0; }\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q", str(main_checkout)], check=True)
+    subprocess.run([*git, "-C", str(main_checkout), "commit", "-q", "--allow-empty", "-m", "0"],
+                   check=True)
+    subprocess.run([*git, "-C", str(main_checkout), "worktree", "add", "-q", str(worktree)],
+                   check=True)
+    monkeypatch.delenv("ECHO_LOAD_SRC", raising=False)
+    # Where the echo runner looks: shared/ beside the repository, here beside the worktree.
+    beside_worktree = worktree.parent / "shared" / "bench" / "echo_load.c"
+    monkeypatch.setattr(compare.echo_run, "default_load_source", lambda: beside_worktree)
+    monkeypatch.setattr(compare, "REPO", worktree)
+    assert compare.find_load_source() == source
+    monkeypatch.setenv("ECHO_LOAD_SRC", str(beside_worktree))  # asked for: taken as it is
+    assert compare.find_load_source() == beside_worktree
+    monkeypatch.delenv("ECHO_LOAD_SRC")
+    source.unlink()  # nowhere: the runner's own default, which its error message names
+    assert compare.find_load_source() == beside_worktree
