@@ -27,6 +27,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path[:0] = [str(BENCH / "echo"), str(BENCH / "http")]
@@ -323,6 +325,15 @@ def test_a_closing_request_still_in_the_tail_closes_once_it_is_complete() -> Non
         count, close, tail = split_requests(GET + b"\r\n" + closing[:cut])
         assert (count, close, tail) == (1, False, closing[:cut])
         assert split_requests(tail + closing[cut:] + GET) == (1, True, GET)
+
+
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"\r\n\r\n", b"GET / HTTP/1.1", b":close"]),
+                max_size=12).map(b"".join))
+def test_requests_are_counted_and_the_tail_kept_as_every_crlfcrlf_says(buf: bytes) -> None:
+    count, _close, tail = split_requests(buf)
+    assert count == buf.count(b"\r\n\r\n")  # non-overlapping, from the left
+    end = buf.rfind(b"\r\n\r\n")
+    assert tail == (buf[end + 4:] if end >= 0 else buf)
 
 
 # --- a server that dies, and a load generator that hangs (real, tiny processes) ------------------

@@ -44,19 +44,18 @@ def split_requests(buf: bytes) -> tuple[int, bool, bytes]:
 
     Returns (number of complete requests, whether one asked to close, unconsumed tail).
     """
-    count = buf.count(b"\r\n\r\n")
-    if not count:
+    # One call finds the last request's end and splits there (rfind() and two slices
+    # cost more). Every request before it ends at one of the \r\n\r\n in ``heads``.
+    heads, end, tail = buf.rpartition(b"\r\n\r\n")
+    if not end:
         return 0, False, buf
-    end = buf.rfind(b"\r\n\r\n") + 4
-    heads = buf[:end] if end < len(buf) else buf
     # Cheap test first: almost no request mentions "close" at all, in any case. Not "in":
     # bytes' "in" first tries its operand as an integer and builds, then drops, a
     # TypeError (about 2,300 instructions of every request, in every server); and
-    # partition(), not find(): it takes one argument, so no argument tuple is parsed.
-    # Lower-casing and partition() together cost fewer instructions than find() alone.
+    # partition(), which takes one argument: on 3.11 find() parses an argument tuple.
     lowered = heads.lower()
     close = asks_to_close(lowered) if lowered.partition(b"close")[1] else False
-    return count, close, buf[end:]
+    return heads.count(b"\r\n\r\n") + 1, close, tail
 
 
 def asks_to_close(lowered_heads: bytes) -> bool:
