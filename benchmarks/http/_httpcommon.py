@@ -46,8 +46,8 @@ def split_requests(buf: bytes) -> tuple[int, bool, bytes]:
     """
     # One call finds the last request's end and splits there (rfind() and two slices
     # cost more). Every request before it ends at one of the \r\n\r\n in ``heads``.
-    heads, end, tail = buf.rpartition(b"\r\n\r\n")
-    if not end:
+    heads, found, tail = buf.rpartition(b"\r\n\r\n")
+    if not found:
         return 0, False, buf
     # Cheap test first: almost no request mentions "close" at all, in any case. Not "in":
     # bytes' "in" first tries its operand as an integer and builds, then drops, a
