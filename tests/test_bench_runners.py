@@ -3,8 +3,9 @@
 What decides the figures in ``benchmarks/echo/run.py`` and ``benchmarks/http/run.py``
 and can be checked without running echo_load or wrk: the order of bursts in a round,
 the per-round ratios and their quartiles, which bursts count as contended and are
-re-run, the measured window's arithmetic, and that a server which dies or stops
-answering mid-run is reported by name and dropped, never waited on without bound.
+re-run, the measured window's arithmetic, how the HTTP servers split requests and see
+``Connection: close``, and that a server which dies or stops answering mid-run is
+reported by name and dropped, never waited on without bound.
 The last uses tiny stand-in processes (a few hundred milliseconds in all).
 """
 
@@ -26,11 +27,14 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path[:0] = [str(BENCH / "echo"), str(BENCH / "http")]
 
 import harness  # noqa: E402  (benchmarks/echo/harness.py: the folder is not a package)
+from _httpcommon import split_requests  # noqa: E402  (benchmarks/http/_httpcommon.py)
 from harness import (  # noqa: E402
     Sample,
     ServerFailed,
@@ -282,6 +286,54 @@ def test_wrk_socket_errors_fail_the_burst() -> None:
         http_run.parse_wrk(out)
     with pytest.raises(ServerFailed, match="no Requests/sec"):
         http_run.parse_wrk("unable to connect to 127.0.0.1:1 Connection refused\n")
+
+
+# --- the HTTP servers' request framing (_httpcommon.split_requests) ----------------------------
+
+GET = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"  # a request head without its blank line
+
+
+@pytest.mark.parametrize("header", [
+    b"Connection: close", b"CONNECTION: CLOSE", b"Connection: Close", b"connection:close",
+    b"Connection:\tclose", b"Connection:  cLoSe  ", b"Connection: keep-alive, close",
+    b"Connection: close,Upgrade", b"connection:Upgrade ,\tCLOSE",
+])
+def test_a_connection_header_listing_close_closes_in_any_case_and_spacing(header: bytes) -> None:
+    assert split_requests(GET + header + b"\r\n\r\n") == (1, True, b"")
+    # Among other headers, and in the second of two pipelined requests.
+    request = b"GET /a HTTP/1.1\r\n" + header + b"\r\nAccept: */*\r\n\r\n"
+    assert split_requests(GET + b"\r\n" + request) == (2, True, b"")
+
+
+@pytest.mark.parametrize("header", [
+    b"", b"Connection: keep-alive\r\n", b"Connection: closed\r\n",
+    b"Connection: keep-alive, closer\r\n", b"Proxy-Connection: close\r\n",
+    b"X-Connection: close\r\n", b"X-Note: connection: close\r\n", b"Host2: close\r\n",
+    b"Referer: http://h/close\r\n",
+])
+def test_close_anywhere_but_a_connection_option_keeps_the_connection(header: bytes) -> None:
+    request = b"GET /close HTTP/1.1\r\nHost: close.example\r\n" + header + b"\r\n"
+    assert split_requests(request) == (1, False, b"")
+    assert split_requests(request * 3) == (3, False, b"")
+
+
+def test_a_closing_request_still_in_the_tail_closes_once_it_is_complete() -> None:
+    closing = GET + b"CONNECTION: CLOSE\r\n\r\n"
+    # Split at every byte, fed as a server feeds it (the tail, then the next read):
+    # nothing closes until the closing request is whole, and no byte is lost.
+    for cut in range(1, len(closing)):
+        count, close, tail = split_requests(GET + b"\r\n" + closing[:cut])
+        assert (count, close, tail) == (1, False, closing[:cut])
+        assert split_requests(tail + closing[cut:] + GET) == (1, True, GET)
+
+
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"\r\n\r\n", b"GET / HTTP/1.1", b":close"]),
+                max_size=12).map(b"".join))
+def test_requests_are_counted_and_the_tail_kept_as_every_crlfcrlf_says(buf: bytes) -> None:
+    count, _close, tail = split_requests(buf)
+    assert count == buf.count(b"\r\n\r\n")  # non-overlapping, from the left
+    end = buf.rfind(b"\r\n\r\n")
+    assert tail == (buf[end + 4:] if end >= 0 else buf)
 
 
 # --- a server that dies, and a load generator that hangs (real, tiny processes) ------------------
