@@ -289,23 +289,6 @@ class RevisionBench(echo_run.Bench):  # type: ignore[misc,name-defined]
         command, _source_tree_env = super().server_command(server, port)
         return command, self.envs[server.name]
 
-    def burst(self, child: Any, port: int, wl: Any, **options: Any) -> Any:
-        """The echo runner's burst, run again (up to ``--retries`` times) while the server lives.
-
-        With two servers, one dropped ends the comparison; and on a loaded machine a burst
-        can fail with its server alive and well: the runner, woken late, finds echo_load
-        already gone and its measured window lost. A server that exited fails at once.
-        """
-        failures = 0
-        while True:
-            try:
-                return super().burst(child, port, wl, **options)
-            except harness.ServerFailed as exc:
-                failures += 1
-                if child.proc.poll() is not None or failures > self.args.retries:
-                    raise
-                log(f"  {child.name}, {wl.label}: {exc}; the server still runs: again")
-
 
 def echo_servers(revisions: tuple[Revision, Revision]) -> list[Any]:
     """The echo runner's treadle-streams server once per revision, old first."""

@@ -293,11 +293,20 @@ def test_wrk_socket_errors_fail_the_burst() -> None:
 GET = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"  # a request head without its blank line
 
 
-@pytest.mark.parametrize("header", [
+# Request headers that ask to close, and look-alikes that do not (each line without its CRLF).
+CLOSING_HEADERS = [
     b"Connection: close", b"CONNECTION: CLOSE", b"Connection: Close", b"connection:close",
     b"Connection:\tclose", b"Connection:  cLoSe  ", b"Connection: keep-alive, close",
     b"Connection: close,Upgrade", b"connection:Upgrade ,\tCLOSE",
-])
+]
+NOT_CLOSING_HEADERS = [
+    b"Connection: keep-alive", b"Connection: closed", b"Connection: keep-alive, closer",
+    b"Proxy-Connection: close", b"X-Connection: close", b"X-Note: connection: close",
+    b"Host2: close", b"Referer: http://h/close",
+]
+
+
+@pytest.mark.parametrize("header", CLOSING_HEADERS)
 def test_a_connection_header_listing_close_closes_in_any_case_and_spacing(header: bytes) -> None:
     assert split_requests(GET + header + b"\r\n\r\n") == (1, True, b"")
     # Among other headers, and in the second of two pipelined requests.
@@ -305,12 +314,7 @@ def test_a_connection_header_listing_close_closes_in_any_case_and_spacing(header
     assert split_requests(GET + b"\r\n" + request) == (2, True, b"")
 
 
-@pytest.mark.parametrize("header", [
-    b"", b"Connection: keep-alive\r\n", b"Connection: closed\r\n",
-    b"Connection: keep-alive, closer\r\n", b"Proxy-Connection: close\r\n",
-    b"X-Connection: close\r\n", b"X-Note: connection: close\r\n", b"Host2: close\r\n",
-    b"Referer: http://h/close\r\n",
-])
+@pytest.mark.parametrize("header", [b""] + [line + b"\r\n" for line in NOT_CLOSING_HEADERS])
 def test_close_anywhere_but_a_connection_option_keeps_the_connection(header: bytes) -> None:
     request = b"GET /close HTTP/1.1\r\nHost: close.example\r\n" + header + b"\r\n"
     assert split_requests(request) == (1, False, b"")
@@ -507,3 +511,77 @@ def test_the_c_http_floor_answers_pipelined_split_and_closing_requests() -> None
         while chunk := sock.recv(65536):  # the server closes after the closing request
             rest += chunk
         assert rest == response * 2
+
+
+@needs_cc
+def test_the_c_http_floor_closes_exactly_when_split_requests_does() -> None:
+    args = http_run.parse_args(["--quiet-wait", "0"])
+    args.server_cpu = args.client_cpu = None
+    response = http_run.RESPONSE
+    with _c_floor(http_run, args, "wrk") as (_child, port):
+        for header, closes in [*((h, True) for h in CLOSING_HEADERS),
+                               *((h, False) for h in NOT_CLOSING_HEADERS)]:
+            request = GET + header + b"\r\n\r\n"
+            assert split_requests(request)[1] is closes, header
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                assert _exchange(sock, request, len(response)) == response, header
+                sock.settimeout(5)
+                if closes:
+                    assert sock.recv(1) == b"", header  # the server closed it
+                else:
+                    sock.sendall(GET + b"\r\n")  # still open: a second request is answered
+                    assert _exchange(sock, b"", len(response)) == response, header
+
+
+class _StandInProcess:
+    def __init__(self, status: int | None) -> None:
+        self.status = status
+
+    def poll(self) -> int | None:
+        return self.status
+
+
+class _StandInChild:
+    def __init__(self, name: str, status: int | None) -> None:
+        self.name = name
+        self.proc = _StandInProcess(status)
+
+
+@pytest.mark.parametrize(("status", "losses", "retries", "attempts", "fails"), [
+    (None, 2, 2, 3, False),  # alive: bursts that lost their window run again, the third counts
+    (None, 3, 2, 3, True),  # alive, but losing it past --retries: the failure stands
+    (-11, 1, 2, 1, True),  # the server died: no second burst
+])
+def test_a_burst_that_lost_its_window_runs_again_only_while_its_server_lives(
+        status: int | None, losses: int, retries: int, attempts: int, fails: bool) -> None:
+    calls: list[int] = []
+
+    def burst() -> harness.Sample:
+        calls.append(1)
+        if len(calls) <= losses:
+            raise harness.WindowLost("server: echo_load ended before its measured phase did")
+        return "sample"  # type: ignore[return-value]
+
+    bench = harness.ServerBench(None, argparse.Namespace(  # type: ignore[arg-type]
+        server_cpu=0, client_cpu=1, cold_malloc=False, retries=retries))
+    child = _StandInChild("server", status)
+    if fails:
+        with pytest.raises(harness.WindowLost, match="ended before its measured"):
+            bench.again_if_window_lost(burst, child, "server")  # type: ignore[arg-type]
+    else:
+        assert bench.again_if_window_lost(burst, child, "server") == "sample"  # type: ignore[arg-type]
+    assert len(calls) == attempts
+
+
+def test_a_failure_other_than_a_lost_window_is_not_run_again() -> None:
+    calls: list[int] = []
+
+    def burst() -> harness.Sample:
+        calls.append(1)
+        raise harness.ServerFailed("server: echo_load saw errors=3 mismatches=0")
+
+    bench = harness.ServerBench(None, argparse.Namespace(  # type: ignore[arg-type]
+        server_cpu=0, client_cpu=1, cold_malloc=False, retries=2))
+    with pytest.raises(harness.ServerFailed, match="errors=3"):
+        bench.again_if_window_lost(burst, _StandInChild("server", None), "server")  # type: ignore[arg-type]
+    assert calls == [1]

@@ -150,51 +150,6 @@ def test_core_mode_alternates_fresh_processes(
         assert all(isinstance(v, float) and v > 0 for v in (*row["old"], *row["new"])), row
 
 
-class _StandInProcess:
-    def __init__(self, status: int | None) -> None:
-        self.status = status
-
-    def poll(self) -> int | None:
-        return self.status
-
-
-class _StandInChild:
-    def __init__(self, name: str, status: int | None) -> None:
-        self.name = name
-        self.proc = _StandInProcess(status)
-
-
-@pytest.mark.parametrize(("status", "failures", "retries", "attempts", "fails"), [
-    (None, 2, 2, 3, False),  # alive: failed bursts run again, the third counts
-    (None, 3, 2, 3, True),  # alive, but failing past --retries: the failure stands
-    (-11, 1, 2, 1, True),  # the server died: no second burst
-])
-def test_a_failed_burst_runs_again_only_while_its_server_lives(
-        monkeypatch: pytest.MonkeyPatch, status: int | None, failures: int, retries: int,
-        attempts: int, fails: bool) -> None:
-    calls: list[str] = []
-
-    def runner_burst(self: object, child: _StandInChild, port: int, wl: object,
-                     **options: object) -> str:
-        calls.append(child.name)
-        if len(calls) <= failures:
-            raise compare.harness.ServerFailed(
-                f"{child.name}: echo_load ended before its measured phase did")
-        return "sample"
-
-    monkeypatch.setattr(compare.echo_run.Bench, "burst", runner_burst)
-    args = compare.echo_run.parse_args(["--retries", str(retries)])
-    bench = compare.RevisionBench(None, args, Path("/nonexistent"), {})
-    child = _StandInChild("treadle_streams_old", status)
-    wl = compare.echo_run.ALL_WORKLOADS["1k_x10"]
-    if fails:
-        with pytest.raises(compare.harness.ServerFailed, match="ended before its measured"):
-            bench.burst(child, 1, wl, seconds=0.5, warmup=0.1)
-    else:
-        assert bench.burst(child, 1, wl, seconds=0.5, warmup=0.1) == "sample"
-    assert len(calls) == attempts
-
-
 def test_echo_load_source_is_found_beside_the_main_checkout_from_a_worktree(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     main_checkout, worktree = tmp_path / "main", tmp_path / "wt" / "branch"
