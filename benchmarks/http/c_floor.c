@@ -6,8 +6,8 @@
  * bodies, so each "\r\n\r\n" ends one. A read may hold part of a request, one, or several
  * pipelined ones; every complete request gets the same fixed response (RESPONSE below, the
  * Python servers' bytes exactly), the unterminated tail is kept for the next read, and a
- * "Connection: close" (any case) among the complete requests closes the connection once
- * their answers are sent. A tail longer than MAX_HEAD without an end closes it too.
+ * Connection header listing "close" among the complete requests (any case and spacing, as
+ * _httpcommon.py decides it) closes the connection once their answers are sent. A tail longer than MAX_HEAD without an end closes it too.
  *
  * Its CPU time per request is the kernel's share of a keep-alive request on this machine
  * plus next to nothing, the most any server here can reach. A response send() that comes
