@@ -7,7 +7,8 @@
  * pipelined ones; every complete request gets the same fixed response (RESPONSE below, the
  * Python servers' bytes exactly), the unterminated tail is kept for the next read, and a
  * Connection header listing "close" among the complete requests (any case and spacing, as
- * _httpcommon.py decides it) closes the connection once their answers are sent. A tail longer than MAX_HEAD without an end closes it too.
+ * _httpcommon.py decides it) closes the connection once their answers are sent. A tail
+ * longer than MAX_HEAD without an end closes it too.
  *
  * Its CPU time per request is the kernel's share of a keep-alive request on this machine
  * plus next to nothing, the most any server here can reach. A response send() that comes
