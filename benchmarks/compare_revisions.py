@@ -9,7 +9,9 @@ revisions (old, new; then new, old; ...). Measured:
   fresh process each, pinned with ``taskset``): switches, spawn, call_soon, timers,
   memory;
 * the echo benchmark's treadle-streams server (``benchmarks/echo``: its server script,
-  its runner's measurement and its C load generator ``echo_load``), per workload.
+  its runner's interleaved method and its C load generator ``echo_load``), per workload:
+  one server per revision, both kept running; each round one short burst against each,
+  the order reversed every other round, as ``echo/run.py`` runs its servers.
 
 The report is a markdown table: each revision's median, the median of the per-round
 new/old ratios, and every round's ratio. Progress goes to stderr, the report to stdout::
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -57,6 +60,7 @@ CORE_UNITS = {
     "memory": "bytes RSS per parked task",
 }
 WORKTREE = "WORKTREE"  # as a revision: the working tree's src/, uncommitted changes included
+ECHO_SERVER = "treadle_streams"  # the echo runner's server measured at both revisions
 
 
 def log(message: str) -> None:
@@ -74,11 +78,13 @@ def _load(name: str, path: Path) -> ModuleType:
 
 
 # The echo benchmark's runner (its Bench, servers, workloads and load generator) and the
-# process plumbing it shares with the HTTP benchmark.
+# process plumbing and interleaved rounds it shares with the HTTP benchmark.
 sys.path.insert(0, str(HERE / "echo"))
 import harness  # noqa: E402  (benchmarks/echo/harness.py: the folder is not a package)
 
 echo_run = _load("echo_run", HERE / "echo" / "run.py")
+# The echo runner's interleaved burst: (measured seconds, warm-up seconds, rounds).
+ECHO_SECONDS, ECHO_WARMUP, ECHO_ROUNDS = echo_run.MODE_DEFAULTS["interleaved"]
 
 
 # --- the two revisions --------------------------------------------------------------------
@@ -147,7 +153,7 @@ def run_core_child(revision: Revision, bench: str, args: argparse.Namespace) -> 
     command = [sys.executable, str(CORE_CHILD), bench, "treadle"]
     if args.quick:
         command.append("--quick")
-    if shutil.which("taskset"):
+    if shutil.which("taskset") and args.cpu is not None:
         command = ["taskset", "-c", str(args.cpu), *command]
     try:
         done = subprocess.run(
@@ -206,13 +212,21 @@ def fmt_ratio(value: float | None) -> str:
 
 
 def report(rows: list[Row], old: Revision, new: Revision, args: argparse.Namespace) -> str:
+    kinds = {row.kind for row in rows}
+    rounds = []
+    if kinds - {"echo", "echo_cost"}:
+        rounds.append(f"core: {args.rounds} round(s) of a fresh process per revision"
+                      + (", --quick sizes" if args.quick else ""))
+    if "echo" in kinds:
+        rounds.append(f"echo: both servers kept running, one uncounted burst each, then "
+                      f"{args.echo_rounds} round(s) of one burst per revision "
+                      f"({args.seconds:g} s measured after {args.warmup:g} s warm-up)")
     lines = [
         f"### treadle {new.label} ({new.spec}) against {old.label} ({old.spec})",
         "",
-        f"{harness.machine_summary()}; {args.rounds} round(s), the revisions alternating "
-        f"(old first in odd rounds){'; --quick sizes' if args.quick else ''}. new/old is "
-        "the median of the per-round ratios; whether more is better is in the last column "
-        "(1.000: the same).",
+        f"{harness.machine_summary()}; {'; '.join(rounds)}; the revisions alternating (old "
+        "first in odd rounds). new/old is the median of the per-round ratios; whether more "
+        "is better is in the last column (1.000: the same).",
         "",
     ]
     table = [
@@ -264,61 +278,103 @@ def measure_core(
 
 
 class RevisionBench(echo_run.Bench):  # type: ignore[misc,name-defined]
-    """The echo runner's measurement, with each revision's server on its own PYTHONPATH."""
+    """The echo runner's Bench, each revision's server started on that revision's ``src/``."""
 
     def __init__(self, kids: Any, args: argparse.Namespace, load: Path,
                  envs: dict[str, dict[str, str]]) -> None:
         super().__init__(kids, args, load)
-        self.envs = envs
+        self.envs = envs  # server name -> the environment of its revision
 
-    def start(self, server: Any) -> Any:
-        self.env = self.envs[server.name]
-        return super().start(server)
+    def server_command(self, server: Any, port: int) -> tuple[list[str], dict[str, str]]:
+        command, _source_tree_env = super().server_command(server, port)
+        return command, self.envs[server.name]
 
 
-def measure_echo(
-    revisions: tuple[Revision, Revision], workload_names: list[str], args: argparse.Namespace
-) -> list[Row]:
-    workloads = [echo_run.ALL_WORKLOADS[name] for name in workload_names]
-    script = echo_run.ALL_SERVERS["treadle_streams"].argv
-    servers = {
-        r.role: echo_run.Server(f"treadle_streams_{r.role}", f"treadle streams {r.role}", script)
-        for r in revisions
-    }
-    envs = {servers[r.role].name: r.env() for r in revisions}
-    load = echo_run.ensure_load_generator(args.load, args.load_src)
-    echo_args = argparse.Namespace(
-        rounds=1, seconds=args.seconds, warmup=args.warmup, retries=args.retries,
-        quiet_wait=args.quiet_wait, server_cpu=args.cpu, client_cpu=args.client_cpu,
-        cold_malloc=False,
+def echo_servers(revisions: tuple[Revision, Revision]) -> list[Any]:
+    """The echo runner's treadle-streams server once per revision, old first."""
+    script = echo_run.ALL_SERVERS[ECHO_SERVER].argv
+    return [echo_run.Server(f"{ECHO_SERVER}_{r.role}", f"treadle {r.role} {r.label}", script)
+            for r in revisions]
+
+
+def echo_arguments(args: argparse.Namespace) -> argparse.Namespace:
+    """The echo runner's options (its defaults), with this run's rounds, bursts and CPUs."""
+    echo_args = echo_run.parse_args([])
+    vars(echo_args).update(
+        rounds=args.echo_rounds, seconds=args.seconds, warmup=args.warmup,
+        retries=args.retries, quiet_wait=args.quiet_wait, server_cpu=args.cpu,
+        client_cpu=args.client_cpu, order="alternate",
     )
-    samples: dict[tuple[str, str], list[Any]] = {}
+    return echo_args
+
+
+def measure_echo(revisions: tuple[Revision, Revision], workload_names: list[str], load: Path,
+                 args: argparse.Namespace) -> list[Row]:
+    """Both revisions' echo servers kept running, in the echo runner's interleaved rounds.
+
+    Per workload: one uncounted burst against each server, then ``--echo-rounds`` rounds
+    of one burst each, old first in odd rounds (``harness.burst_order``). A server that
+    fails is reported and dropped (its later rounds are None), and the workloads after it
+    are not run: there is nothing left to compare.
+    """
+    workloads = [echo_run.ALL_WORKLOADS[name] for name in workload_names]
+    servers = echo_servers(revisions)
+    envs = {server.name: r.env() for server, r in zip(servers, revisions, strict=True)}
+    results = echo_run.Results()
     with harness.children() as kids:
-        bench = RevisionBench(kids, echo_args, load, envs)
-        for number in range(1, args.rounds + 1):
-            order = [servers[r.role] for r in in_turn(revisions, number)]
-            log(f"echo round {number}/{args.rounds}")
-            results = echo_run.run_throughput(bench, order, workloads)
-            for key, taken in results.samples.items():
-                samples.setdefault(key, []).extend(taken)
-        if bench.unavailable:
-            sys.exit(f"the echo server could not start: {bench.unavailable}")
+        bench = RevisionBench(kids, echo_arguments(args), load, envs)
+        running = bench.start_all(servers)
+        if len(running) < len(servers):
+            why = {**bench.unavailable, **bench.failed}
+            sys.exit("the echo servers could not start: "
+                     + "; ".join(f"{name}: {reason}" for name, reason in why.items()))
+        for wl in workloads:
+            if len(running) < len(servers):
+                break
+            bench.interleave(
+                servers, running,
+                lambda _server, child, port, wl=wl: bench.burst(
+                    child, port, wl, seconds=args.seconds, warmup=args.warmup),
+                lambda name, sample, wl=wl: results.add(name, wl.name, sample),
+                rng=None, workload=wl.label)
     rows = []
     for wl in workloads:
-        old = samples.get((servers["old"].name, wl.name), [])
-        new = samples.get((servers["new"].name, wl.name), [])
+        old, new = (padded(results.of(server.name, wl.name), args.echo_rounds)
+                    for server in servers)
         contended = [bool((a and a.contended) or (b and b.contended))
                      for a, b in zip(old, new, strict=True)]
-        rows.append(Row(f"echo {wl.label}", "rt/s", "echo", [s.rps if s else None for s in old],
-                        [s.rps if s else None for s in new], contended))
+        rows.append(Row(f"echo {wl.label}", "rt/s", "echo",
+                        [s.rate if s else None for s in old],
+                        [s.rate if s else None for s in new], contended))
         rows.append(Row(f"echo {wl.label}, server CPU", "µs/rt", "echo_cost",
-                        [_cost(s) for s in old], [_cost(s) for s in new], contended))
+                        [s.server_us if s else None for s in old],
+                        [s.server_us if s else None for s in new], contended))
     return rows
 
 
-def _cost(sample: Any) -> float | None:
-    """The server's CPU time per round trip, in µs (None if the run failed)."""
-    return sample.cpu_share / sample.rps * 1e6 if sample and sample.rps else None
+def padded(samples: list[Any], rounds: int) -> list[Any]:
+    """One entry per round: a dropped server's missing rounds as None."""
+    return samples + [None] * (rounds - len(samples))
+
+
+def find_load_source() -> Path:
+    """``echo_load.c``: where the echo runner looks, else beside the main checkout.
+
+    The echo runner looks in ``shared/bench`` beside the repository; a worktree is
+    elsewhere, so its main checkout's neighbour is tried next.
+    """
+    default: Path = echo_run.default_load_source()
+    if default.exists() or "ECHO_LOAD_SRC" in os.environ:
+        return default
+    common = subprocess.run(
+        ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        cwd=REPO, capture_output=True, text=True,
+    ).stdout.strip()
+    if common:
+        beside_main = Path(common).parent.parent / "shared" / "bench" / "echo_load.c"
+        if beside_main.exists():
+            return beside_main
+    return default
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -326,26 +382,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("old", help="the revision to compare against (a commit, tag, branch)")
     parser.add_argument("new", nargs="?", default="HEAD",
                         help=f"the revision measured (default HEAD; {WORKTREE}: the working tree)")
-    parser.add_argument("--rounds", type=int, default=5, help="alternated rounds (default 5)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="alternated rounds of the core benchmarks (default 5)")
+    parser.add_argument("--echo-rounds", type=int,
+                        help=f"echo: alternated rounds per workload (default {ECHO_ROUNDS}, "
+                             "as echo/run.py; with --quick, --rounds)")
     parser.add_argument("--only", default=",".join((*CORE_BENCHMARKS, "echo")),
                         help="what to run, from " + ",".join((*CORE_BENCHMARKS, "echo")))
     parser.add_argument("--quick", action="store_true",
-                        help="a tenth of the core iterations; echo runs 1 s after 0.2 s warm-up")
+                        help="a tenth of the core iterations; echo: --rounds rounds")
     parser.add_argument("--workloads", default="1k_x10,1k_x100,64k_x10",
                         help="echo workloads, from " + ",".join(echo_run.ALL_WORKLOADS))
-    parser.add_argument("--seconds", type=float, default=3.0, help="echo: measured seconds")
-    parser.add_argument("--warmup", type=float, default=1.0, help="echo: warm-up seconds")
+    parser.add_argument("--seconds", type=float, default=ECHO_SECONDS,
+                        help=f"echo: measured seconds per burst (default {ECHO_SECONDS:g})")
+    parser.add_argument("--warmup", type=float, default=ECHO_WARMUP,
+                        help=f"echo: echo_load's warm-up seconds per burst "
+                             f"(default {ECHO_WARMUP:g})")
     parser.add_argument("--retries", type=int, default=2,
-                        help="echo: re-runs of a run that shared its CPUs with other work")
+                        help="echo: re-runs of a burst that shared its CPUs with other work")
     parser.add_argument("--quiet-wait", type=float, default=15.0,
-                        help="echo: seconds to wait for idle CPUs before each run")
+                        help="echo: seconds to wait for idle CPUs before each round")
     parser.add_argument("--cpu", type=int, default=0, help="CPU for the measured processes")
     parser.add_argument("--client-cpu", type=int, default=1, help="echo: CPU for echo_load")
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds before a core child is abandoned")
     parser.add_argument("--load", type=Path, help="echo: an echo_load binary")
-    parser.add_argument("--load-src", type=Path, default=echo_run.default_load_source(),
-                        help="echo: echo_load.c, built into benchmarks/echo/.build/")
+    parser.add_argument("--load-src", type=Path,
+                        help="echo: echo_load.c, built into benchmarks/echo/.build/ (default: "
+                             "shared/bench/ beside the repository or its main checkout)")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     args = parser.parse_args(argv)
     chosen = [item.strip() for item in args.only.split(",") if item.strip()]
@@ -355,8 +419,19 @@ def main(argv: list[str] | None = None) -> int:
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     if set(workloads) - set(echo_run.ALL_WORKLOADS):
         parser.error(f"--workloads: choose from {', '.join(echo_run.ALL_WORKLOADS)}")
-    if args.quick:
-        args.seconds, args.warmup = min(args.seconds, 1.0), min(args.warmup, 0.2)
+    if args.echo_rounds is None:
+        args.echo_rounds = args.rounds if args.quick else ECHO_ROUNDS
+    if args.rounds < 1 or args.echo_rounds < 1:
+        parser.error("--rounds and --echo-rounds must be at least 1")
+    if not (0.1 <= args.seconds <= 600 and 0 <= args.warmup <= 60):
+        parser.error("--seconds must be in [0.1, 600], --warmup in [0, 60]")
+    load = None
+    if "echo" in chosen:  # before the core runs: a missing load generator fails at once
+        harness.require_schedstat()
+        if (os.cpu_count() or 1) < 2:
+            log("warning: fewer than 2 CPUs; the echo server and load generator share one")
+            args.cpu = args.client_cpu = None
+        load = echo_run.ensure_load_generator(args.load, args.load_src or find_load_source())
 
     with tempfile.TemporaryDirectory(prefix="treadle-revisions-") as tmp:
         revisions = (export("old", args.old, Path(tmp)), export("new", args.new, Path(tmp)))
@@ -364,8 +439,8 @@ def main(argv: list[str] | None = None) -> int:
             check_imports(revision)
             log(f"{revision.role}: {revision.spec} = {revision.label}, from {revision.src}")
         rows = measure_core(revisions, [b for b in CORE_BENCHMARKS if b in chosen], args)
-        if "echo" in chosen:
-            rows += measure_echo(revisions, workloads, args)
+        if load is not None:
+            rows += measure_echo(revisions, workloads, load, args)
         print(report(rows, *revisions, args))
         if args.json:
             args.json.write_text(json.dumps(

@@ -3,8 +3,9 @@
 What decides the figures in ``benchmarks/echo/run.py`` and ``benchmarks/http/run.py``
 and can be checked without running echo_load or wrk: the order of bursts in a round,
 the per-round ratios and their quartiles, which bursts count as contended and are
-re-run, the measured window's arithmetic, and that a server which dies or stops
-answering mid-run is reported by name and dropped, never waited on without bound.
+re-run, the measured window's arithmetic, how the HTTP servers split requests and see
+``Connection: close``, and that a server which dies or stops answering mid-run is
+reported by name and dropped, never waited on without bound.
 The last uses tiny stand-in processes (a few hundred milliseconds in all).
 """
 
@@ -26,11 +27,14 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path[:0] = [str(BENCH / "echo"), str(BENCH / "http")]
 
 import harness  # noqa: E402  (benchmarks/echo/harness.py: the folder is not a package)
+from _httpcommon import split_requests  # noqa: E402  (benchmarks/http/_httpcommon.py)
 from harness import (  # noqa: E402
     Sample,
     ServerFailed,
@@ -284,6 +288,58 @@ def test_wrk_socket_errors_fail_the_burst() -> None:
         http_run.parse_wrk("unable to connect to 127.0.0.1:1 Connection refused\n")
 
 
+# --- the HTTP servers' request framing (_httpcommon.split_requests) ----------------------------
+
+GET = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"  # a request head without its blank line
+
+
+# Request headers that ask to close, and look-alikes that do not (each line without its CRLF).
+CLOSING_HEADERS = [
+    b"Connection: close", b"CONNECTION: CLOSE", b"Connection: Close", b"connection:close",
+    b"Connection:\tclose", b"Connection:  cLoSe  ", b"Connection: keep-alive, close",
+    b"Connection: close,Upgrade", b"connection:Upgrade ,\tCLOSE",
+]
+NOT_CLOSING_HEADERS = [
+    b"Connection: keep-alive", b"Connection: closed", b"Connection: keep-alive, closer",
+    b"Proxy-Connection: close", b"X-Connection: close", b"X-Note: connection: close",
+    b"Host2: close", b"Referer: http://h/close",
+]
+
+
+@pytest.mark.parametrize("header", CLOSING_HEADERS)
+def test_a_connection_header_listing_close_closes_in_any_case_and_spacing(header: bytes) -> None:
+    assert split_requests(GET + header + b"\r\n\r\n") == (1, True, b"")
+    # Among other headers, and in the second of two pipelined requests.
+    request = b"GET /a HTTP/1.1\r\n" + header + b"\r\nAccept: */*\r\n\r\n"
+    assert split_requests(GET + b"\r\n" + request) == (2, True, b"")
+
+
+@pytest.mark.parametrize("header", [b""] + [line + b"\r\n" for line in NOT_CLOSING_HEADERS])
+def test_close_anywhere_but_a_connection_option_keeps_the_connection(header: bytes) -> None:
+    request = b"GET /close HTTP/1.1\r\nHost: close.example\r\n" + header + b"\r\n"
+    assert split_requests(request) == (1, False, b"")
+    assert split_requests(request * 3) == (3, False, b"")
+
+
+def test_a_closing_request_still_in_the_tail_closes_once_it_is_complete() -> None:
+    closing = GET + b"CONNECTION: CLOSE\r\n\r\n"
+    # Split at every byte, fed as a server feeds it (the tail, then the next read):
+    # nothing closes until the closing request is whole, and no byte is lost.
+    for cut in range(1, len(closing)):
+        count, close, tail = split_requests(GET + b"\r\n" + closing[:cut])
+        assert (count, close, tail) == (1, False, closing[:cut])
+        assert split_requests(tail + closing[cut:] + GET) == (1, True, GET)
+
+
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"\r\n\r\n", b"GET / HTTP/1.1", b":close"]),
+                max_size=12).map(b"".join))
+def test_requests_are_counted_and_the_tail_kept_as_every_crlfcrlf_says(buf: bytes) -> None:
+    count, _close, tail = split_requests(buf)
+    assert count == buf.count(b"\r\n\r\n")  # non-overlapping, from the left
+    end = buf.rfind(b"\r\n\r\n")
+    assert tail == (buf[end + 4:] if end >= 0 else buf)
+
+
 # --- a server that dies, and a load generator that hangs (real, tiny processes) ------------------
 
 
@@ -455,3 +511,77 @@ def test_the_c_http_floor_answers_pipelined_split_and_closing_requests() -> None
         while chunk := sock.recv(65536):  # the server closes after the closing request
             rest += chunk
         assert rest == response * 2
+
+
+@needs_cc
+def test_the_c_http_floor_closes_exactly_when_split_requests_does() -> None:
+    args = http_run.parse_args(["--quiet-wait", "0"])
+    args.server_cpu = args.client_cpu = None
+    response = http_run.RESPONSE
+    with _c_floor(http_run, args, "wrk") as (_child, port):
+        for header, closes in [*((h, True) for h in CLOSING_HEADERS),
+                               *((h, False) for h in NOT_CLOSING_HEADERS)]:
+            request = GET + header + b"\r\n\r\n"
+            assert split_requests(request)[1] is closes, header
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                assert _exchange(sock, request, len(response)) == response, header
+                sock.settimeout(5)
+                if closes:
+                    assert sock.recv(1) == b"", header  # the server closed it
+                else:
+                    sock.sendall(GET + b"\r\n")  # still open: a second request is answered
+                    assert _exchange(sock, b"", len(response)) == response, header
+
+
+class _StandInProcess:
+    def __init__(self, status: int | None) -> None:
+        self.status = status
+
+    def poll(self) -> int | None:
+        return self.status
+
+
+class _StandInChild:
+    def __init__(self, name: str, status: int | None) -> None:
+        self.name = name
+        self.proc = _StandInProcess(status)
+
+
+@pytest.mark.parametrize(("status", "losses", "retries", "attempts", "fails"), [
+    (None, 2, 2, 3, False),  # alive: bursts that lost their window run again, the third counts
+    (None, 3, 2, 3, True),  # alive, but losing it past --retries: the failure stands
+    (-11, 1, 2, 1, True),  # the server died: no second burst
+])
+def test_a_burst_that_lost_its_window_runs_again_only_while_its_server_lives(
+        status: int | None, losses: int, retries: int, attempts: int, fails: bool) -> None:
+    calls: list[int] = []
+
+    def burst() -> harness.Sample:
+        calls.append(1)
+        if len(calls) <= losses:
+            raise harness.WindowLost("server: echo_load ended before its measured phase did")
+        return "sample"  # type: ignore[return-value]
+
+    bench = harness.ServerBench(None, argparse.Namespace(  # type: ignore[arg-type]
+        server_cpu=0, client_cpu=1, cold_malloc=False, retries=retries))
+    child = _StandInChild("server", status)
+    if fails:
+        with pytest.raises(harness.WindowLost, match="ended before its measured"):
+            bench.again_if_window_lost(burst, child, "server")  # type: ignore[arg-type]
+    else:
+        assert bench.again_if_window_lost(burst, child, "server") == "sample"  # type: ignore[arg-type]
+    assert len(calls) == attempts
+
+
+def test_a_failure_other_than_a_lost_window_is_not_run_again() -> None:
+    calls: list[int] = []
+
+    def burst() -> harness.Sample:
+        calls.append(1)
+        raise harness.ServerFailed("server: echo_load saw errors=3 mismatches=0")
+
+    bench = harness.ServerBench(None, argparse.Namespace(  # type: ignore[arg-type]
+        server_cpu=0, client_cpu=1, cold_malloc=False, retries=2))
+    with pytest.raises(harness.ServerFailed, match="errors=3"):
+        bench.again_if_window_lost(burst, _StandInChild("server", None), "server")  # type: ignore[arg-type]
+    assert calls == [1]

@@ -48,6 +48,11 @@ class ServerFailed(Exception):
     """The server exited or stayed silent instead of printing READY."""
 
 
+class WindowLost(ServerFailed):
+    """A burst lost its measured window with its server alive: the runner woke only after
+    the load generator had ended (a busy machine). Such a burst may run again."""
+
+
 class BuildFailed(Exception):
     """A C program did not compile."""
 
@@ -740,6 +745,19 @@ class ServerBench:
         """A ``with_retries`` reporter: one progress line per burst on stderr."""
         return lambda sample, note: log(f"{prefix} {self.describe(sample)}{note}")
 
+    def again_if_window_lost(self, run: Callable[[], Sample], child: Child,
+                             label: str) -> Sample:
+        """``run()``, run again (up to ``args.retries`` times) while it raises ``WindowLost``
+        and ``child`` (its server) still runs; a server that exited fails at once."""
+        for attempt in range(self.args.retries + 1):
+            try:
+                return run()
+            except WindowLost as exc:
+                if child.proc.poll() is not None or attempt == self.args.retries:
+                    raise
+                log(f"  {label}: {exc}; the server still runs: the burst runs again")
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
     def interleave(self, servers: Sequence[ServerSpec], running: dict[str, tuple[Child, int]],
                    burst: Callable[[ServerSpec, Child, int], Sample],
                    record: Callable[[str, Sample | None], None], *,
@@ -757,14 +775,19 @@ class ServerBench:
 
         def timed_or_failed(server: ServerSpec, where: str, counted: bool) -> Sample | None:
             child, port = running[server.name]
+
+            def one_burst() -> Sample:
+                return self.again_if_window_lost(lambda: burst(server, child, port), child,
+                                                 server.label)
+
             try:
                 if not counted:
-                    return burst(server, child, port)
+                    return one_burst()
                 # Each burst's own counters (others' CPU time, the two processes' waits)
                 # say whether it was contended; how busy the CPUs were before the round is
                 # only waited out (wait_quiet), not held against the round's bursts.
                 return with_retries(
-                    lambda _busy: burst(server, child, port), retries=args.retries,
+                    lambda _busy: one_burst(), retries=args.retries,
                     wait=lambda: wait_quiet(self.cpus, args.quiet_wait),
                     report=self.log_burst(f"[{where}] {name_column}{server.label:<26}"))
             except ServerFailed as exc:

@@ -50,6 +50,7 @@ from harness import (
     Sample,
     ServerBench,
     ServerFailed,
+    WindowLost,
     build_c,
     children,
     command_line,
@@ -250,7 +251,7 @@ class Bench(ServerBench):
             raise ServerFailed(f"{child.name}: not one round trip in {seconds:g} s: the server "
                                "stopped answering")
         if window is None:
-            raise ServerFailed(f"{child.name}: echo_load ended before its measured phase did")
+            raise WindowLost(f"{child.name}: echo_load ended before its measured phase did")
         if not wait_idle(child):
             log(f"warning: {child.name} still busy 2 s after a burst ended")
         return Sample(res["rps"], res["p99_us"], window, busy_before)

@@ -6,8 +6,9 @@
  * bodies, so each "\r\n\r\n" ends one. A read may hold part of a request, one, or several
  * pipelined ones; every complete request gets the same fixed response (RESPONSE below, the
  * Python servers' bytes exactly), the unterminated tail is kept for the next read, and a
- * "Connection: close" (any case) among the complete requests closes the connection once
- * their answers are sent. A tail longer than MAX_HEAD without an end closes it too.
+ * Connection header listing "close" among the complete requests (any case and spacing, as
+ * _httpcommon.py decides it) closes the connection once their answers are sent. A tail
+ * longer than MAX_HEAD without an end closes it too.
  *
  * Its CPU time per request is the kernel's share of a keep-alive request on this machine
  * plus next to nothing, the most any server here can reach. A response send() that comes
@@ -104,13 +105,37 @@ static void close_conn(int fd) {
     close(fd);  /* closing also removes it from the epoll set */
 }
 
-/* Whether "connection: close" occurs in data[0:len], in any case. */
+/* Whether data[0:len] is, after trimming spaces and tabs, "close" in any case. */
+static bool is_close_option(const char *data, size_t len) {
+    while (len && (*data == ' ' || *data == '\t')) {
+        data++;
+        len--;
+    }
+    while (len && (data[len - 1] == ' ' || data[len - 1] == '\t'))
+        len--;
+    return len == 5 && strncasecmp(data, "close", 5) == 0;
+}
+
+/* Whether a Connection header in the request heads data[0:len] lists "close", as
+ * _httpcommon.asks_to_close decides it: a line "name:" whose name is "connection" in
+ * any case, then comma-separated options, one of them "close" in any case. */
 static bool asks_to_close(const char *data, size_t len) {
-    static const char needle[] = "connection: close";
-    const size_t n = sizeof needle - 1;
-    for (size_t i = 0; i + n <= len; i++) {
-        if ((data[i] | 0x20) == 'c' && strncasecmp(data + i, needle, n) == 0)
-            return true;
+    const char *end = data + len;
+    for (const char *line = data; line < end;) {
+        const char *eol = memmem(line, (size_t)(end - line), "\r\n", 2);
+        if (!eol)
+            eol = end;
+        const char *colon = memchr(line, ':', (size_t)(eol - line));
+        if (colon && colon - line == 10 && strncasecmp(line, "connection", 10) == 0) {
+            for (const char *option = colon + 1; option <= eol;) {
+                const char *comma = memchr(option, ',', (size_t)(eol - option));
+                const char *stop = comma ? comma : eol;
+                if (is_close_option(option, (size_t)(stop - option)))
+                    return true;
+                option = stop + 1;
+            }
+        }
+        line = eol + 2;
     }
     return false;
 }

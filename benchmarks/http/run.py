@@ -44,6 +44,7 @@ from harness import (
     Sample,
     ServerBench,
     ServerFailed,
+    WindowLost,
     children,
     command_line,
     cost_ratios,
@@ -236,7 +237,7 @@ class Bench(ServerBench):
             raise ServerFailed(f"{server.name}: not one response in {seconds} s: the server "
                                "stopped answering")
         if window is None:
-            raise ServerFailed(f"{server.name}: wrk ended before its -d{seconds}s did")
+            raise WindowLost(f"{server.name}: wrk ended before its -d{seconds}s did")
         if not wait_idle(child):
             log(f"warning: {server.name} still busy 2 s after a burst ended")
         return Sample(rps, latency, window, busy_before)
