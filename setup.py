@@ -33,9 +33,11 @@ COMPILED_MODULES = [
     "src/treadle/core/loop.py",
     "src/treadle/waitqueue.py",
     "src/treadle/streams.py",
-    # treadle.aio's run-once; the aio loop class and its transport stay interpreted
-    # (docs/compiled.md, "treadle.aio on the compiled build", says why).
+    # treadle.aio's run-once and its transport's read routine; the aio loop class and the
+    # transport class stay interpreted (docs/compiled.md, "treadle.aio on the compiled
+    # build", says why).
     "src/treadle/aio/engine.py",
+    "src/treadle/aio/datapath.py",
 ]
 
 # Where the mended copies of mypyc's runtime files go (see mend_runtime).

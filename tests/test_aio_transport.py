@@ -1,9 +1,11 @@
 """treadle.aio's stream transport, against asyncio's on the same loop and on asyncio's loop.
 
-Every test body runs three times: on treadle.aio with treadle's transport (the one under
-test), on treadle.aio with asyncio's transport (``transport="asyncio"``), and on stock
-asyncio (the oracle). Real sockets on 127.0.0.1 port 0 (and a UNIX socket); tests
-synchronise on futures the protocols resolve, never on sleeps.
+Every test body runs four times: on treadle.aio with treadle's transport (the one under
+test) twice, once with each of its two copies of ``write`` (the transport class's, which
+the pure build uses, and its data path's, which the compiled build uses), on treadle.aio
+with asyncio's transport (``transport="asyncio"``), and on stock asyncio (the oracle).
+Real sockets on 127.0.0.1 port 0 (and a UNIX socket); tests synchronise on futures the
+protocols resolve, never on sleeps.
 """
 
 from __future__ import annotations
@@ -16,26 +18,37 @@ import socket
 import ssl
 import sys
 import tempfile
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
+from unittest import mock
 
 import pytest
 
 import treadle.aio
+import treadle.aio.transport
 from treadle.aio.transport import SocketTransport
+from treadle.describe import describe_callback
 
 _T = TypeVar("_T")
 
-KINDS = ["treadle", "treadle.aio+asyncio-transport", "asyncio"]
+# "treadle+other-write": treadle's transport with the write this build does not use.
+KINDS = ["treadle", "treadle+other-write", "treadle.aio+asyncio-transport", "asyncio"]
 
 
 @pytest.fixture(params=KINDS)
-def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, _T]], _T]:
+def run(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[Coroutine[Any, Any, _T]], _T]:
     """Run a coroutine to completion on a fresh loop of the kind under test."""
     kind = request.param
+    if kind == "treadle+other-write":
+        monkeypatch.setattr(
+            treadle.aio.transport, "_DATA_PATH_WRITES", not treadle.aio.transport._DATA_PATH_WRITES
+        )
 
     def make_loop() -> asyncio.AbstractEventLoop:
-        if kind == "treadle":
+        if kind in ("treadle", "treadle+other-write"):
             return treadle.aio.new_event_loop(transport="treadle")
         if kind == "treadle.aio+asyncio-transport":
             return treadle.aio.new_event_loop(transport="asyncio")
@@ -149,7 +162,8 @@ def test_the_treadle_kind_uses_treadles_transport(run: Any) -> None:
         await closed(listener, server, client)
         return name
 
-    expected = "SocketTransport" if run.kind == "treadle" else "_SelectorSocketTransport"
+    treadles = run.kind in ("treadle", "treadle+other-write")
+    expected = "SocketTransport" if treadles else "_SelectorSocketTransport"
     assert run(main()) == expected
 
 
@@ -341,6 +355,50 @@ def test_a_socket_closed_under_the_transport_fails_its_writes(run: Any) -> None:
     run(main())
 
 
+@pytest.mark.parametrize("protocol_kind", ["plain", "buffered"])
+def test_a_socket_closed_under_the_transport_fails_its_reads(
+    run: Any, protocol_kind: str
+) -> None:
+    """Closed by its caller between the poll and the read: EBADF, as from asyncio.
+
+    The poll has reported the descriptor readable when a callback queued before it closes
+    the socket and the descriptor's number comes to name another socket, whose waiting
+    bytes the transport must not read.
+    """
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        protocol_factory = Recorder if protocol_kind == "plain" else BufferedRecorder
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            sock = socket.create_connection(listener.getsockname())
+            accepted, _ = listener.accept()
+            _, protocol = await loop.create_connection(protocol_factory, sock=sock)
+            await protocol.made
+            fd = sock.fileno()
+            reuser, reuser_peer = socket.socketpair()
+            reuser_peer.sendall(b"not yours")
+
+            def close_under_the_transport() -> None:
+                sock.close()  # the caller's bug: the transport owns this socket
+                os.dup2(reuser.fileno(), fd)  # the number now names another socket
+
+            try:
+                # The next iteration's poll finds the socket readable; the callback queued
+                # now runs before the reader does, in the same iteration.
+                accepted.sendall(b"in flight")
+                loop.call_soon(close_under_the_transport)
+                exc = await protocol.lost
+                assert isinstance(exc, OSError) and exc.errno == errno.EBADF
+                assert not protocol.data
+                assert reuser.recv(100) == b"not yours"
+            finally:
+                os.close(fd)
+                for other in (reuser, reuser_peer, accepted):
+                    other.close()
+
+    run(main())
+
+
 def test_connection_reset_reaches_connection_lost(run: Any) -> None:
     async def main() -> None:
         server, client, listener = await connected_pair()
@@ -468,6 +526,32 @@ def test_set_protocol_mid_stream(run: Any) -> None:
         client.transport.close()
         assert await plain.lost is None  # the new protocol gets the end
         assert not server.lost.done()
+        await client.lost
+        listener.close()
+        await listener.wait_closed()
+
+    run(main())
+
+
+def test_set_protocol_to_one_of_the_same_kind_mid_stream(run: Any) -> None:
+    """Plain to plain and buffered to buffered: what is read next goes to the new one."""
+
+    async def main() -> None:
+        server, client, listener = await connected_pair()
+        plain = Recorder()
+        server.transport.set_protocol(plain)
+        client.transport.write(b"first")
+        assert await plain.receive(5) == b"first"
+        buffered = BufferedRecorder()
+        server.transport.set_protocol(buffered)
+        other_buffered = BufferedRecorder()
+        server.transport.set_protocol(other_buffered)
+        client.transport.write(b"second")
+        while bytes(other_buffered.data) != b"second":
+            await asyncio.sleep(0)
+        assert not server.data and not buffered.data
+        client.transport.close()
+        assert await other_buffered.lost is None
         await client.lost
         listener.close()
         await listener.wait_closed()
@@ -680,6 +764,53 @@ def test_repr_and_unclosed_warning() -> None:
         assert a.fileno() == -1  # closed by __del__
     finally:
         b.close()
+
+
+def test_the_readers_table_holds_the_data_path_named_after_its_transport() -> None:
+    """The poller's callback is the transport's data path's, which says whose it is.
+
+    (Debug mode's slow-callback warning and introspection name a callback by its owner.)
+    And once the connection is lost the data path lets go of the transport: a lost
+    transport is freed as soon as the last reference to it goes, with no cycle to wait
+    for the garbage collector.
+    """
+
+    async def main() -> None:
+        loop: Any = asyncio.get_running_loop()
+        server, client, listener = await connected_pair()
+        transport = client.transport
+        fd = transport.get_extra_info("socket").fileno()
+        path = loop._readers[fd]._callback.__self__
+        assert repr(path) == f"<DataPath of {transport!r}>"
+        assert describe_callback(loop._readers[fd]._callback) == "DataPath.read_ready()"
+        freed = weakref.ref(transport)
+        await closed(listener, server, client)
+        del transport, path, client  # (the client protocol's made future holds it too)
+        gc.disable()
+        try:
+            await asyncio.sleep(0)
+            assert freed() is None
+        finally:
+            gc.enable()
+
+    with asyncio.Runner(loop_factory=treadle.aio.new_event_loop) as runner:
+        runner.run(main())
+
+
+def test_a_transport_is_made_on_a_mock_socket() -> None:
+    """asyncio's own tests make transports on mock sockets (test_base_events).
+
+    Whose ``fileno()`` is a mock too: the compiled data path must not insist on an int.
+    """
+    loop = treadle.aio.new_event_loop()
+    sock = mock.MagicMock()
+    try:
+        transport = SocketTransport(loop, sock, asyncio.Protocol())
+        transport.close()
+        loop.run_until_complete(asyncio.sleep(0))
+        sock.close.assert_called_once_with()
+    finally:
+        loop.close()
 
 
 @pytest.mark.skipif(sys.version_info < (3, 13), reason="Server.close_clients is 3.13+")

@@ -7,9 +7,12 @@ asyncio's semantics (``asyncio.selector_events._SelectorSocketTransport`` is the
 selectable with ``transport="asyncio"``) on a shorter path: its readiness callbacks sit
 directly in treadle's poller tables, with no asyncio ``Handle`` in between; a
 ``BufferedProtocol`` is read with ``readv`` into its buffer; ``write`` sends first and
-buffers only what the socket did not take; a backlog goes out with one ``sendmsg``.
+buffers only what the socket did not take; a backlog goes out with one ``sendmsg``. The
+per-message work (the read routine, and ``write`` when the socket takes it all) is also
+in ``treadle.aio.datapath.DataPath``, a class with no asyncio base, which the compiled
+build compiles: there the loop reads through it and the transport's ``write`` is its.
 
-Side layer: imports asyncio and treadle's loop.
+Side layer: imports asyncio, treadle's loop and ``treadle.aio.datapath``.
 
 Private names relied on (adapt them when they move):
     treadle's loop: ``EventLoop.add_reader``/``remove_reader``/``add_writer``/
@@ -26,17 +29,18 @@ Private names relied on (adapt them when they move):
 from __future__ import annotations
 
 import asyncio
-import errno
 import inspect
 import itertools
 import os
 import socket
+import types
 import warnings
 from asyncio import base_events, constants, protocols, sslproto, transports, trsock
 from asyncio.log import logger
 from collections import deque
 from typing import Any
 
+from treadle.aio.datapath import WRITE_FAILED, DataPath, closed_under_us
 from treadle.loop import EventLoop as TreadleLoop
 
 __all__ = ["SocketTransport", "make_socket_transport", "make_ssl_transport"]
@@ -59,25 +63,15 @@ _SERVER_TRACKS_TRANSPORTS = (
 )
 _TCP_FAMILIES = {socket.AF_INET, socket.AF_INET6}
 
-# The most one data_received read asks for, as asyncio's transport.
-_MAX_READ = 256 * 1024
-# A read fails in one of these steps; each is the message the failure is reported with.
-_GET_BUFFER_FAILED = "Fatal error: protocol.get_buffer() call failed."
-_RECV_FAILED = "Fatal read error on socket transport"
-_DATA_RECEIVED_FAILED = "Fatal error: protocol.data_received() call failed."
-_BUFFER_UPDATED_FAILED = "Fatal error: protocol.buffer_updated() call failed."
-_WRITE_FAILED = "Fatal write error on socket transport"
-# Reads and writes of the plain path go to the descriptor: os.read/os.write parse their
-# arguments much faster than socket.recv/send (a tenth of a round trip's Python).
-_read = os.read
-_readv = os.readv
+# Writes of the plain path go to the descriptor (as the reads, in treadle.aio.datapath):
+# os.write parses its arguments much faster than socket.send.
 _write = os.write
-
-
-def _closed_under_us() -> OSError:
-    # Someone closed the socket object the transport owns (a `sock=` argument kept and
-    # closed): fail as socket.recv/send on it would, never touch a reused descriptor.
-    return OSError(errno.EBADF, "Bad file descriptor: the transport's socket was closed")
+# Compiled, DataPath.write is a native method, and each transport's write is its data
+# path's (an instance attribute: found by the generic lookup, which costs far less than
+# the interpreted write saves). Pure, the class's own write is found the interpreter's
+# fast way, and the data path's would only add a call. (Tests set this to run every
+# transport test with both.)
+_DATA_PATH_WRITES = not isinstance(DataPath.write, types.FunctionType)
 
 
 def _set_result_unless_cancelled(waiter: asyncio.Future[None]) -> None:
@@ -119,6 +113,7 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
         "_buffered",
         "_closing",
         "_conn_lost",
+        "_data_path",
         "_empty_waiter",
         "_eof",
         "_paused",
@@ -166,7 +161,8 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
         self._sock_fd = sock.fileno()
         self._closing = False  # close() or abort() was called, or the connection failed
         self._paused = False  # pause_reading() is in force
-        # Invariant: _reading is True exactly while _read_ready is in treadle's readers.
+        # Invariant: _reading is True exactly while a method of _data_path is in treadle's
+        # readers.
         self._reading = False
         self._writing = False  # likewise, _write_ready in treadle's writers
         self._eof = False  # write_eof() was called
@@ -181,8 +177,13 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
         # buffered, no write_eof(), no sendfile running, connection not lost.
         self._send_now = True
         self._protocol: Any = None
-        # The protocol is a BufferedProtocol: _read_ready_buffered reads into its buffer
-        # (else _read_ready reads bytes for data_received).
+        # Reads the socket while _reading, and compiled, writes. Invariant: its protocol
+        # is _protocol, its send_now _send_now (so both are set together).
+        self._data_path = DataPath(self, sock, self._sock_fd)
+        if _DATA_PATH_WRITES:
+            self.write = self._data_path.write  # type: ignore[method-assign]
+        # The protocol is a BufferedProtocol: the data path's read_ready_buffered reads
+        # into its buffer (else its read_ready reads bytes for data_received).
         self._buffered = False
         self._protocol_connected = False
         self.set_protocol(protocol)
@@ -224,7 +225,7 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         """Deliver what is read from now on to ``protocol`` (``start_tls`` uses this)."""
-        self._protocol = protocol
+        self._protocol = self._data_path.protocol = protocol
         buffered = isinstance(protocol, protocols.BufferedProtocol)
         if buffered != self._buffered:
             self._buffered = buffered
@@ -270,8 +271,11 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
             self._reading = True
 
     def _watch_readable(self) -> None:
-        # (Also replaces the routine when set_protocol changes the kind of protocol.)
-        ready = self._read_ready_buffered if self._buffered else self._read_ready
+        # (Also replaces the routine when set_protocol changes the kind of protocol.) The
+        # data path's bound method goes straight into treadle's table: the loop calls it
+        # as it would one of the transport's own, and compiled it is a native method.
+        path = self._data_path
+        ready = path.read_ready_buffered if self._buffered else path.read_ready
         TreadleLoop.add_reader(self._loop, self._sock_fd, ready)
 
     def _stop_reading(self) -> None:
@@ -279,65 +283,9 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
             self._reading = False
             TreadleLoop.remove_reader(self._loop, self._sock_fd)
 
-    # The readiness callbacks, called by treadle's loop straight from its poller: one per
-    # kind of protocol, so the hot path asks nothing it knew when reading started. Each
-    # step has its own handler (a try costs nothing until it catches) and its own message.
-    # Neither checks whether the connection is lost: reading stops before that, and a
-    # reader removed mid-iteration is cancelled, so the loop skips it.
-
-    def _read_ready(self) -> None:
-        try:
-            if self._sock._closed:  # type: ignore[union-attr]
-                raise _closed_under_us()
-            data = _read(self._sock_fd, _MAX_READ)
-        except (BlockingIOError, InterruptedError):
-            return  # woken for nothing: the data went to an earlier read
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, _RECV_FAILED)
-            return
-        if not data:
-            self._eof_from_peer()
-            return
-        try:
-            self._protocol.data_received(data)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, _DATA_RECEIVED_FAILED)
-
-    def _read_ready_buffered(self) -> None:
-        try:
-            buffer = self._protocol.get_buffer(-1)
-            if not len(buffer):
-                raise RuntimeError("get_buffer() returned an empty buffer")
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, _GET_BUFFER_FAILED)
-            return
-        try:
-            if self._sock._closed:  # type: ignore[union-attr]
-                raise _closed_under_us()
-            # readv on the descriptor: recv_into's argument parsing costs more than it.
-            nbytes = _readv(self._sock_fd, [buffer])
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, _RECV_FAILED)
-            return
-        if not nbytes:
-            self._eof_from_peer()
-            return
-        try:
-            self._protocol.buffer_updated(nbytes)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, _BUFFER_UPDATED_FAILED)
+    # The readiness callbacks are the data path's (treadle.aio.datapath), one per kind of
+    # protocol, so the hot path asks nothing it knew when reading started; it calls back
+    # _fatal_error when a step fails and _eof_from_peer at end of file.
 
     def _eof_from_peer(self) -> None:
         if self._loop.get_debug():
@@ -357,6 +305,7 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
 
     # --- writing -----------------------------------------------------------------------
 
+    # The same code as DataPath.write, on the transport's fields: keep the two in step.
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Send ``data``: at once as far as the socket takes it, the rest buffered.
 
@@ -372,14 +321,14 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
             return
         try:
             if self._sock._closed:  # type: ignore[union-attr]
-                raise _closed_under_us()
+                raise closed_under_us()
             sent = _write(self._sock_fd, data)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._fatal_error(exc, _WRITE_FAILED)
+            self._fatal_error(exc, WRITE_FAILED)
             return
         if sent != len(data):
             self._buffer_rest(data, sent)
@@ -403,7 +352,7 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._fatal_error(exc, _WRITE_FAILED)
+            self._fatal_error(exc, WRITE_FAILED)
             return
         for chunk in chunks:
             if sent >= len(chunk):
@@ -446,7 +395,7 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
             chunk = bytes(memoryview(data)[sent:])
         self._buffer.append(chunk)
         self._buffer_size += len(chunk)
-        self._send_now = False
+        self._send_now = self._data_path.send_now = False
         if not self._writing:
             TreadleLoop.add_writer(self._loop, self._sock_fd, self._write_ready)
             self._writing = True
@@ -472,7 +421,7 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
             self._stop_writing()
             buffer.clear()
             self._buffer_size = 0
-            self._fatal_error(exc, _WRITE_FAILED)
+            self._fatal_error(exc, WRITE_FAILED)
             if self._empty_waiter is not None and not self._empty_waiter.done():
                 self._empty_waiter.set_exception(exc)
             return
@@ -495,7 +444,7 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
         elif self._eof:
             self._sock.shutdown(socket.SHUT_WR)  # type: ignore[union-attr]
         else:
-            self._send_now = self._empty_waiter is None
+            self._send_now = self._data_path.send_now = self._empty_waiter is None
 
     def _stop_writing(self) -> None:
         if self._writing:
@@ -515,7 +464,7 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
         if self._closing or self._eof:
             return
         self._eof = True
-        self._send_now = False
+        self._send_now = self._data_path.send_now = False
         if not self._buffer:
             self._sock.shutdown(socket.SHUT_WR)  # type: ignore[union-attr]
 
@@ -526,14 +475,16 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
             raise RuntimeError("Empty waiter is already set")
         waiter: asyncio.Future[None] = self._loop.create_future()
         self._empty_waiter = waiter
-        self._send_now = False
+        self._send_now = self._data_path.send_now = False
         if not self._buffer:
             waiter.set_result(None)
         return waiter
 
     def _reset_empty_waiter(self) -> None:
         self._empty_waiter = None
-        self._send_now = not (self._buffer or self._eof or self._conn_lost)
+        self._send_now = self._data_path.send_now = not (
+            self._buffer or self._eof or self._conn_lost
+        )
 
     # --- closing -----------------------------------------------------------------------
 
@@ -549,7 +500,7 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
         self._stop_reading()
         if not self._buffer:
             self._conn_lost += 1
-            self._send_now = False
+            self._send_now = self._data_path.send_now = False
             self._loop.call_soon(self._call_connection_lost, None)
 
     def abort(self) -> None:
@@ -584,7 +535,7 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
             self._closing = True
             self._stop_reading()
         self._conn_lost += 1
-        self._send_now = False
+        self._send_now = self._data_path.send_now = False
         self._loop.call_soon(self._call_connection_lost, exc)
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
@@ -598,6 +549,12 @@ class SocketTransport(_FlowControlBase):  # type: ignore[misc]
             self._sock = None
             self._protocol = None
             self._loop = None
+            # The data path refers back to the transport: no cycle outlives the connection.
+            # (A write from now on is the class's, which counts and drops it.)
+            path = self._data_path
+            if self.__dict__.get("write") == path.write:
+                del self.write
+            path.transport = path.sock = path.protocol = None
             if self._server is not None:
                 self._detach_from_server()
             waiter = self._empty_waiter
