@@ -10,6 +10,7 @@ tests/test_aio_conformance.py, covers asyncio's own test suite).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import os
 import signal
@@ -53,7 +54,7 @@ EXPECTED_OWNERS = {
     "call_at": "treadle.aio",
     "call_exception_handler": "BaseEventLoop",
     "call_later": "BaseEventLoop",
-    "call_soon": "BaseEventLoop",
+    "call_soon": "treadle.aio",
     "call_soon_threadsafe": "BaseEventLoop",
     "close": "treadle.aio",
     "connect_accepted_socket": "BaseEventLoop",
@@ -238,6 +239,37 @@ def test_futures_and_tasks_are_asyncios_own() -> None:
     # The C implementations, where this Python has them.
     assert type(fut).__module__ == asyncio.Future.__module__
     fut.cancel()
+
+
+def test_handles_made_without_init_hold_every_field_asyncios_init_sets() -> None:
+    # call_soon and call_at fill asyncio's handles themselves (outside debug mode): a
+    # Python release that adds a slot must fail here, not in a program.
+    loop = EventLoop()
+    context = contextvars.copy_context()
+
+    def callback(*args: object) -> None: ...
+
+    try:
+        pairs = [
+            (loop.call_soon(callback, 1, context=context),
+             asyncio.Handle(callback, (1,), loop, context)),
+            (loop.call_at(5.0, callback, 2, context=context),
+             asyncio.TimerHandle(5.0, callback, (2,), loop, context)),
+        ]
+        for mine, theirs in pairs:
+            assert type(mine) is type(theirs)
+            slots = {slot for cls in type(theirs).__mro__
+                     for slot in getattr(cls, "__slots__", ()) if slot != "__weakref__"}
+            assert slots >= {"_callback", "_args", "_cancelled", "_loop", "_context"}
+            for slot in slots - {"_scheduled"}:  # in the heap: ours is scheduled
+                assert getattr(mine, slot) == getattr(theirs, slot), slot
+            assert repr(mine) == repr(theirs)
+            mine.cancel()
+            assert mine.cancelled()
+        # No context given: a copy of the current one, as asyncio's.
+        assert loop.call_soon(callback)._context is not loop.call_soon(callback)._context
+    finally:
+        loop.close()
 
 
 def test_handles_are_asyncios_with_source_tracebacks_in_debug_mode() -> None:

@@ -71,6 +71,7 @@ asyncio (``asyncio.base_events``, ``selector_events``, ``unix_events``, ``events
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import selectors
 import socket
@@ -114,6 +115,11 @@ _asyncio_base_events: Any = base_events
 _asyncio_unix_events: Any = unix_events
 _selectors_private: Any = selectors
 _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+# asyncio's handles, made by call_soon and call_at without their __init__ (see there).
+_Handle: Any = events.Handle
+_TimerHandle: Any = events.TimerHandle
+_new_object = object.__new__
+_copy_context = contextvars.copy_context
 # Which transport serves TCP and UNIX streams when the loop is not told: "treadle"
 # (treadle.aio.transport) unless this variable says "asyncio" (asyncio's own, the oracle).
 TRANSPORT_ENV = "TREADLE_AIO_TRANSPORT"
@@ -218,15 +224,37 @@ class EventLoop(TreadleLoop, _AsyncioLoop):  # type: ignore[misc]
         self._treadle_current_task: Any = None
 
     # --- treadle's engine, asyncio's handles -------------------------------------------
-    # call_soon, call_later and call_soon_threadsafe are asyncio's: they append asyncio's
-    # Handle to _ready (treadle's queue). call_at puts asyncio's TimerHandle in treadle's
-    # heap. Handles are asyncio's so that debug mode has their _source_traceback and
-    # isinstance(handle, asyncio.TimerHandle) holds.
+    # call_soon appends asyncio's Handle to _ready (treadle's queue); call_at puts
+    # asyncio's TimerHandle in treadle's heap. Handles are asyncio's so that debug mode has
+    # their _source_traceback and isinstance(handle, asyncio.TimerHandle) holds. Outside
+    # debug mode both make the handle themselves: asyncio's call_soon is five Python calls
+    # (call_soon, _check_closed, _call_soon, Handle.__init__, get_debug), and every future's
+    # callback and every task step comes through it. In debug mode, and on a closed loop,
+    # asyncio's own methods run, with their checks and errors. call_later and
+    # call_soon_threadsafe are asyncio's (they call these).
 
     if not TYPE_CHECKING:  # mypy sees treadle's signatures; asyncio's are typed apart
-        call_soon = _AsyncioLoop.call_soon
         call_soon_threadsafe = _AsyncioLoop.call_soon_threadsafe
         call_later = _AsyncioLoop.call_later
+
+    def call_soon(  # type: ignore[override]
+        self, callback: Any, *args: Any, context: Any = None
+    ) -> asyncio.Handle:
+        """Run ``callback(*args)`` in ``context`` (a copy of the current one by default) soon."""
+        if self._debug or self._closed:
+            return _AsyncioLoop.call_soon(self, callback, *args, context=context)
+        # What Handle.__init__ sets outside debug mode (tests/test_aio_loop.py checks the
+        # slots against asyncio's, so a release that adds one fails loudly).
+        handle: Any = _new_object(_Handle)
+        handle._callback = callback
+        handle._args = args
+        handle._cancelled = False
+        handle._loop = self
+        handle._source_traceback = None
+        handle._repr = None
+        handle._context = _copy_context() if context is None else context
+        self._ready.append(handle)
+        return handle  # type: ignore[no-any-return]
 
     def call_at(  # type: ignore[override]
         self, when: float, callback: Any, *args: Any, context: Any = None
@@ -234,13 +262,23 @@ class EventLoop(TreadleLoop, _AsyncioLoop):  # type: ignore[misc]
         """Run ``callback(*args)`` once ``time()`` reaches ``when``."""
         if when is None:
             raise TypeError("when cannot be None")
-        self._check_closed()
-        if self._debug:
+        if self._debug or self._closed:
+            self._check_closed()
             self._check_thread()
             _asyncio_private._check_callback(self, callback, "call_at")
-        timer: Any = events.TimerHandle(when, callback, args, self, context)
-        if timer._source_traceback:
-            del timer._source_traceback[-1]
+            timer: Any = events.TimerHandle(when, callback, args, self, context)
+            if timer._source_traceback:
+                del timer._source_traceback[-1]
+        else:
+            timer = _new_object(_TimerHandle)  # as call_soon makes its Handle
+            timer._callback = callback
+            timer._args = args
+            timer._cancelled = False
+            timer._loop = self
+            timer._source_traceback = None
+            timer._repr = None
+            timer._context = _copy_context() if context is None else context
+            timer._when = when
         heappush(self._timers, (when, self._timer_sequence(), timer))
         timer._scheduled = True
         return timer  # type: ignore[no-any-return]
