@@ -215,6 +215,23 @@ def test_large_write_pauses_and_resumes_writing_and_loses_nothing(run: Any) -> N
     run(main())
 
 
+def test_writelines_of_many_and_of_large_chunks_loses_nothing(run: Any) -> None:
+    # More chunks than one writev takes (IOV_MAX, 1,024 on Linux), and chunks larger than
+    # the socket takes at once, with bytes, bytearrays and memoryviews mixed in.
+    async def main() -> None:
+        server, client, listener = await connected_pair()
+        many = [bytes([i % 251]) * 3 for i in range(2500)]
+        large = [os.urandom(3 << 20), bytearray(os.urandom(1 << 20)), b"",
+                 memoryview(os.urandom(2 << 20))]
+        client.transport.writelines(many)
+        client.transport.writelines(large)
+        expected = b"".join(many) + b"".join(bytes(chunk) for chunk in large)
+        assert await server.receive(len(expected)) == expected
+        await closed(listener, server, client)
+
+    run(main())
+
+
 def test_limits_are_checked(run: Any) -> None:
     async def main() -> None:
         server, client, listener = await connected_pair()
@@ -323,7 +340,8 @@ def test_closing_mid_write(run: Any, how: str) -> None:
     run(main())
 
 
-def test_a_socket_closed_under_the_transport_fails_its_writes(run: Any) -> None:
+@pytest.mark.parametrize("how", ["write", "writelines"])
+def test_a_socket_closed_under_the_transport_fails_its_writes(run: Any, how: str) -> None:
     """A caller that closes the socket it gave the transport gets EBADF, as from asyncio.
 
     The descriptor's number may belong to another socket by then: nothing is written there.
@@ -341,7 +359,10 @@ def test_a_socket_closed_under_the_transport_fails_its_writes(run: Any) -> None:
             sock.close()  # the caller's bug: the transport owns this socket
             os.dup2(reuser.fileno(), fd)  # the number now names another socket
             try:
-                transport.write(b"stray")
+                if how == "write":
+                    transport.write(b"stray")
+                else:
+                    transport.writelines([b"str", b"ay"])
                 exc = await protocol.lost
                 assert isinstance(exc, OSError) and exc.errno == errno.EBADF
                 reuser_peer.setblocking(False)
