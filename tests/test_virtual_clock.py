@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import treadle
+from treadle.core.clock import MonotonicClock
 from treadle.testing import VirtualClock, run_test, wait_all_tasks_blocked
 from treadle.testing.clock import DEFAULT_AUTOJUMP_THRESHOLD
 
@@ -360,3 +361,11 @@ async def test_a_loopback_exchange_with_a_peer_thread_on_virtual_time(
         listener.close()
         await treadle.to_thread(thread.join)
     assert virtual_clock.time() == 0.0
+
+
+def test_the_real_clock_sleeps_until_the_deadline_and_never_a_negative_time() -> None:
+    clock = MonotonicClock()
+    now = clock.time()
+    assert 0.0 < clock.sleep_time(now + 60.0) <= 60.0
+    assert clock.sleep_time(now - 5.0) == 0.0  # past: no wait, not -5
+    assert clock.sleep_time(float("-inf")) == 0.0
