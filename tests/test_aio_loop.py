@@ -278,8 +278,13 @@ def test_handles_are_asyncios_with_source_tracebacks_in_debug_mode() -> None:
         loop.set_debug(True)
         handle = loop.call_soon(lambda: None)
         timer = loop.call_later(10, lambda: None)
+        at = loop.call_at(loop.time() + 10, lambda: None)
         assert isinstance(handle, asyncio.Handle) and isinstance(timer, asyncio.TimerHandle)
-        assert handle._source_traceback and timer._source_traceback  # type: ignore[attr-defined]
+        # Each trace ends at the line that scheduled it, not inside the loop.
+        for made in (handle, timer, at):
+            last = made._source_traceback[-1]  # type: ignore[attr-defined]
+            assert (last.filename, last.name) == (__file__, inspect.currentframe().f_code.co_name)
+        at.cancel()
         timer.cancel()
         loop.run_until_complete(asyncio.sleep(0))
     finally:

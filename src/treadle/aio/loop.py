@@ -241,11 +241,15 @@ class EventLoop(TreadleLoop, _AsyncioLoop):  # type: ignore[misc]
         self, callback: Any, *args: Any, context: Any = None
     ) -> asyncio.Handle:
         """Run ``callback(*args)`` in ``context`` (a copy of the current one by default) soon."""
+        handle: Any
         if self._debug or self._closed:
-            return _AsyncioLoop.call_soon(self, callback, *args, context=context)
+            handle = _AsyncioLoop.call_soon(self, callback, *args, context=context)
+            if handle._source_traceback:
+                del handle._source_traceback[-1]  # this frame: the trace ends at the caller
+            return handle  # type: ignore[no-any-return]
         # What Handle.__init__ sets outside debug mode (tests/test_aio_loop.py checks the
         # slots against asyncio's, so a release that adds one fails loudly).
-        handle: Any = _new_object(_Handle)
+        handle = _new_object(_Handle)
         handle._callback = callback
         handle._args = args
         handle._cancelled = False
