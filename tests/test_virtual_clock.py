@@ -369,3 +369,22 @@ def test_the_real_clock_sleeps_until_the_deadline_and_never_a_negative_time() ->
     assert 0.0 < clock.sleep_time(now + 60.0) <= 60.0
     assert clock.sleep_time(now - 5.0) == 0.0  # past: no wait, not -5
     assert clock.sleep_time(float("-inf")) == 0.0
+
+
+def test_a_loop_on_the_real_clock_reads_monotonic_time_and_a_subclass_is_asked() -> None:
+    loop = treadle.new_event_loop()
+    try:
+        before = time.monotonic()
+        assert before <= loop.time() <= time.monotonic()
+    finally:
+        loop.close()
+
+    class Shifted(MonotonicClock):
+        def time(self) -> float:
+            return super().time() + 1000.0
+
+    shifted = treadle.EventLoop(clock=Shifted())
+    try:
+        assert shifted.time() >= time.monotonic() + 999.0  # its own time(), not the shortcut
+    finally:
+        shifted.close()

@@ -35,7 +35,7 @@ from treadle.asyncio_stand_in import (
     swap_asyncio_running_loop,
 )
 from treadle.core import running as _running_record
-from treadle.core.clock import Clock
+from treadle.core.clock import Clock, MonotonicClock
 from treadle.core.futures import Future, isfuture
 from treadle.core.handles import Handle
 from treadle.core.loop import CoreLoop, Poller, _fileno
@@ -145,6 +145,10 @@ class EventLoop(CoreLoop):
 
     def __init__(self, *, clock: Clock | None = None) -> None:
         super().__init__(clock=clock)
+        if type(self._clock) is MonotonicClock:
+            # The real clock's reading is time.monotonic itself: one Python call fewer
+            # for each loop.time() and each iteration with a timer pending.
+            self._clock_time = time.monotonic
         self.slow_callback_duration = 0.1
         self._exception_handler: ExceptionHandler | None = None
         self._asyncgens: weakref.WeakSet[Any] = weakref.WeakSet()
