@@ -111,3 +111,28 @@ def test_a_cancelled_gather_whose_last_child_then_failed_keeps_the_cancel_messag
         return await parent
 
     assert run_on(fw_name, main) == ("stop",)
+
+
+def test_a_cancelled_gather_whose_last_child_is_a_gather_raises_a_bare_cancellation(
+    fw_name: str,
+) -> None:
+    # As above, but the last child is itself a gather: cancelling it cancels its
+    # children and records no message of its own, so asyncio raises CancelledError()
+    # with no message; treadle raised CancelledError("stop").
+    async def main(fw: Any) -> Any:
+        async def cancels_the_parent_then_fails() -> None:
+            parent.cancel("stop")
+            raise ValueError("failed")
+
+        async def gathers() -> Any:
+            try:
+                await fw.gather(fw.gather(cancels_the_parent_then_fails()),
+                                return_exceptions=True)
+            except fw.CancelledError as exc:
+                return exc.args
+            return "not cancelled"
+
+        parent = fw.create_task(gathers())
+        return await parent
+
+    assert run_on(fw_name, main) == ()

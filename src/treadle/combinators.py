@@ -125,26 +125,26 @@ class _GatheringFuture(Future[list[Any]]):
     as ``gather`` describes.
     """
 
-    __slots__ = ("_cancel_requested", "_children", "_last_child_cancel_message")
+    __slots__ = ("_cancel_requested", "_children")
 
     def __init__(self, children: list[Future[Any]], *, loop: EventLoop) -> None:
         super().__init__(loop=loop)
         self._children = children
         # Invariant: True once cancel() reached at least one child.
         self._cancel_requested = False
-        # The message of the cancel() that reached the last child, if one did.
-        self._last_child_cancel_message: str | None = None
 
     def cancel(self, msg: str | None = None) -> bool:
-        """Cancel every child not done yet; True if any was cancelled."""
+        """Cancel every child not done yet; True if any was cancelled.
+
+        The gathering future itself keeps no cancel message (as asyncio's): a gather
+        that is the last child of another gives that one a bare CancelledError.
+        """
         if self.done():
             return False
         cancelled_any = False
         for child in self._children:
             if child.cancel(msg=msg):
                 cancelled_any = True
-                if child is self._children[-1]:
-                    self._last_child_cancel_message = msg
         if cancelled_any:
             self._cancel_requested = True
         return cancelled_any
@@ -356,12 +356,13 @@ def gather(*aws: _AwaitableOrGenerator[Any], return_exceptions: bool = False) ->
             # gather() was cancelled: even though every child is accounted for, the
             # awaiting task asked to be cancelled and must see CancelledError. As in
             # asyncio, it is the last child's (in argument order), whichever ended last.
-            # (A last child that ended otherwise gives the message it was cancelled with.)
+            # (A last child that ended otherwise gives the cancel message it recorded: a
+            # task cancelled while running records it, a gather never does.)
             last = children[-1]
             if last.cancelled():
                 outer.set_exception(_cancelled_error(last))
             else:
-                message = outer._last_child_cancel_message
+                message = getattr(last, "_cancel_message", None)
                 error = CancelledError() if message is None else CancelledError(message)
                 outer.set_exception(error)
         else:
